@@ -1,1 +1,33 @@
-fn main() {}
+//! The `tally` binary: run a server, manage apps, export events.
+//!
+//! Exit codes: 0 on success, 1 on any error (one line on stderr), 2 on a
+//! usage error (clap's).
+
+mod client;
+mod commands;
+mod env;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, as "context: cause: cause".
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}

@@ -1,1 +1,112 @@
-//! wip
+//! Tally's HTTP server: ingest from CLIs in the field, export and admin for
+//! the maintainers, metrics for their monitoring.
+//!
+//! Depend on this crate to embed a Tally server (the `tally` binary does);
+//! SDKs never do. [`serve`] runs a server on a listener until a shutdown
+//! future resolves, then drains: it stops accepting, commits every batch it
+//! acknowledged or is about to, and returns. [`app`] builds the router alone,
+//! for tests that call it without a socket.
+//!
+//! Routes:
+//! - `POST /v1/batch` (ingest key): a batch of events, see `docs/protocol.md`.
+//! - `GET /api/v1/apps`, `POST /api/v1/apps` (admin token): list and add apps.
+//! - `GET /api/v1/export` (admin token): stored events as NDJSON.
+//! - `GET /healthz`, `GET /metrics` (open): liveness and Prometheus metrics.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tally_server::{Config, serve};
+//! let config = Config::new("tally-data".into());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! serve(config, listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod auth;
+mod body;
+mod commit;
+mod config;
+mod error;
+mod ingest;
+mod metrics;
+mod state;
+
+pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};
+pub use config::Config;
+pub use error::ServeError;
+pub use state::AppState;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+/// The router of a Tally server over `state`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/batch", post(ingest::batch))
+        .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
+        .route("/api/v1/export", get(admin::export))
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics::render))
+        .with_state(state)
+}
+
+/// Runs a server on `listener` until `shutdown` resolves, then drains.
+///
+/// Opens the store in `config.data_dir` (creating the admin token on first
+/// start) and returns once every accepted batch is committed.
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Server::open(config)?.run(listener, shutdown).await
+}
+
+/// A server whose store is open, not yet listening: open it first to learn
+/// that the data dir is usable, then [`Server::run`] it.
+pub struct Server {
+    state: AppState,
+    committer: commit::Committer,
+}
+
+impl Server {
+    /// Opens the store (refusing a data dir another process holds) and
+    /// starts the commit thread.
+    pub fn open(config: Config) -> Result<Self, ServeError> {
+        let (state, committer) = AppState::open(config)?;
+        Ok(Self { state, committer })
+    }
+
+    /// The router over this server's state, for tests that call it without
+    /// a socket (`tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> Router {
+        app(self.state.clone())
+    }
+
+    /// The admin token of the data dir.
+    pub fn admin_token(&self) -> &str {
+        self.state.admin_token()
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting
+    /// and commits everything accepted before returning.
+    pub async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let addr = listener.local_addr().map_err(ServeError::Listen)?;
+        tracing::info!(%addr, "Tally is listening.");
+        axum::serve(listener, app(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Listen)?;
+        tracing::info!("Draining: committing what was accepted.");
+        self.committer.finish();
+        tracing::info!("Stopped.");
+        Ok(())
+    }
+}

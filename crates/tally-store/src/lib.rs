@@ -1,1 +1,68 @@
-//! wip
+//! Where Tally keeps events: the [`Store`] trait, its backends, and the
+//! conformance suite every backend passes.
+//!
+//! Depend on this crate to read or write Tally's events without a server, as
+//! `tally export --data DIR` does. The server owns one store and one
+//! [`Writer`] (a single writer thread group-commits for every request).
+//!
+//! Features:
+//! - `duckdb` (default): the embedded backend, one DuckDB file in a data dir.
+//!
+//! ```
+//! # #[cfg(feature = "duckdb")] {
+//! use tally_store::{DuckDbStore, Store, StoredEvent};
+//! let dir = tempfile::tempdir()?;
+//! let store = DuckDbStore::open(dir.path())?;
+//! let app = store.add_app("mycli")?;
+//! assert!(app.ingest_key.starts_with("tk_"));
+//! assert_eq!(store.apps()?, vec![app]);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod dedupe;
+#[cfg(feature = "duckdb")]
+mod duckdb;
+mod error;
+mod model;
+
+pub mod conformance;
+
+pub use dedupe::RecentIds;
+#[cfg(feature = "duckdb")]
+pub use duckdb::DuckDbStore;
+pub use error::StoreError;
+pub use model::{App, ExportFilter, StoredEvent};
+
+/// A place events are kept durably and read back from.
+///
+/// Implementations are shared between threads; each writing thread asks for
+/// its own [`Writer`].
+pub trait Store: Send + Sync {
+    /// A handle that inserts events. The server keeps exactly one.
+    fn writer(&self) -> Result<Box<dyn Writer>, StoreError>;
+
+    /// Calls `sink` with every stored event that `filter` selects, ordered
+    /// by timestamp, until it returns [`std::ops::ControlFlow::Break`].
+    /// Returns how many events were passed to `sink`.
+    fn export(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut dyn FnMut(StoredEvent) -> std::ops::ControlFlow<()>,
+    ) -> Result<u64, StoreError>;
+
+    /// Registers an app and makes its ingest key.
+    fn add_app(&self, name: &str) -> Result<App, StoreError>;
+
+    /// Every registered app, by name.
+    fn apps(&self) -> Result<Vec<App>, StoreError>;
+}
+
+/// Inserts events, exactly once each.
+pub trait Writer: Send {
+    /// Durably stores the events of `batch` whose `id` is not stored yet, all
+    /// or none of them, and says for each event whether it was new (`true`)
+    /// or a duplicate (`false`). An id repeated inside `batch` counts once.
+    /// When this returns `Ok`, the events survive a crash of the process.
+    fn insert(&mut self, batch: &[StoredEvent]) -> Result<Vec<bool>, StoreError>;
+}

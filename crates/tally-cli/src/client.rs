@@ -1,0 +1,69 @@
+//! A small blocking client of a server's admin API.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+use ureq::http::Response;
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Self {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+            auth: format!("Bearer {token}"),
+        }
+    }
+
+    /// GET `path` (with its query), failing on a non-2xx answer.
+    pub fn get(&self, path: &str) -> Result<Response<ureq::Body>> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.auth)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        check(response)
+    }
+
+    /// POST a JSON body to `path`, failing on a non-2xx answer.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> Result<Response<ureq::Body>> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.auth)
+            .send_json(body)
+            .with_context(|| format!("POST {url}"))?;
+        check(response)
+    }
+}
+
+/// Turns an error answer into an error naming the server's reason.
+fn check(mut response: Response<ureq::Body>) -> Result<Response<ureq::Body>> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let mut text = String::new();
+    let _ = response
+        .body_mut()
+        .as_reader()
+        .take(64 * 1024)
+        .read_to_string(&mut text);
+    let reason = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["reason"].as_str().map(str::to_owned))
+        .unwrap_or(text);
+    bail!("the server answered {status}: {reason}")
+}

@@ -1,0 +1,12 @@
+//! Every environment variable the `tally` binary reads, in one place.
+
+/// The data dir (`--data`).
+pub const DATA: &str = "TALLY_DATA";
+/// The listen address of `tally serve` (`--listen`).
+pub const LISTEN: &str = "TALLY_LISTEN";
+/// A running server's URL for admin commands (`--server`).
+pub const SERVER: &str = "TALLY_SERVER";
+/// The admin token for `--server` (`--token`).
+pub const TOKEN: &str = "TALLY_TOKEN";
+/// Log filter, in `tracing_subscriber::EnvFilter` syntax (default "info").
+pub const LOG: &str = "TALLY_LOG";

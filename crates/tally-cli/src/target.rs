@@ -1,0 +1,72 @@
+//! Where an admin command acts: a running server over HTTP, or the data
+//! dir directly when no server holds it.
+//!
+//! DuckDB lets one process open a store, so with `--data DIR` the command
+//! tries the file first; if a server holds it, the command finds that
+//! server through `DIR/server.json` and talks to it with `DIR/admin-token`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use tally_store::{DuckDbStore, StoreError};
+
+use crate::client::Client;
+
+/// Written by `tally serve` into its data dir while it runs.
+pub const SERVER_FILE: &str = "server.json";
+
+/// The content of [`SERVER_FILE`].
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ServerFile {
+    /// The base URL the server listens on.
+    pub url: String,
+}
+
+/// How the user said where to act.
+#[derive(clap::Args, Debug)]
+pub struct TargetArgs {
+    /// The data dir, used directly when no server runs on it.
+    #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
+    pub data: PathBuf,
+    /// A running server's URL; takes precedence over --data.
+    #[arg(long, env = crate::env::SERVER)]
+    pub server: Option<String>,
+    /// The admin token for --server.
+    #[arg(long, env = crate::env::TOKEN, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// A resolved place to act.
+pub enum Target {
+    Server(Client),
+    Store(DuckDbStore),
+}
+
+impl TargetArgs {
+    pub fn resolve(&self) -> Result<Target> {
+        if let Some(url) = &self.server {
+            let Some(token) = &self.token else {
+                bail!("--server needs --token (or {}) with the admin token", crate::env::TOKEN);
+            };
+            return Ok(Target::Server(Client::new(url, token)));
+        }
+        match DuckDbStore::open(&self.data) {
+            Ok(store) => Ok(Target::Store(store)),
+            Err(StoreError::Locked { .. }) => running_server(&self.data).map(Target::Server),
+            Err(e) => Err(e).with_context(|| format!("opening {}", self.data.display())),
+        }
+    }
+}
+
+fn running_server(dir: &Path) -> Result<Client> {
+    let file = dir.join(SERVER_FILE);
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!("the store in {} is in use, but {} is missing", dir.display(), file.display())
+    })?;
+    let server: ServerFile =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?;
+    let token_file = dir.join(tally_server::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?;
+    Ok(Client::new(&server.url, token.trim()))
+}

@@ -1,0 +1,144 @@
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, add_app, data_dir, event, export, gzip};
+
+fn batch_json(events: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({"sent_at": time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339).expect("format"), "events": events}))
+    .expect("json")
+}
+
+fn event_with(key: &str, value: Value) -> Vec<u8> {
+    let mut e = serde_json::to_value(event("strict")).expect("json");
+    e[key] = value;
+    batch_json(vec![e])
+}
+
+#[test]
+fn bad_requests_get_a_clear_4xx_and_store_nothing() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let key = add_app(dir.path(), "strict");
+    let other_key = add_app(dir.path(), "other");
+
+    let mut missing = serde_json::to_value(event("strict")).expect("json");
+    missing.as_object_mut().expect("object").remove("exit_code");
+    let mut nested = serde_json::to_value(event("strict")).expect("json");
+    nested["properties"] = json!({"a": {"b": {"c": {"d": 1}}}});
+    let mut deep = String::from("1");
+    for _ in 0..200 {
+        deep = format!("{{\"x\": {deep}}}");
+    }
+    let mut deeply = serde_json::to_value(event("strict")).expect("json");
+    deeply["properties"] = json!("placeholder");
+    let deeply = serde_json::to_string(&json!({"sent_at": "2026-01-01T00:00:00Z", "events": [deeply]}))
+        .expect("json")
+        .replace("\"placeholder\"", &deep);
+    let valid = batch_json(vec![serde_json::to_value(event("strict")).expect("json")]);
+    let truncated_gzip = {
+        let full = gzip(&valid);
+        full[..full.len() / 2].to_vec()
+    };
+    let bomb = {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            encoder.write_all(&zeros).expect("gzip");
+        }
+        encoder.finish().expect("gzip")
+    };
+    let huge = vec![b' '; 50 * 1024 * 1024];
+    let future = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    let mut future_event = serde_json::to_value(event("strict")).expect("json");
+    future_event["timestamp"] = json!(future.format(&time::format_description::well_known::Rfc3339).expect("format"));
+
+    let gz = [("Content-Encoding", "gzip")];
+    let cases: Vec<(&str, &str, &[(&str, &str)], Vec<u8>, u16, &str)> = vec![
+        ("invalid JSON", &key, &[], b"{\"sent_at\": ".to_vec(), 400, "invalid_json"),
+        ("truncated gzip", &key, &gz, truncated_gzip, 400, "invalid_encoding"),
+        ("gzip bomb", &key, &gz, bomb, 413, "too_large"),
+        ("50 MB body", &key, &[], huge, 413, "too_large"),
+        ("wrong types", &key, &[], event_with("exit_code", json!("zero")), 400, "invalid_events"),
+        ("missing field", &key, &[], batch_json(vec![missing]), 400, "invalid_events"),
+        ("string over limit", &key, &[], event_with("command", json!("x".repeat(10_000))), 400, "invalid_events"),
+        ("unknown key", "tk_nope", &[], valid.clone(), 401, "unauthorized"),
+        ("wrong app for key", &other_key, &[], valid.clone(), 400, "invalid_events"),
+        ("future timestamp", &key, &[], batch_json(vec![future_event]), 400, "invalid_events"),
+        ("non-UTF-8", &key, &[], b"{\"sent_at\": \"\xff\xfe\", \"events\": []}".to_vec(), 400, "invalid_json"),
+        ("nested properties", &key, &[], batch_json(vec![nested]), 400, "invalid_events"),
+        ("deeply nested properties", &key, &[], deeply.into_bytes(), 400, "invalid_json"),
+        ("unknown encoding", &key, &[("Content-Encoding", "br")], valid.clone(), 415, "unsupported"),
+        ("not JSON content", &key, &[("Content-Type", "text/plain")], valid.clone(), 415, "unsupported"),
+    ];
+    for (name, key, headers, body, status, code) in cases {
+        let (got, answer) = server.post_raw(key, headers, &body);
+        assert_eq!(got, status, "{name}: {answer}");
+        assert_eq!(answer["error"], code, "{name}: {answer}");
+        assert!(answer["reason"].as_str().is_some_and(|r| !r.is_empty()), "{name}: {answer}");
+        let (health, _) = server.get("/healthz", None);
+        assert_eq!(health, 200, "the server stays up after {name}");
+    }
+    let (_, answer) = server.post_raw(&key, &[], &event_with("exit_code", json!("zero")));
+    assert_eq!(answer["rejected"][0]["field"], "exit_code", "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 0, "{answer}");
+    assert!(export(dir.path(), "strict").is_empty(), "nothing was stored");
+
+    // After all that, a good batch still goes in.
+    assert_eq!(server.post_raw(&key, &[], &valid).0, 200);
+    assert_eq!(export(dir.path(), "strict").len(), 1);
+}
+
+#[test]
+fn a_partly_bad_batch_stores_the_good_events() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let key = add_app(dir.path(), "strict");
+    let good = serde_json::to_value(event("strict")).expect("json");
+    let mut bad = serde_json::to_value(event("strict")).expect("json");
+    bad["os"] = json!(42);
+    let (status, answer) = server.post_raw(&key, &[], &batch_json(vec![good, bad]));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["rejected"], json!([{"index": 1, "field": "os", "reason": answer["rejected"][0]["reason"]}]));
+    assert_eq!(export(dir.path(), "strict").len(), 1);
+}
+
+#[test]
+fn reading_needs_the_admin_token() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let key = add_app(dir.path(), "private");
+    for path in ["/api/v1/export", "/api/v1/apps"] {
+        assert_eq!(server.get(path, None).0, 401, "{path} without a token");
+        assert_eq!(server.get(path, Some(&key)).0, 401, "{path} with an ingest key");
+        assert_eq!(server.get(path, Some(&server.admin_token())).0, 200, "{path} with the admin token");
+    }
+    let mode = std::fs::metadata(dir.path().join("admin-token")).expect("token file");
+    #[cfg(unix)]
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+}
+
+#[test]
+fn metrics_count_what_happened() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let key = add_app(dir.path(), "counted");
+    let batch = vec![event("counted"), event("counted")];
+    server.send(&key, &batch);
+    server.send(&key, &batch);
+    server.post_raw(&key, &[], &event_with("os", json!("")));
+    let (status, text) = server.get("/metrics", None);
+    assert_eq!(status, 200);
+    for line in [
+        "tally_events_accepted_total 2",
+        "tally_events_duplicate_total 2",
+        "tally_events_rejected_total{field=\"os\"} 1",
+        "tally_requests_total{outcome=\"ok\"} 2",
+        "tally_queue_depth_events 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("tally_commit_duration_seconds_bucket"), "{text}");
+}

@@ -1,0 +1,127 @@
+use std::collections::HashSet;
+
+use tally_protocol::Event;
+
+use crate::support::{TestServer, add_app, data_dir, event, export, ids, tally};
+
+#[test]
+fn a_batch_round_trips_field_for_field() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    // Added while the server runs: usable at once, without a restart.
+    let key = add_app(dir.path(), "roundtrip");
+    let mut sent: Vec<Event> = (0..3).map(|_| event("roundtrip")).collect();
+    sent[1].error = None;
+    sent[1].properties.clear();
+    sent[2].flags.clear();
+    let (status, body) = server.send(&key, &sent);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 3);
+    assert_eq!(body["duplicates"], 0);
+
+    let exported = export(dir.path(), "roundtrip");
+    let mut back: Vec<Event> = exported
+        .iter()
+        .map(|line| serde_json::from_value(line.clone()).expect("an exported line is an event"))
+        .collect();
+    back.sort_by_key(|e| e.id);
+    sent.sort_by_key(|e| e.id);
+    // Stores keep microseconds; the SDK's timestamps may carry nanoseconds.
+    for e in &mut sent {
+        e.timestamp = e.timestamp.replace_nanosecond(e.timestamp.microsecond() * 1000).expect("valid");
+    }
+    assert_eq!(back, sent);
+    for line in &exported {
+        assert!(line["received_at"].is_string(), "export carries received_at");
+        assert!(!line.to_string().contains("127.0.0.1"), "the client IP is never stored");
+    }
+}
+
+#[test]
+fn a_retried_batch_is_stored_once() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let key = add_app(dir.path(), "retry");
+    let batch: Vec<Event> = (0..10).map(|_| event("retry")).collect();
+    let (_, first) = server.send(&key, &batch);
+    assert_eq!((first["accepted"].as_u64(), first["duplicates"].as_u64()), (Some(10), Some(0)));
+    let (status, second) = server.send(&key, &batch);
+    assert_eq!(status, 200);
+    assert_eq!((second["accepted"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(10)));
+    assert_eq!(export(dir.path(), "retry").len(), 10);
+}
+
+#[test]
+fn concurrent_clients_with_overlapping_ids_store_each_id_once() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let key = add_app(dir.path(), "overlap");
+    let pool: Vec<Event> = (0..400).map(|_| event("overlap")).collect();
+    let accepted: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|client| {
+                let (server, key, pool) = (&server, &key, &pool);
+                s.spawn(move || {
+                    let mut accepted = 0;
+                    // Each client sends windows of the pool that overlap
+                    // with its own earlier windows and with other clients'.
+                    for round in 0..10 {
+                        let start = (client * 37 + round * 29) % (pool.len() - 50);
+                        let (status, body) = server.send(key, &pool[start..start + 50]);
+                        assert_eq!(status, 200, "{body}");
+                        accepted += body["accepted"].as_u64().expect("accepted");
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client")).sum()
+    });
+    let exported = ids(&export(dir.path(), "overlap"));
+    let unique: HashSet<_> = exported.iter().collect();
+    assert_eq!(unique.len(), exported.len(), "no id stored twice");
+    assert_eq!(accepted as usize, exported.len(), "accepted counts add up to what is stored");
+}
+
+#[test]
+fn export_filters_by_time_through_the_server_and_directly() {
+    let dir = data_dir();
+    let mut server = TestServer::start(dir.path());
+    let key = add_app(dir.path(), "window");
+    let now = time::OffsetDateTime::now_utc();
+    let events: Vec<Event> = (0..4)
+        .map(|h| {
+            let mut e = event("window");
+            e.timestamp = now - time::Duration::hours(h * 24 + 1);
+            e
+        })
+        .collect();
+    assert_eq!(server.send(&key, &events).0, 200);
+    let since = (now - time::Duration::hours(50))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let data = dir.path().to_str().expect("utf-8");
+    let args = ["export", "--app", "window", "--since", &since, "--data", data];
+    let (ok, through_server, err) = tally(&args);
+    assert!(ok, "{err}");
+    assert_eq!(through_server.lines().count(), 3);
+
+    assert!(server.terminate().success());
+    let (ok, direct, err) = tally(&args);
+    assert!(ok, "{err}");
+    assert_eq!(direct, through_server, "direct export reads the same as the server's");
+}
+
+#[test]
+fn app_list_shows_every_app() {
+    let dir = data_dir();
+    let data = dir.path().to_str().expect("utf-8");
+    let key = add_app(dir.path(), "offline");
+    let (ok, list, _) = tally(&["app", "list", "--data", data]);
+    assert!(ok);
+    assert_eq!(list, format!("offline\t{key}\n"));
+    let (ok, _, err) = tally(&["app", "add", "offline", "--data", data]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
+    assert!(err.contains("exists already"), "{err}");
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `tally` binary, a real DuckDB file, loopback.
+
+mod bad_input;
+mod crash;
+mod ingest;
+mod support;

@@ -1,0 +1,199 @@
+//! Group commit: one thread owns the store's writer and commits the events
+//! of many requests in one transaction.
+//!
+//! A request reserves room for its events in a bounded queue (a semaphore of
+//! `queue_events` permits) or is told to come back later (429): memory stays
+//! bounded whatever the load. The thread takes every job waiting, up to
+//! `max_group_events`, commits them together, and only then answers each
+//! request, so a 2xx always means "durable". While it commits, the next
+//! group gathers, which is why durability costs latency but not throughput.
+//!
+//! Shutdown: [`Committer::finish`] closes the queue to new requests, then
+//! sends a stop marker behind every job already queued, so everything
+//! accepted is committed before the thread exits.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tally_store::{StoreError, StoredEvent, Writer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+type Reply = Result<Vec<bool>, Arc<StoreError>>;
+
+struct Job {
+    events: Vec<StoredEvent>,
+    reply: oneshot::Sender<Reply>,
+    _room: OwnedSemaphorePermit,
+}
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+/// The commit thread; finish it after the server stops taking requests.
+pub(crate) struct Committer {
+    handle: CommitterHandle,
+    thread: JoinHandle<()>,
+}
+
+/// What request handlers use to commit events.
+#[derive(Clone)]
+pub(crate) struct CommitterHandle {
+    tx: mpsc::Sender<Msg>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl Committer {
+    /// Starts the commit thread over `writer`.
+    pub(crate) fn start(
+        writer: Box<dyn Writer>,
+        queue_events: usize,
+        max_group_events: usize,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("tally-commit".into())
+            .spawn(move || run(writer, &rx, max_group_events, &metrics))?;
+        Ok(Self {
+            handle: CommitterHandle {
+                tx,
+                room: Arc::new(Semaphore::new(queue_events)),
+                capacity: queue_events,
+            },
+            thread,
+        })
+    }
+
+    pub(crate) fn handle(&self) -> CommitterHandle {
+        self.handle.clone()
+    }
+
+    /// Refuses new work, commits everything queued, and waits for the thread.
+    pub(crate) fn finish(self) {
+        self.handle.room.close();
+        // The thread only exits on Stop, so a send can only fail if it died.
+        let _ = self.handle.tx.send(Msg::Stop);
+        if self.thread.join().is_err() {
+            tracing::error!("The commit thread panicked.");
+        }
+    }
+}
+
+impl CommitterHandle {
+    /// Commits `events` and says for each whether it was new. Fails with
+    /// [`ApiError::Busy`] when the queue is full and with
+    /// [`ApiError::Unavailable`] when the store failed (nothing stored).
+    pub(crate) async fn commit(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, ApiError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let room = match Arc::clone(&self.room).try_acquire_many_owned(events.len() as u32) {
+            Ok(room) => room,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                return Err(ApiError::Busy { retry_after_s: 1 });
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err(ApiError::Unavailable("the server is shutting down".into()));
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            events,
+            reply,
+            _room: room,
+        };
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| ApiError::Unavailable("the commit thread has stopped".into()))?;
+        match answer.await {
+            Ok(Ok(new)) => Ok(new),
+            Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(SharedStoreError(e)))),
+            Err(_) => Err(ApiError::Unavailable("the commit thread has stopped".into())),
+        }
+    }
+
+    /// Events accepted but not yet committed.
+    pub(crate) fn queued_events(&self) -> usize {
+        self.capacity - self.room.available_permits()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct SharedStoreError(Arc<StoreError>);
+
+fn run(mut writer: Box<dyn Writer>, rx: &mpsc::Receiver<Msg>, max_group: usize, metrics: &Metrics) {
+    while let Ok(Msg::Job(first)) = rx.recv() {
+        let mut size = first.events.len();
+        let mut jobs = vec![first];
+        let mut stop = false;
+        while size < max_group {
+            match rx.try_recv() {
+                Ok(Msg::Job(job)) => {
+                    size += job.events.len();
+                    jobs.push(job);
+                }
+                Ok(Msg::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(writer.as_mut(), jobs, metrics);
+        if stop {
+            return;
+        }
+    }
+}
+
+fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) {
+    let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
+    let sizes: Vec<usize> = jobs
+        .iter_mut()
+        .map(|job| {
+            let n = job.events.len();
+            events.append(&mut job.events);
+            n
+        })
+        .collect();
+    let started = Instant::now();
+    let result = writer.insert(&events);
+    metrics.observe_commit(started.elapsed(), events.len());
+    match result {
+        Ok(new) => {
+            let mut rest = new.as_slice();
+            for (job, n) in jobs.into_iter().zip(sizes) {
+                let (mine, others) = rest.split_at(n);
+                rest = others;
+                let _ = job.reply.send(Ok(mine.to_vec()));
+            }
+        }
+        // One request's events must not fail everyone's: retry each alone,
+        // so only the request at fault (if any) is refused.
+        Err(e) if jobs.len() > 1 => {
+            tracing::warn!(error = %e, requests = jobs.len(), "Group commit failed; committing its requests one by one.");
+            let mut offset = 0;
+            for (mut job, n) in jobs.into_iter().zip(sizes) {
+                job.events = events[offset..offset + n].to_vec();
+                offset += n;
+                commit_group(writer, vec![job], metrics);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = events.len(), "Commit failed; the request gets 503.");
+            let e = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(Arc::clone(&e)));
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The errors of the HTTP surface and of starting a server.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tally_protocol::Rejection;
+
+/// Why a server could not start or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] tally_store::StoreError),
+    /// The admin token could not be read or created.
+    #[error("admin token {path}: {source}")]
+    AdminToken {
+        /// The token file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Listen(std::io::Error),
+    /// The commit thread could not be started.
+    #[error("starting the commit thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Every way a request can fail; each maps to one status and a JSON body
+/// `{"error": code, "field": ..., "reason": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: no credentials, or not the right kind; the client must fix its key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 400: the request as a whole is malformed; retrying it cannot help.
+    #[error("{reason}")]
+    BadRequest {
+        /// A stable code, e.g. "invalid_json".
+        code: &'static str,
+        /// Where, e.g. "sent_at", or "" for the whole body.
+        field: String,
+        /// A sentence.
+        reason: String,
+        /// Per-event reasons, when every event of a batch was rejected.
+        rejected: Vec<Rejection>,
+    },
+    /// 409: the thing exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body, compressed or not, is over a size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: an encoding or content type the server does not speak.
+    #[error("{0}")]
+    Unsupported(String),
+    /// 429: the commit queue is full; the client should retry later.
+    #[error("the server is busy; retry after {retry_after_s} s")]
+    Busy {
+        /// Seconds to wait, sent as `Retry-After`.
+        retry_after_s: u32,
+    },
+    /// 503: the store failed; nothing of the request was stored, so a retry
+    /// is safe. The source is logged, not sent.
+    #[error("storage is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// A 400 about one field.
+    pub fn bad(code: &'static str, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            field: field.into(),
+            reason: reason.into(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// The label this error is counted under in metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::BadRequest { code, .. } => code,
+            Self::Conflict(_) => "conflict",
+            Self::TooLarge(_) => "too_large",
+            Self::Unsupported(_) => "unsupported",
+            Self::Busy { .. } => "busy",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        match &self {
+            Self::Unavailable(source) => tracing::error!(%source, "Request failed in the store."),
+            _ => tracing::debug!(code = self.code(), reason = %self, "Request refused."),
+        }
+        let mut body = json!({"error": self.code(), "reason": self.to_string()});
+        if let Self::BadRequest {
+            field, rejected, ..
+        } = &self
+        {
+            body["field"] = json!(field);
+            if !rejected.is_empty() {
+                body["rejected"] = json!(rejected);
+            }
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::Busy { retry_after_s } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        }
+        response
+    }
+}

@@ -1,0 +1,73 @@
+//! `POST /v1/batch`: events in, exactly once, acknowledged when durable.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use tally_protocol::{BatchError, IngestResponse, decode_batch};
+use tally_store::StoredEvent;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let started = Instant::now();
+    let result = ingest(&state, &headers, body).await;
+    let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
+    state.metrics().observe_request(outcome, started.elapsed());
+    result.map(Json)
+}
+
+async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<IngestResponse, ApiError> {
+    let key = crate::auth::bearer(headers)
+        .ok_or(ApiError::Unauthorized("missing header Authorization: Bearer <ingest key>"))?;
+    let app = state
+        .app_of_key(key)
+        .ok_or(ApiError::Unauthorized("unknown ingest key"))?;
+    let limits = &state.config().limits;
+    let raw = crate::body::read(body, headers, limits).await?;
+
+    let now = OffsetDateTime::now_utc();
+    let decoded = decode_batch(&raw, &app, now, limits).map_err(|e| match e {
+        BatchError::InvalidJson { path, .. } => ApiError::bad("invalid_json", path, e.to_string()),
+        BatchError::TooManyEvents { .. } => ApiError::TooLarge(e.to_string()),
+    })?;
+    for rejection in &decoded.rejected {
+        state.metrics().count_rejected(&rejection.field);
+    }
+    if decoded.events.is_empty() && !decoded.rejected.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "invalid_events",
+            field: "events".into(),
+            reason: "no event of the batch is valid".into(),
+            rejected: decoded.rejected,
+        });
+    }
+
+    let events: Vec<StoredEvent> = decoded
+        .events
+        .into_iter()
+        .zip(decoded.client_timestamps)
+        .map(|(event, client_timestamp)| StoredEvent {
+            event,
+            client_timestamp,
+            received_at: now,
+        })
+        .collect();
+    let new = state.committer().commit(events).await?;
+    let accepted = new.iter().filter(|&&n| n).count();
+    let duplicates = new.len() - accepted;
+    state.metrics().count_events(accepted, duplicates);
+    Ok(IngestResponse {
+        accepted,
+        duplicates,
+        rejected: decoded.rejected,
+    })
+}

@@ -1,0 +1,124 @@
+//! Prometheus metrics at `GET /metrics`.
+//!
+//! Counters of events (accepted, duplicate, rejected by field) and requests
+//! (by outcome), latency histograms of requests and commits, and the depth
+//! of the commit queue. Labels come from fixed sets, never from client text.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+/// The top-level event fields, the only values of the `field` label.
+const FIELDS: &[&str] = &[
+    "id", "timestamp", "app", "app_version", "install_id", "command", "flags", "exit_code",
+    "outcome", "duration_ms", "os", "arch", "os_version", "ci", "agent", "tty", "error", "deps",
+    "properties",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabel {
+    field: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The server's metrics; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    accepted: Counter,
+    duplicates: Counter,
+    rejected: Family<FieldLabel, Counter>,
+    requests: Family<OutcomeLabel, Counter>,
+    request_seconds: Histogram,
+    commit_seconds: Histogram,
+    commit_events: Histogram,
+    queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let inner = Inner {
+            registry: Mutex::new(Registry::with_prefix("tally")),
+            accepted: Counter::default(),
+            duplicates: Counter::default(),
+            rejected: Family::default(),
+            requests: Family::default(),
+            request_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            queue_depth: Gauge::default(),
+        };
+        {
+            let mut r = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
+            r.register("events_accepted", "Events stored", inner.accepted.clone());
+            r.register("events_duplicate", "Events already stored (retries)", inner.duplicates.clone());
+            r.register("events_rejected", "Events refused, by offending field", inner.rejected.clone());
+            r.register("requests", "Ingest requests, by outcome", inner.requests.clone());
+            r.register("request_duration_seconds", "Ingest request latency", inner.request_seconds.clone());
+            r.register("commit_duration_seconds", "Latency of one group commit", inner.commit_seconds.clone());
+            r.register("commit_group_events", "Events per group commit", inner.commit_events.clone());
+            r.register("queue_depth_events", "Events accepted but not yet committed", inner.queue_depth.clone());
+        }
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn observe_commit(&self, took: Duration, events: usize) {
+        self.inner.commit_seconds.observe(took.as_secs_f64());
+        self.inner.commit_events.observe(events as f64);
+    }
+
+    /// Counts one finished ingest request: `outcome` is "ok" or an error code.
+    pub(crate) fn observe_request(&self, outcome: &'static str, took: Duration) {
+        self.inner.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.inner.request_seconds.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn count_events(&self, accepted: usize, duplicates: usize) {
+        self.inner.accepted.inc_by(accepted as u64);
+        self.inner.duplicates.inc_by(duplicates as u64);
+    }
+
+    /// Counts a rejected event under the top-level field of `path`.
+    pub(crate) fn count_rejected(&self, path: &str) {
+        let top = path.split('.').next().unwrap_or_default();
+        let field = FIELDS.iter().find(|f| **f == top).copied().unwrap_or("other");
+        self.inner.rejected.get_or_create(&FieldLabel { field }).inc();
+    }
+}
+
+pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let metrics = &state.metrics().inner;
+    metrics.queue_depth.set(state.committer().queued_events() as i64);
+    let mut text = String::new();
+    let registry = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        tracing::error!(error = %e, "Encoding metrics failed.");
+    }
+    (
+        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+}

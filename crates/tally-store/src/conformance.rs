@@ -1,0 +1,161 @@
+//! The behaviour every [`Store`] backend must show, as functions a backend's
+//! tests call with a fresh, empty store.
+//!
+//! ```
+//! # #[cfg(feature = "duckdb")] {
+//! let dir = tempfile::tempdir()?;
+//! let store = tally_store::DuckDbStore::open(dir.path())?;
+//! tally_store::conformance::run_all(&store);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ops::ControlFlow;
+
+use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+
+use crate::{ExportFilter, Store, StoredEvent};
+
+/// Runs every check against `store`, which must start empty.
+pub fn run_all(store: &dyn Store) {
+    events_round_trip(store);
+    duplicates_are_stored_once(store);
+    export_filters(store);
+    apps_are_unique(store);
+}
+
+/// An event with every field set, made from `n`.
+pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
+    let event = Event {
+        id: Uuid::from_u128(0x0195_f3a4_6c1e_7cc2_9d61_0000_0000_0000 | u128::from(n)),
+        timestamp: at,
+        app: app.to_owned(),
+        app_version: format!("1.{}.0", n % 3),
+        install_id: Uuid::from_u128(0x6f96_19ff_8b86_4d01_b42d_0000_0000_0000 | u128::from(n % 7)),
+        command: "deploy create".into(),
+        flags: vec!["--force".into(), "-v".into()],
+        exit_code: (n % 2) as i32,
+        outcome: Some(if n % 2 == 0 { Outcome::Success } else { Outcome::Failure }),
+        duration_ms: 1200 + u64::from(n),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        os_version: Some("Debian 12".into()),
+        ci: (n % 3 == 0).then(|| "github-actions".into()),
+        agent: None,
+        tty: Some(n % 2 == 0),
+        error: (n % 2 == 1).then(|| ErrorInfo {
+            kind: "http.timeout".into(),
+            message: "timed out after 30s".into(),
+            location: Some("src/deploy.rs:42:9".into()),
+        }),
+        deps: [("git".to_owned(), "2.43.0".to_owned())].into(),
+        properties: [
+            ("count".to_owned(), PropertyValue::Int(3)),
+            ("mode".to_owned(), PropertyValue::String("fast".into())),
+            ("ratio".to_owned(), PropertyValue::Float(0.25)),
+            ("dry".to_owned(), PropertyValue::Bool(false)),
+        ]
+        .into(),
+    };
+    StoredEvent {
+        client_timestamp: at - time::Duration::hours(1),
+        received_at: at + time::Duration::milliseconds(250),
+        event,
+    }
+}
+
+fn export(store: &dyn Store, filter: &ExportFilter) -> Vec<StoredEvent> {
+    let mut out = Vec::new();
+    store
+        .export(filter, &mut |e| {
+            out.push(e);
+            ControlFlow::Continue(())
+        })
+        .expect("export");
+    out
+}
+
+fn app_filter(app: &str) -> ExportFilter {
+    ExportFilter {
+        app: Some(app.into()),
+        ..Default::default()
+    }
+}
+
+/// Every field survives the trip in and out; an event without optional
+/// fields comes back without them.
+pub fn events_round_trip(store: &dyn Store) {
+    let at = datetime!(2026-11-20 10:00:00.123456 UTC);
+    let full = sample(1, "roundtrip", at);
+    let mut bare = sample(2, "roundtrip", at + time::Duration::seconds(1));
+    let e = &mut bare.event;
+    (e.outcome, e.os_version, e.ci, e.tty, e.error) = (None, None, None, None, None);
+    e.flags.clear();
+    e.deps.clear();
+    e.properties.clear();
+    let mut writer = store.writer().expect("writer");
+    assert_eq!(writer.insert(&[full.clone(), bare.clone()]).expect("insert"), [true, true]);
+    assert_eq!(export(store, &app_filter("roundtrip")), [full, bare]);
+}
+
+/// A retried event is stored once, in one batch, across batches, and across
+/// writers (as after a restart).
+pub fn duplicates_are_stored_once(store: &dyn Store) {
+    let at = datetime!(2026-11-21 10:00:00 UTC);
+    let events: Vec<_> = (10..20).map(|n| sample(n, "dedupe", at)).collect();
+    let mut writer = store.writer().expect("writer");
+    let first = writer.insert(&events[..6]).expect("insert");
+    assert!(first.iter().all(|&new| new));
+    let mut retry = events.clone();
+    retry.push(events[9].clone());
+    let second = writer.insert(&retry).expect("insert");
+    assert_eq!(second.iter().filter(|&&new| new).count(), 4);
+    assert!(!second[10], "a repeat inside one batch is a duplicate");
+    drop(writer);
+    let mut restarted = store.writer().expect("writer");
+    assert!(restarted.insert(&events).expect("insert").iter().all(|&new| !new));
+    assert_eq!(export(store, &app_filter("dedupe")).len(), 10);
+}
+
+/// Exports select by app and half-open time range, in time order.
+pub fn export_filters(store: &dyn Store) {
+    let base = datetime!(2026-11-22 00:00:00 UTC);
+    let events: Vec<_> = (30..40)
+        .map(|n| sample(n, "filters", base + time::Duration::hours(i64::from(40 - n))))
+        .collect();
+    store.writer().expect("writer").insert(&events).expect("insert");
+    let all = export(store, &app_filter("filters"));
+    assert_eq!(all.len(), 10);
+    assert!(all.windows(2).all(|w| w[0].event.timestamp <= w[1].event.timestamp));
+    let window = ExportFilter {
+        app: Some("filters".into()),
+        since: Some(base + time::Duration::hours(2)),
+        until: Some(base + time::Duration::hours(5)),
+    };
+    let hours: Vec<_> = export(store, &window)
+        .iter()
+        .map(|e| (e.event.timestamp - base).whole_hours())
+        .collect();
+    assert_eq!(hours, [2, 3, 4]);
+    assert!(export(store, &app_filter("nobody")).is_empty());
+}
+
+/// App names are unique and validated; keys are distinct.
+pub fn apps_are_unique(store: &dyn Store) {
+    let a = store.add_app("conformance-a").expect("add");
+    let b = store.add_app("conformance-b").expect("add");
+    assert_ne!(a.ingest_key, b.ingest_key);
+    assert!(matches!(
+        store.add_app("conformance-a"),
+        Err(crate::StoreError::AppExists(_))
+    ));
+    assert!(matches!(
+        store.add_app("bad name"),
+        Err(crate::StoreError::InvalidAppName(_))
+    ));
+    let apps = store.apps().expect("apps");
+    assert!(apps.contains(&a) && apps.contains(&b));
+}

@@ -1,0 +1,158 @@
+//! The embedded backend: one DuckDB file, `tally.duckdb`, in the data dir.
+//!
+//! DuckDB lets one process open a file for writing; inside it, any number of
+//! connections read while one writer group-commits. A commit is durable when
+//! it returns (DuckDB syncs its write-ahead log), which is what lets the
+//! server acknowledge a batch.
+
+mod schema;
+mod writer;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use duckdb::{Connection, ToSql};
+
+use crate::dedupe::micros;
+use crate::{App, ExportFilter, Store, StoreError, StoredEvent, Writer};
+
+/// The file name of the database inside a data dir.
+pub const DB_FILE: &str = "tally.duckdb";
+
+/// Columns read back by exports, in the order `writer::row_to_event` expects.
+const EXPORT_COLUMNS: &str = "id, epoch_us(timestamp), epoch_us(client_timestamp),
+    epoch_us(received_at), app, app_version, install_id, command, flags, exit_code,
+    outcome, duration_ms, os, arch, os_version, ci, agent, tty, error_kind,
+    error_message, error_location, deps, properties";
+
+/// The embedded store. See the [crate docs](crate) for an example.
+pub struct DuckDbStore {
+    path: PathBuf,
+    // DuckDB connections are not Sync; each operation clones its own.
+    root: Mutex<Connection>,
+    recent_ids: usize,
+}
+
+impl DuckDbStore {
+    /// How many recent event ids the writer remembers by default (about
+    /// 50 MB); see [`crate::RecentIds`].
+    pub const DEFAULT_RECENT_IDS: usize = 1_000_000;
+
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, Self::DEFAULT_RECENT_IDS)
+    }
+
+    /// Opens the store in `dir` with a writer that remembers `recent_ids`.
+    pub fn open_with(dir: &Path, recent_ids: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(|e| {
+            if e.to_string().contains("lock") {
+                StoreError::Locked { path: path.clone() }
+            } else {
+                StoreError::DuckDb(e)
+            }
+        })?;
+        schema::migrate(&mut conn)?;
+        Ok(Self {
+            path,
+            root: Mutex::new(conn),
+            recent_ids,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> Result<Connection, StoreError> {
+        let root = self
+            .root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(root.try_clone()?)
+    }
+}
+
+impl Store for DuckDbStore {
+    fn writer(&self) -> Result<Box<dyn Writer>, StoreError> {
+        Ok(Box::new(writer::DuckDbWriter::open(
+            self.connection()?,
+            self.recent_ids,
+        )?))
+    }
+
+    fn export(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
+    ) -> Result<u64, StoreError> {
+        let conn = self.connection()?;
+        let mut sql = format!("SELECT {EXPORT_COLUMNS} FROM events WHERE true");
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        if let Some(app) = &filter.app {
+            sql.push_str(" AND app = ?");
+            args.push(Box::new(app.clone()));
+        }
+        if let Some(since) = filter.since {
+            sql.push_str(" AND timestamp >= make_timestamp(?)");
+            args.push(Box::new(micros(since)));
+        }
+        if let Some(until) = filter.until {
+            sql.push_str(" AND timestamp < make_timestamp(?)");
+            args.push(Box::new(micros(until)));
+        }
+        sql.push_str(" ORDER BY timestamp, id");
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            count += 1;
+            if sink(writer::row_to_event(row)?).is_break() {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    fn add_app(&self, name: &str) -> Result<App, StoreError> {
+        tally_protocol::check_app_name(name).map_err(StoreError::InvalidAppName)?;
+        let conn = self.connection()?;
+        let exists: i64 =
+            conn.query_row("SELECT count(*) FROM apps WHERE name = ?", [name], |r| {
+                r.get(0)
+            })?;
+        if exists > 0 {
+            return Err(StoreError::AppExists(name.to_owned()));
+        }
+        let app = App::new(name);
+        conn.execute(
+            "INSERT INTO apps (name, ingest_key) VALUES (?, ?)",
+            [&app.name, &app.ingest_key],
+        )?;
+        Ok(app)
+    }
+
+    fn apps(&self) -> Result<Vec<App>, StoreError> {
+        let conn = self.connection()?;
+        let mut stmt = conn.prepare("SELECT name, ingest_key FROM apps ORDER BY name")?;
+        let apps = stmt
+            .query_map([], |r| {
+                Ok(App {
+                    name: r.get(0)?,
+                    ingest_key: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(apps)
+    }
+}
+
+#[cfg(test)]
+mod tests;

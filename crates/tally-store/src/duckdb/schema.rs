@@ -1,0 +1,66 @@
+//! The embedded store's tables, created and migrated in order.
+//!
+//! Each migration runs once, in its own transaction, and bumps
+//! `tally_schema.version`; a file written by a newer Tally is refused rather
+//! than misread.
+
+use duckdb::Connection;
+
+use crate::StoreError;
+
+/// Migrations in order; index + 1 is the schema version each produces.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE events (
+    id UUID NOT NULL,
+    timestamp TIMESTAMP NOT NULL,
+    client_timestamp TIMESTAMP NOT NULL,
+    received_at TIMESTAMP NOT NULL,
+    app VARCHAR NOT NULL,
+    app_version VARCHAR NOT NULL,
+    install_id UUID NOT NULL,
+    command VARCHAR NOT NULL,
+    -- Flag names joined by single spaces (names never contain one).
+    flags VARCHAR NOT NULL,
+    exit_code INTEGER NOT NULL,
+    outcome VARCHAR,
+    duration_ms BIGINT NOT NULL,
+    os VARCHAR NOT NULL,
+    arch VARCHAR NOT NULL,
+    os_version VARCHAR,
+    ci VARCHAR,
+    agent VARCHAR,
+    tty BOOLEAN,
+    error_kind VARCHAR,
+    error_message VARCHAR,
+    error_location VARCHAR,
+    -- Flat JSON objects, NULL when empty.
+    deps VARCHAR,
+    properties VARCHAR
+);
+CREATE TABLE apps (
+    name VARCHAR PRIMARY KEY,
+    ingest_key VARCHAR NOT NULL UNIQUE,
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+"#];
+
+/// Brings the database to the newest schema.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS tally_schema (version INTEGER NOT NULL)")?;
+    let version: Option<i64> =
+        conn.query_row("SELECT max(version) FROM tally_schema", [], |r| r.get(0))?;
+    let version = version.unwrap_or(0) as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the store has schema version {version}, newer than this Tally knows ({}); upgrade Tally",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO tally_schema VALUES (?)", [i as i64 + 1])?;
+        tx.commit()?;
+    }
+    Ok(())
+}

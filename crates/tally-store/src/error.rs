@@ -1,0 +1,33 @@
+//! What can go wrong in a store.
+
+/// An error of a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data dir could not be created or read.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another process holds the store open for writing.
+    #[error("the store at {path} is in use by another process (is `tally serve` running on it?)")]
+    Locked {
+        /// The database file.
+        path: std::path::PathBuf,
+    },
+    /// An app of this name exists already.
+    #[error("app {0:?} exists already")]
+    AppExists(String),
+    /// The app name is not allowed.
+    #[error("{0}")]
+    InvalidAppName(String),
+    /// The stored data could not be read back into events.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[cfg(feature = "duckdb")]
+    #[error("duckdb: {0}")]
+    DuckDb(#[from] ::duckdb::Error),
+}
