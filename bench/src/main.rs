@@ -1,1 +1,99 @@
-fn main() {}
+//! Tally's ingest benchmark: a load generator, and a bare HTTP server to
+//! measure the ceiling of the HTTP stack on the same machine.
+//!
+//! ```sh
+//! cargo run --release -p tally-bench -- ingest --batch 100 --concurrency 64
+//! cargo run --release -p tally-bench -- bare --batch 1 --concurrency 64
+//! ```
+//!
+//! Each run starts its server as a child process (the release `tally` next
+//! to this binary, or a bare axum server), loads it for `--seconds`, and
+//! prints events/s, request latency p50/p99 and the server's peak RSS.
+
+mod load;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct LoadArgs {
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent connections, one client thread each.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long to load.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Send bodies uncompressed instead of gzip.
+    #[arg(long)]
+    plain: bool,
+    /// Requests per second to aim at (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a real `tally serve` (fresh data dir unless --data is given).
+    Ingest {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// An existing data dir to ingest into (e.g. one pre-filled with
+        /// millions of events).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The `tally` binary (default: next to this one).
+        #[arg(long)]
+        tally: Option<PathBuf>,
+    },
+    /// Load a bare axum server that discards bodies: the HTTP ceiling.
+    Bare {
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Run the bare server (used by `bare`; prints its URL).
+    BareServer,
+    /// Fill a data dir with N events by ingesting them (for dedupe at scale).
+    Fill {
+        /// The data dir.
+        #[arg(long)]
+        data: PathBuf,
+        /// How many events.
+        #[arg(long)]
+        events: u64,
+        /// The `tally` binary (default: next to this one).
+        #[arg(long)]
+        tally: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Ingest { load, data, tally } => server::ingest(&load, data, tally),
+        Command::Bare { load } => server::bare(&load),
+        Command::BareServer => server::run_bare_server(),
+        Command::Fill {
+            data,
+            events,
+            tally,
+        } => server::fill(&data, events, tally),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

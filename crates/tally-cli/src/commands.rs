@@ -130,8 +130,9 @@ fn export(filter: ExportFilter, target: &TargetArgs) -> Result<()> {
         }
         Target::Store(store) => {
             let mut failed = None;
-            store.export(&filter, &mut |event| {
-                match serde_json::to_writer(&mut out, &event)
+            store.export(
+                &filter,
+                &mut |event| match serde_json::to_writer(&mut out, &event)
                     .map_err(anyhow::Error::from)
                     .and_then(|()| Ok(out.write_all(b"\n")?))
                 {
@@ -140,8 +141,8 @@ fn export(filter: ExportFilter, target: &TargetArgs) -> Result<()> {
                         failed = Some(e);
                         ControlFlow::Break(())
                     }
-                }
-            })?;
+                },
+            )?;
             if let Some(e) = failed {
                 return Err(e.context("writing the export"));
             }
@@ -156,7 +157,9 @@ fn export(filter: ExportFilter, target: &TargetArgs) -> Result<()> {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -188,8 +191,11 @@ fn announce(data: &Path, addr: SocketAddr) -> Result<PathBuf> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let url = format!("http://{addr}");
     let path = data.join(SERVER_FILE);
-    std::fs::write(&path, serde_json::to_string(&ServerFile { url: url.clone() })?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(
+        &path,
+        serde_json::to_string(&ServerFile { url: url.clone() })?,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("Tally is running at {url} (data in {})", data.display());
     Ok(path)
 }

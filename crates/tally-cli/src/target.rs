@@ -46,7 +46,10 @@ impl TargetArgs {
     pub fn resolve(&self) -> Result<Target> {
         if let Some(url) = &self.server {
             let Some(token) = &self.token else {
-                bail!("--server needs --token (or {}) with the admin token", crate::env::TOKEN);
+                bail!(
+                    "--server needs --token (or {}) with the admin token",
+                    crate::env::TOKEN
+                );
             };
             return Ok(Target::Server(Client::new(url, token)));
         }
@@ -61,7 +64,11 @@ impl TargetArgs {
 fn running_server(dir: &Path) -> Result<Client> {
     let file = dir.join(SERVER_FILE);
     let text = std::fs::read_to_string(&file).with_context(|| {
-        format!("the store in {} is in use, but {} is missing", dir.display(), file.display())
+        format!(
+            "the store in {} is in use, but {} is missing",
+            dir.display(),
+            file.display()
+        )
     })?;
     let server: ServerFile =
         serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?;

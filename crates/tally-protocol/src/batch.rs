@@ -191,7 +191,10 @@ fn decode_event(
     if event.timestamp > now + limits.max_future {
         return Err((
             "timestamp".into(),
-            format!("is in the future ({} after the server's clock, after correcting the client's clock)", event.timestamp - now),
+            format!(
+                "is in the future ({} after the server's clock, after correcting the client's clock)",
+                event.timestamp - now
+            ),
         ));
     }
     if event.timestamp < now - limits.max_age {

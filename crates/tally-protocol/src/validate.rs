@@ -20,7 +20,10 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
 /// Checks that `name` can name an app: 1 to 64 ASCII letters, digits, `-`,
 /// `_` or `.`, starting with a letter or digit.
 pub(crate) fn app_name(name: &str) -> Result<(), String> {
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -77,7 +80,12 @@ pub(crate) fn event(e: &Event, app: &str) -> Result<(), Invalid> {
             Optional,
         )?;
         if let Some(location) = &error.location {
-            text("error.location", location, strings::ERROR_LOCATION, Optional)?;
+            text(
+                "error.location",
+                location,
+                strings::ERROR_LOCATION,
+                Optional,
+            )?;
         }
     }
     map("deps", e.deps.iter().map(|(k, v)| (k, Some(v.as_str()))))?;
@@ -108,7 +116,10 @@ fn text(field: &str, value: &str, max: usize, presence: Presence) -> Result<(), 
     if value.len() > max {
         return Err(invalid(
             field,
-            format!("is {} bytes long, more than the limit of {max}", value.len()),
+            format!(
+                "is {} bytes long, more than the limit of {max}",
+                value.len()
+            ),
         ));
     }
     if value.contains('\0') {
@@ -134,7 +145,12 @@ fn map<'a>(
     for (key, value) in entries {
         text(field, key, strings::MAP_KEY, Required)?;
         if let Some(value) = value {
-            text(&format!("{field}.{key}"), value, strings::MAP_VALUE, Optional)?;
+            text(
+                &format!("{field}.{key}"),
+                value,
+                strings::MAP_VALUE,
+                Optional,
+            )?;
         }
     }
     Ok(())

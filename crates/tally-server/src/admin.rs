@@ -18,7 +18,10 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(crate) async fn list_apps(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<App>>, ApiError> {
+pub(crate) async fn list_apps(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<App>>, ApiError> {
     let store = state.store().clone();
     let apps = tokio::task::spawn_blocking(move || store.apps())
         .await
@@ -60,7 +63,13 @@ fn time_param(field: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>
     value
         .map(|v| OffsetDateTime::parse(v, &Rfc3339))
         .transpose()
-        .map_err(|e| ApiError::bad("invalid_query", field, format!("{field} is not an RFC 3339 time: {e}")))
+        .map_err(|e| {
+            ApiError::bad(
+                "invalid_query",
+                field,
+                format!("{field} is not an RFC 3339 time: {e}"),
+            )
+        })
 }
 
 /// Streams the selected events as NDJSON, read on a blocking thread and

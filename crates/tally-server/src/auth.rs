@@ -45,9 +45,8 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> Result<String, ServeError>
 }
 
 /// The bearer token of a request, if any.
-pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)?
         .to_str()
         .ok()?
@@ -63,7 +62,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer(parts) {
+        match bearer(&parts.headers) {
             Some(token) if state.is_admin_token(token) => Ok(Admin),
             Some(_) => Err(ApiError::Unauthorized(
                 "this endpoint needs the admin token (an ingest key cannot read)",

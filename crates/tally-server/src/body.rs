@@ -13,7 +13,11 @@ use tally_protocol::Limits;
 use crate::error::ApiError;
 
 /// The decompressed body of an ingest request.
-pub(crate) async fn read(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read(
+    body: Body,
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<Vec<u8>, ApiError> {
     if let Some(kind) = header(headers, CONTENT_TYPE)
         && !kind.starts_with("application/json")
     {
@@ -46,7 +50,11 @@ pub(crate) async fn read(body: Body, headers: &HeaderMap, limits: &Limits) -> Re
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()
             } else {
-                ApiError::bad("unreadable_body", "", format!("the body could not be read: {e}"))
+                ApiError::bad(
+                    "unreadable_body",
+                    "",
+                    format!("the body could not be read: {e}"),
+                )
             }
         })?
         .to_bytes();
@@ -67,7 +75,13 @@ fn inflate(decoder: impl Read, name: &str, limits: &Limits) -> Result<Vec<u8>, A
     decoder
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| ApiError::bad("invalid_encoding", "", format!("the body is not valid {name}: {e}")))?;
+        .map_err(|e| {
+            ApiError::bad(
+                "invalid_encoding",
+                "",
+                format!("the body is not valid {name}: {e}"),
+            )
+        })?;
     if out.len() > max {
         return Err(ApiError::TooLarge(format!(
             "the body decompresses to more than the limit of {max} bytes"
@@ -77,5 +91,8 @@ fn inflate(decoder: impl Read, name: &str, limits: &Limits) -> Result<Vec<u8>, A
 }
 
 fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }

@@ -31,6 +31,18 @@ struct Job {
     _room: OwnedSemaphorePermit,
 }
 
+impl Job {
+    /// Frees the job's room in the queue, then answers: a client that got
+    /// its answer sees the queue without its events.
+    fn answer(self, reply: Reply) {
+        let Self {
+            reply: tx, _room, ..
+        } = self;
+        drop(_room);
+        let _ = tx.send(reply);
+    }
+}
+
 enum Msg {
     Job(Job),
     Stop,
@@ -116,7 +128,9 @@ impl CommitterHandle {
         match answer.await {
             Ok(Ok(new)) => Ok(new),
             Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(SharedStoreError(e)))),
-            Err(_) => Err(ApiError::Unavailable("the commit thread has stopped".into())),
+            Err(_) => Err(ApiError::Unavailable(
+                "the commit thread has stopped".into(),
+            )),
         }
     }
 
@@ -174,7 +188,7 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
             for (job, n) in jobs.into_iter().zip(sizes) {
                 let (mine, others) = rest.split_at(n);
                 rest = others;
-                let _ = job.reply.send(Ok(mine.to_vec()));
+                job.answer(Ok(mine.to_vec()));
             }
         }
         // One request's events must not fail everyone's: retry each alone,
@@ -192,7 +206,7 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
             tracing::error!(error = %e, events = events.len(), "Commit failed; the request gets 503.");
             let e = Arc::new(e);
             for job in jobs {
-                let _ = job.reply.send(Err(Arc::clone(&e)));
+                job.answer(Err(Arc::clone(&e)));
             }
         }
     }

@@ -25,9 +25,14 @@ pub(crate) async fn batch(
     result.map(Json)
 }
 
-async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<IngestResponse, ApiError> {
-    let key = crate::auth::bearer(headers)
-        .ok_or(ApiError::Unauthorized("missing header Authorization: Bearer <ingest key>"))?;
+async fn ingest(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<IngestResponse, ApiError> {
+    let key = crate::auth::bearer(headers).ok_or(ApiError::Unauthorized(
+        "missing header Authorization: Bearer <ingest key>",
+    ))?;
     let app = state
         .app_of_key(key)
         .ok_or(ApiError::Unauthorized("unknown ingest key"))?;
@@ -36,7 +41,9 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ing
 
     let now = OffsetDateTime::now_utc();
     let decoded = decode_batch(&raw, &app, now, limits).map_err(|e| match e {
-        BatchError::InvalidJson { path, .. } => ApiError::bad("invalid_json", path, e.to_string()),
+        BatchError::InvalidJson { ref path, .. } => {
+            ApiError::bad("invalid_json", path.clone(), e.to_string())
+        }
         BatchError::TooManyEvents { .. } => ApiError::TooLarge(e.to_string()),
     })?;
     for rejection in &decoded.rejected {

@@ -48,7 +48,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/batch", post(ingest::batch))
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
         .route("/api/v1/export", get(admin::export))
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/metrics", get(metrics::render))
         .with_state(state)
 }

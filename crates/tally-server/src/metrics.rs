@@ -21,8 +21,24 @@ use crate::state::AppState;
 
 /// The top-level event fields, the only values of the `field` label.
 const FIELDS: &[&str] = &[
-    "id", "timestamp", "app", "app_version", "install_id", "command", "flags", "exit_code",
-    "outcome", "duration_ms", "os", "arch", "os_version", "ci", "agent", "tty", "error", "deps",
+    "id",
+    "timestamp",
+    "app",
+    "app_version",
+    "install_id",
+    "command",
+    "flags",
+    "exit_code",
+    "outcome",
+    "duration_ms",
+    "os",
+    "arch",
+    "os_version",
+    "ci",
+    "agent",
+    "tty",
+    "error",
+    "deps",
     "properties",
 ];
 
@@ -70,13 +86,41 @@ impl Default for Metrics {
         {
             let mut r = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
             r.register("events_accepted", "Events stored", inner.accepted.clone());
-            r.register("events_duplicate", "Events already stored (retries)", inner.duplicates.clone());
-            r.register("events_rejected", "Events refused, by offending field", inner.rejected.clone());
-            r.register("requests", "Ingest requests, by outcome", inner.requests.clone());
-            r.register("request_duration_seconds", "Ingest request latency", inner.request_seconds.clone());
-            r.register("commit_duration_seconds", "Latency of one group commit", inner.commit_seconds.clone());
-            r.register("commit_group_events", "Events per group commit", inner.commit_events.clone());
-            r.register("queue_depth_events", "Events accepted but not yet committed", inner.queue_depth.clone());
+            r.register(
+                "events_duplicate",
+                "Events already stored (retries)",
+                inner.duplicates.clone(),
+            );
+            r.register(
+                "events_rejected",
+                "Events refused, by offending field",
+                inner.rejected.clone(),
+            );
+            r.register(
+                "requests",
+                "Ingest requests, by outcome",
+                inner.requests.clone(),
+            );
+            r.register(
+                "request_duration_seconds",
+                "Ingest request latency",
+                inner.request_seconds.clone(),
+            );
+            r.register(
+                "commit_duration_seconds",
+                "Latency of one group commit",
+                inner.commit_seconds.clone(),
+            );
+            r.register(
+                "commit_group_events",
+                "Events per group commit",
+                inner.commit_events.clone(),
+            );
+            r.register(
+                "queue_depth_events",
+                "Events accepted but not yet committed",
+                inner.queue_depth.clone(),
+            );
         }
         Self {
             inner: Arc::new(inner),
@@ -92,7 +136,10 @@ impl Metrics {
 
     /// Counts one finished ingest request: `outcome` is "ok" or an error code.
     pub(crate) fn observe_request(&self, outcome: &'static str, took: Duration) {
-        self.inner.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.inner
+            .requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
         self.inner.request_seconds.observe(took.as_secs_f64());
     }
 
@@ -104,21 +151,33 @@ impl Metrics {
     /// Counts a rejected event under the top-level field of `path`.
     pub(crate) fn count_rejected(&self, path: &str) {
         let top = path.split('.').next().unwrap_or_default();
-        let field = FIELDS.iter().find(|f| **f == top).copied().unwrap_or("other");
-        self.inner.rejected.get_or_create(&FieldLabel { field }).inc();
+        let field = FIELDS
+            .iter()
+            .find(|f| **f == top)
+            .copied()
+            .unwrap_or("other");
+        self.inner
+            .rejected
+            .get_or_create(&FieldLabel { field })
+            .inc();
     }
 }
 
 pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let metrics = &state.metrics().inner;
-    metrics.queue_depth.set(state.committer().queued_events() as i64);
+    metrics
+        .queue_depth
+        .set(state.committer().queued_events() as i64);
     let mut text = String::new();
     let registry = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
         tracing::error!(error = %e, "Encoding metrics failed.");
     }
     (
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
 }

@@ -38,7 +38,11 @@ pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
         command: "deploy create".into(),
         flags: vec!["--force".into(), "-v".into()],
         exit_code: (n % 2) as i32,
-        outcome: Some(if n % 2 == 0 { Outcome::Success } else { Outcome::Failure }),
+        outcome: Some(if n % 2 == 0 {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }),
         duration_ms: 1200 + u64::from(n),
         os: "linux".into(),
         arch: "x86_64".into(),
@@ -97,7 +101,12 @@ pub fn events_round_trip(store: &dyn Store) {
     e.deps.clear();
     e.properties.clear();
     let mut writer = store.writer().expect("writer");
-    assert_eq!(writer.insert(&[full.clone(), bare.clone()]).expect("insert"), [true, true]);
+    assert_eq!(
+        writer
+            .insert(&[full.clone(), bare.clone()])
+            .expect("insert"),
+        [true, true]
+    );
     assert_eq!(export(store, &app_filter("roundtrip")), [full, bare]);
 }
 
@@ -116,7 +125,13 @@ pub fn duplicates_are_stored_once(store: &dyn Store) {
     assert!(!second[10], "a repeat inside one batch is a duplicate");
     drop(writer);
     let mut restarted = store.writer().expect("writer");
-    assert!(restarted.insert(&events).expect("insert").iter().all(|&new| !new));
+    assert!(
+        restarted
+            .insert(&events)
+            .expect("insert")
+            .iter()
+            .all(|&new| !new)
+    );
     assert_eq!(export(store, &app_filter("dedupe")).len(), 10);
 }
 
@@ -124,12 +139,25 @@ pub fn duplicates_are_stored_once(store: &dyn Store) {
 pub fn export_filters(store: &dyn Store) {
     let base = datetime!(2026-11-22 00:00:00 UTC);
     let events: Vec<_> = (30..40)
-        .map(|n| sample(n, "filters", base + time::Duration::hours(i64::from(40 - n))))
+        .map(|n| {
+            sample(
+                n,
+                "filters",
+                base + time::Duration::hours(i64::from(40 - n)),
+            )
+        })
         .collect();
-    store.writer().expect("writer").insert(&events).expect("insert");
+    store
+        .writer()
+        .expect("writer")
+        .insert(&events)
+        .expect("insert");
     let all = export(store, &app_filter("filters"));
     assert_eq!(all.len(), 10);
-    assert!(all.windows(2).all(|w| w[0].event.timestamp <= w[1].event.timestamp));
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].event.timestamp <= w[1].event.timestamp)
+    );
     let window = ExportFilter {
         app: Some("filters".into()),
         since: Some(base + time::Duration::hours(2)),

@@ -10,8 +10,8 @@ fn batch_json(events: Vec<Value>) -> Vec<u8> {
     .expect("json")
 }
 
-fn event_with(key: &str, value: Value) -> Vec<u8> {
-    let mut e = serde_json::to_value(event("strict")).expect("json");
+fn event_with(app: &str, key: &str, value: Value) -> Vec<u8> {
+    let mut e = serde_json::to_value(event(app)).expect("json");
     e[key] = value;
     batch_json(vec![e])
 }
@@ -33,9 +33,10 @@ fn bad_requests_get_a_clear_4xx_and_store_nothing() {
     }
     let mut deeply = serde_json::to_value(event("strict")).expect("json");
     deeply["properties"] = json!("placeholder");
-    let deeply = serde_json::to_string(&json!({"sent_at": "2026-01-01T00:00:00Z", "events": [deeply]}))
-        .expect("json")
-        .replace("\"placeholder\"", &deep);
+    let deeply =
+        serde_json::to_string(&json!({"sent_at": "2026-01-01T00:00:00Z", "events": [deeply]}))
+            .expect("json")
+            .replace("\"placeholder\"", &deep);
     let valid = batch_json(vec![serde_json::to_value(event("strict")).expect("json")]);
     let truncated_gzip = {
         let full = gzip(&valid);
@@ -49,41 +50,143 @@ fn bad_requests_get_a_clear_4xx_and_store_nothing() {
         }
         encoder.finish().expect("gzip")
     };
-    let huge = vec![b' '; 50 * 1024 * 1024];
     let future = time::OffsetDateTime::now_utc() + time::Duration::days(30);
     let mut future_event = serde_json::to_value(event("strict")).expect("json");
-    future_event["timestamp"] = json!(future.format(&time::format_description::well_known::Rfc3339).expect("format"));
+    future_event["timestamp"] = json!(
+        future
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    );
 
     let gz = [("Content-Encoding", "gzip")];
     let cases: Vec<(&str, &str, &[(&str, &str)], Vec<u8>, u16, &str)> = vec![
-        ("invalid JSON", &key, &[], b"{\"sent_at\": ".to_vec(), 400, "invalid_json"),
-        ("truncated gzip", &key, &gz, truncated_gzip, 400, "invalid_encoding"),
+        (
+            "invalid JSON",
+            &key,
+            &[],
+            b"{\"sent_at\": ".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "truncated gzip",
+            &key,
+            &gz,
+            truncated_gzip,
+            400,
+            "invalid_encoding",
+        ),
         ("gzip bomb", &key, &gz, bomb, 413, "too_large"),
-        ("50 MB body", &key, &[], huge, 413, "too_large"),
-        ("wrong types", &key, &[], event_with("exit_code", json!("zero")), 400, "invalid_events"),
-        ("missing field", &key, &[], batch_json(vec![missing]), 400, "invalid_events"),
-        ("string over limit", &key, &[], event_with("command", json!("x".repeat(10_000))), 400, "invalid_events"),
-        ("unknown key", "tk_nope", &[], valid.clone(), 401, "unauthorized"),
-        ("wrong app for key", &other_key, &[], valid.clone(), 400, "invalid_events"),
-        ("future timestamp", &key, &[], batch_json(vec![future_event]), 400, "invalid_events"),
-        ("non-UTF-8", &key, &[], b"{\"sent_at\": \"\xff\xfe\", \"events\": []}".to_vec(), 400, "invalid_json"),
-        ("nested properties", &key, &[], batch_json(vec![nested]), 400, "invalid_events"),
-        ("deeply nested properties", &key, &[], deeply.into_bytes(), 400, "invalid_json"),
-        ("unknown encoding", &key, &[("Content-Encoding", "br")], valid.clone(), 415, "unsupported"),
-        ("not JSON content", &key, &[("Content-Type", "text/plain")], valid.clone(), 415, "unsupported"),
+        (
+            "wrong types",
+            &key,
+            &[],
+            event_with("strict", "exit_code", json!("zero")),
+            400,
+            "invalid_events",
+        ),
+        (
+            "missing field",
+            &key,
+            &[],
+            batch_json(vec![missing]),
+            400,
+            "invalid_events",
+        ),
+        (
+            "string over limit",
+            &key,
+            &[],
+            event_with("strict", "command", json!("x".repeat(10_000))),
+            400,
+            "invalid_events",
+        ),
+        (
+            "unknown key",
+            "tk_nope",
+            &[],
+            valid.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "wrong app for key",
+            &other_key,
+            &[],
+            valid.clone(),
+            400,
+            "invalid_events",
+        ),
+        (
+            "future timestamp",
+            &key,
+            &[],
+            batch_json(vec![future_event]),
+            400,
+            "invalid_events",
+        ),
+        (
+            "non-UTF-8",
+            &key,
+            &[],
+            b"{\"sent_at\": \"\xff\xfe\", \"events\": []}".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "nested properties",
+            &key,
+            &[],
+            batch_json(vec![nested]),
+            400,
+            "invalid_events",
+        ),
+        (
+            "deeply nested properties",
+            &key,
+            &[],
+            deeply.into_bytes(),
+            400,
+            "invalid_events",
+        ),
+        (
+            "unknown encoding",
+            &key,
+            &[("Content-Encoding", "br")],
+            valid.clone(),
+            415,
+            "unsupported",
+        ),
+        (
+            "not JSON content",
+            &key,
+            &[("Content-Type", "text/plain")],
+            valid.clone(),
+            415,
+            "unsupported",
+        ),
     ];
     for (name, key, headers, body, status, code) in cases {
         let (got, answer) = server.post_raw(key, headers, &body);
         assert_eq!(got, status, "{name}: {answer}");
         assert_eq!(answer["error"], code, "{name}: {answer}");
-        assert!(answer["reason"].as_str().is_some_and(|r| !r.is_empty()), "{name}: {answer}");
+        assert!(
+            answer["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{name}: {answer}"
+        );
         let (health, _) = server.get("/healthz", None);
         assert_eq!(health, 200, "the server stays up after {name}");
     }
-    let (_, answer) = server.post_raw(&key, &[], &event_with("exit_code", json!("zero")));
+    let (status, answer) = post_50_mb(&server.url, &key);
+    assert_eq!(status, 413, "50 MB body: {answer}");
+    assert_eq!(answer["error"], "too_large", "{answer}");
+    let (_, answer) = server.post_raw(&key, &[], &event_with("strict", "exit_code", json!("zero")));
     assert_eq!(answer["rejected"][0]["field"], "exit_code", "{answer}");
     assert_eq!(answer["rejected"][0]["index"], 0, "{answer}");
-    assert!(export(dir.path(), "strict").is_empty(), "nothing was stored");
+    assert!(
+        export(dir.path(), "strict").is_empty(),
+        "nothing was stored"
+    );
 
     // After all that, a good batch still goes in.
     assert_eq!(server.post_raw(&key, &[], &valid).0, 200);
@@ -101,7 +204,10 @@ fn a_partly_bad_batch_stores_the_good_events() {
     let (status, answer) = server.post_raw(&key, &[], &batch_json(vec![good, bad]));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1);
-    assert_eq!(answer["rejected"], json!([{"index": 1, "field": "os", "reason": answer["rejected"][0]["reason"]}]));
+    assert_eq!(
+        answer["rejected"],
+        json!([{"index": 1, "field": "os", "reason": answer["rejected"][0]["reason"]}])
+    );
     assert_eq!(export(dir.path(), "strict").len(), 1);
 }
 
@@ -112,12 +218,23 @@ fn reading_needs_the_admin_token() {
     let key = add_app(dir.path(), "private");
     for path in ["/api/v1/export", "/api/v1/apps"] {
         assert_eq!(server.get(path, None).0, 401, "{path} without a token");
-        assert_eq!(server.get(path, Some(&key)).0, 401, "{path} with an ingest key");
-        assert_eq!(server.get(path, Some(&server.admin_token())).0, 200, "{path} with the admin token");
+        assert_eq!(
+            server.get(path, Some(&key)).0,
+            401,
+            "{path} with an ingest key"
+        );
+        assert_eq!(
+            server.get(path, Some(&server.admin_token())).0,
+            200,
+            "{path} with the admin token"
+        );
     }
     let mode = std::fs::metadata(dir.path().join("admin-token")).expect("token file");
     #[cfg(unix)]
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -128,7 +245,7 @@ fn metrics_count_what_happened() {
     let batch = vec![event("counted"), event("counted")];
     server.send(&key, &batch);
     server.send(&key, &batch);
-    server.post_raw(&key, &[], &event_with("os", json!("")));
+    server.post_raw(&key, &[], &event_with("counted", "os", json!("")));
     let (status, text) = server.get("/metrics", None);
     assert_eq!(status, 200);
     for line in [
@@ -138,7 +255,60 @@ fn metrics_count_what_happened() {
         "tally_requests_total{outcome=\"ok\"} 2",
         "tally_queue_depth_events 0",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
     }
-    assert!(text.contains("tally_commit_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("tally_commit_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+/// Posts a 50 MB body over a raw socket, reading the answer while the body
+/// is still being written: the server answers 413 from the headers alone
+/// and closes, which a client that writes before reading sees as a broken
+/// pipe instead of the answer.
+fn post_50_mb(url: &str, key: &str) -> (u16, Value) {
+    use std::io::{BufRead, BufReader, Read};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let size = 50 * 1024 * 1024;
+    write!(
+        stream,
+        "POST /v1/batch HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .expect("headers");
+    let mut writer = stream.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if writer.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header");
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }

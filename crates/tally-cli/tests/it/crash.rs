@@ -8,7 +8,12 @@ use crate::support::{TestServer, add_app, data_dir, event, export, ids};
 
 /// Four clients send batches of 25 until `stop`; returns every event sent
 /// and the ids of those whose request got a 2xx.
-fn load(server: &TestServer, key: &str, app: &str, stop: &AtomicBool) -> (Vec<Event>, HashSet<String>) {
+fn load(
+    server: &TestServer,
+    key: &str,
+    app: &str,
+    stop: &AtomicBool,
+) -> (Vec<Event>, HashSet<String>) {
     let sent = Mutex::new(Vec::new());
     let acked = Mutex::new(HashSet::new());
     std::thread::scope(|s| {
@@ -18,13 +23,19 @@ fn load(server: &TestServer, key: &str, app: &str, stop: &AtomicBool) -> (Vec<Ev
                     let batch: Vec<Event> = (0..25).map(|_| event(app)).collect();
                     sent.lock().expect("lock").extend(batch.iter().cloned());
                     if server.send(key, &batch).0 == 200 {
-                        acked.lock().expect("lock").extend(batch.iter().map(|e| e.id.to_string()));
+                        acked
+                            .lock()
+                            .expect("lock")
+                            .extend(batch.iter().map(|e| e.id.to_string()));
                     }
                 }
             });
         }
     });
-    (sent.into_inner().expect("lock"), acked.into_inner().expect("lock"))
+    (
+        sent.into_inner().expect("lock"),
+        acked.into_inner().expect("lock"),
+    )
 }
 
 fn accepted_so_far(server: &TestServer) -> u64 {
@@ -38,7 +49,12 @@ fn accepted_so_far(server: &TestServer) -> u64 {
 
 /// Loads the server and sends it `signal` once it has accepted `threshold`
 /// events, while requests are still in flight.
-fn load_then_signal(server: &TestServer, key: &str, app: &str, signal: &str) -> (Vec<Event>, HashSet<String>) {
+fn load_then_signal(
+    server: &TestServer,
+    key: &str,
+    app: &str,
+    signal: &str,
+) -> (Vec<Event>, HashSet<String>) {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let loader = s.spawn(|| load(server, key, app, &stop));
@@ -79,7 +95,11 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     }
     let after = ids(&export(dir.path(), "crashy"));
     let sent_ids: HashSet<_> = sent.iter().map(|e| e.id.to_string()).collect();
-    assert_eq!(after.len(), sent_ids.len(), "every event once after the retries");
+    assert_eq!(
+        after.len(),
+        sent_ids.len(),
+        "every event once after the retries"
+    );
 }
 
 #[test]

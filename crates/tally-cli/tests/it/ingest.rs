@@ -28,12 +28,21 @@ fn a_batch_round_trips_field_for_field() {
     sent.sort_by_key(|e| e.id);
     // Stores keep microseconds; the SDK's timestamps may carry nanoseconds.
     for e in &mut sent {
-        e.timestamp = e.timestamp.replace_nanosecond(e.timestamp.microsecond() * 1000).expect("valid");
+        e.timestamp = e
+            .timestamp
+            .replace_nanosecond(e.timestamp.microsecond() * 1000)
+            .expect("valid");
     }
     assert_eq!(back, sent);
     for line in &exported {
-        assert!(line["received_at"].is_string(), "export carries received_at");
-        assert!(!line.to_string().contains("127.0.0.1"), "the client IP is never stored");
+        assert!(
+            line["received_at"].is_string(),
+            "export carries received_at"
+        );
+        assert!(
+            !line.to_string().contains("127.0.0.1"),
+            "the client IP is never stored"
+        );
     }
 }
 
@@ -44,10 +53,16 @@ fn a_retried_batch_is_stored_once() {
     let key = add_app(dir.path(), "retry");
     let batch: Vec<Event> = (0..10).map(|_| event("retry")).collect();
     let (_, first) = server.send(&key, &batch);
-    assert_eq!((first["accepted"].as_u64(), first["duplicates"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(
+        (first["accepted"].as_u64(), first["duplicates"].as_u64()),
+        (Some(10), Some(0))
+    );
     let (status, second) = server.send(&key, &batch);
     assert_eq!(status, 200);
-    assert_eq!((second["accepted"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(10)));
+    assert_eq!(
+        (second["accepted"].as_u64(), second["duplicates"].as_u64()),
+        (Some(0), Some(10))
+    );
     assert_eq!(export(dir.path(), "retry").len(), 10);
 }
 
@@ -80,7 +95,11 @@ fn concurrent_clients_with_overlapping_ids_store_each_id_once() {
     let exported = ids(&export(dir.path(), "overlap"));
     let unique: HashSet<_> = exported.iter().collect();
     assert_eq!(unique.len(), exported.len(), "no id stored twice");
-    assert_eq!(accepted as usize, exported.len(), "accepted counts add up to what is stored");
+    assert_eq!(
+        accepted as usize,
+        exported.len(),
+        "accepted counts add up to what is stored"
+    );
 }
 
 #[test]
@@ -101,7 +120,9 @@ fn export_filters_by_time_through_the_server_and_directly() {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("format");
     let data = dir.path().to_str().expect("utf-8");
-    let args = ["export", "--app", "window", "--since", &since, "--data", data];
+    let args = [
+        "export", "--app", "window", "--since", &since, "--data", data,
+    ];
     let (ok, through_server, err) = tally(&args);
     assert!(ok, "{err}");
     assert_eq!(through_server.lines().count(), 3);
@@ -109,7 +130,10 @@ fn export_filters_by_time_through_the_server_and_directly() {
     assert!(server.terminate().success());
     let (ok, direct, err) = tally(&args);
     assert!(ok, "{err}");
-    assert_eq!(direct, through_server, "direct export reads the same as the server's");
+    assert_eq!(
+        direct, through_server,
+        "direct export reads the same as the server's"
+    );
 }
 
 #[test]

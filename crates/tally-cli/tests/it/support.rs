@@ -42,7 +42,11 @@ impl TestServer {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("Tally is running at ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = tx.send(url);
                 } else {
                     eprintln!("[server] {line}");
@@ -81,7 +85,10 @@ impl TestServer {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let text = response.body_mut().read_to_string().unwrap_or_default();
-                (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
             }
             Err(e) => (0, Value::String(e.to_string())),
         }
@@ -94,7 +101,14 @@ impl TestServer {
             events: events.to_vec(),
         };
         let json = serde_json::to_vec(&batch).expect("json");
-        self.post_raw(key, &[("Content-Encoding", "gzip"), ("Content-Type", "application/json")], &gzip(&json))
+        self.post_raw(
+            key,
+            &[
+                ("Content-Encoding", "gzip"),
+                ("Content-Type", "application/json"),
+            ],
+            &gzip(&json),
+        )
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
@@ -104,7 +118,10 @@ impl TestServer {
         }
         let mut response = request.call().expect("GET");
         let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap_or_default())
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
     }
 
     /// The status of GET `path`, or None when the server does not answer.
@@ -156,16 +173,26 @@ pub fn tally(args: &[&str]) -> (bool, String, String) {
 
 /// Registers `name` through the CLI and returns its ingest key.
 pub fn add_app(data: &Path, name: &str) -> String {
-    let (ok, stdout, stderr) = tally(&["app", "add", name, "--data", data.to_str().expect("utf-8")]);
+    let (ok, stdout, stderr) =
+        tally(&["app", "add", name, "--data", data.to_str().expect("utf-8")]);
     assert!(ok, "app add failed: {stderr}");
     let key = stdout.trim().to_owned();
-    assert!(key.starts_with("tk_") && !key.contains('\n'), "stdout is the key alone: {stdout:?}");
+    assert!(
+        key.starts_with("tk_") && !key.contains('\n'),
+        "stdout is the key alone: {stdout:?}"
+    );
     key
 }
 
 /// The events stored for `app`, through `tally export --data`.
 pub fn export(data: &Path, app: &str) -> Vec<Value> {
-    let (ok, stdout, stderr) = tally(&["export", "--app", app, "--data", data.to_str().expect("utf-8")]);
+    let (ok, stdout, stderr) = tally(&[
+        "export",
+        "--app",
+        app,
+        "--data",
+        data.to_str().expect("utf-8"),
+    ]);
     assert!(ok, "export failed: {stderr}");
     stdout
         .lines()
@@ -184,9 +211,9 @@ pub fn ids(exported: &[Value]) -> Vec<String> {
 /// A realistic event of `app`, with every field set.
 pub fn event(app: &str) -> Event {
     let now = OffsetDateTime::now_utc();
-    serde_json::from_value(serde_json::json!({
+    let mut event: Event = serde_json::from_value(serde_json::json!({
         "id": Uuid::now_v7(),
-        "timestamp": now - time::Duration::seconds(2),
+        "timestamp": "2026-01-01T00:00:00Z",
         "app": app,
         "app_version": "2.4.0",
         "install_id": Uuid::new_v4(),
@@ -205,7 +232,9 @@ pub fn event(app: &str) -> Event {
         "deps": {"git": "2.43.0"},
         "properties": {"regions": 3, "mode": "fast", "dry": false, "ratio": 0.5}
     }))
-    .expect("valid event")
+    .expect("valid event");
+    event.timestamp = now - time::Duration::seconds(2);
+    event
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -17,7 +17,10 @@ fn every_field_decodes() {
     assert_eq!(e.flags, ["--force", "-v"]);
     assert_eq!(e.outcome, Some(Outcome::Failure));
     assert_eq!(e.timestamp, datetime!(2026-11-25 11:59:58.250 UTC));
-    assert_eq!(e.error.as_ref().map(|e| e.kind.as_str()), Some("http.timeout"));
+    assert_eq!(
+        e.error.as_ref().map(|e| e.kind.as_str()),
+        Some("http.timeout")
+    );
     assert_eq!(e.properties["region_count"], PropertyValue::Int(3));
     assert_eq!(e.properties["ratio"], PropertyValue::Float(0.5));
     assert_eq!(e.deps["git"], "2.43.0");
@@ -27,8 +30,8 @@ fn every_field_decodes() {
 fn event_serializes_back_to_what_was_sent() {
     let sent = full_event(1);
     let event: Event = serde_json::from_value(sent.clone()).expect("valid event");
-    let back: Event = serde_json::from_value(serde_json::to_value(&event).expect("ser"))
-        .expect("round trip");
+    let back: Event =
+        serde_json::from_value(serde_json::to_value(&event).expect("ser")).expect("round trip");
     assert_eq!(back, event);
 }
 
@@ -37,13 +40,20 @@ fn one_bad_event_does_not_cost_the_good_ones() {
     let mut bad = full_event(2);
     bad["exit_code"] = json!("one");
     let mut missing = full_event(3);
-    missing.as_object_mut().expect("object").remove("install_id");
+    missing
+        .as_object_mut()
+        .expect("object")
+        .remove("install_id");
     let decoded = decode(&batch(vec![full_event(1), bad, missing])).expect("batch decodes");
     assert_eq!(decoded.events.len(), 1);
     assert_eq!(decoded.rejected.len(), 2);
     assert_eq!(decoded.rejected[0].index, 1);
     assert_eq!(decoded.rejected[0].field, "exit_code");
-    assert!(decoded.rejected[0].reason.contains("invalid type"), "{:?}", decoded.rejected[0]);
+    assert!(
+        decoded.rejected[0].reason.contains("invalid type"),
+        "{:?}",
+        decoded.rejected[0]
+    );
     assert_eq!(decoded.rejected[1].index, 2);
     assert_eq!(decoded.rejected[1].field, "install_id");
 }
@@ -55,8 +65,16 @@ fn rejections_name_the_field() {
         ("command", json!("x".repeat(300)), "command"),
         ("flags", json!(["--a b"]), "flags.0"),
         ("os", json!(""), "os"),
-        ("error", json!({"kind": "io", "message": "m".repeat(5000)}), "error.message"),
-        ("properties", json!({"nested": {"deep": 1}}), "properties.nested"),
+        (
+            "error",
+            json!({"kind": "io", "message": "m".repeat(5000)}),
+            "error.message",
+        ),
+        (
+            "properties",
+            json!({"nested": {"deep": 1}}),
+            "properties.nested",
+        ),
         ("id", json!("not-a-uuid"), "id"),
         ("timestamp", json!("yesterday"), "timestamp"),
         ("timestamp", json!("2027-06-01T00:00:00Z"), "timestamp"),
@@ -69,7 +87,11 @@ fn rejections_name_the_field() {
         event[key] = value;
         let decoded = decode(&batch(vec![event])).expect("batch decodes");
         assert!(decoded.events.is_empty(), "{key} should be rejected");
-        assert_eq!(decoded.rejected[0].field, field, "{:?}", decoded.rejected[0]);
+        assert_eq!(
+            decoded.rejected[0].field, field,
+            "{:?}",
+            decoded.rejected[0]
+        );
     }
 }
 
@@ -92,7 +114,10 @@ fn broken_batches_fail_as_a_whole() {
     let too_many = batch((0..1001).map(full_event).collect());
     assert_eq!(
         decode(&too_many),
-        Err(BatchError::TooManyEvents { count: 1001, limit: 1000 })
+        Err(BatchError::TooManyEvents {
+            count: 1001,
+            limit: 1000
+        })
     );
 }
 
@@ -104,8 +129,14 @@ fn a_skewed_client_clock_is_corrected() {
     let body = serde_json::to_vec(&json!({"sent_at": "2026-11-25T11:00:00Z", "events": [event]}))
         .expect("json");
     let decoded = decode(&body).expect("valid");
-    assert_eq!(decoded.events[0].timestamp, datetime!(2026-11-25 11:59:58 UTC));
-    assert_eq!(decoded.client_timestamps[0], datetime!(2026-11-25 10:59:58 UTC));
+    assert_eq!(
+        decoded.events[0].timestamp,
+        datetime!(2026-11-25 11:59:58 UTC)
+    );
+    assert_eq!(
+        decoded.client_timestamps[0],
+        datetime!(2026-11-25 10:59:58 UTC)
+    );
 }
 
 #[test]
@@ -115,7 +146,10 @@ fn a_small_skew_is_left_alone() {
     let body = serde_json::to_vec(&json!({"sent_at": "2026-11-25T11:59:59Z", "events": [event]}))
         .expect("json");
     let decoded = decode(&body).expect("valid");
-    assert_eq!(decoded.events[0].timestamp, datetime!(2026-11-25 11:59:58 UTC));
+    assert_eq!(
+        decoded.events[0].timestamp,
+        datetime!(2026-11-25 11:59:58 UTC)
+    );
 }
 
 #[test]
@@ -127,5 +161,8 @@ fn a_future_timestamp_from_a_fast_clock_is_corrected_not_rejected() {
     let body = serde_json::to_vec(&json!({"sent_at": "2026-11-26T12:00:00Z", "events": [event]}))
         .expect("json");
     let decoded = decode(&body).expect("valid");
-    assert_eq!(decoded.events[0].timestamp, datetime!(2026-11-25 11:59:58 UTC));
+    assert_eq!(
+        decoded.events[0].timestamp,
+        datetime!(2026-11-25 11:59:58 UTC)
+    );
 }

@@ -16,7 +16,14 @@ fn survives_reopening() {
     {
         let store = DuckDbStore::open(dir.path()).expect("open");
         store.add_app("reopen").expect("add");
-        assert_eq!(store.writer().expect("w").insert(&[event.clone()]).expect("insert"), [true]);
+        assert_eq!(
+            store
+                .writer()
+                .expect("w")
+                .insert(&[event.clone()])
+                .expect("insert"),
+            [true]
+        );
     }
     let store = DuckDbStore::open(dir.path()).expect("reopen");
     assert_eq!(store.apps().expect("apps").len(), 1);
@@ -36,7 +43,10 @@ fn dedupe_falls_back_to_the_database_beyond_memory() {
         .collect();
     let mut writer = store.writer().expect("writer");
     for e in &events {
-        assert_eq!(writer.insert(std::slice::from_ref(e)).expect("insert"), [true]);
+        assert_eq!(
+            writer.insert(std::slice::from_ref(e)).expect("insert"),
+            [true]
+        );
     }
     assert_eq!(writer.insert(&events).expect("insert"), [false; 5]);
     let mut count = 0;

@@ -146,14 +146,19 @@ fn json_map<V: serde::Serialize>(
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Parses a JSON map column; NULL is the empty map.
+fn parse_map<V: serde::de::DeserializeOwned>(
+    what: &str,
+    text: Option<String>,
+) -> Result<std::collections::BTreeMap<String, V>, StoreError> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        .map(Option::unwrap_or_default)
+}
+
 /// Reads one row of [`super::EXPORT_COLUMNS`] back into an event.
 pub(super) fn row_to_event(r: &duckdb::Row<'_>) -> Result<StoredEvent, StoreError> {
-    let parse = |what: &str, text: Option<String>| -> Result<_, StoreError> {
-        text.map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-            .map(Option::unwrap_or_default)
-    };
     let flags: String = r.get(8)?;
     let outcome: Option<String> = r.get(10)?;
     let error_kind: Option<String> = r.get(18)?;
@@ -183,8 +188,8 @@ pub(super) fn row_to_event(r: &duckdb::Row<'_>) -> Result<StoredEvent, StoreErro
         agent: r.get(16)?,
         tty: r.get(17)?,
         error,
-        deps: parse("deps", r.get(21)?)?,
-        properties: parse("properties", r.get(22)?)?,
+        deps: parse_map("deps", r.get(21)?)?,
+        properties: parse_map("properties", r.get(22)?)?,
     };
     Ok(StoredEvent {
         event,

@@ -1,0 +1,204 @@
+//! Starting the servers under test as child processes, and reading their
+//! peak memory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicU64;
+
+use anyhow::{Context, Result, bail};
+
+use crate::LoadArgs;
+use crate::load;
+
+const APP: &str = "benchcli";
+
+/// A child server; stopped with SIGTERM on drop.
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Running {
+    /// Peak resident memory of the server so far, in MB (Linux only).
+    fn peak_rss_mb(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `command` and waits for a line starting with `marker`, whose next
+/// word is the server's URL.
+fn spawn(mut command: Command, marker: &str, from_stderr: bool) -> Result<Running> {
+    if from_stderr {
+        command.stderr(Stdio::piped()).stdout(Stdio::null());
+    } else {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    }
+    let mut child = command.spawn().context("starting the server")?;
+    let pipe: Box<dyn std::io::Read + Send> = if from_stderr {
+        Box::new(child.stderr.take().context("stderr")?)
+    } else {
+        Box::new(child.stdout.take().context("stdout")?)
+    };
+    let mut lines = BufReader::new(pipe).lines();
+    let url = loop {
+        let Some(line) = lines.next().transpose()? else {
+            bail!("the server exited before printing its URL");
+        };
+        if let Some(rest) = line.strip_prefix(marker) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(Running { child, url })
+}
+
+fn tally_binary(tally: Option<PathBuf>) -> Result<PathBuf> {
+    match tally {
+        Some(path) => Ok(path),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("binary dir")?
+            .join("tally")),
+    }
+}
+
+fn start_tally(data: &Path, tally: &Path) -> Result<(Running, String)> {
+    let mut command = Command::new(tally);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("TALLY_LOG", "warn");
+    let running = spawn(command, "Tally is running at ", true)?;
+    let data_arg = data.to_str().context("data dir is not UTF-8")?;
+    let out = Command::new(tally)
+        .args(["app", "list", "--data", data_arg])
+        .output()?;
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = match listed
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{APP}\t")))
+    {
+        Some(key) => key.to_owned(),
+        None => {
+            let out = Command::new(tally)
+                .args(["app", "add", APP, "--data", data_arg])
+                .output()?;
+            if !out.status.success() {
+                bail!("app add: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    Ok((running, key))
+}
+
+pub fn ingest(args: &LoadArgs, data: Option<PathBuf>, tally: Option<PathBuf>) -> Result<()> {
+    let tally = tally_binary(tally)?;
+    let temp = tempfile::tempdir()?;
+    let data = data.unwrap_or_else(|| temp.path().to_owned());
+    let (server, key) = start_tally(&data, &tally)?;
+    let report = load::run(&server.url, &key, APP, args);
+    report.print("tally serve", args, server.peak_rss_mb());
+    Ok(())
+}
+
+pub fn bare(args: &LoadArgs) -> Result<()> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("bare-server");
+    let server = spawn(command, "listening on ", false)?;
+    let report = load::run(&server.url, "none", APP, args);
+    report.print("bare axum", args, server.peak_rss_mb());
+    Ok(())
+}
+
+/// An axum server whose one route reads the body and discards it.
+pub fn run_bare_server() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = axum::Router::new().route(
+            "/v1/batch",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                axum::Json(
+                    serde_json::json!({"accepted": body.len(), "duplicates": 0, "rejected": []}),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+pub fn fill(data: &Path, events: u64, tally: Option<PathBuf>) -> Result<()> {
+    let tally = tally_binary(tally)?;
+    let (server, key) = start_tally(data, &tally)?;
+    let counter = AtomicU64::new(0);
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let batches = events.div_ceil(1000);
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (agent, counter, key, url) = (&agent, &counter, &key, &server.url);
+                s.spawn(move || -> Result<()> {
+                    for b in (w..batches).step_by(4) {
+                        let body = load::body(APP, 1000, counter, true);
+                        loop {
+                            let status = agent
+                                .post(format!("{url}/v1/batch"))
+                                .header("Authorization", format!("Bearer {key}"))
+                                .header("Content-Encoding", "gzip")
+                                .send(&body[..])?
+                                .status();
+                            if status.is_success() {
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                        if w == 0 && b % 1000 == 0 {
+                            eprintln!("{} events", b * 1000);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    eprintln!("filled {} with {events} events", data.display());
+    Ok(())
+}
