@@ -57,12 +57,12 @@ fn event_json(app: &str, n: u64, now: &str) -> String {
         "app_version": format!("2.{}.0", n % 4),
         "install_id": Uuid::from_u128(u128::from(n % 5000) | 0x6f96_19ff_8b86_4d01_b42d_0000_0000_0000),
         "command": COMMANDS[(n % 5) as usize],
-        "flags": if n % 2 == 0 { vec!["--verbose"] } else { vec!["--force", "--region"] },
-        "exit_code": i32::from(n % 10 == 0),
+        "flags": if n.is_multiple_of(2) { vec!["--verbose"] } else { vec!["--force", "--region"] },
+        "exit_code": i32::from(n.is_multiple_of(10)),
         "duration_ms": 50 + n % 3000,
         "os": os, "arch": arch, "os_version": "14.4",
-        "ci": if n % 4 == 0 { Some("github-actions") } else { None },
-        "tty": n % 4 != 0,
+        "ci": if n.is_multiple_of(4) { Some("github-actions") } else { None },
+        "tty": !n.is_multiple_of(4),
         "properties": {"regions": n % 3},
     })
     .to_string()
