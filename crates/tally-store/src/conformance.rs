@@ -38,7 +38,7 @@ pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
         command: "deploy create".into(),
         flags: vec!["--force".into(), "-v".into()],
         exit_code: (n % 2) as i32,
-        outcome: Some(if n % 2 == 0 {
+        outcome: Some(if n.is_multiple_of(2) {
             Outcome::Success
         } else {
             Outcome::Failure
@@ -47,9 +47,9 @@ pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
         os: "linux".into(),
         arch: "x86_64".into(),
         os_version: Some("Debian 12".into()),
-        ci: (n % 3 == 0).then(|| "github-actions".into()),
+        ci: n.is_multiple_of(3).then(|| "github-actions".into()),
         agent: None,
-        tty: Some(n % 2 == 0),
+        tty: Some(n.is_multiple_of(2)),
         error: (n % 2 == 1).then(|| ErrorInfo {
             kind: "http.timeout".into(),
             message: "timed out after 30s".into(),

@@ -59,7 +59,7 @@ fn bad_requests_get_a_clear_4xx_and_store_nothing() {
     );
 
     let gz = [("Content-Encoding", "gzip")];
-    let cases: Vec<(&str, &str, &[(&str, &str)], Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "invalid JSON",
             &key,
@@ -312,3 +312,14 @@ fn post_50_mb(url: &str, key: &str) -> (u16, Value) {
     reader.read_exact(&mut body).expect("body");
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
+
+/// A malformed request and the answer it must get: name, ingest key, extra
+/// headers, body, status, error code.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Vec<u8>,
+    u16,
+    &'a str,
+);

@@ -20,7 +20,7 @@ fn survives_reopening() {
             store
                 .writer()
                 .expect("w")
-                .insert(&[event.clone()])
+                .insert(std::slice::from_ref(&event))
                 .expect("insert"),
             [true]
         );
