@@ -10,7 +10,7 @@ use crate::{Event, Limits, validate};
 ///
 /// ```
 /// use tally_protocol::Batch;
-/// let batch = Batch { sent_at: time::OffsetDateTime::UNIX_EPOCH, events: vec![] };
+/// let batch = Batch { sent_at: time::OffsetDateTime::UNIX_EPOCH, events: vec![], dropped: 0 };
 /// let json = serde_json::to_string(&batch)?;
 /// assert_eq!(json, r#"{"sent_at":"1970-01-01T00:00:00Z","events":[]}"#);
 /// # Ok::<(), serde_json::Error>(())
@@ -22,6 +22,14 @@ pub struct Batch {
     pub sent_at: OffsetDateTime,
     /// The events, at most [`Limits::max_events_per_batch`].
     pub events: Vec<Event>,
+    /// How many events the client had to throw away (its spool overflowed)
+    /// since its last acknowledged batch; left out when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A batch after decoding: the valid events, skew-corrected, and the rest.
@@ -34,6 +42,8 @@ pub struct DecodedBatch {
     /// The client's original timestamp of each valid event (parallel to
     /// `events`): unlike the corrected one it is the same on every retry.
     pub client_timestamps: Vec<OffsetDateTime>,
+    /// Events the client reports it dropped before sending (see [`Batch::dropped`]).
+    pub dropped: u64,
 }
 
 /// Why one event of a batch was not accepted.
@@ -98,6 +108,8 @@ struct RawBatch<'a> {
     sent_at: OffsetDateTime,
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
+    #[serde(default)]
+    dropped: u64,
 }
 
 /// Decodes and validates a batch body (already decompressed) sent with an
@@ -142,6 +154,7 @@ pub fn decode_batch(
         events: Vec::with_capacity(raw.events.len()),
         rejected: Vec::new(),
         client_timestamps: Vec::with_capacity(raw.events.len()),
+        dropped: raw.dropped,
     };
     for (index, raw_event) in raw.events.into_iter().enumerate() {
         match decode_event(raw_event, app, now, shift, limits) {

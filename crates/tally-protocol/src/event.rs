@@ -62,6 +62,12 @@ pub struct Event {
     /// Whether stdout was a terminal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<bool>,
+    /// Whether the CLI ran inside a container (Docker, Podman, Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<bool>,
+    /// Whether the CLI ran under the Windows Subsystem for Linux.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsl: Option<bool>,
     /// What went wrong, scrubbed of private data by the SDK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
@@ -170,6 +176,26 @@ pub enum PropertyValue {
     Float(f64),
     /// A boolean.
     Bool(bool),
+}
+
+macro_rules! property_from {
+    ($($t:ty => $variant:ident($conv:expr)),* $(,)?) => {$(
+        impl From<$t> for PropertyValue {
+            fn from(v: $t) -> Self {
+                PropertyValue::$variant($conv(v))
+            }
+        }
+    )*};
+}
+
+property_from! {
+    String => String(|v| v),
+    &str => String(str::to_owned),
+    bool => Bool(|v| v),
+    i64 => Int(|v| v),
+    i32 => Int(i64::from),
+    u32 => Int(i64::from),
+    f64 => Float(|v| v),
 }
 
 impl<'de> Deserialize<'de> for PropertyValue {

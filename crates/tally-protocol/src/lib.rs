@@ -28,11 +28,13 @@
 mod batch;
 mod event;
 mod limits;
+mod user_agent;
 mod validate;
 
 pub use batch::{Batch, BatchError, DecodedBatch, IngestResponse, Rejection, decode_batch};
 pub use event::{ErrorInfo, Event, Outcome, PropertyValue};
-pub use limits::Limits;
+pub use limits::{Limits, strings};
+pub use user_agent::{NotTallyUserAgent, UserAgent};
 
 /// Checks that `name` can name an app: 1 to 64 ASCII letters, digits, `-`,
 /// `_` or `.`, starting with a letter or digit. The error is a sentence.

@@ -44,17 +44,29 @@ impl Default for Limits {
 }
 
 /// The longest accepted value of each string field, in bytes.
-pub(crate) mod strings {
+pub mod strings {
+    /// `app`
     pub const APP: usize = 64;
+    /// `app_version`
     pub const VERSION: usize = 64;
+    /// `command`
     pub const COMMAND: usize = 256;
+    /// one flag name
     pub const FLAG: usize = 64;
+    /// how many flags (a count, not bytes)
     pub const FLAGS: usize = 64;
+    /// `os`, `arch`, `os_version`, `ci`, `agent`
     pub const PLATFORM: usize = 64;
+    /// `error.kind`
     pub const ERROR_KIND: usize = 128;
+    /// `error.message`
     pub const ERROR_MESSAGE: usize = 4096;
+    /// `error.location`
     pub const ERROR_LOCATION: usize = 512;
+    /// entries of `deps` or `properties` (a count)
     pub const MAP_ENTRIES: usize = 32;
+    /// a key of `deps` or `properties`
     pub const MAP_KEY: usize = 64;
+    /// a string value of `deps` or `properties`
     pub const MAP_VALUE: usize = 256;
 }

@@ -58,6 +58,7 @@ async fn ingest(
         });
     }
 
+    let dropped = decoded.dropped;
     let events: Vec<StoredEvent> = decoded
         .events
         .into_iter()
@@ -72,6 +73,10 @@ async fn ingest(
     let accepted = new.iter().filter(|&&n| n).count();
     let duplicates = new.len() - accepted;
     state.metrics().count_events(accepted, duplicates);
+    if accepted > 0 {
+        // A retry (all duplicates) already had its drops counted.
+        state.metrics().count_client_dropped(dropped);
+    }
     Ok(IngestResponse {
         accepted,
         duplicates,

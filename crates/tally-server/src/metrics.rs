@@ -62,6 +62,7 @@ struct Inner {
     registry: Mutex<Registry>,
     accepted: Counter,
     duplicates: Counter,
+    client_dropped: Counter,
     rejected: Family<FieldLabel, Counter>,
     requests: Family<OutcomeLabel, Counter>,
     request_seconds: Histogram,
@@ -76,6 +77,7 @@ impl Default for Metrics {
             registry: Mutex::new(Registry::with_prefix("tally")),
             accepted: Counter::default(),
             duplicates: Counter::default(),
+            client_dropped: Counter::default(),
             rejected: Family::default(),
             requests: Family::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
@@ -90,6 +92,11 @@ impl Default for Metrics {
                 "events_duplicate",
                 "Events already stored (retries)",
                 inner.duplicates.clone(),
+            );
+            r.register(
+                "client_dropped_events",
+                "Events clients threw away from a full spool before sending",
+                inner.client_dropped.clone(),
             );
             r.register(
                 "events_rejected",
@@ -146,6 +153,10 @@ impl Metrics {
     pub(crate) fn count_events(&self, accepted: usize, duplicates: usize) {
         self.inner.accepted.inc_by(accepted as u64);
         self.inner.duplicates.inc_by(duplicates as u64);
+    }
+
+    pub(crate) fn count_client_dropped(&self, dropped: u64) {
+        self.inner.client_dropped.inc_by(dropped);
     }
 
     /// Counts a rejected event under the top-level field of `path`.

@@ -50,6 +50,8 @@ pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
         ci: n.is_multiple_of(3).then(|| "github-actions".into()),
         agent: None,
         tty: Some(n.is_multiple_of(2)),
+        container: Some(n.is_multiple_of(5)),
+        wsl: n.is_multiple_of(7).then_some(true),
         error: (n % 2 == 1).then(|| ErrorInfo {
             kind: "http.timeout".into(),
             message: "timed out after 30s".into(),
@@ -97,6 +99,7 @@ pub fn events_round_trip(store: &dyn Store) {
     let mut bare = sample(2, "roundtrip", at + time::Duration::seconds(1));
     let e = &mut bare.event;
     (e.outcome, e.os_version, e.ci, e.tty, e.error) = (None, None, None, None, None);
+    (e.container, e.wsl) = (None, None);
     e.flags.clear();
     e.deps.clear();
     e.properties.clear();

@@ -99,6 +99,7 @@ impl TestServer {
         let batch = Batch {
             sent_at: OffsetDateTime::now_utc(),
             events: events.to_vec(),
+            dropped: 0,
         };
         let json = serde_json::to_vec(&batch).expect("json");
         self.post_raw(
@@ -228,6 +229,8 @@ pub fn event(app: &str) -> Event {
         "ci": "github-actions",
         "agent": "claude-code",
         "tty": false,
+        "container": true,
+        "wsl": false,
         "error": {"kind": "http.timeout", "message": "timed out after 30s", "location": "src/deploy.rs:42:9"},
         "deps": {"git": "2.43.0"},
         "properties": {"regions": 3, "mode": "fast", "dry": false, "ratio": 0.5}

@@ -9,7 +9,8 @@ use duckdb::Connection;
 use crate::StoreError;
 
 /// Migrations in order; index + 1 is the schema version each produces.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     id UUID NOT NULL,
     timestamp TIMESTAMP NOT NULL,
@@ -42,7 +43,13 @@ CREATE TABLE apps (
     ingest_key VARCHAR NOT NULL UNIQUE,
     created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
-"#];
+"#,
+    // 2: where the CLI ran (appended, so the appender's column order holds).
+    r#"
+ALTER TABLE events ADD COLUMN container BOOLEAN;
+ALTER TABLE events ADD COLUMN wsl BOOLEAN;
+"#,
+];
 
 /// Brings the database to the newest schema.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -131,6 +131,8 @@ fn append(appender: &mut duckdb::Appender<'_>, stored: &StoredEvent) -> Result<(
         error.and_then(|e| e.location.as_deref()),
         json_map(&e.deps)?,
         json_map(&e.properties)?,
+        e.container,
+        e.wsl,
     ])?;
     Ok(())
 }
@@ -187,6 +189,8 @@ pub(super) fn row_to_event(r: &duckdb::Row<'_>) -> Result<StoredEvent, StoreErro
         ci: r.get(15)?,
         agent: r.get(16)?,
         tty: r.get(17)?,
+        container: r.get(23)?,
+        wsl: r.get(24)?,
         error,
         deps: parse_map("deps", r.get(21)?)?,
         properties: parse_map("properties", r.get(22)?)?,

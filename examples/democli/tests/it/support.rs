@@ -1,0 +1,341 @@
+//! A Tally server in the test process, a sandboxed democli user, and a
+//! proxy that can make the endpoint misbehave.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long delivery may take before a test gives up: generous, because the
+/// SDK backs off after failures by design.
+pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `tally serve` in-process, on a loopback port, with the app "democli".
+pub struct Server {
+    pub url: String,
+    pub key: String,
+    admin: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let config = tally_server::Config::new(data.path().to_owned());
+        let server = tally_server::Server::open(config).expect("open server");
+        let admin = server.admin_token().to_owned();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                server
+                    .run(listener, async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+        });
+        let addr: SocketAddr = addr_rx.recv().expect("server address");
+        let url = format!("http://{addr}");
+        let mut response = ureq::post(format!("{url}/api/v1/apps"))
+            .header("Authorization", &format!("Bearer {admin}"))
+            .send_json(serde_json::json!({"name": "democli"}))
+            .expect("add app");
+        let app: Value = response.body_mut().read_json().expect("app json");
+        Self {
+            url,
+            key: app["ingest_key"].as_str().expect("key").to_owned(),
+            admin,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+            _data: data,
+        }
+    }
+
+    /// Every stored democli event, as exported (every field).
+    pub fn export_text(&self) -> String {
+        let mut response = ureq::get(format!("{}/api/v1/export?app=democli", self.url))
+            .header("Authorization", &format!("Bearer {}", self.admin))
+            .call()
+            .expect("export");
+        response.body_mut().read_to_string().expect("export body")
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.export_text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson"))
+            .collect()
+    }
+
+    /// Waits until `n` events are stored (fails beyond the deadline).
+    pub fn wait_for(&self, n: usize) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let events = self.events();
+            if events.len() >= n || started.elapsed() > DELIVERY_DEADLINE {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A person using democli: their own home, config and cache dirs.
+pub struct User {
+    pub home: PathBuf,
+    endpoint: String,
+    key: String,
+    extra: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// A name that must never reach the server.
+pub const USER_NAME: &str = "zaphodbeeblebrox";
+
+pub struct Run {
+    pub output: Output,
+    pub took: Duration,
+}
+
+impl Run {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+}
+
+impl User {
+    /// A user who has not run democli before.
+    pub fn new(endpoint: &str, key: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home").join(USER_NAME);
+        std::fs::create_dir_all(&home).expect("home");
+        Self {
+            home,
+            endpoint: endpoint.to_owned(),
+            key: key.to_owned(),
+            extra: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// A user who has run `democli telemetry enable`.
+    pub fn consenting(endpoint: &str, key: &str) -> Self {
+        let user = Self::new(endpoint, key);
+        let run = user.democli(&["telemetry", "enable"]);
+        assert!(run.output.status.success(), "{}", run.stderr());
+        user
+    }
+
+    pub fn set_endpoint(&mut self, endpoint: &str) {
+        self.endpoint = endpoint.to_owned();
+    }
+
+    pub fn env(&mut self, name: &str, value: &str) {
+        self.extra.push((name.to_owned(), value.to_owned()));
+    }
+
+    pub fn config_home(&self) -> PathBuf {
+        self.home.join(".config")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.join(".cache").join("democli").join("telemetry")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_democli"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("USER", USER_NAME)
+            .env("XDG_CONFIG_HOME", self.config_home())
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .env("DEMOCLI_TELEMETRY_ENDPOINT", &self.endpoint)
+            .env("DEMOCLI_TELEMETRY_KEY", &self.key);
+        for (k, v) in &self.extra {
+            command.env(k, v);
+        }
+        command
+    }
+
+    pub fn democli(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let output = self.command(args).output().expect("run democli");
+        Run {
+            output,
+            took: started.elapsed(),
+        }
+    }
+
+    /// Files waiting in the spool (events and drop counters).
+    pub fn spooled(&self) -> Vec<PathBuf> {
+        files_in(&self.cache_dir().join("spool"))
+    }
+
+    /// Waits for the spool to drain (fails beyond the deadline).
+    pub fn wait_spool_empty(&self) {
+        let started = Instant::now();
+        while !self.spooled().is_empty() {
+            assert!(
+                started.elapsed() < DELIVERY_DEADLINE,
+                "spool never drained: {:?}",
+                self.spooled()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// A loopback address where nothing listens.
+pub fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// How the proxy treats a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// Pass it to the real server.
+    Forward,
+    /// Take the connection and never answer.
+    BlackHole,
+    /// Forward, after a delay.
+    Slow(Duration),
+    /// Answer with this status (and `Retry-After` seconds when given).
+    Status(u16, Option<u64>),
+}
+
+/// An endpoint in front of the real server whose behaviour tests switch.
+pub struct Proxy {
+    pub url: String,
+    mode: Arc<Mutex<Mode>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str, mode: Mode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let mode = Arc::new(Mutex::new(mode));
+        let shared = Arc::clone(&mode);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mode = *shared.lock().expect("mode");
+                let upstream = upstream.clone();
+                std::thread::spawn(move || handle(stream, mode, &upstream));
+            }
+        });
+        Self { url, mode }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+}
+
+fn handle(mut client: TcpStream, mode: Mode, upstream: &str) {
+    let Some(request) = read_request(&client) else {
+        return;
+    };
+    match mode {
+        Mode::BlackHole => {
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        Mode::Status(code, retry_after) => {
+            let retry = retry_after
+                .map(|s| format!("Retry-After: {s}\r\n"))
+                .unwrap_or_default();
+            let _ = write!(
+                client,
+                "HTTP/1.1 {code} Nope\r\nContent-Type: application/json\r\n{retry}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+        }
+        Mode::Slow(delay) => {
+            std::thread::sleep(delay);
+            forward(&mut client, &request, upstream);
+        }
+        Mode::Forward => forward(&mut client, &request, upstream),
+    }
+}
+
+/// The request's bytes, with `Connection: close` so the upstream ends the
+/// response by closing.
+fn read_request(client: &TcpStream) -> Option<Vec<u8>> {
+    let mut reader = BufReader::new(client.try_clone().ok()?);
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+        if !lower.starts_with("connection:") {
+            head.extend_from_slice(line.as_bytes());
+        }
+    }
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    head.extend_from_slice(&body);
+    Some(head)
+}
+
+fn forward(client: &mut TcpStream, request: &[u8], upstream: &str) {
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let mut response = Vec::new();
+    if server.write_all(request).is_ok() && server.read_to_end(&mut response).is_ok() {
+        let _ = client.write_all(&response);
+    }
+}
