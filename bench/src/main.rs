@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p tally-bench -- ingest --batch 100 --concurrency 64
 //! cargo run --release -p tally-bench -- bare --batch 1 --concurrency 64
+//! cargo run --release -p tally-bench -- sdk --runs 200
 //! ```
 //!
 //! Each run starts its server as a child process (the release `tally` next
@@ -11,6 +12,7 @@
 //! prints events/s, request latency p50/p99 and the server's peak RSS.
 
 mod load;
+mod sdk;
 mod server;
 
 use std::path::PathBuf;
@@ -64,6 +66,18 @@ enum Command {
     },
     /// Run the bare server (used by `bare`; prints its URL).
     BareServer,
+    /// What the SDK adds to a democli run, per endpoint condition.
+    Sdk {
+        /// Runs per condition and setting.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// The `democli` binary (default: next to this one).
+        #[arg(long)]
+        democli: Option<PathBuf>,
+        /// The `tally` binary (default: next to this one).
+        #[arg(long)]
+        tally: Option<PathBuf>,
+    },
     /// Fill a data dir with N events by ingesting them (for dedupe at scale).
     Fill {
         /// The data dir.
@@ -83,6 +97,11 @@ fn main() -> ExitCode {
         Command::Ingest { load, data, tally } => server::ingest(&load, data, tally),
         Command::Bare { load } => server::bare(&load),
         Command::BareServer => server::run_bare_server(),
+        Command::Sdk {
+            runs,
+            democli,
+            tally,
+        } => sdk::run(runs, democli, tally),
         Command::Fill {
             data,
             events,

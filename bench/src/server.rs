@@ -14,9 +14,9 @@ use crate::load;
 const APP: &str = "benchcli";
 
 /// A child server; stopped with SIGTERM on drop.
-struct Running {
+pub(crate) struct Running {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Running {
@@ -76,7 +76,7 @@ fn spawn(mut command: Command, marker: &str, from_stderr: bool) -> Result<Runnin
     Ok(Running { child, url })
 }
 
-fn tally_binary(tally: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn tally_binary(tally: Option<PathBuf>) -> Result<PathBuf> {
     match tally {
         Some(path) => Ok(path),
         None => Ok(std::env::current_exe()?
@@ -86,7 +86,7 @@ fn tally_binary(tally: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-fn start_tally(data: &Path, tally: &Path) -> Result<(Running, String)> {
+pub(crate) fn start_tally(data: &Path, tally: &Path, app: &str) -> Result<(Running, String)> {
     let mut command = Command::new(tally);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -100,12 +100,12 @@ fn start_tally(data: &Path, tally: &Path) -> Result<(Running, String)> {
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
     let key = match listed
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{APP}\t")))
+        .find_map(|l| l.strip_prefix(&format!("{app}\t")))
     {
         Some(key) => key.to_owned(),
         None => {
             let out = Command::new(tally)
-                .args(["app", "add", APP, "--data", data_arg])
+                .args(["app", "add", app, "--data", data_arg])
                 .output()?;
             if !out.status.success() {
                 bail!("app add: {}", String::from_utf8_lossy(&out.stderr));
@@ -120,7 +120,7 @@ pub fn ingest(args: &LoadArgs, data: Option<PathBuf>, tally: Option<PathBuf>) ->
     let tally = tally_binary(tally)?;
     let temp = tempfile::tempdir()?;
     let data = data.unwrap_or_else(|| temp.path().to_owned());
-    let (server, key) = start_tally(&data, &tally)?;
+    let (server, key) = start_tally(&data, &tally, APP)?;
     let report = load::run(&server.url, &key, APP, args);
     report.print("tally serve", args, server.peak_rss_mb());
     Ok(())
@@ -158,7 +158,7 @@ pub fn run_bare_server() -> Result<()> {
 
 pub fn fill(data: &Path, events: u64, tally: Option<PathBuf>) -> Result<()> {
     let tally = tally_binary(tally)?;
-    let (server, key) = start_tally(data, &tally)?;
+    let (server, key) = start_tally(data, &tally, APP)?;
     let counter = AtomicU64::new(0);
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

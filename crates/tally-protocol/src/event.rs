@@ -35,6 +35,10 @@ pub struct Event {
     pub app_version: String,
     /// A random id made once per installation; never derived from the user.
     pub install_id: Uuid,
+    /// A custom event's name, e.g. "cache.hit"; absent for the event that
+    /// describes the invocation itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The command path, e.g. "deploy create"; empty for the root command.
     pub command: String,
     /// The names of the flags the user typed, e.g. `["--force"]`; never values.

@@ -49,6 +49,8 @@ pub mod strings {
     pub const APP: usize = 64;
     /// `app_version`
     pub const VERSION: usize = 64;
+    /// `name` of a custom event
+    pub const EVENT_NAME: usize = 128;
     /// `command`
     pub const COMMAND: usize = 256;
     /// one flag name

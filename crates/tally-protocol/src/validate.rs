@@ -46,6 +46,9 @@ pub(crate) fn event(e: &Event, app: &str) -> Result<(), Invalid> {
     }
     text("app_version", &e.app_version, strings::VERSION, Required)?;
     text("command", &e.command, strings::COMMAND, Optional)?;
+    if let Some(name) = &e.name {
+        text("name", name, strings::EVENT_NAME, Required)?;
+    }
     if e.flags.len() > strings::FLAGS {
         return Err(invalid(
             "flags",

@@ -52,6 +52,7 @@ pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
         tty: Some(n.is_multiple_of(2)),
         container: Some(n.is_multiple_of(5)),
         wsl: n.is_multiple_of(7).then_some(true),
+        name: n.is_multiple_of(4).then(|| format!("custom.{n}")),
         error: (n % 2 == 1).then(|| ErrorInfo {
             kind: "http.timeout".into(),
             message: "timed out after 30s".into(),
@@ -95,11 +96,12 @@ fn app_filter(app: &str) -> ExportFilter {
 /// fields comes back without them.
 pub fn events_round_trip(store: &dyn Store) {
     let at = datetime!(2026-11-20 10:00:00.123456 UTC);
-    let full = sample(1, "roundtrip", at);
+    let mut full = sample(1, "roundtrip", at);
+    full.event.name = Some("cache.hit".into());
     let mut bare = sample(2, "roundtrip", at + time::Duration::seconds(1));
     let e = &mut bare.event;
     (e.outcome, e.os_version, e.ci, e.tty, e.error) = (None, None, None, None, None);
-    (e.container, e.wsl) = (None, None);
+    (e.container, e.wsl, e.name) = (None, None, None);
     e.flags.clear();
     e.deps.clear();
     e.properties.clear();

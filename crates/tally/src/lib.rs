@@ -295,6 +295,17 @@ impl Shared {
         .to_string()
     }
 
+    /// Puts a finished event in the spool, or on stderr in debug mode.
+    fn record(&self, event: &tally_protocol::Event) {
+        if self.debug {
+            if let Ok(json) = serde_json::to_string(event) {
+                self.debug(format_args!("{json}"));
+            }
+        } else if let Err(e) = self.spool().append(event) {
+            self.debug(format_args!("could not spool the event: {e}"));
+        }
+    }
+
     /// A line on stderr in debug mode; silence otherwise.
     fn debug(&self, args: fmt::Arguments<'_>) {
         if self.debug {

@@ -70,6 +70,7 @@ impl Run {
             app: shared.app.clone(),
             app_version: shared.version.clone(),
             install_id: settings.install_id,
+            name: None,
             command: command.to_owned(),
             flags,
             // What a later run reports if this one vanishes (SIGKILL, OOM).
@@ -128,6 +129,40 @@ impl Run {
                 e.properties.insert(key.to_owned(), value);
             }
         });
+    }
+
+    /// Records a custom event during this run, e.g. a cache hit, with a few
+    /// typed properties. It shares the run's context and command and is sent
+    /// with the run's own event.
+    ///
+    /// ```
+    /// # let telemetry = tally::Tally::builder("doc-example", "1.0.0").enabled(false).build();
+    /// let run = telemetry.start("build", &[]);
+    /// run.track("cache.hit", [("entries", 120.into()), ("warm", true.into())]);
+    /// run.finish(0);
+    /// ```
+    pub fn track<'k>(
+        &self,
+        name: &str,
+        properties: impl IntoIterator<Item = (&'k str, PropertyValue)>,
+    ) {
+        let Some(active) = &self.active else { return };
+        let Some(mut event) = lock(&active.event).clone() else {
+            return;
+        };
+        event.id = uuid::Uuid::now_v7();
+        event.timestamp = time::OffsetDateTime::now_utc();
+        event.name = Some(truncate(name.to_owned(), strings::EVENT_NAME));
+        event.exit_code = 0;
+        event.outcome = None;
+        event.duration_ms = 0;
+        event.properties = properties
+            .into_iter()
+            .filter(|(k, _)| k.len() <= strings::MAP_KEY)
+            .take(strings::MAP_ENTRIES)
+            .map(|(k, v)| (k.to_owned(), bounded(v)))
+            .collect();
+        active.shared.record(&event);
     }
 
     /// Records the version of a tool the CLI depends on, e.g.
@@ -218,13 +253,7 @@ impl Active {
                     .map(|l| truncate(scrubber.scrub(&l), strings::ERROR_LOCATION)),
             }
         });
-        if shared.debug {
-            if let Ok(json) = serde_json::to_string(&event) {
-                shared.debug(format_args!("{json}"));
-            }
-        } else if let Err(e) = shared.spool().append(&event) {
-            shared.debug(format_args!("could not spool the event: {e}"));
-        }
+        shared.record(&event);
         if let Some((path, file)) = lock(&self.marker).take() {
             let _ = std::fs::remove_file(path);
             drop(file);
@@ -287,6 +316,13 @@ fn recover_killed(shared: &Shared, dir: &Path) {
         if spooled {
             let _ = std::fs::remove_file(&path);
         }
+    }
+}
+
+fn bounded(value: PropertyValue) -> PropertyValue {
+    match value {
+        PropertyValue::String(s) => PropertyValue::String(truncate(s, strings::MAP_VALUE)),
+        other => other,
     }
 }
 

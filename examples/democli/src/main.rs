@@ -113,6 +113,11 @@ fn main() -> ExitCode {
             println!("built");
         }
         Cmd::Deploy { region, force } => {
+            // A custom event alongside the run's own.
+            run.track(
+                "deploy.plan",
+                [("steps", 4.into()), ("forced", force.into())],
+            );
             println!(
                 "deployed to {region}{}",
                 if force { " (forced)" } else { "" }

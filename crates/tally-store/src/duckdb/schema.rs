@@ -44,10 +44,13 @@ CREATE TABLE apps (
     created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 "#,
-    // 2: where the CLI ran (appended, so the appender's column order holds).
+    // 2: where the CLI ran, custom events (appended, so the appender's
+    // column order holds).
     r#"
 ALTER TABLE events ADD COLUMN container BOOLEAN;
 ALTER TABLE events ADD COLUMN wsl BOOLEAN;
+-- Custom events carry a name; the invocation event has none.
+ALTER TABLE events ADD COLUMN name VARCHAR;
 "#,
 ];
 

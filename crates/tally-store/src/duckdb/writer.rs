@@ -133,6 +133,7 @@ fn append(appender: &mut duckdb::Appender<'_>, stored: &StoredEvent) -> Result<(
         json_map(&e.properties)?,
         e.container,
         e.wsl,
+        e.name,
     ])?;
     Ok(())
 }
@@ -191,6 +192,7 @@ pub(super) fn row_to_event(r: &duckdb::Row<'_>) -> Result<StoredEvent, StoreErro
         tty: r.get(17)?,
         container: r.get(23)?,
         wsl: r.get(24)?,
+        name: r.get(25)?,
         error,
         deps: parse_map("deps", r.get(21)?)?,
         properties: parse_map("properties", r.get(22)?)?,

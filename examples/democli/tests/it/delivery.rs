@@ -38,11 +38,17 @@ fn runs_arrive_once_with_command_and_flag_names_never_values() {
         let run = user.democli(args);
         assert!(run.output.status.success(), "{}", run.stderr());
     }
-    let events = server.wait_for(3);
+    // Three runs and the custom event `deploy` tracks.
+    let all = server.wait_for(4);
     user.wait_spool_empty();
     let events_after = server.events();
-    assert_eq!(events_after.len(), 3, "{events_after:?}");
-    assert_eq!(ids(&events).len(), 3);
+    assert_eq!(events_after.len(), 4, "{events_after:?}");
+    assert_eq!(ids(&all).len(), 4);
+    let (custom, events): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e["name"].is_string());
+    assert_eq!(custom.len(), 1);
+    assert_eq!(custom[0]["name"], "deploy.plan");
+    assert_eq!(custom[0]["command"], "deploy");
+    assert_eq!(custom[0]["properties"]["forced"], true);
 
     let mut by_command: Vec<(String, Vec<String>, i64)> = events
         .iter()
