@@ -1,5 +1,6 @@
 //! The subcommands.
 
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tally_report::{Query, Report, ReportName};
 use tally_store::{App, ExportFilter, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -36,6 +38,45 @@ enum Command {
     App {
         #[command(subcommand)]
         command: AppCommand,
+    },
+    /// Answer a report (versions, platforms, commands, flags, errors,
+    /// durations, installs, environments, deprecation, health, deps).
+    Report {
+        /// Which report.
+        #[arg(value_parser = parse_report)]
+        name: ReportName,
+        /// The app.
+        #[arg(long)]
+        app: String,
+        /// From this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this CLI version.
+        #[arg(long)]
+        version: Option<String>,
+        /// Only this OS.
+        #[arg(long)]
+        os: Option<String>,
+        /// Only humans, CI or AI agents.
+        #[arg(long, value_parser = ["human", "ci", "agent"])]
+        env: Option<String>,
+        /// deprecation: the flag, e.g. --flag=--legacy-output.
+        #[arg(long, allow_hyphen_values = true)]
+        flag: Option<String>,
+        /// deprecation: the command path, e.g. "deploy create".
+        #[arg(long)]
+        command: Option<String>,
+        /// deprecation: how many days back.
+        #[arg(long)]
+        days: Option<u32>,
+        /// How to print it.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Print stored events as NDJSON, one event a line.
     Export {
@@ -67,6 +108,24 @@ enum AppCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+/// How `tally report` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// The report as JSON (what the HTTP API answers).
+    Json,
+    /// CSV, one block per table.
+    Csv,
+}
+
+fn parse_report(s: &str) -> Result<ReportName, String> {
+    ReportName::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = ReportName::ALL.iter().map(|r| r.as_str()).collect();
+        format!("no such report; reports: {}", known.join(", "))
+    })
 }
 
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
@@ -108,7 +167,71 @@ pub fn run(cli: Cli) -> Result<()> {
             until,
             target,
         } => export(ExportFilter { app, since, until }, &target),
+        Command::Report {
+            name,
+            app,
+            since,
+            until,
+            version,
+            os,
+            env,
+            flag,
+            command,
+            days,
+            format,
+            target,
+        } => {
+            let params: BTreeMap<String, String> = [
+                ("app", Some(app)),
+                ("since", since),
+                ("until", until),
+                ("version", version),
+                ("os", os),
+                ("env", env),
+                ("flag", flag),
+                ("command", command),
+                ("days", days.map(|d| d.to_string())),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect();
+            report(name, &params, format, &target)
+        }
     }
+}
+
+fn report(
+    name: ReportName,
+    params: &BTreeMap<String, String>,
+    format: Format,
+    target: &TargetArgs,
+) -> Result<()> {
+    // Checked here too, so a bad filter fails the same way with or without
+    // a server.
+    let query = Query::from_params(name, params)?;
+    let report: Report = match target.resolve()? {
+        Target::Store(store) => store.report(&query)?,
+        Target::Server(client) => {
+            let query_string: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                .collect();
+            client
+                .get(&format!(
+                    "/api/v1/reports/{name}?{}",
+                    query_string.join("&")
+                ))?
+                .body_mut()
+                .read_json()?
+        }
+    };
+    let text = match format {
+        Format::Table => report.to_text(),
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Csv => report.to_csv(),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
 }
 
 fn export(filter: ExportFilter, target: &TargetArgs) -> Result<()> {

@@ -46,6 +46,9 @@ pub enum ApiError {
         /// Per-event reasons, when every event of a batch was rejected.
         rejected: Vec<Rejection>,
     },
+    /// 404: no such thing (a report name, a page).
+    #[error("{0}")]
+    NotFound(String),
     /// 409: the thing exists already.
     #[error("{0}")]
     Conflict(String),
@@ -83,6 +86,7 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => "unauthorized",
             Self::BadRequest { code, .. } => code,
+            Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::TooLarge(_) => "too_large",
             Self::Unsupported(_) => "unsupported",
@@ -97,6 +101,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -27,9 +27,11 @@ mod auth;
 mod body;
 mod commit;
 mod config;
+mod dashboard;
 mod error;
 mod ingest;
 mod metrics;
+mod reports;
 mod state;
 
 pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};
@@ -48,11 +50,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/batch", post(ingest::batch))
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
         .route("/api/v1/export", get(admin::export))
+        .route("/api/v1/reports/{name}", get(reports::report))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/metrics", get(metrics::render))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

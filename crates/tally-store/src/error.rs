@@ -23,6 +23,9 @@ pub enum StoreError {
     /// The app name is not allowed.
     #[error("{0}")]
     InvalidAppName(String),
+    /// The request cannot be answered as asked.
+    #[error("{0}")]
+    Invalid(String),
     /// The stored data could not be read back into events.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -56,6 +56,9 @@ pub trait Store: Send + Sync {
 
     /// Every registered app, by name.
     fn apps(&self) -> Result<Vec<App>, StoreError>;
+
+    /// Answers a report over the stored events.
+    fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError>;
 }
 
 /// Inserts events, exactly once each.

@@ -5,6 +5,7 @@
 //! it returns (DuckDB syncs its write-ahead log), which is what lets the
 //! server acknowledge a batch.
 
+mod reports;
 mod schema;
 mod writer;
 
@@ -119,6 +120,10 @@ impl Store for DuckDbStore {
             }
         }
         Ok(count)
+    }
+
+    fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
+        reports::run(&self.connection()?, query)
     }
 
     fn add_app(&self, name: &str) -> Result<App, StoreError> {

@@ -19,12 +19,17 @@ use uuid::Uuid;
 
 use crate::{ExportFilter, Store, StoredEvent};
 
+mod reports;
+
+pub use reports::reports_answer_known_questions;
+
 /// Runs every check against `store`, which must start empty.
 pub fn run_all(store: &dyn Store) {
     events_round_trip(store);
     duplicates_are_stored_once(store);
     export_filters(store);
     apps_are_unique(store);
+    reports_answer_known_questions(store);
 }
 
 /// An event with every field set, made from `n`.

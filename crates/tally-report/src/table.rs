@@ -1,0 +1,164 @@
+//! What a report answers: named tables of cells, and their renderings.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// One value in a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// No value.
+    Null,
+    /// A count or other integer.
+    Int(i64),
+    /// A rate, share or duration.
+    Float(f64),
+    /// Text.
+    Text(String),
+    /// A yes/no.
+    Bool(bool),
+}
+
+impl Cell {
+    fn text(&self) -> String {
+        match self {
+            Cell::Null => String::new(),
+            Cell::Int(n) => n.to_string(),
+            Cell::Float(x) => {
+                if x.fract() == 0.0 && x.abs() < 1e15 {
+                    format!("{x:.0}")
+                } else {
+                    format!("{x:.4}")
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                        .to_owned()
+                }
+            }
+            Cell::Text(s) => s.clone(),
+            Cell::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// A table: named columns and rows of cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// What the table holds, e.g. "versions" or "adoption".
+    pub name: String,
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, each as long as `columns`.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// A report's answer: one or more tables.
+///
+/// ```
+/// use tally_report::{Cell, Report, Table};
+/// let report = Report {
+///     report: "commands".into(),
+///     tables: vec![Table {
+///         name: "commands".into(),
+///         columns: vec!["command".into(), "runs".into()],
+///         rows: vec![vec![Cell::Text("build".into()), Cell::Int(3)]],
+///     }],
+/// };
+/// assert_eq!(report.to_csv(), "command,runs\nbuild,3\n");
+/// assert_eq!(report.to_text(), "command    runs\nbuild         3\n");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The report's name.
+    pub report: String,
+    /// Its tables, the main one first.
+    pub tables: Vec<Table>,
+}
+
+impl Report {
+    /// The table called `name`.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Aligned columns for a terminal; a heading per table when there are
+    /// several.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (i, table) in self.tables.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            if self.tables.len() > 1 {
+                let _ = writeln!(out, "== {} ==", table.name);
+            }
+            let cells: Vec<Vec<String>> = table
+                .rows
+                .iter()
+                .map(|r| r.iter().map(Cell::text).collect())
+                .collect();
+            let widths: Vec<usize> = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(c, name)| {
+                    cells
+                        .iter()
+                        .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                        .chain([name.chars().count()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let numeric: Vec<bool> = (0..table.columns.len())
+                .map(|c| {
+                    table.rows.iter().all(|r| {
+                        matches!(r.get(c), Some(Cell::Int(_) | Cell::Float(_) | Cell::Null))
+                    })
+                })
+                .collect();
+            let line = |out: &mut String, row: &[String]| {
+                let mut text = String::new();
+                for (c, value) in row.iter().enumerate() {
+                    if c > 0 {
+                        text.push_str("    ");
+                    }
+                    let width = widths[c];
+                    if numeric[c] {
+                        let _ = write!(text, "{value:>width$}");
+                    } else {
+                        let _ = write!(text, "{value:<width$}");
+                    }
+                }
+                out.push_str(text.trim_end());
+                out.push('\n');
+            };
+            line(&mut out, &table.columns);
+            for row in &cells {
+                line(&mut out, row);
+            }
+            if table.rows.is_empty() {
+                out.push_str("(no data)\n");
+            }
+        }
+        out
+    }
+
+    /// CSV: the tables one after another, each with its header row and a
+    /// blank line between them.
+    pub fn to_csv(&self) -> String {
+        let mut out = Vec::new();
+        for (i, table) in self.tables.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\n');
+            }
+            let mut writer = csv::Writer::from_writer(&mut out);
+            let _ = writer.write_record(&table.columns);
+            for row in &table.rows {
+                let _ = writer.write_record(row.iter().map(Cell::text));
+            }
+            let _ = writer.flush();
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

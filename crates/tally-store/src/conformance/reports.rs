@@ -1,0 +1,495 @@
+//! Reports over a small hand-built data set whose answers are worked out
+//! by hand (in the comments), not by running the code under test.
+
+use std::collections::BTreeMap;
+
+use tally_protocol::{ErrorInfo, Event, Outcome};
+use tally_report::{Cell, Query, Report, ReportName};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+
+use crate::{Store, StoredEvent};
+
+const APP: &str = "reports";
+
+struct Run {
+    install: char,
+    version: &'static str,
+    os: &'static str,
+    env: (Option<&'static str>, Option<&'static str>),
+    command: &'static str,
+    flags: &'static [&'static str],
+    exit: i32,
+    duration: u64,
+    at: OffsetDateTime,
+}
+
+fn install(c: char) -> Uuid {
+    Uuid::from_u128(0xa000_0000_0000_4000_8000_0000_0000_0000 | u128::from(c as u32))
+}
+
+/// The data set:
+///
+/// | # | install | version | os | env | command | flags | exit | ms | day |
+/// |---|---|---|---|---|---|---|---|---|---|
+/// | 1 | A | 1.0.0 | linux | human | build | --verbose | 0 | 100 | 11-01 (Sun) |
+/// | 2 | A | 1.0.0 | linux | human | build | | 0 | 200 | 11-01 |
+/// | 3 | B | 1.0.0 | macos | ci (github-actions) | deploy | --force --region | 1 (http.timeout) | 300 | 11-02 (Mon) |
+/// | 4 | B | 1.1.0 | macos | ci | deploy | --region | 0 | 400 | 11-03 |
+/// | 5 | C | 1.1.0 | linux | agent (claude-code) | build | --verbose --legacy | 101 (crash) | 500 | 11-03 |
+/// | 6 | D | 1.1.0 | windows | human | build | --legacy | 0 | 600 | 11-08 (Sun) |
+///
+/// plus a custom event (`cache.hit`) from A, which no report counts, and
+/// deps: git 2.43.0 on runs 1 and 2, git 2.44.0 on run 6.
+fn data() -> Vec<StoredEvent> {
+    let runs = [
+        Run {
+            install: 'A',
+            version: "1.0.0",
+            os: "linux",
+            env: (None, None),
+            command: "build",
+            flags: &["--verbose"],
+            exit: 0,
+            duration: 100,
+            at: datetime!(2026-11-01 10:00 UTC),
+        },
+        Run {
+            install: 'A',
+            version: "1.0.0",
+            os: "linux",
+            env: (None, None),
+            command: "build",
+            flags: &[],
+            exit: 0,
+            duration: 200,
+            at: datetime!(2026-11-01 11:00 UTC),
+        },
+        Run {
+            install: 'B',
+            version: "1.0.0",
+            os: "macos",
+            env: (Some("github-actions"), None),
+            command: "deploy",
+            flags: &["--force", "--region"],
+            exit: 1,
+            duration: 300,
+            at: datetime!(2026-11-02 09:00 UTC),
+        },
+        Run {
+            install: 'B',
+            version: "1.1.0",
+            os: "macos",
+            env: (Some("github-actions"), None),
+            command: "deploy",
+            flags: &["--region"],
+            exit: 0,
+            duration: 400,
+            at: datetime!(2026-11-03 09:00 UTC),
+        },
+        Run {
+            install: 'C',
+            version: "1.1.0",
+            os: "linux",
+            env: (None, Some("claude-code")),
+            command: "build",
+            flags: &["--verbose", "--legacy"],
+            exit: 101,
+            duration: 500,
+            at: datetime!(2026-11-03 12:00 UTC),
+        },
+        Run {
+            install: 'D',
+            version: "1.1.0",
+            os: "windows",
+            env: (None, None),
+            command: "build",
+            flags: &["--legacy"],
+            exit: 0,
+            duration: 600,
+            at: datetime!(2026-11-08 18:00 UTC),
+        },
+    ];
+    let mut events: Vec<StoredEvent> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (outcome, error) = match r.exit {
+                0 => (Outcome::Success, None),
+                101 => (
+                    Outcome::Crash,
+                    Some(ErrorInfo {
+                        kind: "panic".into(),
+                        message: "boom".into(),
+                        location: Some("src/main.rs:1:1".into()),
+                    }),
+                ),
+                _ => (
+                    Outcome::Failure,
+                    Some(ErrorInfo {
+                        kind: "http.timeout".into(),
+                        message: "timed out".into(),
+                        location: None,
+                    }),
+                ),
+            };
+            let deps = match i {
+                0 | 1 => [("git".to_owned(), "2.43.0".to_owned())].into(),
+                5 => [("git".to_owned(), "2.44.0".to_owned())].into(),
+                _ => BTreeMap::new(),
+            };
+            let event = Event {
+                id: Uuid::from_u128(0xb000_0000_0000_7000_8000_0000_0000_0000 | i as u128),
+                timestamp: r.at,
+                app: APP.into(),
+                app_version: r.version.into(),
+                install_id: install(r.install),
+                name: None,
+                command: r.command.into(),
+                flags: r.flags.iter().map(|f| (*f).to_owned()).collect(),
+                exit_code: r.exit,
+                outcome: Some(outcome),
+                duration_ms: r.duration,
+                os: r.os.into(),
+                arch: "x86_64".into(),
+                os_version: None,
+                ci: r.env.0.map(str::to_owned),
+                agent: r.env.1.map(str::to_owned),
+                tty: Some(r.env == (None, None)),
+                container: Some(false),
+                wsl: None,
+                error,
+                deps,
+                properties: BTreeMap::new(),
+            };
+            StoredEvent {
+                client_timestamp: r.at,
+                received_at: r.at,
+                event,
+            }
+        })
+        .collect();
+    let mut custom = events[0].clone();
+    custom.event.id = Uuid::from_u128(0xb000_0000_0000_7000_8000_0000_0000_00ff);
+    custom.event.name = Some("cache.hit".into());
+    events.push(custom);
+    events
+}
+
+fn ask(store: &dyn Store, report: ReportName, params: &[(&str, &str)]) -> Report {
+    let mut all: BTreeMap<String, String> = [("app".to_owned(), APP.to_owned())].into();
+    for (k, v) in params {
+        all.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let query = Query::from_params(report, &all).expect("valid query");
+    store.report(&query).expect("report")
+}
+
+fn t(s: &str) -> Cell {
+    Cell::Text(s.into())
+}
+
+fn i(n: i64) -> Cell {
+    Cell::Int(n)
+}
+
+fn f(x: f64) -> Cell {
+    Cell::Float(x)
+}
+
+/// The rows of table `name`, keeping only `columns`.
+fn rows(report: &Report, name: &str, columns: &[&str]) -> Vec<Vec<Cell>> {
+    let table = report
+        .table(name)
+        .unwrap_or_else(|| panic!("{} has no table {name}", report.report));
+    let index: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            table
+                .columns
+                .iter()
+                .position(|x| x == c)
+                .unwrap_or_else(|| panic!("{name} has no column {c}: {:?}", table.columns))
+        })
+        .collect();
+    table
+        .rows
+        .iter()
+        .map(|r| index.iter().map(|&i| r[i].clone()).collect())
+        .collect()
+}
+
+/// Each report over [`data`], against answers counted by hand.
+pub fn reports_answer_known_questions(store: &dyn Store) {
+    let mut writer = store.writer().expect("writer");
+    writer.insert(&data()).expect("insert");
+    let s = store;
+
+    // build: runs 1,2,5,6 by A,C,D; 1,2,6 exit 0. deploy: 3,4 by B; 4 exits 0.
+    assert_eq!(
+        rows(
+            &ask(s, ReportName::Commands, &[]),
+            "commands",
+            &["command", "runs", "installs", "success_rate"]
+        ),
+        [
+            vec![t("build"), i(4), i(3), f(0.75)],
+            vec![t("deploy"), i(2), i(1), f(0.5)]
+        ]
+    );
+    // Filters: CI is B's deploys; 1.1.0 is runs 4,5,6; linux is 1,2,5;
+    // since 11-03 is 4,5,6; humans are 1,2,6.
+    let commands = |params: &[(&str, &str)]| {
+        rows(
+            &ask(s, ReportName::Commands, params),
+            "commands",
+            &["command", "runs"],
+        )
+    };
+    assert_eq!(commands(&[("env", "ci")]), [vec![t("deploy"), i(2)]]);
+    assert_eq!(
+        commands(&[("version", "1.1.0")]),
+        [vec![t("build"), i(2)], vec![t("deploy"), i(1)]]
+    );
+    assert_eq!(commands(&[("os", "linux")]), [vec![t("build"), i(3)]]);
+    assert_eq!(
+        commands(&[("since", "2026-11-03")]),
+        [vec![t("build"), i(2)], vec![t("deploy"), i(1)]]
+    );
+    assert_eq!(commands(&[("env", "human")]), [vec![t("build"), i(3)]]);
+    assert_eq!(
+        commands(&[("until", "2026-11-02")]),
+        [vec![t("build"), i(2)]]
+    );
+
+    assert_eq!(
+        rows(
+            &ask(s, ReportName::Flags, &[]),
+            "flags",
+            &["command", "flag", "runs", "installs"]
+        ),
+        [
+            vec![t("build"), t("--legacy"), i(2), i(2)],
+            vec![t("build"), t("--verbose"), i(2), i(2)],
+            vec![t("deploy"), t("--region"), i(2), i(1)],
+            vec![t("deploy"), t("--force"), i(1), i(1)],
+        ]
+    );
+
+    // 1.1.0: B, C, D (3 of 4 installs); 1.0.0: A, B.
+    let versions = ask(s, ReportName::Versions, &[]);
+    assert_eq!(
+        rows(
+            &versions,
+            "versions",
+            &["version", "installs", "runs", "share"]
+        ),
+        [
+            vec![t("1.1.0"), i(3), i(3), f(0.75)],
+            vec![t("1.0.0"), i(2), i(3), f(0.5)]
+        ]
+    );
+    assert_eq!(
+        rows(
+            &versions,
+            "latest",
+            &[
+                "latest_version",
+                "installs_on_latest",
+                "installs",
+                "share_on_latest"
+            ]
+        ),
+        [vec![t("1.1.0"), i(3), i(4), f(0.75)]]
+    );
+    assert_eq!(
+        rows(&versions, "adoption", &["day", "version", "installs"]),
+        [
+            vec![t("2026-11-01"), t("1.0.0"), i(1)],
+            vec![t("2026-11-02"), t("1.0.0"), i(1)],
+            vec![t("2026-11-03"), t("1.1.0"), i(2)],
+            vec![t("2026-11-08"), t("1.1.0"), i(1)],
+        ]
+    );
+
+    assert_eq!(
+        rows(
+            &ask(s, ReportName::Platforms, &[]),
+            "os",
+            &["os", "installs", "runs"]
+        ),
+        [
+            vec![t("linux"), i(2), i(3)],
+            vec![t("macos"), i(1), i(2)],
+            vec![t("windows"), i(1), i(1)]
+        ]
+    );
+
+    assert_eq!(
+        rows(
+            &ask(s, ReportName::Environments, &[]),
+            "env",
+            &["env", "installs", "runs"]
+        ),
+        [
+            vec![t("human"), i(2), i(3)],
+            vec![t("ci"), i(1), i(2)],
+            vec![t("agent"), i(1), i(1)]
+        ]
+    );
+
+    let errors = ask(s, ReportName::Errors, &[]);
+    assert_eq!(
+        rows(
+            &errors,
+            "errors",
+            &[
+                "kind",
+                "location",
+                "runs",
+                "installs",
+                "versions",
+                "first_seen"
+            ]
+        ),
+        [
+            vec![
+                t("http.timeout"),
+                t(""),
+                i(1),
+                i(1),
+                t("1.0.0"),
+                t("2026-11-02T09:00:00Z")
+            ],
+            vec![
+                t("panic"),
+                t("src/main.rs:1:1"),
+                i(1),
+                i(1),
+                t("1.1.0"),
+                t("2026-11-03T12:00:00Z")
+            ],
+        ]
+    );
+    assert_eq!(
+        rows(&errors, "outcomes", &["outcome", "runs"]),
+        [
+            vec![t("success"), i(4)],
+            vec![t("crash"), i(1)],
+            vec![t("failure"), i(1)]
+        ]
+    );
+
+    // build 1.0.0 took 100 and 200 ms: the lower is the discrete median.
+    assert_eq!(
+        rows(
+            &ask(s, ReportName::Durations, &[]),
+            "durations",
+            &["command", "version", "runs", "p50_ms", "p99_ms"]
+        ),
+        [
+            vec![t("build"), t("1.0.0"), i(2), i(100), i(200)],
+            vec![t("build"), t("1.1.0"), i(2), i(500), i(600)],
+            vec![t("deploy"), t("1.0.0"), i(1), i(300), i(300)],
+            vec![t("deploy"), t("1.1.0"), i(1), i(400), i(400)],
+        ]
+    );
+
+    // Weeks start on Monday: A's first run (Sun 11-01) is in the week of
+    // 10-26; B, C and D first appear in the week of 11-02.
+    let installs = ask(s, ReportName::Installs, &[]);
+    assert_eq!(
+        rows(&installs, "new", &["week", "new_installs"]),
+        [vec![t("2026-10-26"), i(1)], vec![t("2026-11-02"), i(3)]]
+    );
+    // On 11-08: D that day; B, C, D within 7 days; all four within 30.
+    let active = rows(&installs, "active", &["day", "daily", "weekly", "monthly"]);
+    assert_eq!(
+        active.last(),
+        Some(&vec![t("2026-11-08"), i(1), i(3), i(4)])
+    );
+    // Cohort 11-02 (B, C, D): all three active in week 0, none later.
+    assert!(
+        rows(&installs, "retention", &["cohort", "week", "installs"]).contains(&vec![
+            t("2026-11-02"),
+            i(0),
+            i(3)
+        ])
+    );
+
+    // --legacy in the 30 days before 11-10: runs 5 and 6, installs C and D,
+    // of 4 active installs.
+    let deprecation = ask(
+        s,
+        ReportName::Deprecation,
+        &[("flag", "--legacy"), ("until", "2026-11-10")],
+    );
+    assert_eq!(
+        rows(
+            &deprecation,
+            "usage",
+            &["runs", "installs", "active_installs", "share", "last_seen"]
+        ),
+        [vec![i(2), i(2), i(4), f(0.5), t("2026-11-08T18:00:00Z")]]
+    );
+    assert_eq!(
+        rows(&deprecation, "by_version", &["version", "runs", "installs"]),
+        [vec![t("1.1.0"), i(2), i(2)]]
+    );
+    let by_command = ask(
+        s,
+        ReportName::Deprecation,
+        &[("command", "deploy"), ("until", "2026-11-10")],
+    );
+    assert_eq!(
+        rows(&by_command, "usage", &["runs", "installs"]),
+        [vec![i(2), i(1)]]
+    );
+
+    // 1.1.0: runs 4, 6 succeed, 5 crashes; 1.0.0: runs 1, 2 succeed, 3 fails.
+    assert_eq!(
+        rows(
+            &ask(s, ReportName::Health, &[]),
+            "versions",
+            &[
+                "version",
+                "runs",
+                "success_rate",
+                "previous_version",
+                "crash_rate",
+                "regression"
+            ]
+        ),
+        [
+            vec![
+                t("1.1.0"),
+                i(3),
+                f(0.6667),
+                t("1.0.0"),
+                f(0.3333),
+                Cell::Bool(false)
+            ],
+            vec![
+                t("1.0.0"),
+                i(3),
+                f(0.6667),
+                Cell::Null,
+                f(0.0),
+                Cell::Bool(false)
+            ],
+        ]
+    );
+
+    assert_eq!(
+        rows(
+            &ask(s, ReportName::Deps, &[]),
+            "deps",
+            &["tool", "version", "installs", "runs"]
+        ),
+        [
+            vec![t("git"), t("2.44.0"), i(1), i(1)],
+            vec![t("git"), t("2.43.0"), i(1), i(2)]
+        ]
+    );
+}
