@@ -33,6 +33,25 @@ enum Command {
         /// The address to listen on.
         #[arg(long, env = crate::env::LISTEN, default_value = "127.0.0.1:8417")]
         listen: SocketAddr,
+        /// Fill an empty data dir with 90 days of realistic demo data first.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Write synthetic events into a data dir (for trying the dashboard and
+    /// for benchmarks); the server must not be running on it.
+    DemoData {
+        /// The data dir.
+        #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
+        data: PathBuf,
+        /// The app the events belong to (added if missing).
+        #[arg(long, default_value = DEMO_APP)]
+        app: String,
+        /// How many events.
+        #[arg(long, default_value_t = DEMO_EVENTS)]
+        events: u64,
+        /// Seed of the generator: the same seed makes the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Manage apps (each CLI that reports to this server is one app).
     App {
@@ -134,7 +153,32 @@ fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { data, listen } => serve(data, listen),
+        Command::Serve { data, listen, demo } => {
+            if demo {
+                fill_demo(&data)?;
+            }
+            serve(data, listen)
+        }
+        Command::DemoData {
+            data,
+            app,
+            events,
+            seed,
+        } => {
+            let store = tally_store::DuckDbStore::open(&data)
+                .with_context(|| format!("opening {}", data.display()))?;
+            if !store.apps()?.iter().any(|a| a.name == app) {
+                store.add_app(&app)?;
+            }
+            let started = std::time::Instant::now();
+            crate::demo::fill(&mut *store.writer()?, &app, events, seed)?;
+            eprintln!(
+                "Wrote {events} events of {app} to {} in {:.1} s.",
+                data.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::App {
             command: AppCommand::Add { name, target },
         } => {
@@ -288,6 +332,23 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The app and size of `serve --demo`'s data.
+const DEMO_APP: &str = "democli";
+const DEMO_EVENTS: u64 = 100_000;
+
+/// Fills a data dir that has no apps yet with demo data.
+fn fill_demo(data: &Path) -> Result<()> {
+    let store = tally_store::DuckDbStore::open(data)
+        .with_context(|| format!("opening {}", data.display()))?;
+    if !store.apps()?.is_empty() {
+        eprintln!("{} has apps already; not adding demo data.", data.display());
+        return Ok(());
+    }
+    store.add_app(DEMO_APP)?;
+    eprintln!("Adding 90 days of demo data for the app {DEMO_APP}...");
+    crate::demo::fill(&mut *store.writer()?, DEMO_APP, DEMO_EVENTS, 1)
+}
+
 fn serve(data: PathBuf, listen: SocketAddr) -> Result<()> {
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -320,6 +381,10 @@ fn announce(data: &Path, addr: SocketAddr) -> Result<PathBuf> {
     )
     .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("Tally is running at {url} (data in {})", data.display());
+    eprintln!(
+        "Dashboard: {url}/ (log in with the token in {})",
+        data.join(tally_server::ADMIN_TOKEN_FILE).display()
+    );
     Ok(path)
 }
 

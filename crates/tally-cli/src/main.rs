@@ -5,6 +5,7 @@
 
 mod client;
 mod commands;
+mod demo;
 mod env;
 mod target;
 

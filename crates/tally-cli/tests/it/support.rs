@@ -29,9 +29,15 @@ pub fn data_dir() -> tempfile::TempDir {
 impl TestServer {
     /// Starts `tally serve` on `data` and waits until it listens.
     pub fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// Starts `tally serve` with extra arguments (e.g. `--demo`).
+    pub fn start_with(data: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(TALLY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .env("TALLY_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

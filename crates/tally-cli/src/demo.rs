@@ -1,0 +1,304 @@
+//! Realistic synthetic data: what a popular CLI's telemetry looks like after
+//! 90 days, so the dashboard has something to show the moment it opens, and
+//! benchmarks have data of any size.
+//!
+//! The story in the data: installs grow over the quarter; five releases,
+//! each adopted with a lag; 1.2.0 broke `deploy` (failures and a crash) and
+//! 1.2.1 fixed it; `--legacy-output` is phased out and gone in 2.0.0; a
+//! third of the traffic is CI and a tenth AI agents.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tally_protocol::{ErrorInfo, Event, Outcome};
+use tally_store::{StoredEvent, Writer};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Days of history.
+const DAYS: i64 = 90;
+
+/// Releases: version and the day (from the start) it shipped.
+const RELEASES: [(&str, i64); 5] = [
+    ("1.0.0", 0),
+    ("1.1.0", 25),
+    ("1.2.0", 50),
+    ("1.2.1", 56),
+    ("2.0.0", 80),
+];
+
+/// Commands with their share of runs, flags (name, probability) and
+/// typical duration in ms.
+const COMMANDS: [(&str, f64, &[(&str, f64)], f64); 8] = [
+    (
+        "build",
+        0.34,
+        &[
+            ("--release", 0.4),
+            ("--verbose", 0.15),
+            ("--target", 0.2),
+            ("--legacy-output", 0.12),
+        ],
+        2400.0,
+    ),
+    (
+        "test",
+        0.22,
+        &[
+            ("--watch", 0.1),
+            ("--filter", 0.3),
+            ("--legacy-output", 0.08),
+        ],
+        5200.0,
+    ),
+    ("lint", 0.12, &[("--fix", 0.35)], 800.0),
+    (
+        "deploy",
+        0.10,
+        &[("--region", 0.9), ("--force", 0.2), ("--dry-run", 0.15)],
+        9000.0,
+    ),
+    (
+        "deploy create",
+        0.05,
+        &[("--region", 1.0), ("--size", 0.5)],
+        12000.0,
+    ),
+    ("init", 0.04, &[("--template", 0.6)], 300.0),
+    ("login", 0.03, &[("--sso", 0.3)], 1500.0),
+    ("status", 0.10, &[("--json", 0.4)], 120.0),
+];
+
+struct Install {
+    id: Uuid,
+    first_day: i64,
+    last_day: i64,
+    /// Days it takes this install to pick up a release.
+    lag: i64,
+    os: (&'static str, &'static str, &'static str),
+    env: (Option<&'static str>, Option<&'static str>),
+    git: &'static str,
+    container: bool,
+}
+
+fn pick<'a, T>(rng: &mut StdRng, items: &'a [(T, f64)]) -> &'a T {
+    let total: f64 = items.iter().map(|(_, w)| w).sum();
+    let mut x = rng.random::<f64>() * total;
+    for (item, w) in items {
+        if x < *w {
+            return item;
+        }
+        x -= w;
+    }
+    &items[items.len() - 1].0
+}
+
+fn install(rng: &mut StdRng) -> Install {
+    // Growth: more installs start later in the quarter.
+    let first_day = (f64::from(DAYS as i32) * rng.random::<f64>().sqrt()) as i64;
+    let churned = rng.random::<f64>() < 0.3;
+    let last_day = if churned {
+        (first_day + rng.random_range(1..40)).min(DAYS - 1)
+    } else {
+        DAYS - 1
+    };
+    let os = *pick(
+        rng,
+        &[
+            (("linux", "x86_64", "ubuntu 24.04"), 0.30),
+            (("linux", "x86_64", "debian 12"), 0.14),
+            (("linux", "aarch64", "ubuntu 22.04"), 0.06),
+            (("macos", "aarch64", "15.1"), 0.24),
+            (("macos", "x86_64", "14.6"), 0.08),
+            (("windows", "x86_64", "10.0.22631"), 0.18),
+        ],
+    );
+    let env = *pick(
+        rng,
+        &[
+            ((None, None), 0.58),
+            ((Some("github-actions"), None), 0.2),
+            ((Some("gitlab"), None), 0.07),
+            ((Some("circleci"), None), 0.04),
+            ((None, Some("claude-code")), 0.06),
+            ((None, Some("cursor")), 0.03),
+            ((Some("github-actions"), Some("codex")), 0.02),
+        ],
+    );
+    Install {
+        id: Uuid::from_u128(rng.random::<u128>() & !(0xf000 << 64) | (0x4000 << 64)),
+        first_day,
+        last_day,
+        lag: if env.0.is_some() {
+            rng.random_range(0..3)
+        } else {
+            rng.random_range(0..25)
+        },
+        os,
+        env,
+        git: *pick(rng, &[("2.43.0", 0.4), ("2.45.2", 0.35), ("2.39.5", 0.25)]),
+        container: env.0.is_some() && rng.random::<f64>() < 0.6,
+    }
+}
+
+fn version_on(day: i64, lag: i64) -> &'static str {
+    RELEASES
+        .iter()
+        .rev()
+        .find(|(_, shipped)| *shipped + lag <= day)
+        .map_or("1.0.0", |(v, _)| v)
+}
+
+/// Generates `events` events of `app` ending at `end`, deterministic for a
+/// `seed`, handing them to `write` in chunks.
+pub fn generate(
+    app: &str,
+    events: u64,
+    end: OffsetDateTime,
+    seed: u64,
+    write: &mut dyn FnMut(&[StoredEvent]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let install_count = (events / 40).clamp(50, 2_000_000) as usize;
+    let mut installs: Vec<Install> = (0..install_count).map(|_| install(&mut rng)).collect();
+    installs.sort_by_key(|i| i.first_day);
+    let start = end - Duration::days(DAYS);
+    let command_weights: Vec<(usize, f64)> =
+        COMMANDS.iter().enumerate().map(|(i, c)| (i, c.1)).collect();
+    let mut chunk = Vec::with_capacity(50_000);
+    let mut made = 0;
+    while made < events {
+        let day =
+            (f64::from(DAYS as i32) * rng.random::<f64>().sqrt()).min((DAYS - 1) as f64) as i64;
+        let eligible = installs.partition_point(|i| i.first_day <= day);
+        if eligible == 0 {
+            continue;
+        }
+        let who = &installs[rng.random_range(0..eligible)];
+        if who.last_day < day {
+            continue;
+        }
+        let version = version_on(day, who.lag);
+        let (command, _, flag_odds, typical_ms) = COMMANDS[*pick(&mut rng, &command_weights)];
+        let mut flags = Vec::new();
+        for (flag, p) in flag_odds {
+            // --legacy-output fades out and is gone in 2.0.0.
+            let p = if *flag == "--legacy-output" {
+                if version == "2.0.0" {
+                    0.0
+                } else {
+                    p * (1.0 - day as f64 / DAYS as f64)
+                }
+            } else {
+                *p
+            };
+            if rng.random::<f64>() < p {
+                flags.push((*flag).to_owned());
+            }
+        }
+        let broken = version == "1.2.0" && command.starts_with("deploy");
+        let roll = rng.random::<f64>();
+        let (exit_code, outcome, error) = if broken && roll < 0.04 {
+            (
+                101,
+                Outcome::Crash,
+                Some(ErrorInfo {
+                    kind: "panic".into(),
+                    message: "called `Option::unwrap()` on a `None` value".into(),
+                    location: Some("src/deploy/plan.rs:88:14".into()),
+                }),
+            )
+        } else if roll < if broken { 0.22 } else { 0.05 } {
+            let (kind, message) = *pick(
+                &mut rng,
+                &[
+                    (
+                        ("http.timeout", "request to the API timed out after 30s"),
+                        0.4,
+                    ),
+                    (
+                        (
+                            "config.missing",
+                            "no config file at ~/.config/democli/config.toml",
+                        ),
+                        0.25,
+                    ),
+                    (
+                        ("auth.expired", "the session expired; run `democli login`"),
+                        0.2,
+                    ),
+                    (("io.permission", "permission denied writing ./dist"), 0.15),
+                ],
+            );
+            (
+                1,
+                Outcome::Failure,
+                Some(ErrorInfo {
+                    kind: kind.into(),
+                    message: message.into(),
+                    location: None,
+                }),
+            )
+        } else if roll > 0.995 {
+            (130, Outcome::Interrupted, None)
+        } else {
+            (0, Outcome::Success, None)
+        };
+        let duration_ms = (typical_ms
+            * (0.3 + rng.random::<f64>() * 1.4)
+            * if rng.random::<f64>() < 0.05 { 4.0 } else { 1.0 }) as u64;
+        let at = start + Duration::days(day) + Duration::seconds(rng.random_range(0..86_400));
+        let mut event = Event {
+            id: Uuid::from_u128(rng.random::<u128>() & !(0xf000 << 64) | (0x4000 << 64)),
+            timestamp: at,
+            app: app.to_owned(),
+            app_version: version.to_owned(),
+            install_id: who.id,
+            name: None,
+            command: command.to_owned(),
+            flags,
+            exit_code,
+            outcome: Some(outcome),
+            duration_ms,
+            os: who.os.0.to_owned(),
+            arch: who.os.1.to_owned(),
+            os_version: Some(who.os.2.to_owned()),
+            ci: who.env.0.map(str::to_owned),
+            agent: who.env.1.map(str::to_owned),
+            tty: Some(who.env == (None, None)),
+            container: Some(who.container),
+            wsl: Some(who.os.0 == "linux" && who.env == (None, None) && who.lag % 7 == 0),
+            error,
+            deps: BTreeMap::from([("git".to_owned(), who.git.to_owned())]),
+            properties: BTreeMap::new(),
+        };
+        if event.command == "build" && rng.random::<f64>() < 0.3 {
+            event
+                .properties
+                .insert("targets".into(), (rng.random_range(1..6) as i64).into());
+        }
+        chunk.push(StoredEvent {
+            client_timestamp: at,
+            received_at: at,
+            event,
+        });
+        made += 1;
+        if chunk.len() == chunk.capacity() {
+            write(&chunk)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        write(&chunk)?;
+    }
+    Ok(())
+}
+
+/// Fills `writer` with `events` demo events of `app`, ending now.
+pub fn fill(writer: &mut dyn Writer, app: &str, events: u64, seed: u64) -> anyhow::Result<()> {
+    generate(app, events, OffsetDateTime::now_utc(), seed, &mut |chunk| {
+        writer.insert(chunk)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,298 @@
+//! The dashboard in a real headless Chromium, driven over the DevTools
+//! protocol: log in, open every page, apply a filter, and no console error
+//! anywhere. Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots/`.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use crate::support::{TestServer, data_dir};
+
+const REPORTS: [&str; 11] = [
+    "versions",
+    "platforms",
+    "commands",
+    "flags",
+    "errors",
+    "durations",
+    "installs",
+    "environments",
+    "deprecation",
+    "health",
+    "deps",
+];
+
+/// A headless Chromium; killed on drop.
+struct Browser {
+    child: Child,
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    session: Option<String>,
+    /// Console errors, exceptions and failed loads seen so far.
+    errors: Vec<String>,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium() -> String {
+    std::env::var("TALLY_CHROMIUM").unwrap_or_else(|_| {
+        [
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            "/usr/bin/google-chrome",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("no Chromium found: install the Debian package `chromium` or set TALLY_CHROMIUM")
+        .to_owned()
+    })
+}
+
+impl Browser {
+    fn launch() -> Self {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut child = Command::new(chromium())
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1400,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("chromium printed its DevTools URL");
+        let (ws, _) = tungstenite::connect(url.as_str()).expect("connect to DevTools");
+        if let MaybeTlsStream::Plain(stream) = ws.get_ref() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .expect("timeout");
+        }
+        let mut browser = Self {
+            child,
+            ws,
+            next_id: 0,
+            session: None,
+            errors: Vec::new(),
+            _profile: profile,
+        };
+        let target = browser.call("Target.createTarget", json!({"url": "about:blank"}));
+        let session = browser.call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        );
+        browser.session = Some(session["sessionId"].as_str().expect("session").to_owned());
+        for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
+            browser.call(domain, json!({}));
+        }
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        browser
+    }
+
+    /// Sends a command and returns its result, noting errors in the events
+    /// that arrive meanwhile.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = &self.session {
+            message["sessionId"] = json!(session);
+        }
+        self.ws
+            .send(Message::Text(message.to_string().into()))
+            .expect("send to DevTools");
+        loop {
+            let Message::Text(text) = self.ws.read().expect("read from DevTools") else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(text.as_str()).expect("DevTools JSON");
+            if value["id"] == id {
+                assert!(value.get("error").is_none(), "{method}: {value}");
+                return value["result"].clone();
+            }
+            self.note(&value);
+        }
+    }
+
+    fn note(&mut self, event: &Value) {
+        let params = &event["params"];
+        match event["method"].as_str() {
+            Some("Runtime.exceptionThrown") => self.errors.push(format!(
+                "exception: {}",
+                params["exceptionDetails"]["exception"]["description"]
+            )),
+            Some("Runtime.consoleAPICalled") if params["type"] == "error" => self
+                .errors
+                .push(format!("console.error: {}", params["args"])),
+            Some("Log.entryAdded") if params["entry"]["level"] == "error" => self
+                .errors
+                .push(format!("log: {}", params["entry"]["text"])),
+            _ => {}
+        }
+    }
+
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is truthy.
+    fn wait_for(&mut self, expression: &str, what: &str) {
+        let started = Instant::now();
+        while self.eval(&format!("Boolean({expression})")) != json!(true) {
+            let problem = self.eval("document.getElementById('error')?.textContent || ''");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}; page error: {problem}; console: {:?}",
+                self.errors
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn screenshot(&mut self, name: &str) {
+        let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        let data = shot["data"].as_str().expect("png data");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("base64 screenshot");
+        std::fs::write(dir.join(format!("{name}.png")), bytes).expect("write screenshot");
+    }
+}
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let data = data_dir();
+    let server = TestServer::start_with(data.path(), &["--demo"]);
+    let token = server.admin_token();
+    let mut browser = Browser::launch();
+
+    browser.call("Page.navigate", json!({"url": format!("{}/", server.url)}));
+    browser.wait_for(
+        "document.readyState === 'complete' && !document.getElementById('login').hidden",
+        "the login form",
+    );
+    // Without the token the page shows nothing but the login form.
+    assert_eq!(
+        browser.eval("document.getElementById('page').children.length"),
+        json!(0)
+    );
+    browser.eval(
+        "document.getElementById('token').value = 'wrong'; \
+         document.getElementById('login-form').requestSubmit()",
+    );
+    browser.wait_for(
+        "!document.getElementById('login-error').hidden",
+        "the refusal",
+    );
+    browser.errors.retain(|e| !e.contains("401")); // the refused request itself
+    browser.eval(&format!(
+        "document.getElementById('token').value = {}; \
+         document.getElementById('login-form').requestSubmit()",
+        json!(token.trim())
+    ));
+    browser.wait_for(
+        "document.querySelector('#report-overview table') && document.querySelector('#report-overview svg')",
+        "the overview",
+    );
+    browser.screenshot("overview");
+
+    for report in REPORTS {
+        browser.eval(&format!("location.hash = '#/{report}'"));
+        if report == "deprecation" {
+            browser.wait_for(
+                "!document.getElementById('deprecation-filters').hidden",
+                "deprecation filters",
+            );
+            browser.eval(
+                "document.getElementById('f-flag').value = '--legacy-output'; \
+                 document.getElementById('filters').requestSubmit()",
+            );
+        }
+        browser.wait_for(
+            &format!("document.querySelector('#report-{report} .card')"),
+            &format!("the {report} page"),
+        );
+        browser.screenshot(report);
+    }
+
+    // A filter changes what the page shows, to what the API answers.
+    browser.eval("location.hash = '#/commands'");
+    browser.wait_for(
+        "document.querySelector('#report-commands table')",
+        "commands",
+    );
+    browser.eval(
+        "document.getElementById('f-env').value = 'ci'; \
+         document.getElementById('filters').requestSubmit()",
+    );
+    let expected: Value = server
+        .agent
+        .get(format!(
+            "{}/api/v1/reports/commands?app=democli&env=ci",
+            server.url
+        ))
+        .header("Authorization", format!("Bearer {}", token.trim()))
+        .call()
+        .expect("report")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    let first_runs = expected["tables"][0]["rows"][0][1].as_i64().expect("runs");
+    browser.wait_for(
+        &format!(
+            "[...document.querySelectorAll('#report-commands tbody tr:first-child td')]\
+             .some(td => td.textContent === ({first_runs}).toLocaleString('en-US'))"
+        ),
+        "the CI-only numbers",
+    );
+    browser.screenshot("commands-ci");
+
+    assert!(
+        browser.errors.is_empty(),
+        "console errors: {:#?}",
+        browser.errors
+    );
+}
