@@ -216,7 +216,16 @@ fn reading_needs_the_admin_token() {
     let dir = data_dir();
     let server = TestServer::start(dir.path());
     let key = add_app(dir.path(), "private");
-    for path in ["/api/v1/export", "/api/v1/apps"] {
+    let mut paths = vec!["/api/v1/export".to_owned(), "/api/v1/apps".to_owned()];
+    for report in tally_report::ReportName::ALL {
+        let extra = if report == tally_report::ReportName::Deprecation {
+            "&flag=--force"
+        } else {
+            ""
+        };
+        paths.push(format!("/api/v1/reports/{report}?app=private{extra}"));
+    }
+    for path in &paths {
         assert_eq!(server.get(path, None).0, 401, "{path} without a token");
         assert_eq!(
             server.get(path, Some(&key)).0,
@@ -229,6 +238,16 @@ fn reading_needs_the_admin_token() {
             "{path} with the admin token"
         );
     }
+    // Bad report requests name what is wrong.
+    let admin = server.admin_token();
+    let (status, body) = server.get("/api/v1/reports/nope?app=private", Some(&admin));
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server.get(
+        "/api/v1/reports/commands?app=private&env=robot",
+        Some(&admin),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"field\":\"env\""), "{body}");
     let mode = std::fs::metadata(dir.path().join("admin-token")).expect("token file");
     #[cfg(unix)]
     assert_eq!(

@@ -149,3 +149,51 @@ fn app_list_shows_every_app() {
     assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
     assert!(err.contains("exists already"), "{err}");
 }
+
+#[test]
+fn tally_report_answers_through_the_server_and_directly() {
+    let dir = data_dir();
+    let data = dir.path().to_str().expect("utf-8").to_owned();
+    let key = add_app(dir.path(), "reported");
+    let mut events = vec![event("reported"), event("reported"), event("reported")];
+    events[2].command = "build".into();
+    events[2].ci = None;
+    events[2].agent = None;
+    let mut server = TestServer::start(dir.path());
+    assert_eq!(server.send(&key, &events).0, 200);
+
+    let ask = |extra: &[&str]| {
+        let mut args = vec!["report", "commands", "--app", "reported", "--data", &data];
+        args.extend_from_slice(extra);
+        tally(&args)
+    };
+    // The running server answers (the data dir is locked by it).
+    let (ok, json, stderr) = ask(&["--format", "json"]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(report["tables"][0]["rows"][0][0], "deploy create");
+    assert_eq!(report["tables"][0]["rows"][0][1], 2);
+    let (ok, csv, _) = ask(&["--format", "csv"]);
+    assert!(ok);
+    assert!(
+        csv.starts_with("command,runs,installs,success_rate\n"),
+        "{csv}"
+    );
+    let (ok, table, _) = ask(&["--env", "human"]);
+    assert!(ok);
+    assert!(
+        table.contains("build") && !table.contains("deploy"),
+        "{table}"
+    );
+
+    let (ok, _, stderr) = ask(&["--since", "last tuesday"]);
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("since"), "{stderr}");
+
+    // Directly on the data dir once the server is gone.
+    assert!(server.terminate().success());
+    let (ok, table, stderr) = ask(&[]);
+    assert!(ok, "{stderr}");
+    assert!(table.contains("deploy create"), "{table}");
+}
