@@ -103,7 +103,8 @@ fn save_breaker(cache: &Path, breaker: &Breaker) {
 /// Starts a detached flusher if there is an endpoint and the breaker allows.
 /// Costs one process spawn; never waits for it.
 pub(crate) fn start_flusher(shared: &Shared) {
-    let (Some(endpoint), Some(dirs)) = (&shared.endpoint, &shared.dirs) else {
+    let (Some(endpoint), Some(_), Some(dirs)) = (&shared.endpoint, &shared.key, &shared.dirs)
+    else {
         return;
     };
     if !may_send(&dirs.cache, endpoint) {
@@ -130,6 +131,10 @@ pub(crate) fn start_flusher(shared: &Shared) {
 
 /// Flush mode: send the spool and exit. Never returns.
 pub(crate) fn run_flusher(shared: &Shared) -> ! {
+    // Consent may have changed since the run that started this flusher.
+    if !shared.consent.enabled {
+        std::process::exit(0);
+    }
     let limit = shared.flush_limit;
     // The watchdog: nothing below may keep this process alive past the limit.
     std::thread::spawn(move || {
