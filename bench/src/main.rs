@@ -12,6 +12,7 @@
 //! prints events/s, request latency p50/p99 and the server's peak RSS.
 
 mod load;
+mod reports;
 mod sdk;
 mod server;
 
@@ -66,6 +67,21 @@ enum Command {
     },
     /// Run the bare server (used by `bare`; prints its URL).
     BareServer,
+    /// Report latency through the HTTP API on a filled data dir.
+    Reports {
+        /// The data dir (fill it with `tally demo-data`).
+        #[arg(long)]
+        data: PathBuf,
+        /// The app to report on.
+        #[arg(long, default_value = "democli")]
+        app: String,
+        /// Timed repetitions per report after the first.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// The `tally` binary (default: next to this one).
+        #[arg(long)]
+        tally: Option<PathBuf>,
+    },
     /// What the SDK adds to a democli run, per endpoint condition.
     Sdk {
         /// Runs per condition and setting.
@@ -97,6 +113,12 @@ fn main() -> ExitCode {
         Command::Ingest { load, data, tally } => server::ingest(&load, data, tally),
         Command::Bare { load } => server::bare(&load),
         Command::BareServer => server::run_bare_server(),
+        Command::Reports {
+            data,
+            app,
+            repeat,
+            tally,
+        } => reports::run(&data, &app, repeat, tally),
         Command::Sdk {
             runs,
             democli,

@@ -21,7 +21,7 @@ pub(crate) struct Running {
 
 impl Running {
     /// Peak resident memory of the server so far, in MB (Linux only).
-    fn peak_rss_mb(&self) -> Option<f64> {
+    pub(crate) fn peak_rss_mb(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let kb: f64 = status
             .lines()
