@@ -139,14 +139,14 @@ function tableView(table, limit) {
 function barChart(labels, values, format) {
   const max = Math.max(1, ...values);
   const height = labels.length * 24 + 4;
-  const chart = svg("svg", { viewBox: `0 0 600 ${height}`, width: "100%", role: "img" });
+  const chart = svg("svg", { viewBox: `0 0 480 ${height}`, width: "100%", role: "img" });
   labels.forEach((label, i) => {
     const y = i * 24 + 2;
-    const width = Math.max(1, (values[i] / max) * 380);
+    const width = Math.max(1, (values[i] / max) * 280);
     chart.append(
-      svg("text", { x: 0, y: y + 15 }, String(label).slice(0, 28)),
-      svg("rect", { x: 180, y, width, height: 18, rx: 3, fill: COLORS[0] }),
-      svg("text", { x: 186 + width, y: y + 15 }, format ? format(values[i]) : values[i].toLocaleString("en-US")));
+      svg("text", { x: 0, y: y + 15 }, String(label).slice(0, 20)),
+      svg("rect", { x: 130, y, width, height: 18, rx: 3, fill: COLORS[0] }),
+      svg("text", { x: 136 + width, y: y + 15 }, format ? format(values[i]) : values[i].toLocaleString("en-US")));
   });
   return chart;
 }

@@ -110,7 +110,7 @@ fn breakdown(conn: &Connection, query: &Query, name: &str, dim: &str) -> Result<
         name,
         &format!(
             "SELECT {dim}, count(DISTINCT install_id) AS installs, count(*) AS runs \
-             FROM e GROUP BY ALL ORDER BY installs DESC, runs DESC, ALL"
+             FROM e GROUP BY ALL ORDER BY installs DESC, runs DESC, 1"
         ),
         vec![],
     )
@@ -220,7 +220,7 @@ fn versions(conn: &Connection, query: &Query) -> Result<Vec<Table>, StoreError> 
         conn,
         query,
         "latest",
-        "SELECT ? AS latest_version, \
+        "SELECT CAST(? AS VARCHAR) AS latest_version, \
          count(DISTINCT install_id) FILTER (WHERE app_version = ?) AS installs_on_latest, \
          count(DISTINCT install_id) AS installs, \
          round(count(DISTINCT install_id) FILTER (WHERE app_version = ?) / greatest(count(DISTINCT install_id), 1), 4) AS share_on_latest \
@@ -264,7 +264,8 @@ fn installs(conn: &Connection, query: &Query) -> Result<Vec<Table>, StoreError> 
         )?,
         t(
             "retention",
-            "WITH first AS (SELECT install_id, date_trunc('week', min(timestamp)) AS cohort \
+            // Continues the `WITH e AS (...)` that every query starts with.
+            ", first AS (SELECT install_id, date_trunc('week', min(timestamp)) AS cohort \
                             FROM e GROUP BY install_id), \
                   active AS (SELECT DISTINCT install_id, date_trunc('week', timestamp) AS week FROM e) \
              SELECT strftime(cohort, '%Y-%m-%d') AS cohort, \
