@@ -28,46 +28,40 @@ const RELEASES: [(&str, i64); 5] = [
     ("2.0.0", 80),
 ];
 
-/// Commands with their share of runs, flags (name, probability) and
-/// typical duration in ms.
-const COMMANDS: [(&str, f64, &[(&str, f64)], f64); 8] = [
-    (
-        "build",
-        0.34,
-        &[
-            ("--release", 0.4),
-            ("--verbose", 0.15),
-            ("--target", 0.2),
-            ("--legacy-output", 0.12),
-        ],
-        2400.0,
-    ),
-    (
-        "test",
-        0.22,
-        &[
-            ("--watch", 0.1),
-            ("--filter", 0.3),
-            ("--legacy-output", 0.08),
-        ],
-        5200.0,
-    ),
-    ("lint", 0.12, &[("--fix", 0.35)], 800.0),
-    (
-        "deploy",
-        0.10,
-        &[("--region", 0.9), ("--force", 0.2), ("--dry-run", 0.15)],
-        9000.0,
-    ),
-    (
-        "deploy create",
-        0.05,
-        &[("--region", 1.0), ("--size", 0.5)],
-        12000.0,
-    ),
-    ("init", 0.04, &[("--template", 0.6)], 300.0),
-    ("login", 0.03, &[("--sso", 0.3)], 1500.0),
-    ("status", 0.10, &[("--json", 0.4)], 120.0),
+/// A command of the demo CLI: its share of runs, flags (with the chance
+/// each is typed) and typical duration.
+struct Spec {
+    path: &'static str,
+    share: f64,
+    flags: &'static [(&'static str, f64)],
+    typical_ms: f64,
+}
+
+const COMMANDS: [Spec; 4] = [
+    Spec {
+        path: "lint",
+        share: 0.12,
+        flags: &[("--fix", 0.35)],
+        typical_ms: 800.0,
+    },
+    Spec {
+        path: "init",
+        share: 0.04,
+        flags: &[("--template", 0.6)],
+        typical_ms: 300.0,
+    },
+    Spec {
+        path: "login",
+        share: 0.03,
+        flags: &[("--sso", 0.3)],
+        typical_ms: 1500.0,
+    },
+    Spec {
+        path: "status",
+        share: 0.10,
+        flags: &[("--json", 0.4)],
+        typical_ms: 120.0,
+    },
 ];
 
 struct Install {
@@ -137,7 +131,7 @@ fn install(rng: &mut StdRng) -> Install {
         },
         os,
         env,
-        git: *pick(rng, &[("2.43.0", 0.4), ("2.45.2", 0.35), ("2.39.5", 0.25)]),
+        git: pick::<&str>(rng, &[("2.43.0", 0.4), ("2.45.2", 0.35), ("2.39.5", 0.25)]),
         container: env.0.is_some() && rng.random::<f64>() < 0.6,
     }
 }
@@ -164,8 +158,11 @@ pub fn generate(
     let mut installs: Vec<Install> = (0..install_count).map(|_| install(&mut rng)).collect();
     installs.sort_by_key(|i| i.first_day);
     let start = end - Duration::days(DAYS);
-    let command_weights: Vec<(usize, f64)> =
-        COMMANDS.iter().enumerate().map(|(i, c)| (i, c.1)).collect();
+    let command_weights: Vec<(usize, f64)> = COMMANDS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, c.share))
+        .collect();
     let mut chunk = Vec::with_capacity(50_000);
     let mut made = 0;
     while made < events {
@@ -180,7 +177,8 @@ pub fn generate(
             continue;
         }
         let version = version_on(day, who.lag);
-        let (command, _, flag_odds, typical_ms) = COMMANDS[*pick(&mut rng, &command_weights)];
+        let spec = &COMMANDS[*pick(&mut rng, &command_weights)];
+        let (command, flag_odds, typical_ms) = (spec.path, spec.flags, spec.typical_ms);
         let mut flags = Vec::new();
         for (flag, p) in flag_odds {
             // --legacy-output fades out and is gone in 2.0.0.

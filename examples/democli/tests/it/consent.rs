@@ -67,7 +67,7 @@ fn the_first_run_shows_the_notice_and_records_nothing() {
 #[test]
 fn every_off_switch_means_nothing_written_or_sent() {
     let server = Server::start();
-    let cases: [(&str, &[(&str, &str)], bool, &str); 5] = [
+    let cases: [OffSwitch; 5] = [
         (
             "DO_NOT_TRACK",
             &[("DO_NOT_TRACK", "1")],
@@ -196,3 +196,7 @@ fn purge_empties_the_spool() {
     assert!(user.spooled().is_empty());
     assert!(Path::new(&user.cache_dir()).exists());
 }
+
+/// A way telemetry is switched off: its name, the environment, whether the
+/// config file still says "enabled", and what `telemetry status` must say.
+type OffSwitch<'a> = (&'a str, &'a [(&'a str, &'a str)], bool, &'a str);
