@@ -443,13 +443,16 @@ fn health(conn: &Connection, query: &Query) -> Result<Vec<Table>, StoreError> {
         columns: columns(&[]),
         rows: rows_for(&[], &by_version),
     };
+    let mut command_rows: Vec<Vec<Cell>> = by_command
+        .iter()
+        .flat_map(|(command, versions)| rows_for(&[Cell::Text(command.clone())], versions))
+        .collect();
+    // Regressions first: they are what a maintainer opens this page for.
+    command_rows.sort_by_key(|row| row.last() != Some(&Cell::Bool(true)));
     let commands = Table {
         name: "commands".into(),
         columns: columns(&["command"]),
-        rows: by_command
-            .iter()
-            .flat_map(|(command, versions)| rows_for(&[Cell::Text(command.clone())], versions))
-            .collect(),
+        rows: command_rows,
     };
     Ok(vec![versions, commands])
 }
