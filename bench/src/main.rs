@@ -93,6 +93,10 @@ enum Command {
         /// The `tally` binary (default: next to this one).
         #[arg(long)]
         tally: Option<PathBuf>,
+        /// The posthog-rs baseline CLI (bench/posthog-cli), to measure
+        /// side by side.
+        #[arg(long)]
+        posthog_cli: Option<PathBuf>,
     },
     /// Fill a data dir with N events by ingesting them (for dedupe at scale).
     Fill {
@@ -123,7 +127,8 @@ fn main() -> ExitCode {
             runs,
             democli,
             tally,
-        } => sdk::run(runs, democli, tally),
+            posthog_cli,
+        } => sdk::run(runs, democli, tally, posthog_cli),
         Command::Fill {
             data,
             events,
