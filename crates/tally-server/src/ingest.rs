@@ -63,10 +63,13 @@ async fn ingest(
         .events
         .into_iter()
         .zip(decoded.client_timestamps)
-        .map(|(event, client_timestamp)| StoredEvent {
-            event,
-            client_timestamp,
-            received_at: now,
+        .map(|(mut event, client_timestamp)| {
+            scrub(&mut event);
+            StoredEvent {
+                event,
+                client_timestamp,
+                received_at: now,
+            }
         })
         .collect();
     let new = state.committer().commit(events).await?;
@@ -82,4 +85,18 @@ async fn ingest(
         duplicates,
         rejected: decoded.rejected,
     })
+}
+
+/// The server's own pass over free text, for SDKs that scrub less than
+/// Tally's (or not at all): e-mails, credentials, tokens, IPs and the names
+/// in other people's home dirs never reach the store.
+fn scrub(event: &mut tally_protocol::Event) {
+    static SCRUBBER: std::sync::LazyLock<tally_scrub::Scrubber> =
+        std::sync::LazyLock::new(|| tally_scrub::Scrubber::new(tally_scrub::Identity::default()));
+    if let Some(error) = &mut event.error {
+        error.message = SCRUBBER.scrub(&error.message);
+        if let Some(location) = &mut error.location {
+            *location = SCRUBBER.scrub(location);
+        }
+    }
 }

@@ -197,3 +197,26 @@ fn tally_report_answers_through_the_server_and_directly() {
     assert!(ok, "{stderr}");
     assert!(table.contains("deploy create"), "{table}");
 }
+
+#[test]
+fn the_server_scrubs_what_an_sdk_let_through() {
+    let dir = data_dir();
+    let key = add_app(dir.path(), "leaky");
+    let server = TestServer::start(dir.path());
+    let mut leaky = event("leaky");
+    let error = leaky.error.as_mut().expect("error");
+    error.message =
+        "open /home/alice/.netrc failed; mail alice@example.com, token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789".into();
+    error.location = Some("/Users/alice/src/main.rs:3:1".into());
+    assert_eq!(server.send(&key, &[leaky]).0, 200);
+    drop(server);
+    let stored = export(dir.path(), "leaky");
+    assert_eq!(
+        stored[0]["error"]["message"],
+        "open /home/<user>/.netrc failed; mail <email>, token <github-token>"
+    );
+    assert_eq!(
+        stored[0]["error"]["location"],
+        "/Users/<user>/src/main.rs:3:1"
+    );
+}
