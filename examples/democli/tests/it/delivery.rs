@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::{DELIVERY_DEADLINE, Mode, Proxy, Server, User, closed_port};
+use crate::support::{DELIVERY_DEADLINE, Mode, Proxy, Server, User, closed_port, flushers};
 
 /// What a democli run may add to its own work, however bad the endpoint.
 /// Generous for a loaded 2-core machine; a run that waited on the network
@@ -110,6 +110,11 @@ fn survives(mode: Mode) {
         assert!(run.output.status.success(), "{}", run.stderr());
         assert!(run.took < BOUND, "{mode:?}: a run took {:?}", run.took);
     }
+    if mode == Mode::BlackHole {
+        // The first run's flusher is stuck on the black hole, in the
+        // background, while the runs themselves finished.
+        assert!(flushers(&user) >= 1, "no flusher waiting on the black hole");
+    }
     proxy.set(Mode::Forward);
     heal(&server, &user, runs);
 }
@@ -142,6 +147,16 @@ fn heal(server: &Server, user: &User, mut runs: usize) {
     // Nothing still on its way that would make a run count twice.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(server.events().len(), runs);
+    // And no flusher outlives its hard limit (15 s) or piles up.
+    let quiet = Instant::now();
+    while flushers(user) > 0 {
+        assert!(
+            quiet.elapsed() < Duration::from_secs(16),
+            "{} flushers still running",
+            flushers(user)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -221,6 +221,20 @@ impl User {
     }
 }
 
+/// How many flushers started by this user's runs are alive (Linux /proc).
+pub fn flushers(user: &User) -> usize {
+    let home = user.home.display().to_string();
+    files_in(Path::new("/proc"))
+        .iter()
+        .filter(|p| {
+            let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
+            let environ = std::fs::read(p.join("environ")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("__tally_flush")
+                && String::from_utf8_lossy(&environ).contains(&home)
+        })
+        .count()
+}
+
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
