@@ -37,7 +37,40 @@ struct Spec {
     typical_ms: f64,
 }
 
-const COMMANDS: [Spec; 4] = [
+const COMMANDS: [Spec; 8] = [
+    Spec {
+        path: "build",
+        share: 0.34,
+        flags: &[
+            ("--release", 0.4),
+            ("--verbose", 0.15),
+            ("--target", 0.2),
+            ("--legacy-output", 0.12),
+        ],
+        typical_ms: 2400.0,
+    },
+    Spec {
+        path: "test",
+        share: 0.22,
+        flags: &[
+            ("--watch", 0.1),
+            ("--filter", 0.3),
+            ("--legacy-output", 0.08),
+        ],
+        typical_ms: 5200.0,
+    },
+    Spec {
+        path: "deploy",
+        share: 0.10,
+        flags: &[("--region", 0.9), ("--force", 0.2), ("--dry-run", 0.15)],
+        typical_ms: 9000.0,
+    },
+    Spec {
+        path: "deploy create",
+        share: 0.05,
+        flags: &[("--region", 1.0), ("--size", 0.5)],
+        typical_ms: 12000.0,
+    },
     Spec {
         path: "lint",
         share: 0.12,
