@@ -403,11 +403,17 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
         rows(&installs, "new", &["week", "new_installs"]),
         [vec![t("2026-10-26"), i(1)], vec![t("2026-11-02"), i(3)]]
     );
-    // On 11-08: D that day; B, C, D within 7 days; all four within 30.
-    let active = rows(&installs, "active", &["day", "daily", "weekly", "monthly"]);
+    // Active on each day with runs: that day, the 7 and the 30 days up to it.
+    // 11-03: B, C that day; A, B, C within 7 days. 11-08: D that day; B, C,
+    // D within 7 (11-01 is 7 days back, outside); all four within 30.
     assert_eq!(
-        active.last(),
-        Some(&vec![t("2026-11-08"), i(1), i(3), i(4)])
+        rows(&installs, "active", &["day", "daily", "weekly", "monthly"]),
+        [
+            vec![t("2026-11-01"), i(1), i(1), i(1)],
+            vec![t("2026-11-02"), i(1), i(2), i(2)],
+            vec![t("2026-11-03"), i(2), i(3), i(3)],
+            vec![t("2026-11-08"), i(1), i(3), i(4)],
+        ]
     );
     // Cohort 11-02 (B, C, D): all three active in week 0, none later.
     assert!(
