@@ -8,20 +8,6 @@ use anyhow::{Context, Result, bail};
 
 use crate::server::{start_tally, tally_binary};
 
-const REPORTS: [&str; 11] = [
-    "versions",
-    "platforms",
-    "commands",
-    "flags",
-    "errors",
-    "durations",
-    "installs",
-    "environments",
-    "deprecation",
-    "health",
-    "deps",
-];
-
 pub fn run(data: &Path, app: &str, repeat: usize, tally: Option<PathBuf>) -> Result<()> {
     let tally = tally_binary(tally)?;
     let (server, _) = start_tally(data, &tally, app)?;
@@ -34,7 +20,7 @@ pub fn run(data: &Path, app: &str, repeat: usize, tally: Option<PathBuf>) -> Res
         .new_agent();
     println!("| report | first | median of {repeat} | max |");
     println!("| --- | --- | --- | --- |");
-    for report in REPORTS {
+    for report in tally_report::ReportName::ALL.map(|r| r.as_str()) {
         let extra = if report == "deprecation" {
             "&flag=--legacy-output&days=30"
         } else {

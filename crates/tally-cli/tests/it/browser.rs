@@ -15,20 +15,6 @@ use tungstenite::{Message, WebSocket};
 
 use crate::support::{TestServer, data_dir};
 
-const REPORTS: [&str; 11] = [
-    "versions",
-    "platforms",
-    "commands",
-    "flags",
-    "errors",
-    "durations",
-    "installs",
-    "environments",
-    "deprecation",
-    "health",
-    "deps",
-];
-
 /// A headless Chromium; killed on drop.
 struct Browser {
     child: Child,
@@ -239,7 +225,7 @@ fn the_dashboard_works_in_a_real_browser() {
     );
     browser.screenshot("overview");
 
-    for report in REPORTS {
+    for report in tally_report::ReportName::ALL.map(|r| r.as_str()) {
         browser.eval(&format!("location.hash = '#/{report}'"));
         if report == "deprecation" {
             browser.wait_for(

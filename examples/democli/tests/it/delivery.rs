@@ -144,19 +144,10 @@ fn heal(server: &Server, user: &User, mut runs: usize) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Nothing still on its way that would make a run count twice.
-    std::thread::sleep(Duration::from_secs(1));
+    // No flusher outlives its hard limit or piles up, and none still on
+    // its way makes a run count twice.
+    user.wait_flushers_gone();
     assert_eq!(server.events().len(), runs);
-    // And no flusher outlives its hard limit (15 s) or piles up.
-    let quiet = Instant::now();
-    while flushers(user) > 0 {
-        assert!(
-            quiet.elapsed() < Duration::from_secs(16),
-            "{} flushers still running",
-            flushers(user)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -207,6 +198,6 @@ fn twenty_parallel_runs_are_twenty_events() {
     assert_eq!(ids(&events).len(), 20);
     // No torn or leftover files: the spool is empty, not merely unreadable.
     assert!(user.spooled().is_empty());
-    std::thread::sleep(Duration::from_secs(1));
+    user.wait_flushers_gone();
     assert_eq!(server.events().len(), 20);
 }

@@ -207,6 +207,20 @@ impl User {
         files_in(&self.cache_dir().join("spool"))
     }
 
+    /// Waits until no flusher of this user runs: whatever they were sending
+    /// has then arrived or failed. Fails if one outlives its 15 s hard limit.
+    pub fn wait_flushers_gone(&self) {
+        let started = Instant::now();
+        while flushers(self) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(16),
+                "{} flushers still running",
+                flushers(self)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits for the spool to drain (fails beyond the deadline).
     pub fn wait_spool_empty(&self) {
         let started = Instant::now();
