@@ -61,7 +61,10 @@ impl Run {
         if !shared.debug {
             recover_killed(shared, &running);
         }
-        flags.dedup();
+        // Each flag once, in the order typed (`dedup` alone only drops
+        // neighbours).
+        let mut seen = std::collections::HashSet::new();
+        flags.retain(|f| seen.insert(f.clone()));
         flags.truncate(strings::FLAGS);
         let context = shared.context();
         let event = Event {
