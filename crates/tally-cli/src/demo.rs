@@ -198,126 +198,135 @@ pub fn generate(
         .collect();
     let mut chunk = Vec::with_capacity(50_000);
     let mut made = 0;
-    while made < events {
-        let day =
-            (f64::from(DAYS as i32) * rng.random::<f64>().sqrt()).min((DAYS - 1) as f64) as i64;
+    // Day by day, in time order, as a live server would receive them (so
+    // the writer's memory of recent ids decides every dedupe). Activity
+    // grows over the quarter: by the end of day d, ((d+1)/DAYS)² of all.
+    let mut today: Vec<StoredEvent> = Vec::new();
+    for day in 0..DAYS {
+        let quota = (events as f64 * ((day + 1) as f64 / DAYS as f64).powi(2)) as u64;
+        let quota = if day == DAYS - 1 { events } else { quota };
         let eligible = installs.partition_point(|i| i.first_day <= day);
-        if eligible == 0 {
-            continue;
-        }
-        let who = &installs[rng.random_range(0..eligible)];
-        if who.last_day < day {
-            continue;
-        }
-        let version = version_on(day, who.lag);
-        let spec = &COMMANDS[*pick(&mut rng, &command_weights)];
-        let (command, flag_odds, typical_ms) = (spec.path, spec.flags, spec.typical_ms);
-        let mut flags = Vec::new();
-        for (flag, p) in flag_odds {
-            // --legacy-output fades out and is gone in 2.0.0.
-            let p = if *flag == "--legacy-output" {
-                if version == "2.0.0" {
-                    0.0
-                } else {
-                    p * (1.0 - day as f64 / DAYS as f64)
-                }
-            } else {
-                *p
-            };
-            if rng.random::<f64>() < p {
-                flags.push((*flag).to_owned());
+        let active = installs[..eligible].iter().any(|i| i.last_day >= day);
+        while active && made < quota {
+            let who = &installs[rng.random_range(0..eligible)];
+            if who.last_day < day {
+                continue;
             }
-        }
-        let broken = version == "1.2.0" && command.starts_with("deploy");
-        let roll = rng.random::<f64>();
-        let (exit_code, outcome, error) = if broken && roll < 0.04 {
-            (
-                101,
-                Outcome::Crash,
-                Some(ErrorInfo {
-                    kind: "panic".into(),
-                    message: "called `Option::unwrap()` on a `None` value".into(),
-                    location: Some("src/deploy/plan.rs:88:14".into()),
-                }),
-            )
-        } else if roll < if broken { 0.22 } else { 0.05 } {
-            let (kind, message) = *pick(
-                &mut rng,
-                &[
-                    (
-                        ("http.timeout", "request to the API timed out after 30s"),
-                        0.4,
-                    ),
-                    (
+            let version = version_on(day, who.lag);
+            let spec = &COMMANDS[*pick(&mut rng, &command_weights)];
+            let (command, flag_odds, typical_ms) = (spec.path, spec.flags, spec.typical_ms);
+            let mut flags = Vec::new();
+            for (flag, p) in flag_odds {
+                // --legacy-output fades out and is gone in 2.0.0.
+                let p = if *flag == "--legacy-output" {
+                    if version == "2.0.0" {
+                        0.0
+                    } else {
+                        p * (1.0 - day as f64 / DAYS as f64)
+                    }
+                } else {
+                    *p
+                };
+                if rng.random::<f64>() < p {
+                    flags.push((*flag).to_owned());
+                }
+            }
+            let broken = version == "1.2.0" && command.starts_with("deploy");
+            let roll = rng.random::<f64>();
+            let (exit_code, outcome, error) = if broken && roll < 0.04 {
+                (
+                    101,
+                    Outcome::Crash,
+                    Some(ErrorInfo {
+                        kind: "panic".into(),
+                        message: "called `Option::unwrap()` on a `None` value".into(),
+                        location: Some("src/deploy/plan.rs:88:14".into()),
+                    }),
+                )
+            } else if roll < if broken { 0.22 } else { 0.05 } {
+                let (kind, message) = *pick(
+                    &mut rng,
+                    &[
                         (
-                            "config.missing",
-                            "no config file at ~/.config/democli/config.toml",
+                            ("http.timeout", "request to the API timed out after 30s"),
+                            0.4,
                         ),
-                        0.25,
-                    ),
-                    (
-                        ("auth.expired", "the session expired; run `democli login`"),
-                        0.2,
-                    ),
-                    (("io.permission", "permission denied writing ./dist"), 0.15),
-                ],
-            );
-            (
-                1,
-                Outcome::Failure,
-                Some(ErrorInfo {
-                    kind: kind.into(),
-                    message: message.into(),
-                    location: None,
-                }),
-            )
-        } else if roll > 0.995 {
-            (130, Outcome::Interrupted, None)
-        } else {
-            (0, Outcome::Success, None)
-        };
-        let duration_ms = (typical_ms
-            * (0.3 + rng.random::<f64>() * 1.4)
-            * if rng.random::<f64>() < 0.05 { 4.0 } else { 1.0 }) as u64;
-        let at = start + Duration::days(day) + Duration::seconds(rng.random_range(0..86_400));
-        let mut event = Event {
-            id: Uuid::from_u128(rng.random::<u128>() & !(0xf000 << 64) | (0x4000 << 64)),
-            timestamp: at,
-            app: app.to_owned(),
-            app_version: version.to_owned(),
-            install_id: who.id,
-            name: None,
-            command: command.to_owned(),
-            flags,
-            exit_code,
-            outcome: Some(outcome),
-            duration_ms,
-            os: who.os.0.to_owned(),
-            arch: who.os.1.to_owned(),
-            os_version: Some(who.os.2.to_owned()),
-            ci: who.env.0.map(str::to_owned),
-            agent: who.env.1.map(str::to_owned),
-            tty: Some(who.env == (None, None)),
-            container: Some(who.container),
-            wsl: Some(who.os.0 == "linux" && who.env == (None, None) && who.lag % 7 == 0),
-            error,
-            deps: BTreeMap::from([("git".to_owned(), who.git.to_owned())]),
-            properties: BTreeMap::new(),
-        };
-        if event.command == "build" && rng.random::<f64>() < 0.3 {
-            event
-                .properties
-                .insert("targets".into(), (rng.random_range(1..6) as i64).into());
+                        (
+                            (
+                                "config.missing",
+                                "no config file at ~/.config/democli/config.toml",
+                            ),
+                            0.25,
+                        ),
+                        (
+                            ("auth.expired", "the session expired; run `democli login`"),
+                            0.2,
+                        ),
+                        (("io.permission", "permission denied writing ./dist"), 0.15),
+                    ],
+                );
+                (
+                    1,
+                    Outcome::Failure,
+                    Some(ErrorInfo {
+                        kind: kind.into(),
+                        message: message.into(),
+                        location: None,
+                    }),
+                )
+            } else if roll > 0.995 {
+                (130, Outcome::Interrupted, None)
+            } else {
+                (0, Outcome::Success, None)
+            };
+            let duration_ms = (typical_ms
+                * (0.3 + rng.random::<f64>() * 1.4)
+                * if rng.random::<f64>() < 0.05 { 4.0 } else { 1.0 })
+                as u64;
+            let at = start + Duration::days(day) + Duration::seconds(rng.random_range(0..86_400));
+            let mut event = Event {
+                id: Uuid::from_u128(rng.random::<u128>() & !(0xf000 << 64) | (0x4000 << 64)),
+                timestamp: at,
+                app: app.to_owned(),
+                app_version: version.to_owned(),
+                install_id: who.id,
+                name: None,
+                command: command.to_owned(),
+                flags,
+                exit_code,
+                outcome: Some(outcome),
+                duration_ms,
+                os: who.os.0.to_owned(),
+                arch: who.os.1.to_owned(),
+                os_version: Some(who.os.2.to_owned()),
+                ci: who.env.0.map(str::to_owned),
+                agent: who.env.1.map(str::to_owned),
+                tty: Some(who.env == (None, None)),
+                container: Some(who.container),
+                wsl: Some(who.os.0 == "linux" && who.env == (None, None) && who.lag % 7 == 0),
+                error,
+                deps: BTreeMap::from([("git".to_owned(), who.git.to_owned())]),
+                properties: BTreeMap::new(),
+            };
+            if event.command == "build" && rng.random::<f64>() < 0.3 {
+                event
+                    .properties
+                    .insert("targets".into(), (rng.random_range(1..6) as i64).into());
+            }
+            today.push(StoredEvent {
+                client_timestamp: at,
+                received_at: at,
+                event,
+            });
+            made += 1;
         }
-        chunk.push(StoredEvent {
-            client_timestamp: at,
-            received_at: at,
-            event,
-        });
-        made += 1;
-        if chunk.len() == chunk.capacity() {
-            write(&chunk)?;
-            chunk.clear();
+        today.sort_by_key(|e| e.event.timestamp);
+        for event in today.drain(..) {
+            chunk.push(event);
+            if chunk.len() == chunk.capacity() {
+                write(&chunk)?;
+                chunk.clear();
+            }
         }
     }
     if !chunk.is_empty() {

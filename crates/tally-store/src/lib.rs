@@ -5,6 +5,10 @@
 //! `tally export --data DIR` does. The server owns one store and one
 //! [`Writer`] (a single writer thread group-commits for every request).
 //!
+//! Reports are answered from rollups a backend keeps at ingest, in the same
+//! transaction as the events, never from scans of every event; see
+//! `rollup` in the source for how and how exact.
+//!
 //! Features:
 //! - `duckdb` (default): the embedded backend, one DuckDB file in a data dir.
 //!
@@ -25,6 +29,7 @@ mod dedupe;
 mod duckdb;
 mod error;
 mod model;
+mod rollup;
 
 pub mod conformance;
 

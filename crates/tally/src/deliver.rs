@@ -23,6 +23,9 @@ use crate::spool::remove_all;
 pub(crate) const FLUSH_ARG: &str = "__tally_flush";
 pub(crate) const FLUSH_ENV: &str = "TALLY_FLUSH_FOR";
 
+/// The file a flusher holds locked while it sends the spool.
+const FLUSH_LOCK: &str = "flush.lock";
+
 /// Events per request; far under the server's limits.
 const BATCH_EVENTS: usize = 200;
 const BATCH_BYTES: usize = 512 * 1024;
@@ -107,7 +110,7 @@ pub(crate) fn start_flusher(shared: &Shared) {
     else {
         return;
     };
-    if !may_send(&dirs.cache, endpoint) {
+    if !may_send(&dirs.cache, endpoint) || flusher_at_work(&dirs.cache) {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -127,6 +130,16 @@ pub(crate) fn start_flusher(shared: &Shared) {
     if let Err(e) = command.spawn() {
         shared.debug(format_args!("could not start the flusher: {e}"));
     }
+}
+
+/// Whether a flusher holds the spool's lock. It looks at the spool again
+/// after letting go of the lock, so it takes the event this run just
+/// spooled, and this run saves the cost of starting another.
+fn flusher_at_work(cache: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(cache.join(FLUSH_LOCK))
+        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Flush mode: send the spool and exit. Never returns.
@@ -154,7 +167,7 @@ pub(crate) fn flush(shared: &Shared, budget: Duration) {
     };
     let started = std::time::Instant::now();
     let Ok(lock) = std::fs::create_dir_all(&dirs.cache)
-        .and_then(|()| std::fs::File::create(dirs.cache.join("flush.lock")))
+        .and_then(|()| std::fs::File::create(dirs.cache.join(FLUSH_LOCK)))
     else {
         return;
     };

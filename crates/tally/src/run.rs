@@ -291,7 +291,9 @@ fn write_marker(dir: &Path, event: &Event) -> Option<(PathBuf, File)> {
     // The lock is what tells a later run that this one is still alive; the
     // kernel drops it however the process ends.
     file.try_lock().ok()?;
-    serde_json::to_writer(&mut file, event).ok()?;
+    // One write: serde_json writes token by token, a syscall each.
+    let json = serde_json::to_vec(event).ok()?;
+    file.write_all(&json).ok()?;
     std::fs::rename(&tmp, &path).ok()?;
     Some((path, file))
 }

@@ -5,7 +5,7 @@
 //! it returns (DuckDB syncs its write-ahead log), which is what lets the
 //! server acknowledge a batch.
 
-mod reports;
+mod rollups;
 mod schema;
 mod writer;
 
@@ -60,6 +60,7 @@ impl DuckDbStore {
             }
         })?;
         schema::migrate(&mut conn)?;
+        rollups::rebuild_if_missing(&mut conn)?;
         Ok(Self {
             path,
             root: Mutex::new(conn),
@@ -123,7 +124,14 @@ impl Store for DuckDbStore {
     }
 
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
-        reports::run(&self.connection()?, query)
+        let conn = self.connection()?;
+        crate::rollup::answer(
+            &rollups::Source {
+                conn: &conn,
+                filter: &query.filter,
+            },
+            query,
+        )
     }
 
     fn add_app(&self, name: &str) -> Result<App, StoreError> {

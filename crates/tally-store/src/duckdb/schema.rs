@@ -52,6 +52,40 @@ ALTER TABLE events ADD COLUMN wsl BOOLEAN;
 -- Custom events carry a name; the invocation event has none.
 ALTER TABLE events ADD COLUMN name VARCHAR;
 "#,
+    // 3: rollups for the reports (see `crate::rollup`), and the dense
+    // install numbers their install sets hold. Existing events are numbered
+    // here and rolled up by `rollups::rebuild` when the store opens.
+    r#"
+ALTER TABLE events ADD COLUMN install_no INTEGER;
+CREATE TABLE installs (install_id UUID NOT NULL, n INTEGER NOT NULL);
+INSERT INTO installs
+    SELECT install_id, CAST(row_number() OVER (ORDER BY min(timestamp), install_id) - 1 AS INTEGER)
+    FROM events GROUP BY install_id;
+UPDATE events SET install_no = installs.n FROM installs
+    WHERE events.install_id = installs.install_id;
+CREATE TABLE rollups (
+    app VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    -- Days since 1970-01-01, UTC.
+    day INTEGER NOT NULL,
+    version VARCHAR NOT NULL,
+    os VARCHAR NOT NULL,
+    env VARCHAR NOT NULL,
+    d1 VARCHAR,
+    d2 VARCHAR,
+    d3 VARCHAR,
+    d4 VARCHAR,
+    runs BIGINT NOT NULL,
+    ok BIGINT NOT NULL,
+    crashes BIGINT NOT NULL,
+    first_us BIGINT NOT NULL,
+    last_us BIGINT NOT NULL,
+    -- A serialized roaring bitmap of install numbers.
+    installs BLOB NOT NULL,
+    -- (value, count) pairs of little-endian u64s; command rows only.
+    durations BLOB
+);
+"#,
 ];
 
 /// Brings the database to the newest schema.

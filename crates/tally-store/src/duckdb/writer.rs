@@ -1,17 +1,31 @@
 //! Group-committed inserts into the embedded store, exactly once each.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, Instant};
 
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{Connection, params};
 
+use super::rollups;
 use crate::dedupe::{Seen, from_micros, micros};
+use crate::rollup::{Installs, Rollups};
 use crate::{RecentIds, StoreError, StoredEvent, Writer};
 
 pub(super) struct DuckDbWriter {
-    pub(super) conn: Connection,
-    pub(super) recent: RecentIds,
+    conn: Connection,
+    recent: RecentIds,
+    installs: Installs,
+    /// Days with rollup rows appended since they were last compacted.
+    dirty: BTreeSet<i32>,
+    /// Rollup rows appended since the last compaction.
+    appended: usize,
+    compacted_at: Instant,
 }
+
+/// Compact the rollups after this many appended rows ...
+const COMPACT_ROWS: usize = 50_000;
+/// ... or this long after the last compaction, whichever comes first.
+const COMPACT_EVERY: Duration = Duration::from_secs(10);
 
 /// Unknown ids are looked up this many at a time.
 const LOOKUP_CHUNK: usize = 500;
@@ -40,7 +54,23 @@ impl DuckDbWriter {
         for (id, ts) in newest {
             recent.insert(id.as_u128(), ts);
         }
-        Ok(Self { conn, recent })
+        Ok(Self {
+            installs: rollups::load_installs(&conn)?,
+            conn,
+            recent,
+            dirty: BTreeSet::new(),
+            appended: 0,
+            compacted_at: Instant::now(),
+        })
+    }
+
+    /// Merges the rollup rows appended since the last time, now.
+    pub(super) fn compact(&mut self) -> Result<(), StoreError> {
+        rollups::compact(&mut self.conn, &self.dirty)?;
+        self.dirty.clear();
+        self.appended = 0;
+        self.compacted_at = Instant::now();
+        Ok(())
     }
 
     /// Turns every [`Seen::Unknown`] into New or Duplicate by asking the
@@ -83,18 +113,50 @@ impl Writer for DuckDbWriter {
     fn insert(&mut self, batch: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
         let mut seen = self.recent.classify(batch);
         self.resolve(batch, &mut seen)?;
+        let new: Vec<&StoredEvent> = batch
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| **s == Seen::New)
+            .map(|(e, _)| e)
+            .collect();
+        let (numbers, fresh) = rollups::number_installs(&self.installs, new.iter().copied());
+        let mut rollup = Rollups::default();
+        for (stored, &install) in new.iter().zip(&numbers) {
+            rollup.add(&stored.event, install);
+        }
+        // Events, install numbers and rollups commit together or not at all.
         let tx = self.conn.transaction()?;
         {
             let mut appender = tx.appender("events")?;
-            for (stored, _) in batch.iter().zip(&seen).filter(|(_, s)| **s == Seen::New) {
-                append(&mut appender, stored)?;
+            for (stored, &install) in new.iter().zip(&numbers) {
+                append(&mut appender, stored, install)?;
+            }
+            appender.flush()?;
+            let mut appender = tx.appender("installs")?;
+            for (id, n) in &fresh {
+                appender.append_row(params![id, n])?;
             }
             appender.flush()?;
         }
+        let appended = rollups::append(&tx, &rollup)?;
         tx.commit()?;
-        for (stored, _) in batch.iter().zip(&seen).filter(|(_, s)| **s == Seen::New) {
+        for (id, n) in fresh {
+            self.installs.insert(id.as_u128(), n);
+        }
+        for stored in &new {
             self.recent
                 .insert(stored.event.id.as_u128(), micros(stored.client_timestamp));
+        }
+        self.dirty.extend(rollup.rows.keys().map(|k| k.day));
+        self.appended += appended;
+        if self.appended >= COMPACT_ROWS
+            || (self.appended > 0 && self.compacted_at.elapsed() >= COMPACT_EVERY)
+        {
+            // The batch is stored; a failed compaction only leaves more rows
+            // for readers to merge, and is tried again later.
+            if let Err(e) = self.compact() {
+                tracing::warn!(error = %e, "compacting rollups failed");
+            }
         }
         Ok(seen.into_iter().map(|s| s == Seen::New).collect())
     }
@@ -104,7 +166,11 @@ fn timestamp(t: time::OffsetDateTime) -> Value {
     Value::Timestamp(TimeUnit::Microsecond, micros(t))
 }
 
-fn append(appender: &mut duckdb::Appender<'_>, stored: &StoredEvent) -> Result<(), StoreError> {
+fn append(
+    appender: &mut duckdb::Appender<'_>,
+    stored: &StoredEvent,
+    install: u32,
+) -> Result<(), StoreError> {
     let e = &stored.event;
     let error = e.error.as_ref();
     appender.append_row(params![
@@ -134,6 +200,7 @@ fn append(appender: &mut duckdb::Appender<'_>, stored: &StoredEvent) -> Result<(
         e.container,
         e.wsl,
         e.name,
+        install,
     ])?;
     Ok(())
 }

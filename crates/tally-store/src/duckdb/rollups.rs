@@ -1,0 +1,271 @@
+//! The embedded store's rollups (see [`crate::rollup`]): appended in each
+//! commit, merged per day now and then, read by the reports.
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+
+use duckdb::{Connection, ToSql, params};
+use tally_report::Filter;
+use time::OffsetDateTime;
+
+use super::EXPORT_COLUMNS;
+use super::writer::row_to_event;
+use crate::StoreError;
+use crate::rollup::{
+    self, Agg, Histogram, Installs, Key, Kind, Rollups, Row, Span, day_start, parse_env,
+};
+
+/// Columns of a rollup row, in table order.
+const COLUMNS: &str = "app, kind, day, version, os, env, d1, d2, d3, d4, runs, ok, crashes, \
+                       first_us, last_us, installs, durations";
+
+/// Appends `rollups` to the rollup table; returns how many rows.
+pub(super) fn append(conn: &Connection, rollups: &Rollups<'_>) -> Result<usize, StoreError> {
+    let mut appender = conn.appender("rollups")?;
+    for (key, agg) in &rollups.rows {
+        let [d1, d2, d3, d4] = key.dims.each_ref().map(|d| d.as_deref());
+        let durations = (key.kind == Kind::Command).then(|| agg.durations.to_bytes());
+        appender.append_row(params![
+            key.app.as_ref(),
+            key.kind.as_str(),
+            key.day,
+            key.version.as_ref(),
+            key.os.as_ref(),
+            key.env.as_str(),
+            d1,
+            d2,
+            d3,
+            d4,
+            agg.runs as i64,
+            agg.ok as i64,
+            agg.crashes as i64,
+            agg.first_us,
+            agg.last_us,
+            agg.installs_bytes(),
+            durations,
+        ])?;
+    }
+    appender.flush()?;
+    Ok(rollups.rows.len())
+}
+
+/// Reads rollup rows selected by `condition` (SQL over the rollup columns).
+fn read(
+    conn: &Connection,
+    condition: &str,
+    args: &[Box<dyn ToSql>],
+) -> Result<Vec<(Key<'static>, Agg)>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM rollups WHERE {condition}"))?;
+    let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(1)?;
+        let env: String = r.get(5)?;
+        let corrupt =
+            |what: &str, value: &str| StoreError::Corrupt(format!("rollup {what} {value:?}"));
+        let installs: Vec<u8> = r.get(15)?;
+        let durations: Option<Vec<u8>> = r.get(16)?;
+        let text = |i: usize| r.get::<_, String>(i).map(Cow::Owned);
+        let dim = |i: usize| r.get::<_, Option<String>>(i).map(|d| d.map(Cow::Owned));
+        let key = Key {
+            app: text(0)?,
+            kind: Kind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+            day: r.get(2)?,
+            version: text(3)?,
+            os: text(4)?,
+            env: parse_env(&env).ok_or_else(|| corrupt("env", &env))?,
+            dims: [dim(6)?, dim(7)?, dim(8)?, dim(9)?],
+        };
+        let agg = Agg {
+            runs: r.get::<_, i64>(10)? as u64,
+            ok: r.get::<_, i64>(11)? as u64,
+            crashes: r.get::<_, i64>(12)? as u64,
+            first_us: r.get(13)?,
+            last_us: r.get(14)?,
+            installs: Agg::installs_from(&installs)?,
+            durations: durations
+                .map(|d| Histogram::from_bytes(&d))
+                .transpose()?
+                .unwrap_or_default(),
+        };
+        out.push((key, agg));
+    }
+    Ok(out)
+}
+
+/// Merges the rows of each key of `days` into one, so readers find one row
+/// per key however many commits added to it.
+pub(super) fn compact(conn: &mut Connection, days: &BTreeSet<i32>) -> Result<(), StoreError> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    // Day numbers are integers we hold: safe to inline.
+    let list = days
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let condition = format!("day IN ({list})");
+    let tx = conn.transaction()?;
+    let mut merged = Rollups::default();
+    for (key, agg) in read(&tx, &condition, &[])? {
+        merged.merge(key, &agg);
+    }
+    tx.execute(&format!("DELETE FROM rollups WHERE {condition}"), [])?;
+    append(&tx, &merged)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The install numbers stored so far.
+pub(super) fn load_installs(conn: &Connection) -> Result<Installs, StoreError> {
+    let mut installs = Installs::default();
+    let mut stmt = conn.prepare("SELECT install_id, n FROM installs")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: uuid::Uuid = r.get(0)?;
+        installs.insert(id.as_u128(), r.get(1)?);
+    }
+    Ok(installs)
+}
+
+/// Rolls up events stored before rollups existed (or whose rollups were
+/// lost): runs when the rollup table is empty but invocation events exist.
+pub(super) fn rebuild_if_missing(conn: &mut Connection) -> Result<(), StoreError> {
+    let (have_rollups, range): (bool, (Option<i64>, Option<i64>)) = (
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM rollups)", [], |r| r.get(0))?,
+        conn.query_row(
+            "SELECT min(epoch_us(timestamp)), max(epoch_us(timestamp)) FROM events WHERE name IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+    );
+    let (false, (Some(first), Some(last))) = (have_rollups, range) else {
+        return Ok(());
+    };
+    tracing::info!("rolling up the stored events for the reports (once)");
+    let tx = conn.transaction()?;
+    for day in rollup::day_of(first)..=rollup::day_of(last) {
+        let events = raw(&tx, None, day_start(day), day_start(day + 1))?;
+        let mut rollups = Rollups::default();
+        for (event, install) in &events {
+            rollups.add(&event.event, *install);
+        }
+        append(&tx, &rollups)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Invocation events in `[from, to)` (microseconds), of `app` if given,
+/// with their install numbers.
+pub(super) fn raw(
+    conn: &Connection,
+    app: Option<&str>,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
+    let mut sql = format!(
+        "SELECT {EXPORT_COLUMNS}, install_no FROM events WHERE name IS NULL \
+         AND timestamp >= make_timestamp(?) AND timestamp < make_timestamp(?)"
+    );
+    let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(from), Box::new(to)];
+    if let Some(app) = app {
+        sql.push_str(" AND app = ?");
+        args.push(Box::new(app.to_owned()));
+    }
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let install: Option<u32> = r.get(26)?;
+        let event = row_to_event(r)?;
+        let install = install.ok_or_else(|| {
+            StoreError::Corrupt(format!("event {} has no install number", event.event.id))
+        })?;
+        out.push((event, install));
+    }
+    Ok(out)
+}
+
+/// Report rows from the embedded store: stored rollups for whole days, raw
+/// events rolled up on the fly for partial days.
+pub(super) struct Source<'a> {
+    pub(super) conn: &'a Connection,
+    pub(super) filter: &'a Filter,
+}
+
+impl rollup::Source for Source<'_> {
+    fn rows(
+        &self,
+        kind: Kind,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let f = self.filter;
+        let span = Span::new(since, until);
+        let mut out = Vec::new();
+        if span.any_days {
+            let mut condition = String::from("app = ? AND kind = ?");
+            let mut args: Vec<Box<dyn ToSql>> =
+                vec![Box::new(f.app.clone()), Box::new(kind.as_str())];
+            let mut bind = |sql: &str, arg: Box<dyn ToSql>| {
+                condition.push_str(sql);
+                args.push(arg);
+            };
+            if let Some(first) = span.days.0 {
+                bind(" AND day >= ?", Box::new(first));
+            }
+            if let Some(last) = span.days.1 {
+                bind(" AND day <= ?", Box::new(last));
+            }
+            if let Some(version) = &f.version {
+                bind(" AND version = ?", Box::new(version.clone()));
+            }
+            if let Some(os) = &f.os {
+                bind(" AND os = ?", Box::new(os.clone()));
+            }
+            if let Some(env) = f.env {
+                bind(" AND env = ?", Box::new(env.as_str()));
+            }
+            out.extend(
+                read(self.conn, &condition, &args)?
+                    .into_iter()
+                    .map(|(key, agg)| Row::new(key, agg)),
+            );
+        }
+        for &(from, to) in &span.edges {
+            let events = raw(self.conn, Some(&f.app), from, to)?;
+            out.extend(rollup::rows_from_events(
+                events.iter().map(|(e, n)| (&e.event, *n)),
+                kind,
+                f,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Install numbers for the new events of a batch: known ones, and fresh
+/// ones for installs seen for the first time (returned to be stored).
+pub(super) fn number_installs<'a>(
+    installs: &Installs,
+    events: impl IntoIterator<Item = &'a crate::StoredEvent>,
+) -> (Vec<u32>, Vec<(uuid::Uuid, u32)>) {
+    let mut fresh: HashMap<u128, u32> = HashMap::new();
+    let mut made = Vec::new();
+    let numbers = events
+        .into_iter()
+        .map(|e| {
+            let id = e.event.install_id;
+            installs.get(id.as_u128()).unwrap_or_else(|| {
+                *fresh.entry(id.as_u128()).or_insert_with(|| {
+                    let n = (installs.len() + made.len()) as u32;
+                    made.push((id, n));
+                    n
+                })
+            })
+        })
+        .collect();
+    (numbers, made)
+}

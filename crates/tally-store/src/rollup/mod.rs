@@ -1,0 +1,499 @@
+//! Rollups: what the reports read instead of the raw events.
+//!
+//! Every invocation event adds to one row per [`Kind`], keyed by its UTC
+//! day, app, version, OS, environment and the kind's own dimensions (the
+//! command and outcome, a flag, an error, ...). A row holds exact counts, the
+//! first and last time seen, a histogram of durations, and the *set* of
+//! installs as a compressed bitmap of install numbers. Sets, not counts,
+//! because distinct installs over a week are not the sum of distinct
+//! installs per day; a union of bitmaps is, and it stays exact.
+//!
+//! A backend stores the rows it makes at ingest in the same transaction as
+//! the events (so rollups are exactly-once as the events are), may append
+//! several rows for one key (one per commit) and merge them later; readers
+//! merge whatever they find. Ranges that start or end inside a day are
+//! answered by adding that day's raw events, rolled up on the fly by the same
+//! code, so every answer comes from one implementation.
+
+mod histogram;
+mod reports;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+use tally_protocol::{Event, Outcome};
+use tally_report::Env;
+use time::OffsetDateTime;
+
+use crate::StoreError;
+use crate::dedupe::micros;
+pub(crate) use histogram::Histogram;
+pub(crate) use reports::answer;
+
+/// Microseconds in a day.
+const DAY_US: i64 = 86_400_000_000;
+
+/// What a rollup row is broken down by, besides day, version, OS and env.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    /// Command path and outcome.
+    Command,
+    /// Command path and one flag name.
+    Flag,
+    /// Error kind and location (events with an error only).
+    Error,
+    /// OS version, arch, container, WSL.
+    Platform,
+    /// CI vendor, AI agent, TTY.
+    Environment,
+    /// Tool and tool version (one row per dependency).
+    Dep,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::Command,
+        Kind::Flag,
+        Kind::Error,
+        Kind::Platform,
+        Kind::Environment,
+        Kind::Dep,
+    ];
+
+    /// The stored name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Command => "command",
+            Kind::Flag => "flag",
+            Kind::Error => "error",
+            Kind::Platform => "platform",
+            Kind::Environment => "environment",
+            Kind::Dep => "dep",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The environment of an event: an agent wins over CI.
+pub(crate) fn env_of(event: &Event) -> Env {
+    if event.agent.is_some() {
+        Env::Agent
+    } else if event.ci.is_some() {
+        Env::Ci
+    } else {
+        Env::Human
+    }
+}
+
+/// Parses a stored environment name.
+pub(crate) fn parse_env(s: &str) -> Option<Env> {
+    [Env::Human, Env::Ci, Env::Agent]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+}
+
+/// The outcome reports show: the SDK's, or one read off the exit code.
+pub(crate) fn outcome_of(event: &Event) -> Outcome {
+    event.outcome.unwrap_or(if event.exit_code == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
+}
+
+/// Days since 1970-01-01 (UTC) of a time in microseconds.
+pub(crate) fn day_of(us: i64) -> i32 {
+    us.div_euclid(DAY_US) as i32
+}
+
+/// The first microsecond of a day.
+pub(crate) fn day_start(day: i32) -> i64 {
+    i64::from(day) * DAY_US
+}
+
+/// The key of a rollup row (with the app and kind it belongs to). Keys made
+/// at ingest borrow from the events; keys read back own their text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key<'a> {
+    pub(crate) app: Cow<'a, str>,
+    pub(crate) kind: Kind,
+    pub(crate) day: i32,
+    pub(crate) version: Cow<'a, str>,
+    pub(crate) os: Cow<'a, str>,
+    pub(crate) env: Env,
+    /// The kind's own dimensions, in the order [`Kind`] lists them; `None`
+    /// where the event had no value (and past the kind's last dimension).
+    pub(crate) dims: [Option<Cow<'a, str>>; 4],
+}
+
+/// What a rollup row counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Agg {
+    pub(crate) runs: u64,
+    /// Runs with exit code 0.
+    pub(crate) ok: u64,
+    /// Runs that crashed.
+    pub(crate) crashes: u64,
+    /// Earliest and latest event time, microseconds.
+    pub(crate) first_us: i64,
+    pub(crate) last_us: i64,
+    /// Install numbers (see [`Installs`]).
+    pub(crate) installs: RoaringBitmap,
+    /// Durations, for [`Kind::Command`] rows only.
+    pub(crate) durations: Histogram,
+}
+
+impl Agg {
+    /// Counts one event.
+    fn add(&mut self, event: &Event, install: u32, durations: bool) {
+        let at = micros(event.timestamp);
+        if self.runs == 0 {
+            (self.first_us, self.last_us) = (at, at);
+        } else {
+            self.first_us = self.first_us.min(at);
+            self.last_us = self.last_us.max(at);
+        }
+        self.runs += 1;
+        self.ok += u64::from(event.exit_code == 0);
+        self.crashes += u64::from(event.outcome == Some(Outcome::Crash));
+        self.installs.insert(install);
+        if durations {
+            self.durations.add(event.duration_ms, 1);
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub(crate) fn merge(&mut self, other: &Agg) {
+        if self.runs == 0 {
+            self.first_us = other.first_us;
+            self.last_us = other.last_us;
+        } else if other.runs > 0 {
+            self.first_us = self.first_us.min(other.first_us);
+            self.last_us = self.last_us.max(other.last_us);
+        }
+        self.runs += other.runs;
+        self.ok += other.ok;
+        self.crashes += other.crashes;
+        self.installs |= &other.installs;
+        self.durations.merge(&other.durations);
+    }
+
+    /// The install bitmap as stored.
+    pub(crate) fn installs_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.installs.serialized_size());
+        // Writing into a Vec cannot fail.
+        let _ = self.installs.serialize_into(&mut out);
+        out
+    }
+
+    /// Reads an install bitmap as stored.
+    pub(crate) fn installs_from(bytes: &[u8]) -> Result<RoaringBitmap, StoreError> {
+        RoaringBitmap::deserialize_from(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("rollup install set: {e}")))
+    }
+}
+
+/// Rollup rows being built, e.g. for one batch of events.
+#[derive(Debug, Default)]
+pub(crate) struct Rollups<'a> {
+    pub(crate) rows: HashMap<Key<'a>, Agg>,
+}
+
+impl<'a> Rollups<'a> {
+    /// Adds one stored event (custom events have no rollups).
+    pub(crate) fn add(&mut self, event: &'a Event, install: u32) {
+        if event.name.is_some() {
+            return;
+        }
+        let day = day_of(micros(event.timestamp));
+        let env = env_of(event);
+        let mut put = |kind: Kind, dims: [Option<&'a str>; 4]| {
+            let key = Key {
+                app: Cow::Borrowed(&event.app),
+                kind,
+                day,
+                version: Cow::Borrowed(&event.app_version),
+                os: Cow::Borrowed(&event.os),
+                env,
+                dims: dims.map(|d| d.map(Cow::Borrowed)),
+            };
+            self.rows
+                .entry(key)
+                .or_default()
+                .add(event, install, kind == Kind::Command);
+        };
+        let flag = |b: Option<bool>| b.map(|b| if b { "true" } else { "false" });
+        put(
+            Kind::Command,
+            [
+                Some(&event.command),
+                Some(outcome_of(event).as_str()),
+                None,
+                None,
+            ],
+        );
+        for (i, f) in event.flags.iter().enumerate() {
+            // A flag given twice counts once for the run.
+            if !event.flags[..i].contains(f) {
+                put(Kind::Flag, [Some(&event.command), Some(f), None, None]);
+            }
+        }
+        if let Some(error) = &event.error {
+            put(
+                Kind::Error,
+                [Some(&error.kind), error.location.as_deref(), None, None],
+            );
+        }
+        put(
+            Kind::Platform,
+            [
+                event.os_version.as_deref(),
+                Some(&event.arch),
+                flag(event.container),
+                flag(event.wsl),
+            ],
+        );
+        put(
+            Kind::Environment,
+            [
+                event.ci.as_deref(),
+                event.agent.as_deref(),
+                flag(event.tty),
+                None,
+            ],
+        );
+        for (tool, version) in &event.deps {
+            put(Kind::Dep, [Some(tool), Some(version), None, None]);
+        }
+    }
+
+    /// Adds rows (read back, say) into these.
+    pub(crate) fn merge(&mut self, key: Key<'a>, agg: &Agg) {
+        self.rows.entry(key).or_default().merge(agg);
+    }
+}
+
+/// Dense numbers for installs, the members of rollup install sets.
+///
+/// Numbers are handed out in order of first appearance, so installs active
+/// at the same time have close numbers and their bitmaps compress well.
+#[derive(Debug, Default)]
+pub(crate) struct Installs {
+    numbers: HashMap<u128, u32>,
+}
+
+impl Installs {
+    /// Remembers a stored number.
+    pub(crate) fn insert(&mut self, install: u128, number: u32) {
+        self.numbers.insert(install, number);
+    }
+
+    /// The stored number of an install.
+    pub(crate) fn get(&self, install: u128) -> Option<u32> {
+        self.numbers.get(&install).copied()
+    }
+
+    /// How many installs have numbers: the next number to hand out.
+    pub(crate) fn len(&self) -> usize {
+        self.numbers.len()
+    }
+}
+
+/// A report's time range in microseconds, split into whole days (read from
+/// stored rollups) and the partial days at its edges (rolled up from raw
+/// events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// Whole days, first and last inclusive; `None` is unbounded on that side.
+    pub(crate) days: (Option<i32>, Option<i32>),
+    /// Whether there are whole days at all.
+    pub(crate) any_days: bool,
+    /// Raw ranges `[from, to)` in microseconds.
+    pub(crate) edges: Vec<(i64, i64)>,
+}
+
+impl Span {
+    /// Splits `[since, until)`.
+    pub(crate) fn new(since: Option<OffsetDateTime>, until: Option<OffsetDateTime>) -> Span {
+        let since = since.map(micros);
+        let until = until.map(micros);
+        if let (Some(s), Some(u)) = (since, until) {
+            if s >= u {
+                return Span {
+                    days: (None, None),
+                    any_days: false,
+                    edges: vec![],
+                };
+            }
+            if day_of(s) == day_of(u - 1) && (s % DAY_US != 0 || u % DAY_US != 0) {
+                return Span {
+                    days: (None, None),
+                    any_days: false,
+                    edges: vec![(s, u)],
+                };
+            }
+        }
+        let mut edges = Vec::new();
+        let first = since.map(|s| {
+            let d = day_of(s);
+            if s == day_start(d) {
+                d
+            } else {
+                edges.push((s, day_start(d + 1)));
+                d + 1
+            }
+        });
+        let last = until.map(|u| {
+            let d = day_of(u);
+            if u != day_start(d) {
+                edges.push((day_start(d), u));
+            }
+            d - 1
+        });
+        let any_days = match (first, last) {
+            (Some(f), Some(l)) => f <= l,
+            _ => true,
+        };
+        Span {
+            days: (first, last),
+            any_days,
+            edges,
+        }
+    }
+}
+
+/// One rollup row as reports see it: the key without app and kind.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) day: i32,
+    pub(crate) version: String,
+    pub(crate) os: String,
+    pub(crate) env: Env,
+    pub(crate) dims: [Option<String>; 4],
+    pub(crate) agg: Agg,
+}
+
+impl Row {
+    pub(crate) fn new(key: Key<'_>, agg: Agg) -> Row {
+        Row {
+            day: key.day,
+            version: key.version.into_owned(),
+            os: key.os.into_owned(),
+            env: key.env,
+            dims: key.dims.map(|d| d.map(Cow::into_owned)),
+            agg,
+        }
+    }
+}
+
+/// Where reports get rollup rows: a backend's stored rollups plus the
+/// edges of the range rolled up from raw events, filtered by the query's
+/// app, version, OS and environment.
+pub(crate) trait Source {
+    /// Rows of `kind` within `[since, until)`.
+    fn rows(
+        &self,
+        kind: Kind,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+    ) -> Result<Vec<Row>, StoreError>;
+}
+
+/// Rolls up raw events (with their install numbers) into report rows,
+/// keeping those of `kind` that pass `filter`.
+pub(crate) fn rows_from_events<'a>(
+    events: impl IntoIterator<Item = (&'a Event, u32)>,
+    kind: Kind,
+    filter: &tally_report::Filter,
+) -> Vec<Row> {
+    let mut rollups = Rollups::default();
+    for (event, install) in events {
+        if passes(
+            filter,
+            &event.app,
+            &event.app_version,
+            &event.os,
+            env_of(event),
+        ) {
+            rollups.add(event, install);
+        }
+    }
+    rollups
+        .rows
+        .into_iter()
+        .filter(|(k, _)| k.kind == kind)
+        .map(|(k, agg)| Row::new(k, agg))
+        .collect()
+}
+
+/// Whether a row or event with these values passes the filter.
+pub(crate) fn passes(
+    filter: &tally_report::Filter,
+    app: &str,
+    version: &str,
+    os: &str,
+    env: Env,
+) -> bool {
+    app == filter.app
+        && filter.version.as_deref().is_none_or(|v| v == version)
+        && filter.os.as_deref().is_none_or(|o| o == os)
+        && filter.env.is_none_or(|e| e == env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_range_splits_into_whole_days_and_edges() {
+        let span = Span::new(
+            Some(datetime!(2026-11-01 12:00 UTC)),
+            Some(datetime!(2026-11-04 06:00 UTC)),
+        );
+        let d = day_of(micros(datetime!(2026-11-01 00:00 UTC)));
+        assert_eq!(span.days, (Some(d + 1), Some(d + 2)));
+        assert_eq!(
+            span.edges,
+            vec![
+                (
+                    micros(datetime!(2026-11-01 12:00 UTC)),
+                    micros(datetime!(2026-11-02 00:00 UTC))
+                ),
+                (
+                    micros(datetime!(2026-11-04 00:00 UTC)),
+                    micros(datetime!(2026-11-04 06:00 UTC))
+                ),
+            ]
+        );
+        let aligned = Span::new(Some(datetime!(2026-11-01 00:00 UTC)), None);
+        assert_eq!(aligned.days, (Some(d), None));
+        assert!(aligned.edges.is_empty());
+        let inside = Span::new(
+            Some(datetime!(2026-11-01 01:00 UTC)),
+            Some(datetime!(2026-11-01 02:00 UTC)),
+        );
+        assert!(!inside.any_days);
+        assert_eq!(inside.edges.len(), 1);
+    }
+
+    #[test]
+    fn repeated_flags_count_once_per_run() {
+        let mut event = crate::conformance::sample(2, "x", datetime!(2026-11-01 10:00 UTC)).event;
+        event.name = None;
+        event.flags = vec!["--force".into(), "--force".into()];
+        let mut rollups = Rollups::default();
+        rollups.add(&event, 7);
+        let flags: Vec<_> = rollups
+            .rows
+            .iter()
+            .filter(|(k, _)| k.kind == Kind::Flag)
+            .collect();
+        assert_eq!(flags.len(), 1);
+        assert_eq!(flags[0].1.runs, 1);
+    }
+}
