@@ -29,6 +29,13 @@ pub enum StoreError {
     /// The stored data could not be read back into events.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The store cannot be reached; nothing was stored.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// ClickHouse refused a statement.
+    #[cfg(feature = "clickhouse")]
+    #[error("clickhouse: {0}")]
+    ClickHouse(String),
     /// The database failed.
     #[cfg(feature = "duckdb")]
     #[error("duckdb: {0}")]

@@ -11,6 +11,8 @@
 //!
 //! Features:
 //! - `duckdb` (default): the embedded backend, one DuckDB file in a data dir.
+//! - `clickhouse`: [`ClickHouseStore`], events in a ClickHouse database that
+//!   several collectors share.
 //!
 //! ```
 //! # #[cfg(feature = "duckdb")] {
@@ -24,6 +26,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "clickhouse")]
+mod clickhouse;
 mod dedupe;
 #[cfg(feature = "duckdb")]
 mod duckdb;
@@ -33,6 +37,8 @@ mod rollup;
 
 pub mod conformance;
 
+#[cfg(feature = "clickhouse")]
+pub use clickhouse::ClickHouseStore;
 pub use dedupe::RecentIds;
 #[cfg(feature = "duckdb")]
 pub use duckdb::DuckDbStore;

@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::{ExportFilter, Store, StoredEvent};
 
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 mod reports;
 
 pub use reports::reports_answer_known_questions;

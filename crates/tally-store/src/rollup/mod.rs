@@ -197,6 +197,68 @@ impl Agg {
     }
 }
 
+/// The rollup rows an invocation event counts in: each kind with its own
+/// dimensions (see [`Key::dims`]).
+pub(crate) fn keys_of(event: &Event) -> Vec<(Kind, [Option<&str>; 4])> {
+    let flag = |b: Option<bool>| b.map(|b| if b { "true" } else { "false" });
+    let mut keys = vec![
+        (
+            Kind::Command,
+            [
+                Some(event.command.as_str()),
+                Some(outcome_of(event).as_str()),
+                None,
+                None,
+            ],
+        ),
+        (
+            Kind::Platform,
+            [
+                event.os_version.as_deref(),
+                Some(event.arch.as_str()),
+                flag(event.container),
+                flag(event.wsl),
+            ],
+        ),
+        (
+            Kind::Environment,
+            [
+                event.ci.as_deref(),
+                event.agent.as_deref(),
+                flag(event.tty),
+                None,
+            ],
+        ),
+    ];
+    for (i, f) in event.flags.iter().enumerate() {
+        // A flag given twice counts once for the run.
+        if !event.flags[..i].contains(f) {
+            keys.push((
+                Kind::Flag,
+                [Some(event.command.as_str()), Some(f.as_str()), None, None],
+            ));
+        }
+    }
+    if let Some(error) = &event.error {
+        keys.push((
+            Kind::Error,
+            [
+                Some(error.kind.as_str()),
+                error.location.as_deref(),
+                None,
+                None,
+            ],
+        ));
+    }
+    for (tool, version) in &event.deps {
+        keys.push((
+            Kind::Dep,
+            [Some(tool.as_str()), Some(version.as_str()), None, None],
+        ));
+    }
+    keys
+}
+
 /// Rollup rows being built, e.g. for one batch of events.
 #[derive(Debug, Default)]
 pub(crate) struct Rollups<'a> {
@@ -226,48 +288,8 @@ impl<'a> Rollups<'a> {
                 .or_default()
                 .add(event, install, kind == Kind::Command);
         };
-        let flag = |b: Option<bool>| b.map(|b| if b { "true" } else { "false" });
-        put(
-            Kind::Command,
-            [
-                Some(&event.command),
-                Some(outcome_of(event).as_str()),
-                None,
-                None,
-            ],
-        );
-        for (i, f) in event.flags.iter().enumerate() {
-            // A flag given twice counts once for the run.
-            if !event.flags[..i].contains(f) {
-                put(Kind::Flag, [Some(&event.command), Some(f), None, None]);
-            }
-        }
-        if let Some(error) = &event.error {
-            put(
-                Kind::Error,
-                [Some(&error.kind), error.location.as_deref(), None, None],
-            );
-        }
-        put(
-            Kind::Platform,
-            [
-                event.os_version.as_deref(),
-                Some(&event.arch),
-                flag(event.container),
-                flag(event.wsl),
-            ],
-        );
-        put(
-            Kind::Environment,
-            [
-                event.ci.as_deref(),
-                event.agent.as_deref(),
-                flag(event.tty),
-                None,
-            ],
-        );
-        for (tool, version) in &event.deps {
-            put(Kind::Dep, [Some(tool), Some(version), None, None]);
+        for (kind, dims) in keys_of(event) {
+            put(kind, dims);
         }
     }
 

@@ -1,0 +1,236 @@
+//! ClickHouse's HTTP interface: SQL in, JSON lines out.
+//!
+//! Plain HTTP with JSONEachRow works the same on every ClickHouse from 18.x
+//! (Debian's) to today's, which the native protocol and newer formats do not.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+
+use crate::StoreError;
+
+/// A connection to one ClickHouse database.
+#[derive(Clone)]
+pub(super) struct Http {
+    base: String,
+    database: String,
+    /// The `Authorization` header, when a user is given.
+    auth: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// Where a store URL points: `clickhouse://[user[:password]@]host[:port]/database`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Target {
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) database: String,
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+}
+
+impl Target {
+    /// Parses a store URL; the user and password may instead come from
+    /// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`.
+    pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
+        let bad = |why: &str| StoreError::Invalid(format!("store URL {url:?}: {why}"));
+        let rest = url
+            .strip_prefix("clickhouse://")
+            .ok_or_else(|| bad("must start with clickhouse://"))?;
+        let (authority, database) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("names no database (clickhouse://HOST:8123/DB)"))?;
+        let (credentials, host_port) = match authority.rsplit_once('@') {
+            Some((c, h)) => (Some(c), h),
+            None => (None, authority),
+        };
+        let (user, password) = match credentials.map(|c| c.split_once(':')) {
+            Some(Some((u, p))) => (Some(u.to_owned()), Some(p.to_owned())),
+            Some(None) => (credentials.map(str::to_owned), None),
+            None => (None, None),
+        };
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad("the port is not a number"))?),
+            None => (host_port, 8123),
+        };
+        let database = database.trim_end_matches('/');
+        let valid_name =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name(database) {
+            return Err(bad("the database name may hold only letters, digits and _"));
+        }
+        if host.is_empty() {
+            return Err(bad("names no host"));
+        }
+        Ok(Target {
+            host: host.to_owned(),
+            port,
+            database: database.to_owned(),
+            user: user.or_else(|| std::env::var("CLICKHOUSE_USER").ok()),
+            password: password.or_else(|| std::env::var("CLICKHOUSE_PASSWORD").ok()),
+        })
+    }
+}
+
+impl Http {
+    pub(super) fn new(target: &Target) -> Http {
+        let auth = target.user.as_ref().map(|user| {
+            let pair = format!("{user}:{}", target.password.as_deref().unwrap_or(""));
+            format!("Basic {}", BASE64_STANDARD.encode(pair))
+        });
+        Http {
+            base: format!("http://{}:{}/", target.host, target.port),
+            database: target.database.clone(),
+            auth,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(Duration::from_secs(5)))
+                .timeout_global(Some(Duration::from_secs(300)))
+                .build()
+                .new_agent(),
+        }
+    }
+
+    /// The database, for statements that must name it.
+    pub(super) fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Sends `body` with `query` in the URL (or the body as the query when
+    /// `query` is empty) and hands the answer to `read`.
+    fn send<T>(
+        &self,
+        query: &str,
+        body: &[u8],
+        database: bool,
+        read: impl FnOnce(&mut dyn BufRead) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut request = self
+            .agent
+            .post(&self.base)
+            .query("output_format_json_quote_64bit_integers", "0");
+        if database {
+            request = request.query("database", &self.database);
+        }
+        if !query.is_empty() {
+            request = request.query("query", query);
+        }
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request
+            .send(body)
+            .map_err(|e| StoreError::Unavailable(format!("ClickHouse at {}: {e}", self.base)))?;
+        let status = response.status();
+        let mut reader = std::io::BufReader::new(response.body_mut().as_reader());
+        if !status.is_success() {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut reader, &mut text);
+            return Err(StoreError::ClickHouse(format!(
+                "{}: {}",
+                status.as_u16(),
+                text.trim()
+            )));
+        }
+        read(&mut reader)
+    }
+
+    /// Runs a statement that returns nothing.
+    pub(super) fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.send("", sql.as_bytes(), true, |_| Ok(()))
+    }
+
+    /// Runs a statement outside the database (to create it).
+    pub(super) fn execute_global(&self, sql: &str) -> Result<(), StoreError> {
+        self.send("", sql.as_bytes(), false, |_| Ok(()))
+    }
+
+    /// Runs a SELECT and calls `row` with each row, a JSON object.
+    pub(super) fn each_row(
+        &self,
+        sql: &str,
+        mut row: impl FnMut(serde_json::Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let sql = format!("{sql} FORMAT JSONEachRow");
+        self.send("", sql.as_bytes(), true, |reader| {
+            for line in reader.lines() {
+                let line = line.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                if line.is_empty() {
+                    continue;
+                }
+                let value = serde_json::from_str(&line)
+                    .map_err(|e| StoreError::Corrupt(format!("ClickHouse row {line:?}: {e}")))?;
+                row(value)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs a SELECT and collects its rows.
+    pub(super) fn rows(&self, sql: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut out = Vec::new();
+        self.each_row(sql, |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Inserts JSON lines into `table` as one block: all stored or none.
+    pub(super) fn insert(&self, table: &str, lines: &[u8]) -> Result<(), StoreError> {
+        let query = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        self.send(&query, lines, true, |_| Ok(()))
+    }
+}
+
+/// A string as a ClickHouse literal.
+pub(super) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_with_their_parts() {
+        let t = Target::parse("clickhouse://ana:s3cret@db.internal:9123/tally").expect("parses");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.database.as_str()),
+            ("db.internal", 9123, "tally")
+        );
+        assert_eq!(
+            (t.user.as_deref(), t.password.as_deref()),
+            (Some("ana"), Some("s3cret"))
+        );
+        assert_eq!(
+            Target::parse("clickhouse://h/db").expect("parses").port,
+            8123
+        );
+        for bad in [
+            "http://h/db",
+            "clickhouse://h:80",
+            "clickhouse://h:x/db",
+            "clickhouse://h/d-b",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(quote(r"it's a \ test"), r"'it\'s a \\ test'");
+    }
+}

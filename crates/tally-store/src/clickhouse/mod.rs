@@ -1,0 +1,135 @@
+//! The ClickHouse backend: events, apps and rollups in one ClickHouse
+//! database that any number of collectors (`tally serve`) share.
+//!
+//! - Events go in with one INSERT per group commit (a large block, as
+//!   ClickHouse wants), acknowledged only when ClickHouse has answered.
+//! - Dedupe: every batch's ids are looked up by `(app, cday, id)`, the
+//!   table's sort key, before the insert, so a retry reaching any collector
+//!   is stored once. Two collectors inserting the same id at the same moment
+//!   (a retry racing its own original) can both pass the lookup; that
+//!   window is one commit long, and `docs/scaling.md` says so.
+//! - Rollups: a materialized view turns each inserted block into rollup
+//!   rows (the rows [`crate::rollup::keys_of`] names, written by Tally into
+//!   the `rk` columns), in the same INSERT. Install sets hold 32-bit hashes
+//!   of install ids (see [`writer::install_hash`]).
+//! - Apps live in the database, so every collector knows every app.
+
+mod http;
+mod schema;
+mod source;
+mod writer;
+
+use std::ops::ControlFlow;
+
+use crate::dedupe::micros;
+use crate::{App, ExportFilter, Store, StoreError, StoredEvent};
+use http::{Http, Target, quote};
+
+/// The ClickHouse store, named by a URL such as
+/// `clickhouse://user:password@127.0.0.1:8123/tally`.
+///
+/// ```no_run
+/// use tally_store::{ClickHouseStore, Store};
+/// let store = ClickHouseStore::open("clickhouse://127.0.0.1:8123/tally")?;
+/// println!("{} apps", store.apps()?.len());
+/// # Ok::<(), tally_store::StoreError>(())
+/// ```
+pub struct ClickHouseStore {
+    http: Http,
+}
+
+impl ClickHouseStore {
+    /// Connects, creating the database and tables if needed.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let http = Http::new(&Target::parse(url)?);
+        schema::migrate(&http)?;
+        Ok(Self { http })
+    }
+}
+
+impl Store for ClickHouseStore {
+    fn writer(&self) -> Result<Box<dyn crate::Writer>, StoreError> {
+        Ok(Box::new(writer::ClickHouseWriter {
+            http: self.http.clone(),
+        }))
+    }
+
+    fn export(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
+    ) -> Result<u64, StoreError> {
+        let mut sql = format!("SELECT {} FROM events WHERE 1", writer::EVENT_COLUMNS);
+        if let Some(app) = &filter.app {
+            sql.push_str(&format!(" AND app = {}", quote(app)));
+        }
+        if let Some(since) = filter.since {
+            sql.push_str(&format!(" AND timestamp_us >= {}", micros(since)));
+        }
+        if let Some(until) = filter.until {
+            sql.push_str(&format!(" AND timestamp_us < {}", micros(until)));
+        }
+        // LIMIT 1 BY id: an event two collectors raced to store is read once.
+        sql.push_str(" ORDER BY timestamp_us, id LIMIT 1 BY id");
+        let mut count = 0;
+        let mut stopped = false;
+        self.http.each_row(&sql, |row| {
+            if stopped {
+                return Ok(());
+            }
+            count += 1;
+            if sink(writer::from_row(&row)?.0).is_break() {
+                stopped = true;
+            }
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    fn add_app(&self, name: &str) -> Result<App, StoreError> {
+        tally_protocol::check_app_name(name).map_err(StoreError::InvalidAppName)?;
+        if self.apps()?.iter().any(|a| a.name == name) {
+            return Err(StoreError::AppExists(name.to_owned()));
+        }
+        let app = App::new(name);
+        let row = serde_json::json!({
+            "name": app.name,
+            "ingest_key": app.ingest_key,
+            "created_us": micros(time::OffsetDateTime::now_utc()),
+        });
+        self.http.insert("apps", format!("{row}\n").as_bytes())?;
+        // Two `app add` of one name at once: the first key made wins, here
+        // and in `apps`, for every caller.
+        Ok(self
+            .apps()?
+            .into_iter()
+            .find(|a| a.name == name)
+            .unwrap_or(app))
+    }
+
+    fn apps(&self) -> Result<Vec<App>, StoreError> {
+        let rows = self.http.rows(
+            "SELECT name, argMin(ingest_key, created_us) AS ingest_key FROM apps
+             GROUP BY name ORDER BY name",
+        )?;
+        rows.into_iter()
+            .map(|r| {
+                serde_json::from_value(r)
+                    .map_err(|e| StoreError::Corrupt(format!("ClickHouse app row: {e}")))
+            })
+            .collect()
+    }
+
+    fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
+        crate::rollup::answer(
+            &source::Source {
+                http: &self.http,
+                filter: &query.filter,
+            },
+            query,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
