@@ -17,3 +17,49 @@ fn opening_twice_migrates_once() {
     let second = ClickHouseStore::open(&url).expect("reopen");
     assert_eq!(second.apps().expect("apps"), first.apps().expect("apps"));
 }
+
+/// The same events in give the same export and the same report answers
+/// out of ClickHouse as out of the embedded store.
+#[cfg(feature = "duckdb")]
+#[test]
+fn answers_as_the_embedded_store_does() {
+    let server = LocalServer::start();
+    let clickhouse = ClickHouseStore::open(&server.store_url("same")).expect("open");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let duckdb = crate::DuckDbStore::open(dir.path()).expect("open");
+    let events = conformance::varied(2_000);
+    for store in [&clickhouse as &dyn Store, &duckdb] {
+        let mut writer = store.writer().expect("writer");
+        for chunk in events.chunks(300) {
+            writer.insert(chunk).expect("insert");
+        }
+        assert!(
+            writer
+                .insert(&events[..100])
+                .expect("retry")
+                .iter()
+                .all(|new| !new),
+            "a retry is a duplicate"
+        );
+    }
+    let export = |store: &dyn Store| {
+        let mut out = Vec::new();
+        store
+            .export(&ExportFilter::default(), &mut |e| {
+                out.push(e);
+                ControlFlow::Continue(())
+            })
+            .expect("export");
+        out
+    };
+    let exported = export(&clickhouse);
+    assert_eq!(exported.len(), events.len());
+    assert_eq!(exported, export(&duckdb));
+    for query in conformance::varied_queries() {
+        assert_eq!(
+            clickhouse.report(&query).expect("clickhouse"),
+            duckdb.report(&query).expect("duckdb"),
+            "{query:?}"
+        );
+    }
+}

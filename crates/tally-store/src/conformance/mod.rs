@@ -25,6 +25,96 @@ mod reports;
 
 pub use reports::reports_answer_known_questions;
 
+/// Varied invocation events of the app "varied" over three weeks (from
+/// 2026-10-20), 60 installs, made from a fixed seed: the data backends are
+/// compared on.
+///
+/// ```
+/// let events = tally_store::conformance::varied(10);
+/// assert_eq!(events.len(), 10);
+/// assert!(events.iter().all(|e| e.event.app == "varied"));
+/// ```
+pub fn varied(n: u64) -> Vec<StoredEvent> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |m: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % m
+    };
+    let start = time::macros::datetime!(2026-10-20 00:00 UTC);
+    (0..n)
+        .map(|i| {
+            let at = start + time::Duration::seconds(next(21 * 86_400) as i64);
+            let mut e = sample(i as u32, "varied", at);
+            let ev = &mut e.event;
+            ev.id = uuid::Uuid::from_u128(u128::from(i) << 64 | 0xabc);
+            ev.install_id = uuid::Uuid::from_u128(u128::from(next(60)) + 1);
+            ev.name = None;
+            ev.app_version = ["1.0.0", "1.1.0", "2.0.0"][next(3) as usize].into();
+            ev.os = ["linux", "macos", "windows"][next(3) as usize].into();
+            ev.command = ["build", "deploy", "deploy create"][next(3) as usize].into();
+            ev.exit_code = [0, 0, 0, 1, 101][next(5) as usize];
+            ev.outcome = match ev.exit_code {
+                0 => Some(tally_protocol::Outcome::Success),
+                101 => Some(tally_protocol::Outcome::Crash),
+                _ => [None, Some(tally_protocol::Outcome::Killed)][next(2) as usize],
+            };
+            ev.duration_ms = next(5_000);
+            ev.ci = (next(3) == 0).then(|| "github-actions".into());
+            ev.agent = (next(5) == 0).then(|| "claude-code".into());
+            ev.flags = ["--force", "-v", "--legacy"]
+                .into_iter()
+                .filter(|_| next(2) == 0)
+                .map(String::from)
+                .collect();
+            if next(4) == 0 {
+                ev.deps.clear();
+            }
+            if ev.exit_code == 0 {
+                ev.error = None;
+            }
+            e
+        })
+        .collect()
+}
+
+/// Every report over [`varied`] data, unfiltered and with filters that
+/// cut days, pick versions, OSes and environments.
+pub fn varied_queries() -> Vec<tally_report::Query> {
+    let filters: [&[(&str, &str)]; 7] = [
+        &[],
+        &[("since", "2026-10-25"), ("until", "2026-11-03")],
+        &[
+            ("since", "2026-10-25T13:30:00Z"),
+            ("until", "2026-11-03T08:00:00Z"),
+        ],
+        &[
+            ("since", "2026-10-28T01:00:00Z"),
+            ("until", "2026-10-28T05:00:00Z"),
+        ],
+        &[("version", "1.1.0"), ("os", "macos")],
+        &[("env", "ci"), ("since", "2026-10-30")],
+        &[("env", "agent")],
+    ];
+    let mut queries = Vec::new();
+    for report in tally_report::ReportName::ALL {
+        for filter in filters {
+            let mut params: std::collections::BTreeMap<String, String> = filter
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            params.insert("app".into(), "varied".into());
+            if report == tally_report::ReportName::Deprecation {
+                params.insert("flag".into(), "--legacy".into());
+                params.insert("until".into(), "2026-11-08".into());
+            }
+            queries.push(tally_report::Query::from_params(report, &params).expect("valid query"));
+        }
+    }
+    queries
+}
+
 /// Runs every check against `store`, which must start empty.
 pub fn run_all(store: &dyn Store) {
     events_round_trip(store);
