@@ -30,11 +30,16 @@ enum Command {
         /// The data dir: the store and the admin token.
         #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
         data: PathBuf,
+        /// Keep events in this shared store instead of the data dir, e.g.
+        /// clickhouse://127.0.0.1:8123/tally (user and password in the URL
+        /// or in CLICKHOUSE_USER / CLICKHOUSE_PASSWORD).
+        #[arg(long, env = crate::env::STORE)]
+        store: Option<String>,
         /// The address to listen on.
         #[arg(long, env = crate::env::LISTEN, default_value = "127.0.0.1:8417")]
         listen: SocketAddr,
         /// Fill an empty data dir with 90 days of realistic demo data first.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         demo: bool,
     },
     /// Write synthetic events into a data dir (for trying the dashboard and
@@ -153,11 +158,18 @@ fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { data, listen, demo } => {
+        Command::Serve {
+            data,
+            store,
+            listen,
+            demo,
+        } => {
             if demo {
                 fill_demo(&data)?;
             }
-            serve(data, listen)
+            let mut config = tally_server::Config::new(data);
+            config.store = store;
+            serve(config, listen)
         }
         Command::DemoData {
             data,
@@ -349,7 +361,7 @@ fn fill_demo(data: &Path) -> Result<()> {
     crate::demo::fill(&mut *store.writer()?, DEMO_APP, DEMO_EVENTS, 1)
 }
 
-fn serve(data: PathBuf, listen: SocketAddr) -> Result<()> {
+fn serve(config: tally_server::Config, listen: SocketAddr) -> Result<()> {
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -360,8 +372,13 @@ fn serve(data: PathBuf, listen: SocketAddr) -> Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
-        let server = tally_server::Server::open(tally_server::Config::new(data.clone()))
-            .with_context(|| format!("opening {}", data.display()))?;
+        let data = config.data_dir.clone();
+        let opening = config
+            .store
+            .clone()
+            .unwrap_or_else(|| data.display().to_string());
+        let server =
+            tally_server::Server::open(config).with_context(|| format!("opening {opening}"))?;
         let server_file = announce(&data, addr)?;
         let result = server.run(listener, shutdown_signal()).await;
         let _ = std::fs::remove_file(server_file);

@@ -2,6 +2,9 @@
 
 /// The data dir (`--data`).
 pub const DATA: &str = "TALLY_DATA";
+/// A shared store instead of the data dir's embedded one (`--store`), e.g.
+/// `clickhouse://127.0.0.1:8123/tally`.
+pub const STORE: &str = "TALLY_STORE";
 /// The listen address of `tally serve` (`--listen`).
 pub const LISTEN: &str = "TALLY_LISTEN";
 /// A running server's URL for admin commands (`--server`).

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use tally_store::{DuckDbStore, StoreError};
+use tally_store::{ClickHouseStore, DuckDbStore, Store, StoreError};
 
 use crate::client::Client;
 
@@ -28,9 +28,13 @@ pub struct TargetArgs {
     /// The data dir, used directly when no server runs on it.
     #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
     pub data: PathBuf,
-    /// A running server's URL; takes precedence over --data.
+    /// A running server's URL; takes precedence over --store and --data.
     #[arg(long, env = crate::env::SERVER)]
     pub server: Option<String>,
+    /// A shared store (clickhouse://HOST:8123/DB); takes precedence over
+    /// --data.
+    #[arg(long, env = crate::env::STORE)]
+    pub store: Option<String>,
     /// The admin token for --server.
     #[arg(long, env = crate::env::TOKEN, hide_env_values = true)]
     pub token: Option<String>,
@@ -39,7 +43,7 @@ pub struct TargetArgs {
 /// A resolved place to act.
 pub enum Target {
     Server(Client),
-    Store(DuckDbStore),
+    Store(Box<dyn Store>),
 }
 
 impl TargetArgs {
@@ -53,8 +57,12 @@ impl TargetArgs {
             };
             return Ok(Target::Server(Client::new(url, token)));
         }
+        if let Some(url) = &self.store {
+            let store = ClickHouseStore::open(url).with_context(|| format!("opening {url}"))?;
+            return Ok(Target::Store(Box::new(store)));
+        }
         match DuckDbStore::open(&self.data) {
-            Ok(store) => Ok(Target::Store(store)),
+            Ok(store) => Ok(Target::Store(Box::new(store))),
             Err(StoreError::Locked { .. }) => running_server(&self.data).map(Target::Server),
             Err(e) => Err(e).with_context(|| format!("opening {}", self.data.display())),
         }

@@ -14,6 +14,10 @@ use tally_protocol::Limits;
 pub struct Config {
     /// The data dir: the embedded store's file and the admin token.
     pub data_dir: PathBuf,
+    /// A shared store instead of the embedded one, e.g.
+    /// `clickhouse://127.0.0.1:8123/tally` (the admin token stays in the
+    /// data dir).
+    pub store: Option<String>,
     /// What one batch request may hold.
     pub limits: Limits,
     /// Most events waiting to be committed; beyond it, clients get 429.
@@ -29,6 +33,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
+            store: None,
             limits: Limits::default(),
             queue_events: 200_000,
             max_group_events: 50_000,

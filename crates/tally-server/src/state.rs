@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use tally_store::{App, DuckDbStore, Store};
+use tally_store::{App, ClickHouseStore, DuckDbStore, Store};
 
 use crate::commit::{Committer, CommitterHandle};
 use crate::config::Config;
@@ -25,15 +25,22 @@ struct Inner {
     keys: RwLock<HashMap<String, Arc<str>>>,
     committer: CommitterHandle,
     metrics: Metrics,
+    /// When an unknown key last made the server read the apps.
+    apps_reloaded: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Unknown keys reread the apps at most this often.
+const APPS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AppState {
     /// Opens the data dir's store and starts the commit thread. The
     /// [`Committer`] must be finished after the last request is answered.
     pub(crate) fn open(config: Config) -> Result<(Self, Committer), ServeError> {
         let admin_token = crate::auth::load_or_create_admin_token(&config.data_dir)?;
-        let store: Arc<dyn Store> =
-            Arc::new(DuckDbStore::open_with(&config.data_dir, config.recent_ids)?);
+        let store: Arc<dyn Store> = match &config.store {
+            Some(url) => Arc::new(ClickHouseStore::open(url)?),
+            None => Arc::new(DuckDbStore::open_with(&config.data_dir, config.recent_ids)?),
+        };
         let metrics = Metrics::default();
         let committer = Committer::start(
             store.writer()?,
@@ -55,6 +62,7 @@ impl AppState {
                 keys: RwLock::new(keys),
                 committer: committer.handle(),
                 metrics,
+                apps_reloaded: std::sync::Mutex::new(None),
             }),
         };
         Ok((state, committer))
@@ -86,9 +94,38 @@ impl AppState {
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
+    /// The app of an ingest key. An unknown key makes the server read the
+    /// apps again (at most once a second), since with a shared store an app
+    /// may have been added through another collector or directly.
     pub(crate) fn app_of_key(&self, key: &str) -> Option<Arc<str>> {
-        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.get(key).cloned()
+        {
+            let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(app) = keys.get(key) {
+                return Some(Arc::clone(app));
+            }
+        }
+        let mut reloaded = self
+            .inner
+            .apps_reloaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if reloaded.is_some_and(|at| at.elapsed() < APPS_RELOAD_EVERY) {
+            return None;
+        }
+        *reloaded = Some(std::time::Instant::now());
+        let apps = match self.inner.store.apps() {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the apps failed");
+                return None;
+            }
+        };
+        for app in &apps {
+            self.register(app);
+        }
+        apps.into_iter()
+            .find(|a| a.ingest_key == key)
+            .map(|a| Arc::from(a.name))
     }
 
     pub(crate) fn register(&self, app: &App) {

@@ -60,6 +60,26 @@ impl LocalServer {
         format!("clickhouse://127.0.0.1:{}/{database}", self.http_port)
     }
 
+    /// Waits until no INSERT is running (one a killed client sent may still
+    /// be finishing), up to a minute.
+    pub fn wait_for_inserts(&self) {
+        let url = format!("http://127.0.0.1:{}/", self.http_port);
+        let sql = "SELECT count() FROM system.processes \
+                   WHERE query LIKE 'INSERT%' AND query NOT LIKE '%system.processes%'";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let running = ureq::post(&url)
+                .send(sql)
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok());
+            if running.as_deref().map(str::trim) == Some("0") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("inserts still running after a minute");
+    }
+
     /// Stops the server (as an outage would), keeping its data.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

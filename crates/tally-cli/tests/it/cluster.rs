@@ -1,0 +1,156 @@
+//! Several `tally serve` collectors on one ClickHouse (Debian's
+//! clickhouse-server, started by the test on ports chosen at run time).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::Value;
+use tally_protocol::Event;
+use tally_store::conformance::clickhouse::LocalServer;
+
+use crate::support::{TestServer, data_dir, event, ids, tally};
+
+/// Registers `app` in the store through the CLI; returns its key.
+fn add_app(store: &str, app: &str) -> String {
+    let (ok, stdout, stderr) = tally(&["app", "add", app, "--store", store]);
+    assert!(ok, "app add failed: {stderr}");
+    stdout.trim().to_owned()
+}
+
+/// Everything stored for `app`, through `tally export --store`.
+fn export(store: &str, app: &str) -> Vec<Value> {
+    let (ok, stdout, stderr) = tally(&["export", "--app", app, "--store", store]);
+    assert!(ok, "export failed: {stderr}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+}
+
+/// Total runs in the commands report: what the rollups counted.
+fn counted_runs(store: &str, app: &str) -> i64 {
+    let (ok, stdout, stderr) = tally(&[
+        "report", "commands", "--app", app, "--store", store, "--format", "json",
+    ]);
+    assert!(ok, "report failed: {stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    report["tables"][0]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row[1].as_i64().expect("runs"))
+        .sum()
+}
+
+fn accepted_so_far(server: &TestServer) -> u64 {
+    let (_, metrics) = server.get("/metrics", None);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tally_events_accepted_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_collectors_store_each_acknowledged_event_once_through_a_kill_9() {
+    let clickhouse = LocalServer::start();
+    let store = clickhouse.store_url("cluster");
+    let key = add_app(&store, "busy");
+    let (dir_a, dir_b) = (data_dir(), data_dir());
+    let mut a = TestServer::start_with(dir_a.path(), &["--store", &store]);
+    let b = TestServer::start_with(dir_b.path(), &["--store", &store]);
+
+    // Each client sends a fresh batch to one collector and retries it on the
+    // other, alternating, so batches overlap across collectors.
+    let stop = AtomicBool::new(false);
+    let sent: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+    let acked: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    std::thread::scope(|s| {
+        for client in 0..4 {
+            let (a, b, key, stop, sent, acked) = (&a, &b, &key, &stop, &sent, &acked);
+            s.spawn(move || {
+                let mut turn = client;
+                while !stop.load(Ordering::SeqCst) {
+                    let batch: Vec<Event> = (0..25).map(|_| event("busy")).collect();
+                    sent.lock().expect("lock").extend(batch.iter().cloned());
+                    let (first, second) = if turn % 2 == 0 { (a, b) } else { (b, a) };
+                    turn += 1;
+                    for server in [first, second] {
+                        if server.send(key, &batch).0 == 200 {
+                            acked
+                                .lock()
+                                .expect("lock")
+                                .extend(batch.iter().map(|e| e.id.to_string()));
+                        }
+                    }
+                }
+            });
+        }
+        while accepted_so_far(&a) < 1000 {
+            std::thread::yield_now();
+        }
+        a.signal("KILL");
+        // The survivor keeps taking batches (and retries of the dead one's).
+        let then = accepted_so_far(&b);
+        while accepted_so_far(&b) < then + 500 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    a.wait();
+    // ClickHouse may still be finishing an insert the dead collector sent.
+    clickhouse.wait_for_inserts();
+
+    let stored = ids(&export(&store, "busy"));
+    let unique: HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "no event exported twice");
+    let acked = acked.into_inner().expect("lock");
+    assert!(acked.len() >= 1000);
+    let lost: Vec<_> = acked.iter().filter(|id| !unique.contains(id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged events lost", lost.len());
+
+    // The clients retry everything on the surviving collector.
+    let sent = sent.into_inner().expect("lock");
+    for chunk in sent.chunks(500) {
+        let (status, body) = b.send(&key, chunk);
+        assert_eq!(status, 200, "{body}");
+    }
+    let after = export(&store, "busy");
+    assert_eq!(after.len(), sent.len(), "every event sent, once");
+    assert_eq!(
+        counted_runs(&store, "busy"),
+        sent.len() as i64,
+        "the rollups count every event once"
+    );
+}
+
+#[test]
+fn a_clickhouse_outage_gives_503_and_the_collector_recovers_alone() {
+    let mut clickhouse = LocalServer::start();
+    let store = clickhouse.store_url("outage");
+    let key = add_app(&store, "flaky");
+    let dir = data_dir();
+    let server = TestServer::start_with(dir.path(), &["--store", &store]);
+    let before: Vec<Event> = (0..10).map(|_| event("flaky")).collect();
+    assert_eq!(server.send(&key, &before).0, 200);
+
+    clickhouse.stop();
+    let during: Vec<Event> = (0..10).map(|_| event("flaky")).collect();
+    let (status, body) = server.send(&key, &during);
+    assert_eq!(
+        status, 503,
+        "nothing acknowledged that was not stored: {body}"
+    );
+    assert!(
+        body["error"].is_object() || body["error"].is_string(),
+        "{body}"
+    );
+
+    clickhouse.resume();
+    let (status, body) = server.send(&key, &during);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 10);
+    let stored = ids(&export(&store, "flaky"));
+    assert_eq!(stored.len(), 20);
+}
