@@ -140,7 +140,7 @@ fn time_now() -> String {
 
 /// Loads `url` with `args` and measures. The run ends after `args.seconds`
 /// or when the bodies made for it run out.
-pub fn run(url: &str, key: &str, app: &str, args: &LoadArgs) -> Report {
+pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
     eprintln!("making request bodies ...");
     let bodies = bodies(app, args);
     let taken = AtomicUsize::new(0);
@@ -151,8 +151,11 @@ pub fn run(url: &str, key: &str, app: &str, args: &LoadArgs) -> Report {
         .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
     let mut latencies: Vec<u32> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..args.concurrency)
-            .map(|_| {
-                s.spawn(|| {
+            .map(|worker| {
+                let url = &urls[worker % urls.len()];
+                let (bodies, taken) = (&bodies, &taken);
+                let (events, requests, errors) = (&events, &requests, &errors);
+                s.spawn(move || {
                     let agent = ureq::Agent::config_builder()
                         .http_status_as_error(false)
                         .build()

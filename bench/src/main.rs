@@ -56,6 +56,13 @@ enum Command {
         /// millions of events).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// A shared store (clickhouse://...) instead of a data dir.
+        #[arg(long)]
+        store: Option<String>,
+        /// How many collectors to start on the --store (clients are spread
+        /// over them).
+        #[arg(long, default_value_t = 1)]
+        collectors: usize,
         /// The `tally` binary (default: next to this one).
         #[arg(long)]
         tally: Option<PathBuf>,
@@ -72,6 +79,10 @@ enum Command {
         /// The data dir (fill it with `tally demo-data`).
         #[arg(long)]
         data: PathBuf,
+        /// Report from this store (clickhouse://...) instead; --data then
+        /// only holds the server's admin token.
+        #[arg(long)]
+        store: Option<String>,
         /// The app to report on.
         #[arg(long, default_value = "democli")]
         app: String,
@@ -114,15 +125,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Ingest { load, data, tally } => server::ingest(&load, data, tally),
+        Command::Ingest {
+            load,
+            data,
+            store,
+            collectors,
+            tally,
+        } => server::ingest(&load, data, store.as_deref(), collectors, tally),
         Command::Bare { load } => server::bare(&load),
         Command::BareServer => server::run_bare_server(),
         Command::Reports {
             data,
+            store,
             app,
             repeat,
             tally,
-        } => reports::run(&data, &app, repeat, tally),
+        } => reports::run(&data, store.as_deref(), &app, repeat, tally),
         Command::Sdk {
             runs,
             democli,

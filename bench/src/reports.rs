@@ -8,9 +8,15 @@ use anyhow::{Context, Result, bail};
 
 use crate::server::{start_tally, tally_binary};
 
-pub fn run(data: &Path, app: &str, repeat: usize, tally: Option<PathBuf>) -> Result<()> {
+pub fn run(
+    data: &Path,
+    store: Option<&str>,
+    app: &str,
+    repeat: usize,
+    tally: Option<PathBuf>,
+) -> Result<()> {
     let tally = tally_binary(tally)?;
-    let (server, _) = start_tally(data, &tally, app)?;
+    let (server, _) = start_tally(data, store, &tally, app)?;
     let token =
         std::fs::read_to_string(data.join("admin-token")).context("reading the admin token")?;
     let agent = ureq::Agent::config_builder()

@@ -125,7 +125,7 @@ pub fn run(
     let democli = democli_binary(democli)?;
     let tally = tally_binary(tally)?;
     let data = tempfile::tempdir()?;
-    let (server, key) = start_tally(data.path(), &tally, "democli")?;
+    let (server, key) = start_tally(data.path(), None, &tally, "democli")?;
     let conditions = [
         (
             "healthy",

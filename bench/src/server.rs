@@ -86,16 +86,32 @@ pub(crate) fn tally_binary(tally: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-pub(crate) fn start_tally(data: &Path, tally: &Path, app: &str) -> Result<(Running, String)> {
+/// Starts `tally serve` on `data` (or on `store`, keeping only its admin
+/// token in `data`) and makes sure `app` exists; returns the server and the
+/// app's key.
+pub(crate) fn start_tally(
+    data: &Path,
+    store: Option<&str>,
+    tally: &Path,
+    app: &str,
+) -> Result<(Running, String)> {
     let mut command = Command::new(tally);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("TALLY_LOG", "warn");
+    if let Some(store) = store {
+        command.args(["--store", store]);
+    }
     let running = spawn(command, "Tally is running at ", true)?;
     let data_arg = data.to_str().context("data dir is not UTF-8")?;
+    let place = match store {
+        Some(store) => ["--store", store],
+        None => ["--data", data_arg],
+    };
     let out = Command::new(tally)
-        .args(["app", "list", "--data", data_arg])
+        .args(["app", "list"])
+        .args(place)
         .output()?;
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
     let key = match listed
@@ -105,7 +121,8 @@ pub(crate) fn start_tally(data: &Path, tally: &Path, app: &str) -> Result<(Runni
         Some(key) => key.to_owned(),
         None => {
             let out = Command::new(tally)
-                .args(["app", "add", app, "--data", data_arg])
+                .args(["app", "add", app])
+                .args(place)
                 .output()?;
             if !out.status.success() {
                 bail!("app add: {}", String::from_utf8_lossy(&out.stderr));
@@ -116,13 +133,44 @@ pub(crate) fn start_tally(data: &Path, tally: &Path, app: &str) -> Result<(Runni
     Ok((running, key))
 }
 
-pub fn ingest(args: &LoadArgs, data: Option<PathBuf>, tally: Option<PathBuf>) -> Result<()> {
+/// Loads `collectors` servers on one store (the data dir's, or `store`),
+/// spreading the clients over them.
+pub fn ingest(
+    args: &LoadArgs,
+    data: Option<PathBuf>,
+    store: Option<&str>,
+    collectors: usize,
+    tally: Option<PathBuf>,
+) -> Result<()> {
+    if collectors > 1 && store.is_none() {
+        bail!("several collectors need a shared --store");
+    }
     let tally = tally_binary(tally)?;
-    let temp = tempfile::tempdir()?;
-    let data = data.unwrap_or_else(|| temp.path().to_owned());
-    let (server, key) = start_tally(&data, &tally, APP)?;
-    let report = load::run(&server.url, &key, APP, args);
-    report.print("tally serve", args, server.peak_rss_mb());
+    let temps = (0..collectors)
+        .map(|_| tempfile::tempdir())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut servers = Vec::new();
+    let mut key = String::new();
+    for (i, temp) in temps.iter().enumerate() {
+        let dir = match (&data, i) {
+            (Some(data), 0) => data.clone(),
+            _ => temp.path().to_owned(),
+        };
+        let (server, k) = start_tally(&dir, store, &tally, APP)?;
+        servers.push(server);
+        key = k;
+    }
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let report = load::run(&urls, &key, APP, args);
+    let rss = servers
+        .iter()
+        .filter_map(Running::peak_rss_mb)
+        .reduce(f64::max);
+    let what = match store {
+        Some(_) => format!("tally serve x{collectors} on ClickHouse"),
+        None => "tally serve".to_owned(),
+    };
+    report.print(&what, args, rss);
     Ok(())
 }
 
@@ -130,7 +178,7 @@ pub fn bare(args: &LoadArgs) -> Result<()> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("bare-server");
     let server = spawn(command, "listening on ", false)?;
-    let report = load::run(&server.url, "none", APP, args);
+    let report = load::run(std::slice::from_ref(&server.url), "none", APP, args);
     report.print("bare axum", args, server.peak_rss_mb());
     Ok(())
 }
@@ -158,7 +206,7 @@ pub fn run_bare_server() -> Result<()> {
 
 pub fn fill(data: &Path, events: u64, tally: Option<PathBuf>) -> Result<()> {
     let tally = tally_binary(tally)?;
-    let (server, key) = start_tally(data, &tally, APP)?;
+    let (server, key) = start_tally(data, None, &tally, APP)?;
     let counter = AtomicU64::new(0);
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -48,6 +48,9 @@ enum Command {
         /// The data dir.
         #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
         data: PathBuf,
+        /// Write to this shared store (clickhouse://...) instead.
+        #[arg(long, env = crate::env::STORE)]
+        store: Option<String>,
         /// The app the events belong to (added if missing).
         #[arg(long, default_value = DEMO_APP)]
         app: String,
@@ -173,20 +176,24 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::DemoData {
             data,
+            store,
             app,
             events,
             seed,
         } => {
-            let store = tally_store::DuckDbStore::open(&data)
-                .with_context(|| format!("opening {}", data.display()))?;
+            let place = store.clone().unwrap_or_else(|| data.display().to_string());
+            let store: Box<dyn Store> = match &store {
+                Some(url) => Box::new(tally_store::ClickHouseStore::open(url)?),
+                None => Box::new(tally_store::DuckDbStore::open(&data)?),
+            };
+            let store = store.as_ref();
             if !store.apps()?.iter().any(|a| a.name == app) {
                 store.add_app(&app)?;
             }
             let started = std::time::Instant::now();
             crate::demo::fill(&mut *store.writer()?, &app, events, seed)?;
             eprintln!(
-                "Wrote {events} events of {app} to {} in {:.1} s.",
-                data.display(),
+                "Wrote {events} events of {app} to {place} in {:.1} s.",
                 started.elapsed().as_secs_f64()
             );
             Ok(())
