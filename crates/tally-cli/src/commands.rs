@@ -38,6 +38,9 @@ enum Command {
         /// The address to listen on.
         #[arg(long, env = crate::env::LISTEN, default_value = "127.0.0.1:8417")]
         listen: SocketAddr,
+        /// Forget events older than this many days (checked hourly).
+        #[arg(long, env = crate::env::RETENTION_DAYS)]
+        retention_days: Option<u32>,
         /// Fill an empty data dir with 90 days of realistic demo data first.
         #[arg(long, conflicts_with = "store")]
         demo: bool,
@@ -165,6 +168,7 @@ pub fn run(cli: Cli) -> Result<()> {
             data,
             store,
             listen,
+            retention_days,
             demo,
         } => {
             if demo {
@@ -172,6 +176,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let mut config = tally_server::Config::new(data);
             config.store = store;
+            config.retention_days = retention_days;
             serve(config, listen)
         }
         Command::DemoData {

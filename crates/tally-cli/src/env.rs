@@ -5,6 +5,8 @@ pub const DATA: &str = "TALLY_DATA";
 /// A shared store instead of the data dir's embedded one (`--store`), e.g.
 /// `clickhouse://127.0.0.1:8123/tally`.
 pub const STORE: &str = "TALLY_STORE";
+/// Days of events `tally serve` keeps (`--retention-days`).
+pub const RETENTION_DAYS: &str = "TALLY_RETENTION_DAYS";
 /// The listen address of `tally serve` (`--listen`).
 pub const LISTEN: &str = "TALLY_LISTEN";
 /// A running server's URL for admin commands (`--server`).

@@ -18,6 +18,9 @@ pub struct Config {
     /// `clickhouse://127.0.0.1:8123/tally` (the admin token stays in the
     /// data dir).
     pub store: Option<String>,
+    /// Forget events older than this many days (checked hourly); `None`
+    /// keeps everything.
+    pub retention_days: Option<u32>,
     /// What one batch request may hold.
     pub limits: Limits,
     /// Most events waiting to be committed; beyond it, clients get 429.
@@ -34,6 +37,7 @@ impl Config {
         Self {
             data_dir,
             store: None,
+            retention_days: None,
             limits: Limits::default(),
             queue_events: 200_000,
             max_group_events: 50_000,

@@ -107,6 +107,9 @@ impl Server {
     ) -> Result<(), ServeError> {
         let addr = listener.local_addr().map_err(ServeError::Listen)?;
         tracing::info!(%addr, "Tally is listening.");
+        if let Some(days) = self.state.config().retention_days {
+            tokio::spawn(retention(self.state.store().clone(), days));
+        }
         axum::serve(listener, app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
@@ -115,5 +118,19 @@ impl Server {
         self.committer.finish();
         tracing::info!("Stopped.");
         Ok(())
+    }
+}
+
+/// Forgets what is older than `days`, now and every hour.
+async fn retention(store: std::sync::Arc<dyn tally_store::Store>, days: u32) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.retain_days(days)).await {
+            Ok(Ok(())) => tracing::debug!(days, "retention applied"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; trying again in an hour"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
     }
 }

@@ -70,6 +70,11 @@ pub trait Store: Send + Sync {
 
     /// Answers a report over the stored events.
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError>;
+
+    /// Forgets events (and their rollups) older than `days` whole UTC days
+    /// before today. A backend may keep some longer (ClickHouse before 19.6
+    /// drops whole months), never shorter. The server calls it hourly.
+    fn retain_days(&self, days: u32) -> Result<(), StoreError>;
 }
 
 /// Inserts events, exactly once each.

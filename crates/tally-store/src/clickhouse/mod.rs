@@ -86,6 +86,10 @@ impl Store for ClickHouseStore {
         Ok(count)
     }
 
+    fn retain_days(&self, days: u32) -> Result<(), StoreError> {
+        schema::retain_days(&self.http, days)
+    }
+
     fn add_app(&self, name: &str) -> Result<App, StoreError> {
         tally_protocol::check_app_name(name).map_err(StoreError::InvalidAppName)?;
         if self.apps()?.iter().any(|a| a.name == name) {

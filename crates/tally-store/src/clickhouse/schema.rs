@@ -29,6 +29,11 @@ impl Server {
         })
     }
 
+    /// Table TTLs arrived in 19.6.
+    fn ttl(self) -> bool {
+        (self.major, self.minor) >= (19, 6)
+    }
+
     /// LowCardinality became a regular type in 19.9; earlier servers (such
     /// as Debian's 18.16) keep plain strings.
     fn low_cardinality(self) -> bool {
@@ -171,6 +176,38 @@ pub(super) fn migrate(http: &Http) -> Result<(), StoreError> {
             "INSERT INTO tally_schema VALUES ({}, {now})",
             i + 1
         ))?;
+    }
+    Ok(())
+}
+
+/// Keeps `days` whole days: every server drops the monthly partitions that
+/// end before the cutoff; servers with TTL also forget the days before it
+/// in the months that remain, as they merge.
+pub(super) fn retain_days(http: &Http, days: u32) -> Result<(), StoreError> {
+    let cutoff = crate::rollup::retention_cutoff(days);
+    let first_kept = crate::dedupe::from_micros(crate::rollup::day_start(cutoff)).date();
+    // A partition is a month (YYYYMM); it goes when it ends before the cutoff.
+    let first_kept_month = first_kept.year() * 100 + i32::from(u8::from(first_kept.month()));
+    let parts = http.rows(&format!(
+        "SELECT DISTINCT table, partition FROM system.parts
+         WHERE database = {} AND table IN ('events', 'rollups') AND active",
+        super::http::quote(http.database())
+    ))?;
+    for part in parts {
+        let (Some(table), Some(month)) = (part["table"].as_str(), part["partition"].as_str())
+        else {
+            continue;
+        };
+        if month.parse::<i32>().is_ok_and(|m| m < first_kept_month) {
+            http.execute(&format!("ALTER TABLE {table} DROP PARTITION {month}"))?;
+        }
+    }
+    if Server::detect(http)?.ttl() {
+        for (table, column) in [("events", "cday"), ("rollups", "day")] {
+            http.execute(&format!(
+                "ALTER TABLE {table} MODIFY TTL {column} + INTERVAL {days} DAY"
+            ))?;
+        }
     }
     Ok(())
 }

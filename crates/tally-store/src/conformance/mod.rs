@@ -121,7 +121,45 @@ pub fn run_all(store: &dyn Store) {
     duplicates_are_stored_once(store);
     export_filters(store);
     apps_are_unique(store);
+    retention_forgets_old_events(store);
     reports_answer_known_questions(store);
+}
+
+/// Keeping 30 days forgets an event from 100 days ago, with its rollups,
+/// and keeps one from yesterday.
+pub fn retention_forgets_old_events(store: &dyn Store) {
+    // Stores keep microseconds.
+    let now = crate::dedupe::from_micros(crate::dedupe::micros(OffsetDateTime::now_utc()));
+    let mut old = sample(40, "retention", now - time::Duration::days(100));
+    let mut recent = sample(41, "retention", now - time::Duration::days(1));
+    for e in [&mut old, &mut recent] {
+        e.event.name = None;
+        e.client_timestamp = e.event.timestamp;
+    }
+    let mut writer = store.writer().expect("writer");
+    writer
+        .insert(&[old.clone(), recent.clone()])
+        .expect("insert");
+    let runs = || {
+        let query = tally_report::Query::from_params(
+            tally_report::ReportName::Commands,
+            &[("app".to_owned(), "retention".to_owned())].into(),
+        )
+        .expect("query");
+        let report = store.report(&query).expect("report");
+        report.tables[0]
+            .rows
+            .iter()
+            .map(|r| match r[1] {
+                tally_report::Cell::Int(n) => n,
+                _ => 0,
+            })
+            .sum::<i64>()
+    };
+    assert_eq!(runs(), 2);
+    store.retain_days(30).expect("retain");
+    assert_eq!(export(store, &app_filter("retention")), [recent]);
+    assert_eq!(runs(), 1, "the old event's rollups are gone too");
 }
 
 /// An event with every field set, made from `n`.

@@ -134,6 +134,17 @@ impl Store for DuckDbStore {
         )
     }
 
+    fn retain_days(&self, days: u32) -> Result<(), StoreError> {
+        let cutoff = crate::rollup::retention_cutoff(days);
+        let conn = self.connection()?;
+        conn.execute(
+            "DELETE FROM events WHERE timestamp < make_timestamp(?)",
+            [crate::rollup::day_start(cutoff)],
+        )?;
+        conn.execute("DELETE FROM rollups WHERE day < ?", [cutoff])?;
+        Ok(())
+    }
+
     fn add_app(&self, name: &str) -> Result<App, StoreError> {
         tally_protocol::check_app_name(name).map_err(StoreError::InvalidAppName)?;
         let conn = self.connection()?;

@@ -115,6 +115,11 @@ pub(crate) fn day_start(day: i32) -> i64 {
     i64::from(day) * DAY_US
 }
 
+/// The first day kept when keeping `days` whole days before today.
+pub(crate) fn retention_cutoff(days: u32) -> i32 {
+    day_of(micros(OffsetDateTime::now_utc())) - days as i32
+}
+
 /// The key of a rollup row (with the app and kind it belongs to). Keys made
 /// at ingest borrow from the events; keys read back own their text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
