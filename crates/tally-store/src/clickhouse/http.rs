@@ -110,7 +110,9 @@ impl Http {
         let mut request = self
             .agent
             .post(&self.base)
-            .query("output_format_json_quote_64bit_integers", "0");
+            .query("output_format_json_quote_64bit_integers", "0")
+            // Dedupe lookups name thousands of ids in one query.
+            .query("max_query_size", "16777216");
         if database {
             request = request.query("database", &self.database);
         }
