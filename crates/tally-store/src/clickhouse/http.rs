@@ -112,7 +112,9 @@ impl Http {
             .post(&self.base)
             .query("output_format_json_quote_64bit_integers", "0")
             // Dedupe lookups name thousands of ids in one query.
-            .query("max_query_size", "16777216");
+            .query("max_query_size", "16777216")
+            .query("max_ast_elements", "1000000")
+            .query("max_expanded_ast_elements", "1000000");
         if database {
             request = request.query("database", &self.database);
         }
@@ -149,11 +151,12 @@ impl Http {
         self.send("", sql.as_bytes(), false, |_| Ok(()))
     }
 
-    /// Runs a SELECT and calls `row` with each row, a JSON object.
-    pub(super) fn each_row(
+    /// Runs a SELECT and calls `row` with each row, read from its JSON
+    /// object.
+    pub(super) fn each_row<T: serde::de::DeserializeOwned>(
         &self,
         sql: &str,
-        mut row: impl FnMut(serde_json::Value) -> Result<(), StoreError>,
+        mut row: impl FnMut(T) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let sql = format!("{sql} FORMAT JSONEachRow");
         self.send("", sql.as_bytes(), true, |reader| {

@@ -73,7 +73,7 @@ impl Store for ClickHouseStore {
         sql.push_str(" ORDER BY timestamp_us, id LIMIT 1 BY id");
         let mut count = 0;
         let mut stopped = false;
-        self.http.each_row(&sql, |row| {
+        self.http.each_row(&sql, |row: serde_json::Value| {
             if stopped {
                 return Ok(());
             }

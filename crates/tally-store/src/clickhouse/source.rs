@@ -2,7 +2,6 @@
 //! whole days; raw events rolled up on the spot for partial days.
 
 use roaring::RoaringBitmap;
-use serde_json::Value;
 use tally_report::Filter;
 use time::OffsetDateTime;
 
@@ -22,19 +21,26 @@ impl rollup::Source for Source<'_> {
         kind: Kind,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
+        days: rollup::Days,
     ) -> Result<Vec<Row>, StoreError> {
         let f = self.filter;
+        // ClickHouse merges the install sets of a range itself, which cuts
+        // what crosses the wire by the number of days.
+        let (day, by_day) = match days {
+            rollup::Days::Kept => ("toUInt16(day)", "day, "),
+            rollup::Days::Merged => ("toUInt16(min(day))", ""),
+        };
         let span = Span::new(since, until);
         let mut out = Vec::new();
         if span.any_days {
             let mut sql = format!(
-                "SELECT toUInt16(day) AS n, version, os, env, d1, d2, d3, d4,
+                "SELECT {day} AS n, version, os, env, d1, d2, d3, d4,
                     sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
                     minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
                     groupUniqArrayMerge(installs) AS installs, sumMapMerge(durations) AS durations
                  FROM rollups WHERE app = {} AND kind = {}",
                 quote(&f.app),
-                quote(kind.as_str())
+                quote(kind.as_str()),
             );
             if let Some(first) = span.days.0 {
                 sql.push_str(&format!(" AND day >= toDate({first})"));
@@ -51,9 +57,11 @@ impl rollup::Source for Source<'_> {
                     sql.push_str(&format!(" AND {column} = {}", quote(value)));
                 }
             }
-            sql.push_str(" GROUP BY day, version, os, env, d1, d2, d3, d4");
-            self.http.each_row(&sql, |r| {
-                out.push(row(&r)?);
+            sql.push_str(&format!(
+                " GROUP BY {by_day}version, os, env, d1, d2, d3, d4"
+            ));
+            self.http.each_row(&sql, |r: Stored| {
+                out.push(row(r)?);
                 Ok(())
             })?;
         }
@@ -79,42 +87,50 @@ impl rollup::Source for Source<'_> {
     }
 }
 
-fn row(r: &Value) -> Result<Row, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("ClickHouse rollup row: {what}"));
-    let text = |k: &str| r[k].as_str().map(str::to_owned).ok_or_else(|| corrupt(k));
-    let count = |k: &str| r[k].as_u64().ok_or_else(|| corrupt(k));
-    let dim = |k: &str| -> Result<Option<String>, StoreError> {
-        let d = text(k)?;
-        Ok((d != NONE).then_some(d))
-    };
-    let env = text("env")?;
-    let numbers = |v: &Value| -> Vec<u64> {
-        v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default()
-    };
+/// A merged rollup row as ClickHouse sends it.
+#[derive(serde::Deserialize)]
+struct Stored {
+    n: u16,
+    version: String,
+    os: String,
+    env: String,
+    d1: String,
+    d2: String,
+    d3: String,
+    d4: String,
+    runs: u64,
+    ok: u64,
+    crashes: u64,
+    first_us: i64,
+    last_us: i64,
+    installs: Vec<u32>,
+    durations: (Vec<u64>, Vec<u64>),
+}
+
+fn row(r: Stored) -> Result<Row, StoreError> {
+    let dim = |d: String| (d != NONE).then_some(d);
     let mut durations = Histogram::default();
-    let (values, counts) = (numbers(&r["durations"][0]), numbers(&r["durations"][1]));
-    for (value, n) in values.into_iter().zip(counts) {
+    for (value, n) in r.durations.0.into_iter().zip(r.durations.1) {
         durations.add(value, n);
     }
-    let installs: RoaringBitmap = numbers(&r["installs"])
-        .into_iter()
-        .map(|n| n as u32)
-        .collect();
+    let mut installs = r.installs;
+    installs.sort_unstable();
     Ok(Row {
-        day: i32::from(count("n")? as u16),
-        version: text("version")?,
-        os: text("os")?,
-        env: rollup::parse_env(&env).ok_or_else(|| corrupt("env"))?,
-        dims: [dim("d1")?, dim("d2")?, dim("d3")?, dim("d4")?],
+        day: i32::from(r.n),
+        version: r.version,
+        os: r.os,
+        env: rollup::parse_env(&r.env).ok_or_else(|| {
+            StoreError::Corrupt(format!("ClickHouse rollup row: env {:?}", r.env))
+        })?,
+        dims: [dim(r.d1), dim(r.d2), dim(r.d3), dim(r.d4)],
         agg: Agg {
-            runs: count("runs")?,
-            ok: count("ok")?,
-            crashes: count("crashes")?,
-            first_us: r["first_us"].as_i64().ok_or_else(|| corrupt("first_us"))?,
-            last_us: r["last_us"].as_i64().ok_or_else(|| corrupt("last_us"))?,
-            installs,
+            runs: r.runs,
+            ok: r.ok,
+            crashes: r.crashes,
+            first_us: r.first_us,
+            last_us: r.last_us,
+            installs: RoaringBitmap::from_sorted_iter(installs)
+                .map_err(|e| StoreError::Corrupt(format!("ClickHouse install set: {e}")))?,
             durations,
         },
     })

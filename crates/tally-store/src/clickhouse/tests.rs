@@ -63,3 +63,30 @@ fn answers_as_the_embedded_store_does() {
         );
     }
 }
+
+/// A group commit as large as the server makes (tens of thousands of
+/// events) goes in, and its retry is recognised, in one lookup each.
+#[test]
+fn a_large_group_commit_is_stored_and_recognised() {
+    let server = LocalServer::start();
+    let store = ClickHouseStore::open(&server.store_url("large")).expect("open");
+    let at = time::macros::datetime!(2026-11-20 10:00 UTC);
+    let events: Vec<StoredEvent> = (0..25_000)
+        .map(|n| conformance::sample(n, "large", at))
+        .collect();
+    let mut writer = store.writer().expect("writer");
+    assert!(
+        writer
+            .insert(&events)
+            .expect("insert")
+            .iter()
+            .all(|new| *new)
+    );
+    assert!(
+        writer
+            .insert(&events)
+            .expect("retry")
+            .iter()
+            .all(|new| !new)
+    );
+}

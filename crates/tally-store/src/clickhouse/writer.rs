@@ -38,14 +38,9 @@ impl ClickHouseWriter {
                 "SELECT toString(id) AS found FROM events WHERE app IN ({}) AND cday IN ({}) AND id IN ({})",
                 list(apps.iter().map(|a| quote(a)).collect()),
                 list(days.iter().map(|d| format!("toDate({d})")).collect()),
-                list(
-                    chunk
-                        .iter()
-                        .map(|e| format!("toUUID('{}')", e.event.id))
-                        .collect()
-                ),
+                list(chunk.iter().map(|e| format!("'{}'", e.event.id)).collect()),
             );
-            self.http.each_row(&sql, |row| {
+            self.http.each_row(&sql, |row: Value| {
                 if let Some(id) = row["found"].as_str().and_then(|s| s.parse().ok()) {
                     stored.insert(id);
                 }

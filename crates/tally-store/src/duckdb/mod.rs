@@ -21,6 +21,9 @@ use crate::{App, ExportFilter, Store, StoreError, StoredEvent, Writer};
 /// The file name of the database inside a data dir.
 pub const DB_FILE: &str = "tally.duckdb";
 
+/// The most memory DuckDB's buffer pool may hold.
+const MEMORY_LIMIT: &str = "256MB";
+
 /// Columns read back by exports, in the order `writer::row_to_event` expects.
 const EXPORT_COLUMNS: &str = "id, epoch_us(timestamp), epoch_us(client_timestamp),
     epoch_us(received_at), app, app_version, install_id, command, flags, exit_code,
@@ -59,6 +62,10 @@ impl DuckDbStore {
                 StoreError::DuckDb(e)
             }
         })?;
+        // DuckDB's buffer pool otherwise grows to most of the machine's
+        // memory; reports read rollups and ingest appends, so a small pool
+        // does (DuckDB spills to disk beyond it).
+        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))?;
         schema::migrate(&mut conn)?;
         rollups::rebuild_if_missing(&mut conn)?;
         Ok(Self {

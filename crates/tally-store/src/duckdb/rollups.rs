@@ -201,6 +201,8 @@ impl rollup::Source for Source<'_> {
         kind: Kind,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
+        // Install sets merge in Rust here, so rows stay per day either way.
+        _days: rollup::Days,
     ) -> Result<Vec<Row>, StoreError> {
         let f = self.filter;
         let span = Span::new(since, until);

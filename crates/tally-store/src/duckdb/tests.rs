@@ -74,6 +74,7 @@ impl crate::rollup::Source for RawSource<'_> {
         kind: crate::rollup::Kind,
         since: Option<time::OffsetDateTime>,
         until: Option<time::OffsetDateTime>,
+        _days: crate::rollup::Days,
     ) -> Result<Vec<crate::rollup::Row>, StoreError> {
         let events = rollups::raw(
             self.conn,

@@ -421,13 +421,25 @@ impl Row {
 /// edges of the range rolled up from raw events, filtered by the query's
 /// app, version, OS and environment.
 pub(crate) trait Source {
-    /// Rows of `kind` within `[since, until)`.
+    /// Rows of `kind` within `[since, until)`. With [`Days::Merged`] the
+    /// caller ignores [`Row::day`], and a backend that can merge install
+    /// sets itself may return one row per key for the whole range.
     fn rows(
         &self,
         kind: Kind,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
+        days: Days,
     ) -> Result<Vec<Row>, StoreError>;
+}
+
+/// Whether a report needs rows per day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Days {
+    /// Each row's day matters (adoption curves, active installs).
+    Kept,
+    /// Only the range as a whole matters.
+    Merged,
 }
 
 /// Rolls up raw events (with their install numbers) into report rows,

@@ -11,16 +11,16 @@ use roaring::RoaringBitmap;
 use tally_report::{Cell, Query, Report, ReportName, Table, compare_versions};
 use time::macros::format_description;
 
-use super::{Agg, Kind, Row, Source, day_start};
+use super::{Agg, Days, Kind, Row, Source, day_start};
 use crate::StoreError;
 use crate::dedupe::from_micros;
 
 /// Answers `query` from `source`.
 pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, StoreError> {
     let (since, until) = (query.filter.since, query.filter.until);
-    let rows = |kind: Kind| source.rows(kind, since, until);
+    let rows = |kind: Kind| source.rows(kind, since, until, Days::Merged);
     let tables = match query.report {
-        ReportName::Versions => versions(&rows(Kind::Command)?),
+        ReportName::Versions => versions(&source.rows(Kind::Command, since, until, Days::Kept)?),
         ReportName::Platforms => {
             let rows = rows(Kind::Platform)?;
             let os = breakdown("os", &rows, &[("os", Dim::Os)]);
@@ -46,7 +46,7 @@ pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, Store
             ),
         ],
         ReportName::Durations => vec![durations(&rows(Kind::Command)?)],
-        ReportName::Installs => activity(&rows(Kind::Command)?),
+        ReportName::Installs => activity(&source.rows(Kind::Command, since, until, Days::Kept)?),
         ReportName::Environments => {
             let rows = rows(Kind::Environment)?;
             vec![
@@ -511,9 +511,9 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
     };
     let window_start = from_micros(day_start(end_day - query.days as i32));
     let since = Some(filter.since.map_or(window_start, |s| s.max(window_start)));
-    let commands = source.rows(Kind::Command, since, filter.until)?;
+    let commands = source.rows(Kind::Command, since, filter.until, Days::Merged)?;
     let flags = match what {
-        What::Flag(_) => source.rows(Kind::Flag, since, filter.until)?,
+        What::Flag(_) => source.rows(Kind::Flag, since, filter.until, Days::Merged)?,
         What::Command(_) => Vec::new(),
     };
     let matching: Vec<&Row> = match what {
