@@ -9,7 +9,7 @@ use serde_json::Value;
 use tally_protocol::Event;
 use tally_store::conformance::clickhouse::LocalServer;
 
-use crate::support::{TestServer, data_dir, event, ids, tally};
+use crate::support::{TestServer, accepted_so_far, data_dir, event, ids, tally};
 
 /// Registers `app` in the store through the CLI; returns its key.
 fn add_app(store: &str, app: &str) -> String {
@@ -41,15 +41,6 @@ fn counted_runs(store: &str, app: &str) -> i64 {
         .iter()
         .map(|row| row[1].as_i64().expect("runs"))
         .sum()
-}
-
-fn accepted_so_far(server: &TestServer) -> u64 {
-    let (_, metrics) = server.get("/metrics", None);
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("tally_events_accepted_total "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

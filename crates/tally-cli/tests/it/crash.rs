@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tally_protocol::Event;
 
-use crate::support::{TestServer, add_app, data_dir, event, export, ids};
+use crate::support::{TestServer, accepted_so_far, add_app, data_dir, event, export, ids};
 
 /// Four clients send batches of 25 until `stop`; returns every event sent
 /// and the ids of those whose request got a 2xx.
@@ -36,15 +36,6 @@ fn load(
         sent.into_inner().expect("lock"),
         acked.into_inner().expect("lock"),
     )
-}
-
-fn accepted_so_far(server: &TestServer) -> u64 {
-    let (_, metrics) = server.get("/metrics", None);
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("tally_events_accepted_total "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Loads the server and sends it `signal` once it has accepted `threshold`

@@ -252,3 +252,13 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.write_all(bytes).expect("gzip");
     encoder.finish().expect("gzip")
 }
+
+/// Events the server has accepted so far, from its metrics.
+pub fn accepted_so_far(server: &TestServer) -> u64 {
+    let (_, metrics) = server.get("/metrics", None);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tally_events_accepted_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
