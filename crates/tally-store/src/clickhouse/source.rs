@@ -3,12 +3,11 @@
 
 use roaring::RoaringBitmap;
 use tally_report::Filter;
-use time::OffsetDateTime;
 
 use super::http::{Http, quote};
 use super::writer::{EVENT_COLUMNS, NONE, from_row};
 use crate::StoreError;
-use crate::rollup::{self, Agg, Histogram, Kind, Row, Span};
+use crate::rollup::{self, Agg, Histogram, Kind, Row};
 
 pub(super) struct Source<'a> {
     pub(super) http: &'a Http,
@@ -16,74 +15,65 @@ pub(super) struct Source<'a> {
 }
 
 impl rollup::Source for Source<'_> {
-    fn rows(
+    fn filter(&self) -> &Filter {
+        self.filter
+    }
+
+    fn stored(
         &self,
         kind: Kind,
-        since: Option<OffsetDateTime>,
-        until: Option<OffsetDateTime>,
-        days: rollup::Days,
+        (first, last): (Option<i32>, Option<i32>),
+        merge: rollup::Days,
     ) -> Result<Vec<Row>, StoreError> {
         let f = self.filter;
         // ClickHouse merges the install sets of a range itself, which cuts
         // what crosses the wire by the number of days.
-        let (day, by_day) = match days {
+        let (day, by_day) = match merge {
             rollup::Days::Kept => ("toUInt16(day)", "day, "),
             rollup::Days::Merged => ("toUInt16(min(day))", ""),
         };
-        let span = Span::new(since, until);
+        let mut sql = format!(
+            "SELECT {day} AS n, version, os, env, d1, d2, d3, d4,
+                sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
+                minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
+                groupUniqArrayMerge(installs) AS installs, sumMapMerge(durations) AS durations
+             FROM rollups WHERE app = {} AND kind = {}",
+            quote(&f.app),
+            quote(kind.as_str()),
+        );
+        if let Some(first) = first {
+            sql.push_str(&format!(" AND day >= toDate({first})"));
+        }
+        if let Some(last) = last {
+            sql.push_str(&format!(" AND day <= toDate({last})"));
+        }
+        for (column, value) in [
+            ("version", f.version.as_deref()),
+            ("os", f.os.as_deref()),
+            ("env", f.env.map(|e| e.as_str())),
+        ] {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND {column} = {}", quote(value)));
+            }
+        }
+        sql.push_str(&format!(
+            " GROUP BY {by_day}version, os, env, d1, d2, d3, d4"
+        ));
         let mut out = Vec::new();
-        if span.any_days {
-            let mut sql = format!(
-                "SELECT {day} AS n, version, os, env, d1, d2, d3, d4,
-                    sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
-                    minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
-                    groupUniqArrayMerge(installs) AS installs, sumMapMerge(durations) AS durations
-                 FROM rollups WHERE app = {} AND kind = {}",
-                quote(&f.app),
-                quote(kind.as_str()),
-            );
-            if let Some(first) = span.days.0 {
-                sql.push_str(&format!(" AND day >= toDate({first})"));
-            }
-            if let Some(last) = span.days.1 {
-                sql.push_str(&format!(" AND day <= toDate({last})"));
-            }
-            for (column, value) in [
-                ("version", f.version.as_deref()),
-                ("os", f.os.as_deref()),
-                ("env", f.env.map(|e| e.as_str())),
-            ] {
-                if let Some(value) = value {
-                    sql.push_str(&format!(" AND {column} = {}", quote(value)));
-                }
-            }
-            sql.push_str(&format!(
-                " GROUP BY {by_day}version, os, env, d1, d2, d3, d4"
-            ));
-            self.http.each_row(&sql, |r: Stored| {
-                out.push(row(r)?);
-                Ok(())
-            })?;
-        }
-        for &(from, to) in &span.edges {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE app = {} AND isNull(name)
-                 AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
-                quote(&f.app)
-            );
-            let events = self
-                .http
-                .rows(&sql)?
-                .iter()
-                .map(from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            out.extend(rollup::rows_from_events(
-                events.iter().map(|(e, n)| (&e.event, *n)),
-                kind,
-                f,
-            ));
-        }
+        self.http.each_row(&sql, |r: Stored| {
+            out.push(row(r)?);
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE app = {} AND isNull(name)
+             AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
+            quote(&self.filter.app)
+        );
+        self.http.rows(&sql)?.iter().map(from_row).collect()
     }
 }
 

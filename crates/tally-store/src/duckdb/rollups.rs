@@ -6,13 +6,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use duckdb::{Connection, ToSql, params};
 use tally_report::Filter;
-use time::OffsetDateTime;
 
 use super::EXPORT_COLUMNS;
 use super::writer::row_to_event;
 use crate::StoreError;
 use crate::rollup::{
-    self, Agg, Histogram, Installs, Key, Kind, Rollups, Row, Span, day_start, parse_env,
+    self, Agg, Histogram, Installs, Key, Kind, Rollups, Row, day_start, parse_env,
 };
 
 /// Columns of a rollup row, in table order.
@@ -196,55 +195,47 @@ pub(super) struct Source<'a> {
 }
 
 impl rollup::Source for Source<'_> {
-    fn rows(
+    fn filter(&self) -> &Filter {
+        self.filter
+    }
+
+    // Install sets merge in Rust here, so rows stay per day either way.
+    fn stored(
         &self,
         kind: Kind,
-        since: Option<OffsetDateTime>,
-        until: Option<OffsetDateTime>,
-        // Install sets merge in Rust here, so rows stay per day either way.
-        _days: rollup::Days,
+        (first, last): (Option<i32>, Option<i32>),
+        _merge: rollup::Days,
     ) -> Result<Vec<Row>, StoreError> {
         let f = self.filter;
-        let span = Span::new(since, until);
-        let mut out = Vec::new();
-        if span.any_days {
-            let mut condition = String::from("app = ? AND kind = ?");
-            let mut args: Vec<Box<dyn ToSql>> =
-                vec![Box::new(f.app.clone()), Box::new(kind.as_str())];
-            let mut bind = |sql: &str, arg: Box<dyn ToSql>| {
-                condition.push_str(sql);
-                args.push(arg);
-            };
-            if let Some(first) = span.days.0 {
-                bind(" AND day >= ?", Box::new(first));
-            }
-            if let Some(last) = span.days.1 {
-                bind(" AND day <= ?", Box::new(last));
-            }
-            if let Some(version) = &f.version {
-                bind(" AND version = ?", Box::new(version.clone()));
-            }
-            if let Some(os) = &f.os {
-                bind(" AND os = ?", Box::new(os.clone()));
-            }
-            if let Some(env) = f.env {
-                bind(" AND env = ?", Box::new(env.as_str()));
-            }
-            out.extend(
-                read(self.conn, &condition, &args)?
-                    .into_iter()
-                    .map(|(key, agg)| Row::new(key, agg)),
-            );
+        let mut condition = String::from("app = ? AND kind = ?");
+        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(f.app.clone()), Box::new(kind.as_str())];
+        let mut bind = |sql: &str, arg: Box<dyn ToSql>| {
+            condition.push_str(sql);
+            args.push(arg);
+        };
+        if let Some(first) = first {
+            bind(" AND day >= ?", Box::new(first));
         }
-        for &(from, to) in &span.edges {
-            let events = raw(self.conn, Some(&f.app), from, to)?;
-            out.extend(rollup::rows_from_events(
-                events.iter().map(|(e, n)| (&e.event, *n)),
-                kind,
-                f,
-            ));
+        if let Some(last) = last {
+            bind(" AND day <= ?", Box::new(last));
         }
-        Ok(out)
+        if let Some(version) = &f.version {
+            bind(" AND version = ?", Box::new(version.clone()));
+        }
+        if let Some(os) = &f.os {
+            bind(" AND os = ?", Box::new(os.clone()));
+        }
+        if let Some(env) = f.env {
+            bind(" AND env = ?", Box::new(env.as_str()));
+        }
+        Ok(read(self.conn, &condition, &args)?
+            .into_iter()
+            .map(|(key, agg)| Row::new(key, agg))
+            .collect())
+    }
+
+    fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
+        raw(self.conn, Some(&self.filter.app), from, to)
     }
 }
 

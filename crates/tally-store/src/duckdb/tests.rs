@@ -69,27 +69,31 @@ struct RawSource<'a> {
 }
 
 impl crate::rollup::Source for RawSource<'_> {
-    fn rows(
+    fn filter(&self) -> &tally_report::Filter {
+        self.filter
+    }
+
+    /// Whole days rolled up from the raw events too.
+    fn stored(
         &self,
         kind: crate::rollup::Kind,
-        since: Option<time::OffsetDateTime>,
-        until: Option<time::OffsetDateTime>,
-        _days: crate::rollup::Days,
+        (first, last): (Option<i32>, Option<i32>),
+        _merge: crate::rollup::Days,
     ) -> Result<Vec<crate::rollup::Row>, StoreError> {
-        let events = rollups::raw(
-            self.conn,
-            Some(&self.filter.app),
-            since.map_or(0, micros),
-            until.map_or(
-                micros(time::macros::datetime!(2100-01-01 00:00 UTC)),
-                micros,
-            ),
+        let end = micros(time::macros::datetime!(2100-01-01 00:00 UTC));
+        let events = self.events(
+            first.map_or(0, crate::rollup::day_start),
+            last.map_or(end, |l| crate::rollup::day_start(l + 1)),
         )?;
         Ok(crate::rollup::rows_from_events(
             events.iter().map(|(e, n)| (&e.event, *n)),
             kind,
             self.filter,
         ))
+    }
+
+    fn events(&self, from: i64, to: i64) -> Result<Vec<(StoredEvent, u32)>, StoreError> {
+        rollups::raw(self.conn, Some(&self.filter.app), from, to)
     }
 }
 

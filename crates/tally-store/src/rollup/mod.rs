@@ -417,20 +417,54 @@ impl Row {
     }
 }
 
-/// Where reports get rollup rows: a backend's stored rollups plus the
-/// edges of the range rolled up from raw events, filtered by the query's
-/// app, version, OS and environment.
+/// Where reports get rollup rows: a backend's stored rollups for whole
+/// days plus the raw events of the partial days at the edges of a range,
+/// rolled up here, all filtered by the query's app, version, OS and
+/// environment.
 pub(crate) trait Source {
-    /// Rows of `kind` within `[since, until)`. With [`Days::Merged`] the
-    /// caller ignores [`Row::day`], and a backend that can merge install
-    /// sets itself may return one row per key for the whole range.
+    /// The query's filter.
+    fn filter(&self) -> &tally_report::Filter;
+
+    /// Stored rows of `kind` for the whole days `first..=last` (unbounded
+    /// where `None`) that pass [`Source::filter`]. With [`Days::Merged`] a
+    /// backend that can merge install sets itself may return one row per
+    /// key for the whole range.
+    fn stored(
+        &self,
+        kind: Kind,
+        days: (Option<i32>, Option<i32>),
+        merge: Days,
+    ) -> Result<Vec<Row>, StoreError>;
+
+    /// The filter's app's invocation events in `[from, to)` (microseconds),
+    /// each with its install number.
+    fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError>;
+
+    /// Rows of `kind` within `[since, until)`; with [`Days::Merged`] the
+    /// caller ignores [`Row::day`].
     fn rows(
         &self,
         kind: Kind,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
         days: Days,
-    ) -> Result<Vec<Row>, StoreError>;
+    ) -> Result<Vec<Row>, StoreError> {
+        let span = Span::new(since, until);
+        let mut out = if span.any_days {
+            self.stored(kind, span.days, days)?
+        } else {
+            Vec::new()
+        };
+        for &(from, to) in &span.edges {
+            let events = self.events(from, to)?;
+            out.extend(rows_from_events(
+                events.iter().map(|(e, n)| (&e.event, *n)),
+                kind,
+                self.filter(),
+            ));
+        }
+        Ok(out)
+    }
 }
 
 /// Whether a report needs rows per day.
