@@ -226,6 +226,16 @@ fn breakdown_ordered(name: &str, rows: &[Row], dims: &[(&str, Dim)], by_installs
     }
 }
 
+/// Rows merged per version, the newest version first.
+fn newest_first<'r>(rows: impl IntoIterator<Item = &'r Row>) -> Vec<(String, Agg)> {
+    let mut by_version: Vec<(String, Agg)> = group(rows, |r| vec![Cell::Text(r.version.clone())])
+        .into_iter()
+        .map(|(k, agg)| (text(&k.0[0]).to_owned(), agg))
+        .collect();
+    by_version.sort_by(|a, b| compare_versions(&b.0, &a.0));
+    by_version
+}
+
 fn command_cell(row: &Row) -> Cell {
     Dim::Text(0).cell(row)
 }
@@ -236,11 +246,7 @@ fn versions(rows: &[Row]) -> Vec<Table> {
         all |= &row.agg.installs;
     }
     let total = all.len();
-    let mut by_version: Vec<(String, Agg)> = group(rows, |r| vec![Cell::Text(r.version.clone())])
-        .into_iter()
-        .map(|(k, agg)| (text(&k.0[0]).to_owned(), agg))
-        .collect();
-    by_version.sort_by(|a, b| compare_versions(&b.0, &a.0));
+    let by_version = newest_first(rows);
     let latest = by_version
         .first()
         .map(|(v, agg)| (v.clone(), agg.installs.len()));
@@ -555,13 +561,7 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
             },
         ]],
     };
-    let mut by_version: Vec<(String, Agg)> = group(matching.iter().copied(), |r| {
-        vec![Cell::Text(r.version.clone())]
-    })
-    .into_iter()
-    .map(|(k, agg)| (text(&k.0[0]).to_owned(), agg))
-    .collect();
-    by_version.sort_by(|a, b| compare_versions(&b.0, &a.0));
+    let by_version = newest_first(matching.iter().copied());
     let by_version = Table {
         name: "by_version".into(),
         columns: columns(&["version", "runs", "installs", "last_seen"]),
