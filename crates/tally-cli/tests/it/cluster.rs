@@ -133,9 +133,12 @@ fn a_clickhouse_outage_gives_503_and_the_collector_recovers_alone() {
         status, 503,
         "nothing acknowledged that was not stored: {body}"
     );
+    assert_eq!(body["error"], "unavailable", "{body}");
     assert!(
-        body["error"].is_object() || body["error"].is_string(),
-        "{body}"
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ClickHouse")),
+        "the reason names the store: {body}"
     );
 
     clickhouse.resume();
