@@ -7,7 +7,7 @@ use tally_report::Filter;
 use super::http::{Http, quote};
 use super::writer::{EVENT_COLUMNS, NONE, from_row};
 use crate::StoreError;
-use crate::rollup::{self, Agg, Histogram, Kind, Row};
+use crate::rollup::{self, Agg, Histogram, Need, Part, Row};
 
 pub(super) struct Source<'a> {
     pub(super) http: &'a Http,
@@ -21,25 +21,51 @@ impl rollup::Source for Source<'_> {
 
     fn stored(
         &self,
-        kind: Kind,
+        need: &Need,
         (first, last): (Option<i32>, Option<i32>),
-        merge: rollup::Days,
     ) -> Result<Vec<Row>, StoreError> {
         let f = self.filter;
-        // ClickHouse merges the install sets of a range itself, which cuts
-        // what crosses the wire by the number of days.
-        let (day, by_day) = match merge {
-            rollup::Days::Kept => ("toUInt16(day)", "day, "),
-            rollup::Days::Merged => ("toUInt16(min(day))", ""),
+        // ClickHouse merges the rows a report does not tell apart, install
+        // sets included, which cuts what crosses the wire by as much; parts
+        // not kept are sent as constants (env as any value it has).
+        let mut by = Vec::new();
+        let mut part = |p: Part, column: &'static str, blank: &'static str| {
+            if need.keeps(p) {
+                by.push(column);
+                column
+            } else {
+                blank
+            }
+        };
+        let day = part(Part::Day, "day", "toDate(0)");
+        let version = part(Part::Version, "version", "''");
+        let os = part(Part::Os, "os", "''");
+        let env = part(Part::Env, "env", "any(env)");
+        let dims = ["d1", "d2", "d3", "d4"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, column)| format!("{} AS {column}", part(Part::Dim(i), column, "'\\0'")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let installs = if need.installs {
+            "groupUniqArrayMerge(installs)"
+        } else {
+            "emptyArrayUInt32()"
+        };
+        let durations = if need.durations {
+            "sumMapMerge(durations)"
+        } else {
+            "(emptyArrayUInt64(), emptyArrayUInt64())"
         };
         let mut sql = format!(
-            "SELECT {day} AS n, version, os, env, d1, d2, d3, d4,
+            "SELECT toUInt16({day}) AS n, {version} AS version, {os} AS os, {env} AS env,
+                {dims},
                 sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
                 minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
-                groupUniqArrayMerge(installs) AS installs, sumMapMerge(durations) AS durations
-             FROM rollups WHERE app = {} AND kind = {}",
+                {installs} AS installs, {durations} AS durations
+             FROM (SELECT * FROM rollups WHERE app = {} AND kind = {}",
             quote(&f.app),
-            quote(kind.as_str()),
+            quote(need.kind.as_str()),
         );
         if let Some(first) = first {
             sql.push_str(&format!(" AND day >= toDate({first})"));
@@ -56,9 +82,13 @@ impl rollup::Source for Source<'_> {
                 sql.push_str(&format!(" AND {column} = {}", quote(value)));
             }
         }
-        sql.push_str(&format!(
-            " GROUP BY {by_day}version, os, env, d1, d2, d3, d4"
-        ));
+        // The filter is applied inside, where the names are the table's
+        // columns rather than the aliases above; grouping by app when
+        // nothing else keeps an empty range from giving one row of zeros.
+        if by.is_empty() {
+            by.push("app");
+        }
+        sql.push_str(&format!(") GROUP BY {}", by.join(", ")));
         let mut out = Vec::new();
         self.http.each_row(&sql, |r: Stored| {
             out.push(row(r)?);

@@ -14,9 +14,9 @@ use crate::rollup::{
     self, Agg, Histogram, Installs, Key, Kind, Rollups, Row, day_start, parse_env,
 };
 
-/// Columns of a rollup row, in table order.
+/// Columns of a rollup row before its sets, in table order.
 const COLUMNS: &str = "app, kind, day, version, os, env, d1, d2, d3, d4, runs, ok, crashes, \
-                       first_us, last_us, installs, durations";
+                       first_us, last_us";
 
 /// Appends `rollups` to the rollup table; returns how many rows.
 pub(super) fn append(conn: &Connection, rollups: &Rollups<'_>) -> Result<usize, StoreError> {
@@ -48,13 +48,39 @@ pub(super) fn append(conn: &Connection, rollups: &Rollups<'_>) -> Result<usize, 
     Ok(rollups.rows.len())
 }
 
-/// Reads rollup rows selected by `condition` (SQL over the rollup columns).
+/// Which of a row's sets to read: the bulk of a row, and of the work.
+#[derive(Clone, Copy)]
+struct Sets {
+    installs: bool,
+    durations: bool,
+}
+
+const ALL_SETS: Sets = Sets {
+    installs: true,
+    durations: true,
+};
+
+/// Reads rollup rows selected by `condition` (SQL over the rollup columns),
+/// with the sets that `sets` asks for (the others are left empty).
 fn read(
     conn: &Connection,
     condition: &str,
     args: &[Box<dyn ToSql>],
+    sets: Sets,
 ) -> Result<Vec<(Key<'static>, Agg)>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM rollups WHERE {condition}"))?;
+    let installs = if sets.installs {
+        "installs"
+    } else {
+        "NULL::BLOB"
+    };
+    let durations = if sets.durations {
+        "durations"
+    } else {
+        "NULL::BLOB"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS}, {installs}, {durations} FROM rollups WHERE {condition}"
+    ))?;
     let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -62,7 +88,7 @@ fn read(
         let env: String = r.get(5)?;
         let corrupt =
             |what: &str, value: &str| StoreError::Corrupt(format!("rollup {what} {value:?}"));
-        let installs: Vec<u8> = r.get(15)?;
+        let installs: Option<Vec<u8>> = r.get(15)?;
         let durations: Option<Vec<u8>> = r.get(16)?;
         let text = |i: usize| r.get::<_, String>(i).map(Cow::Owned);
         let dim = |i: usize| r.get::<_, Option<String>>(i).map(|d| d.map(Cow::Owned));
@@ -81,7 +107,10 @@ fn read(
             crashes: r.get::<_, i64>(12)? as u64,
             first_us: r.get(13)?,
             last_us: r.get(14)?,
-            installs: Agg::installs_from(&installs)?,
+            installs: installs
+                .map(|i| Agg::installs_from(&i))
+                .transpose()?
+                .unwrap_or_default(),
             durations: durations
                 .map(|d| Histogram::from_bytes(&d))
                 .transpose()?
@@ -107,7 +136,7 @@ pub(super) fn compact(conn: &mut Connection, days: &BTreeSet<i32>) -> Result<(),
     let condition = format!("day IN ({list})");
     let tx = conn.transaction()?;
     let mut merged = Rollups::default();
-    for (key, agg) in read(&tx, &condition, &[])? {
+    for (key, agg) in read(&tx, &condition, &[], ALL_SETS)? {
         merged.merge(key, &agg);
     }
     tx.execute(&format!("DELETE FROM rollups WHERE {condition}"), [])?;
@@ -199,16 +228,16 @@ impl rollup::Source for Source<'_> {
         self.filter
     }
 
-    // Install sets merge in Rust here, so rows stay per day either way.
+    // Install sets merge in Rust here, so rows are returned as stored.
     fn stored(
         &self,
-        kind: Kind,
+        need: &rollup::Need,
         (first, last): (Option<i32>, Option<i32>),
-        _merge: rollup::Days,
     ) -> Result<Vec<Row>, StoreError> {
         let f = self.filter;
         let mut condition = String::from("app = ? AND kind = ?");
-        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(f.app.clone()), Box::new(kind.as_str())];
+        let mut args: Vec<Box<dyn ToSql>> =
+            vec![Box::new(f.app.clone()), Box::new(need.kind.as_str())];
         let mut bind = |sql: &str, arg: Box<dyn ToSql>| {
             condition.push_str(sql);
             args.push(arg);
@@ -228,7 +257,11 @@ impl rollup::Source for Source<'_> {
         if let Some(env) = f.env {
             bind(" AND env = ?", Box::new(env.as_str()));
         }
-        Ok(read(self.conn, &condition, &args)?
+        let sets = Sets {
+            installs: need.installs,
+            durations: need.durations,
+        };
+        Ok(read(self.conn, &condition, &args, sets)?
             .into_iter()
             .map(|(key, agg)| Row::new(key, agg))
             .collect())

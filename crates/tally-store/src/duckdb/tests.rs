@@ -76,9 +76,8 @@ impl crate::rollup::Source for RawSource<'_> {
     /// Whole days rolled up from the raw events too.
     fn stored(
         &self,
-        kind: crate::rollup::Kind,
+        need: &crate::rollup::Need,
         (first, last): (Option<i32>, Option<i32>),
-        _merge: crate::rollup::Days,
     ) -> Result<Vec<crate::rollup::Row>, StoreError> {
         let end = micros(time::macros::datetime!(2100-01-01 00:00 UTC));
         let events = self.events(
@@ -87,7 +86,7 @@ impl crate::rollup::Source for RawSource<'_> {
         )?;
         Ok(crate::rollup::rows_from_events(
             events.iter().map(|(e, n)| (&e.event, *n)),
-            kind,
+            need.kind,
             self.filter,
         ))
     }

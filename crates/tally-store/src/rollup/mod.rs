@@ -417,6 +417,58 @@ impl Row {
     }
 }
 
+/// A part of a rollup key that a report tells rows apart by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Day,
+    Version,
+    Os,
+    Env,
+    /// One of the kind's own dimensions ([`Key::dims`]).
+    Dim(usize),
+}
+
+/// What a report reads of the rollup rows of one kind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Need {
+    pub(crate) kind: Kind,
+    /// The parts of the key the report tells rows apart by. A backend may
+    /// merge the rows that agree on these; the other parts of the rows it
+    /// returns then hold any value.
+    pub(crate) by: &'static [Part],
+    /// Whether the report reads [`Agg::installs`]; left empty if not.
+    pub(crate) installs: bool,
+    /// Whether the report reads [`Agg::durations`]; left empty if not.
+    pub(crate) durations: bool,
+}
+
+impl Need {
+    /// Rows of `kind` told apart by `by`, with their install sets.
+    pub(crate) const fn installs(kind: Kind, by: &'static [Part]) -> Need {
+        Need {
+            kind,
+            by,
+            installs: true,
+            durations: false,
+        }
+    }
+
+    /// Rows of `kind` told apart by `by`, with counts only.
+    pub(crate) const fn counts(kind: Kind, by: &'static [Part]) -> Need {
+        Need {
+            kind,
+            by,
+            installs: false,
+            durations: false,
+        }
+    }
+
+    /// Whether the report tells rows apart by `part`.
+    pub(crate) fn keeps(&self, part: Part) -> bool {
+        self.by.contains(&part)
+    }
+}
+
 /// Where reports get rollup rows: a backend's stored rollups for whole
 /// days plus the raw events of the partial days at the edges of a range,
 /// rolled up here, all filtered by the query's app, version, OS and
@@ -425,33 +477,25 @@ pub(crate) trait Source {
     /// The query's filter.
     fn filter(&self) -> &tally_report::Filter;
 
-    /// Stored rows of `kind` for the whole days `first..=last` (unbounded
-    /// where `None`) that pass [`Source::filter`]. With [`Days::Merged`] a
-    /// backend that can merge install sets itself may return one row per
-    /// key for the whole range.
-    fn stored(
-        &self,
-        kind: Kind,
-        days: (Option<i32>, Option<i32>),
-        merge: Days,
-    ) -> Result<Vec<Row>, StoreError>;
+    /// Stored rows for the whole days `first..=last` (unbounded where
+    /// `None`) that pass [`Source::filter`], as `need` asks.
+    fn stored(&self, need: &Need, days: (Option<i32>, Option<i32>))
+    -> Result<Vec<Row>, StoreError>;
 
     /// The filter's app's invocation events in `[from, to)` (microseconds),
     /// each with its install number.
     fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError>;
 
-    /// Rows of `kind` within `[since, until)`; with [`Days::Merged`] the
-    /// caller ignores [`Row::day`].
+    /// Rows within `[since, until)`, as `need` asks.
     fn rows(
         &self,
-        kind: Kind,
+        need: &Need,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
-        days: Days,
     ) -> Result<Vec<Row>, StoreError> {
         let span = Span::new(since, until);
         let mut out = if span.any_days {
-            self.stored(kind, span.days, days)?
+            self.stored(need, span.days)?
         } else {
             Vec::new()
         };
@@ -459,21 +503,12 @@ pub(crate) trait Source {
             let events = self.events(from, to)?;
             out.extend(rows_from_events(
                 events.iter().map(|(e, n)| (&e.event, *n)),
-                kind,
+                need.kind,
                 self.filter(),
             ));
         }
         Ok(out)
     }
-}
-
-/// Whether a report needs rows per day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Days {
-    /// Each row's day matters (adoption curves, active installs).
-    Kept,
-    /// Only the range as a whole matters.
-    Merged,
 }
 
 /// Rolls up raw events (with their install numbers) into report rows,

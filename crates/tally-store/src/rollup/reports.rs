@@ -11,18 +11,26 @@ use roaring::RoaringBitmap;
 use tally_report::{Cell, Query, Report, ReportName, Table, compare_versions};
 use time::macros::format_description;
 
-use super::{Agg, Days, Kind, Row, Source, day_start};
+use super::{Agg, Kind, Need, Part, Row, Source, day_start};
 use crate::StoreError;
 use crate::dedupe::from_micros;
 
 /// Answers `query` from `source`.
 pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, StoreError> {
+    use Part::{Day, Dim as D, Env, Os, Version};
     let (since, until) = (query.filter.since, query.filter.until);
-    let rows = |kind: Kind| source.rows(kind, since, until, Days::Merged);
+    let rows = |need: Need| source.rows(&need, since, until);
+    // Every event has exactly one environment row, the fewest rows that
+    // still count every run and install.
     let tables = match query.report {
-        ReportName::Versions => versions(&source.rows(Kind::Command, since, until, Days::Kept)?),
+        ReportName::Versions => {
+            versions(&rows(Need::installs(Kind::Environment, &[Day, Version]))?)
+        }
         ReportName::Platforms => {
-            let rows = rows(Kind::Platform)?;
+            let rows = rows(Need::installs(
+                Kind::Platform,
+                &[Os, D(0), D(1), D(2), D(3)],
+            ))?;
             let os = breakdown("os", &rows, &[("os", Dim::Os)]);
             let os_version = breakdown(
                 "os_version",
@@ -34,21 +42,24 @@ pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, Store
             let wsl = breakdown("wsl", &rows, &[("wsl", Dim::Bool(3))]);
             vec![os, os_version, arch, container, wsl]
         }
-        ReportName::Commands => vec![commands(&rows(Kind::Command)?)],
-        ReportName::Flags => vec![flags(&rows(Kind::Flag)?)],
+        ReportName::Commands => vec![commands(&rows(Need::installs(Kind::Command, &[D(0)]))?)],
+        ReportName::Flags => vec![flags(&rows(Need::installs(Kind::Flag, &[D(0), D(1)]))?)],
         ReportName::Errors => vec![
-            errors(&rows(Kind::Error)?),
+            errors(&rows(Need::installs(Kind::Error, &[Version, D(0), D(1)]))?),
             breakdown_ordered(
                 "outcomes",
-                &rows(Kind::Command)?,
+                &rows(Need::installs(Kind::Command, &[D(1)]))?,
                 &[("outcome", Dim::Text(1))],
                 false,
             ),
         ],
-        ReportName::Durations => vec![durations(&rows(Kind::Command)?)],
-        ReportName::Installs => activity(&source.rows(Kind::Command, since, until, Days::Kept)?),
+        ReportName::Durations => vec![durations(&rows(Need {
+            durations: true,
+            ..Need::counts(Kind::Command, &[Version, D(0), D(1)])
+        })?)],
+        ReportName::Installs => activity(&rows(Need::installs(Kind::Environment, &[Day]))?),
         ReportName::Environments => {
-            let rows = rows(Kind::Environment)?;
+            let rows = rows(Need::installs(Kind::Environment, &[Env, D(0), D(1), D(2)]))?;
             vec![
                 breakdown("env", &rows, &[("env", Dim::Env)]),
                 breakdown("ci", &rows, &[("ci", Dim::Text(0))]),
@@ -57,8 +68,8 @@ pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, Store
             ]
         }
         ReportName::Deprecation => deprecation(source, query)?,
-        ReportName::Health => health(&rows(Kind::Command)?),
-        ReportName::Deps => vec![deps(&rows(Kind::Dep)?)],
+        ReportName::Health => health(&rows(Need::counts(Kind::Command, &[Version, D(0)]))?),
+        ReportName::Deps => vec![deps(&rows(Need::installs(Kind::Dep, &[D(0), D(1)]))?)],
     };
     Ok(Report {
         report: query.report.as_str().to_owned(),
@@ -517,17 +528,21 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
     };
     let window_start = from_micros(day_start(end_day - query.days as i32));
     let since = Some(filter.since.map_or(window_start, |s| s.max(window_start)));
-    let commands = source.rows(Kind::Command, since, filter.until, Days::Merged)?;
-    let flags = match what {
-        What::Flag(_) => source.rows(Kind::Flag, since, filter.until, Days::Merged)?,
-        What::Command(_) => Vec::new(),
+    let rows = |need: Need| source.rows(&need, since, filter.until);
+    let active = rows(Need::installs(Kind::Environment, &[]))?;
+    let candidates = match what {
+        What::Flag(_) => rows(Need::installs(Kind::Flag, &[Part::Version, Part::Dim(1)]))?,
+        What::Command(_) => rows(Need::installs(
+            Kind::Command,
+            &[Part::Version, Part::Dim(0)],
+        ))?,
     };
     let matching: Vec<&Row> = match what {
-        What::Flag(flag) => flags
+        What::Flag(flag) => candidates
             .iter()
             .filter(|r| r.dims[1].as_deref() == Some(flag))
             .collect(),
-        What::Command(command) => commands
+        What::Command(command) => candidates
             .iter()
             .filter(|r| {
                 r.dims[0].as_deref().is_some_and(|c| {
@@ -538,10 +553,9 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
             })
             .collect(),
     };
-    let mut active = RoaringBitmap::new();
-    for row in &commands {
-        active |= &row.agg.installs;
-    }
+    let active = active
+        .iter()
+        .fold(RoaringBitmap::new(), |set, row| set | &row.agg.installs);
     let mut used = Agg::default();
     for row in &matching {
         used.merge(&row.agg);
