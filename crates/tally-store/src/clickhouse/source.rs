@@ -7,31 +7,42 @@ use tally_report::Filter;
 use super::http::{Http, quote};
 use super::writer::{EVENT_COLUMNS, NONE, from_row};
 use crate::StoreError;
-use crate::rollup::{self, Agg, Histogram, Need, Part, Row};
+use crate::rollup::{self, Agg, Group, Histogram, Kind, Need, Part, Parts, Row, Span};
+use time::OffsetDateTime;
 
 pub(super) struct Source<'a> {
     pub(super) http: &'a Http,
     pub(super) filter: &'a Filter,
 }
 
-impl rollup::Source for Source<'_> {
-    fn filter(&self) -> &Filter {
-        self.filter
-    }
+/// How a query sends the installs of each row.
+#[derive(Clone, Copy, PartialEq)]
+enum Installs {
+    /// Not at all.
+    Skip,
+    /// The set, to be merged further in Rust.
+    Set,
+    /// Only how many: nothing is merged after.
+    Count,
+}
 
-    fn stored(
+impl Source<'_> {
+    /// The rollup rows of `kind` for whole days `first..=last`, merged by
+    /// `by`: ClickHouse merges what a report does not tell apart, install
+    /// sets included, which cuts what crosses the wire by as much. Parts
+    /// not kept are sent as constants (env as any value it has).
+    fn query(
         &self,
-        need: &Need,
+        kind: Kind,
+        by: Parts,
+        (installs, durations): (Installs, bool),
         (first, last): (Option<i32>, Option<i32>),
-    ) -> Result<Vec<Row>, StoreError> {
+    ) -> Result<Vec<(Row, u64)>, StoreError> {
         let f = self.filter;
-        // ClickHouse merges the rows a report does not tell apart, install
-        // sets included, which cuts what crosses the wire by as much; parts
-        // not kept are sent as constants (env as any value it has).
-        let mut by = Vec::new();
+        let mut group_by = Vec::new();
         let mut part = |p: Part, column: &'static str, blank: &'static str| {
-            if need.keeps(p) {
-                by.push(column);
+            if by.has(p) {
+                group_by.push(column);
                 column
             } else {
                 blank
@@ -47,12 +58,15 @@ impl rollup::Source for Source<'_> {
             .map(|(i, column)| format!("{} AS {column}", part(Part::Dim(i), column, "'\\0'")))
             .collect::<Vec<_>>()
             .join(", ");
-        let installs = if need.installs {
-            "groupUniqArrayMerge(installs)"
-        } else {
-            "emptyArrayUInt32()"
+        let (set, count) = match installs {
+            Installs::Skip => ("emptyArrayUInt32()", "toUInt64(0)"),
+            Installs::Set => ("groupUniqArrayMerge(installs)", "toUInt64(0)"),
+            Installs::Count => (
+                "emptyArrayUInt32()",
+                "toUInt64(length(groupUniqArrayMerge(installs)))",
+            ),
         };
-        let durations = if need.durations {
+        let durations = if durations {
             "sumMapMerge(durations)"
         } else {
             "(emptyArrayUInt64(), emptyArrayUInt64())"
@@ -62,10 +76,10 @@ impl rollup::Source for Source<'_> {
                 {dims},
                 sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
                 minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
-                {installs} AS installs, {durations} AS durations
+                {set} AS install_set, {count} AS installs_n, {durations} AS durations
              FROM (SELECT * FROM rollups WHERE app = {} AND kind = {}",
             quote(&f.app),
-            quote(need.kind.as_str()),
+            quote(kind.as_str()),
         );
         if let Some(first) = first {
             sql.push_str(&format!(" AND day >= toDate({first})"));
@@ -85,16 +99,69 @@ impl rollup::Source for Source<'_> {
         // The filter is applied inside, where the names are the table's
         // columns rather than the aliases above; grouping by app when
         // nothing else keeps an empty range from giving one row of zeros.
-        if by.is_empty() {
-            by.push("app");
+        if group_by.is_empty() {
+            group_by.push("app");
         }
-        sql.push_str(&format!(") GROUP BY {}", by.join(", ")));
+        sql.push_str(&format!(") GROUP BY {}", group_by.join(", ")));
         let mut out = Vec::new();
         self.http.each_row(&sql, |r: Stored| {
             out.push(row(r)?);
             Ok(())
         })?;
         Ok(out)
+    }
+}
+
+impl rollup::Source for Source<'_> {
+    fn filter(&self) -> &Filter {
+        self.filter
+    }
+
+    fn stored(
+        &self,
+        need: &Need,
+        days: (Option<i32>, Option<i32>),
+    ) -> Result<Vec<Row>, StoreError> {
+        let installs = if need.installs {
+            Installs::Set
+        } else {
+            Installs::Skip
+        };
+        let rows = self.query(need.kind, need.parts(), (installs, need.durations), days)?;
+        Ok(rows.into_iter().map(|(row, _)| row).collect())
+    }
+
+    // Ranges of whole days are answered by ClickHouse alone, with counts
+    // instead of sets; a range that cuts a day needs its raw events rolled
+    // up here, so sets are sent to be merged with theirs.
+    fn grouped(
+        &self,
+        need: &Need,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+    ) -> Result<Vec<Vec<Group>>, StoreError> {
+        let span = Span::new(since, until);
+        if !span.edges.is_empty() {
+            return rollup::grouped_in_rust(self, need, since, until);
+        }
+        if !span.any_days {
+            return Ok(vec![Vec::new(); need.groupings.len()]);
+        }
+        let installs = if need.installs {
+            Installs::Count
+        } else {
+            Installs::Skip
+        };
+        need.groupings
+            .iter()
+            .map(|by| {
+                let rows = self.query(need.kind, *by, (installs, need.durations), span.days)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(row, installs)| Group { row, installs })
+                    .collect())
+            })
+            .collect()
     }
 
     fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
@@ -123,19 +190,21 @@ struct Stored {
     crashes: u64,
     first_us: i64,
     last_us: i64,
-    installs: Vec<u32>,
+    // Not named as a column: aliases are visible to the whole query.
+    install_set: Vec<u32>,
+    installs_n: u64,
     durations: (Vec<u64>, Vec<u64>),
 }
 
-fn row(r: Stored) -> Result<Row, StoreError> {
+fn row(r: Stored) -> Result<(Row, u64), StoreError> {
     let dim = |d: String| (d != NONE).then_some(d);
     let mut durations = Histogram::default();
     for (value, n) in r.durations.0.into_iter().zip(r.durations.1) {
         durations.add(value, n);
     }
-    let mut installs = r.installs;
+    let mut installs = r.install_set;
     installs.sort_unstable();
-    Ok(Row {
+    let row = Row {
         day: i32::from(r.n),
         version: r.version,
         os: r.os,
@@ -153,5 +222,6 @@ fn row(r: Stored) -> Result<Row, StoreError> {
                 .map_err(|e| StoreError::Corrupt(format!("ClickHouse install set: {e}")))?,
             durations,
         },
-    })
+    };
+    Ok((row, r.installs_n))
 }

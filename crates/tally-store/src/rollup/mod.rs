@@ -428,45 +428,133 @@ pub(crate) enum Part {
     Dim(usize),
 }
 
+/// A set of key parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Parts(u8);
+
+impl Parts {
+    pub(crate) fn of(parts: &[Part]) -> Parts {
+        Parts(parts.iter().fold(0, |bits, p| bits | Parts::bit(*p)))
+    }
+
+    fn bit(part: Part) -> u8 {
+        match part {
+            Part::Day => 1,
+            Part::Version => 2,
+            Part::Os => 4,
+            Part::Env => 8,
+            Part::Dim(i) => 16 << i,
+        }
+    }
+
+    pub(crate) fn has(self, part: Part) -> bool {
+        self.0 & Parts::bit(part) != 0
+    }
+
+    /// `value` if the set has `part`, else blank.
+    fn kept(self, part: Part, value: &str) -> &str {
+        if self.has(part) { value } else { "" }
+    }
+
+    fn with(self, other: Parts) -> Parts {
+        Parts(self.0 | other.0)
+    }
+}
+
 /// What a report reads of the rollup rows of one kind.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Need {
     pub(crate) kind: Kind,
-    /// The parts of the key the report tells rows apart by. A backend may
-    /// merge the rows that agree on these; the other parts of the rows it
-    /// returns then hold any value.
-    pub(crate) by: &'static [Part],
-    /// Whether the report reads [`Agg::installs`]; left empty if not.
+    /// The ways the report groups the rows, each by a set of key parts.
+    pub(crate) groupings: Vec<Parts>,
+    /// Whether the report counts installs; if not, install sets and
+    /// counts are left empty.
     pub(crate) installs: bool,
     /// Whether the report reads [`Agg::durations`]; left empty if not.
     pub(crate) durations: bool,
 }
 
 impl Need {
-    /// Rows of `kind` told apart by `by`, with their install sets.
-    pub(crate) const fn installs(kind: Kind, by: &'static [Part]) -> Need {
+    /// Rows of `kind` grouped each of the ways in `groupings`, with their
+    /// installs.
+    pub(crate) fn new(kind: Kind, groupings: &[&[Part]]) -> Need {
         Need {
             kind,
-            by,
+            groupings: groupings.iter().map(|g| Parts::of(g)).collect(),
             installs: true,
             durations: false,
         }
     }
 
-    /// Rows of `kind` told apart by `by`, with counts only.
-    pub(crate) const fn counts(kind: Kind, by: &'static [Part]) -> Need {
+    /// The same, without installs.
+    pub(crate) fn counts_only(self) -> Need {
         Need {
-            kind,
-            by,
             installs: false,
-            durations: false,
+            ..self
         }
     }
 
-    /// Whether the report tells rows apart by `part`.
-    pub(crate) fn keeps(&self, part: Part) -> bool {
-        self.by.contains(&part)
+    /// The same, with durations.
+    pub(crate) fn with_durations(self) -> Need {
+        Need {
+            durations: true,
+            ..self
+        }
     }
+
+    /// Every part some grouping needs: a backend may merge the rows that
+    /// agree on these; the other parts of the rows it returns then hold any
+    /// value.
+    pub(crate) fn parts(&self) -> Parts {
+        self.groupings
+            .iter()
+            .fold(Parts::default(), |all, g| all.with(*g))
+    }
+}
+
+/// Rows merged by a set of key parts (the other parts blank), with their
+/// number of distinct installs.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub(crate) row: Row,
+    pub(crate) installs: u64,
+}
+
+/// Merges `rows` by the parts `by`; the other parts of each group are left
+/// blank.
+fn group_rows(rows: &[Row], by: Parts) -> Vec<Group> {
+    type GroupKey<'r> = (i32, &'r str, &'r str, Option<Env>, [Option<&'r str>; 4]);
+    let mut groups: HashMap<GroupKey<'_>, Agg> = HashMap::new();
+    for row in rows {
+        let key = (
+            if by.has(Part::Day) { row.day } else { 0 },
+            by.kept(Part::Version, &row.version),
+            by.kept(Part::Os, &row.os),
+            by.has(Part::Env).then_some(row.env),
+            std::array::from_fn(|i| {
+                if by.has(Part::Dim(i)) {
+                    row.dims[i].as_deref()
+                } else {
+                    None
+                }
+            }),
+        );
+        groups.entry(key).or_default().merge(&row.agg);
+    }
+    groups
+        .into_iter()
+        .map(|((day, version, os, env, dims), agg)| Group {
+            installs: agg.installs.len(),
+            row: Row {
+                day,
+                version: version.to_owned(),
+                os: os.to_owned(),
+                env: env.unwrap_or(Env::Human),
+                dims: dims.map(|d| d.map(str::to_owned)),
+                agg,
+            },
+        })
+        .collect()
 }
 
 /// Where reports get rollup rows: a backend's stored rollups for whole
@@ -509,6 +597,33 @@ pub(crate) trait Source {
         }
         Ok(out)
     }
+
+    /// Rows within `[since, until)` grouped each of the ways `need` asks,
+    /// in that order. A backend that counts distinct installs itself
+    /// answers without sending the sets.
+    fn grouped(
+        &self,
+        need: &Need,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+    ) -> Result<Vec<Vec<Group>>, StoreError> {
+        grouped_in_rust(self, need, since, until)
+    }
+}
+
+/// [`Source::grouped`] from [`Source::rows`], merging install sets here.
+pub(crate) fn grouped_in_rust<S: Source + ?Sized>(
+    source: &S,
+    need: &Need,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+) -> Result<Vec<Vec<Group>>, StoreError> {
+    let rows = source.rows(need, since, until)?;
+    Ok(need
+        .groupings
+        .iter()
+        .map(|by| group_rows(&rows, *by))
+        .collect())
 }
 
 /// Rolls up raw events (with their install numbers) into report rows,

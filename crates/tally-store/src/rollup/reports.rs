@@ -11,7 +11,7 @@ use roaring::RoaringBitmap;
 use tally_report::{Cell, Query, Report, ReportName, Table, compare_versions};
 use time::macros::format_description;
 
-use super::{Agg, Kind, Need, Part, Row, Source, day_start};
+use super::{Agg, Group, Kind, Need, Part, Row, Source, day_start};
 use crate::StoreError;
 use crate::dedupe::from_micros;
 
@@ -19,62 +19,97 @@ use crate::dedupe::from_micros;
 pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, StoreError> {
     use Part::{Day, Dim as D, Env, Os, Version};
     let (since, until) = (query.filter.since, query.filter.until);
-    let rows = |need: Need| source.rows(&need, since, until);
-    // Every event has exactly one environment row, the fewest rows that
-    // still count every run and install.
+    let grouped = |need: Need| source.grouped(&need, since, until);
     let tables = match query.report {
+        // Every event has exactly one environment row: the fewest rows that
+        // still count every run and install.
         ReportName::Versions => {
-            versions(&rows(Need::installs(Kind::Environment, &[Day, Version]))?)
+            let need = Need::new(Kind::Environment, &[&[], &[Version], &[Day, Version]]);
+            let [all, by_version, by_day] = exactly(grouped(need)?)?;
+            versions(&all, by_version, by_day)
         }
         ReportName::Platforms => {
-            let rows = rows(Need::installs(
-                Kind::Platform,
-                &[Os, D(0), D(1), D(2), D(3)],
-            ))?;
-            let os = breakdown("os", &rows, &[("os", Dim::Os)]);
-            let os_version = breakdown(
-                "os_version",
-                &rows,
+            let dims: [&[(&str, Dim)]; 5] = [
+                &[("os", Dim::Os)],
                 &[("os", Dim::Os), ("os_version", Dim::Text(0))],
+                &[("arch", Dim::Text(1))],
+                &[("container", Dim::Bool(2))],
+                &[("wsl", Dim::Bool(3))],
+            ];
+            let names = ["os", "os_version", "arch", "container", "wsl"];
+            let need = Need::new(
+                Kind::Platform,
+                &[&[Os], &[Os, D(0)], &[D(1)], &[D(2)], &[D(3)]],
             );
-            let arch = breakdown("arch", &rows, &[("arch", Dim::Text(1))]);
-            let container = breakdown("container", &rows, &[("container", Dim::Bool(2))]);
-            let wsl = breakdown("wsl", &rows, &[("wsl", Dim::Bool(3))]);
-            vec![os, os_version, arch, container, wsl]
+            let groups: [Vec<Group>; 5] = exactly(grouped(need)?)?;
+            names
+                .into_iter()
+                .zip(dims)
+                .zip(groups)
+                .map(|((name, dims), groups)| breakdown(name, groups, dims))
+                .collect()
         }
-        ReportName::Commands => vec![commands(&rows(Need::installs(Kind::Command, &[D(0)]))?)],
-        ReportName::Flags => vec![flags(&rows(Need::installs(Kind::Flag, &[D(0), D(1)]))?)],
-        ReportName::Errors => vec![
-            errors(&rows(Need::installs(Kind::Error, &[Version, D(0), D(1)]))?),
-            breakdown_ordered(
-                "outcomes",
-                &rows(Need::installs(Kind::Command, &[D(1)]))?,
-                &[("outcome", Dim::Text(1))],
-                false,
-            ),
-        ],
-        ReportName::Durations => vec![durations(&rows(Need {
-            durations: true,
-            ..Need::counts(Kind::Command, &[Version, D(0), D(1)])
-        })?)],
-        ReportName::Installs => activity(&rows(Need::installs(Kind::Environment, &[Day]))?),
-        ReportName::Environments => {
-            let rows = rows(Need::installs(Kind::Environment, &[Env, D(0), D(1), D(2)]))?;
+        ReportName::Commands => {
+            let [groups] = exactly(grouped(Need::new(Kind::Command, &[&[D(0)]]))?)?;
+            vec![commands(groups)]
+        }
+        ReportName::Flags => {
+            let [groups] = exactly(grouped(Need::new(Kind::Flag, &[&[D(0), D(1)]]))?)?;
+            vec![flags(groups)]
+        }
+        ReportName::Errors => {
+            let need = Need::new(Kind::Error, &[&[D(0), D(1)], &[Version, D(0), D(1)]]);
+            let [errors_, versions] = exactly(grouped(need)?)?;
+            let [outcomes] = exactly(grouped(Need::new(Kind::Command, &[&[D(1)]]))?)?;
             vec![
-                breakdown("env", &rows, &[("env", Dim::Env)]),
-                breakdown("ci", &rows, &[("ci", Dim::Text(0))]),
-                breakdown("agents", &rows, &[("agent", Dim::Text(1))]),
-                breakdown("tty", &rows, &[("tty", Dim::Bool(2))]),
+                errors(errors_, &versions),
+                breakdown_ordered("outcomes", outcomes, &[("outcome", Dim::Text(1))], false),
+            ]
+        }
+        ReportName::Durations => {
+            let need = Need::new(Kind::Command, &[&[Version, D(0), D(1)]])
+                .counts_only()
+                .with_durations();
+            let [groups] = exactly(grouped(need)?)?;
+            vec![durations(groups)]
+        }
+        ReportName::Installs => {
+            let need = Need::new(Kind::Environment, &[&[Day]]);
+            activity(&source.rows(&need, since, until)?)
+        }
+        ReportName::Environments => {
+            let need = Need::new(Kind::Environment, &[&[Env], &[D(0)], &[D(1)], &[D(2)]]);
+            let [env, ci, agents, tty] = exactly(grouped(need)?)?;
+            vec![
+                breakdown("env", env, &[("env", Dim::Env)]),
+                breakdown("ci", ci, &[("ci", Dim::Text(0))]),
+                breakdown("agents", agents, &[("agent", Dim::Text(1))]),
+                breakdown("tty", tty, &[("tty", Dim::Bool(2))]),
             ]
         }
         ReportName::Deprecation => deprecation(source, query)?,
-        ReportName::Health => health(&rows(Need::counts(Kind::Command, &[Version, D(0)]))?),
-        ReportName::Deps => vec![deps(&rows(Need::installs(Kind::Dep, &[D(0), D(1)]))?)],
+        ReportName::Health => {
+            let need = Need::new(Kind::Command, &[&[Version, D(0)]]).counts_only();
+            let [groups] = exactly(grouped(need)?)?;
+            health(&groups)
+        }
+        ReportName::Deps => {
+            let [groups] = exactly(grouped(Need::new(Kind::Dep, &[&[D(0), D(1)]]))?)?;
+            vec![deps(groups)]
+        }
     };
     Ok(Report {
         report: query.report.as_str().to_owned(),
         tables,
     })
+}
+
+/// The groupings a source answered, as many as asked for.
+fn exactly<const N: usize>(groupings: Vec<Vec<Group>>) -> Result<[Vec<Group>; N], StoreError> {
+    let got = groupings.len();
+    groupings
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("a source gave {got} groupings, not {N}")))
 }
 
 /// A column of a breakdown: which part of a row it shows.
@@ -191,20 +226,25 @@ fn columns(names: &[&str]) -> Vec<String> {
 }
 
 /// Installs and runs per value of some dimensions, most installs first.
-fn breakdown(name: &str, rows: &[Row], dims: &[(&str, Dim)]) -> Table {
-    breakdown_ordered(name, rows, dims, true)
+fn breakdown(name: &str, groups: Vec<Group>, dims: &[(&str, Dim)]) -> Table {
+    breakdown_ordered(name, groups, dims, true)
 }
 
-/// Runs and installs per value of some dimensions, most runs first (or
-/// installs and runs, most installs first).
-fn breakdown_ordered(name: &str, rows: &[Row], dims: &[(&str, Dim)], by_installs: bool) -> Table {
-    let groups = group(rows, |row| dims.iter().map(|(_, d)| d.cell(row)).collect());
+/// Runs and installs per value of some dimensions (the parts `groups` are
+/// grouped by), most runs first (or installs and runs, most installs
+/// first).
+fn breakdown_ordered(
+    name: &str,
+    groups: Vec<Group>,
+    dims: &[(&str, Dim)],
+    by_installs: bool,
+) -> Table {
     let mut out: Vec<(Vec<Cell>, u64, u64)> = groups
         .into_iter()
-        .map(|(k, agg)| {
-            let (i, r) = (agg.installs.len(), agg.runs);
+        .map(|g| {
+            let (i, r) = (g.installs, g.row.agg.runs);
             (
-                k.0,
+                dims.iter().map(|(_, d)| d.cell(&g.row)).collect(),
                 if by_installs { i } else { r },
                 if by_installs { r } else { i },
             )
@@ -251,16 +291,18 @@ fn command_cell(row: &Row) -> Cell {
     Dim::Text(0).cell(row)
 }
 
-fn versions(rows: &[Row]) -> Vec<Table> {
-    let mut all = RoaringBitmap::new();
-    for row in rows {
-        all |= &row.agg.installs;
-    }
-    let total = all.len();
-    let by_version = newest_first(rows);
+fn distinct(group: &Group) -> Cell {
+    Cell::Int(group.installs as i64)
+}
+
+/// `all`: every install; the others grouped per version and per day and
+/// version.
+fn versions(all: &[Group], mut by_version: Vec<Group>, mut by_day: Vec<Group>) -> Vec<Table> {
+    let total = all.first().map_or(0, |g| g.installs);
+    by_version.sort_by(|a, b| compare_versions(&b.row.version, &a.row.version));
     let latest = by_version
         .first()
-        .map(|(v, agg)| (v.clone(), agg.installs.len()));
+        .map(|g| (g.row.version.clone(), g.installs));
     let versions = Table {
         name: "versions".into(),
         columns: columns(&[
@@ -273,14 +315,14 @@ fn versions(rows: &[Row]) -> Vec<Table> {
         ]),
         rows: by_version
             .iter()
-            .map(|(version, agg)| {
+            .map(|g| {
                 vec![
-                    Cell::Text(version.clone()),
-                    installs(agg),
-                    runs(agg),
-                    ratio(agg.installs.len(), total),
-                    timestamp(agg.first_us),
-                    timestamp(agg.last_us),
+                    Cell::Text(g.row.version.clone()),
+                    distinct(g),
+                    runs(&g.row.agg),
+                    ratio(g.installs, total),
+                    timestamp(g.row.agg.first_us),
+                    timestamp(g.row.agg.last_us),
                 ]
             })
             .collect(),
@@ -301,38 +343,43 @@ fn versions(rows: &[Row]) -> Vec<Table> {
             ratio(on_latest, total),
         ]],
     };
+    by_day.sort_by(|a, b| (a.row.day, &a.row.version).cmp(&(b.row.day, &b.row.version)));
     let adoption = Table {
         name: "adoption".into(),
         columns: columns(&["day", "version", "installs"]),
-        rows: group(rows, |r| {
-            vec![Cell::Int(r.day.into()), Cell::Text(r.version.clone())]
-        })
-        .into_iter()
-        .map(|(k, agg)| {
-            let day = match k.0[0] {
-                Cell::Int(d) => d as i32,
-                _ => 0,
-            };
-            vec![Cell::Text(date(day)), k.0[1].clone(), installs(&agg)]
-        })
-        .collect(),
+        rows: by_day
+            .iter()
+            .map(|g| {
+                vec![
+                    Cell::Text(date(g.row.day)),
+                    Cell::Text(g.row.version.clone()),
+                    distinct(g),
+                ]
+            })
+            .collect(),
     };
     vec![versions, summary, adoption]
 }
 
-fn commands(rows: &[Row]) -> Table {
-    let mut out: Vec<(CellKey, Agg)> = group(rows, |r| vec![command_cell(r)]).into_iter().collect();
-    out.sort_by(|a, b| b.1.runs.cmp(&a.1.runs).then_with(|| a.0.cmp(&b.0)));
+fn commands(mut groups: Vec<Group>) -> Table {
+    groups.sort_by(|a, b| {
+        b.row
+            .agg
+            .runs
+            .cmp(&a.row.agg.runs)
+            .then_with(|| cmp_cells(&command_cell(&a.row), &command_cell(&b.row)))
+    });
     Table {
         name: "commands".into(),
         columns: columns(&["command", "runs", "installs", "success_rate"]),
-        rows: out
-            .into_iter()
-            .map(|(k, agg)| {
+        rows: groups
+            .iter()
+            .map(|g| {
+                let agg = &g.row.agg;
                 vec![
-                    k.0[0].clone(),
-                    runs(&agg),
-                    installs(&agg),
+                    command_cell(&g.row),
+                    runs(agg),
+                    distinct(g),
                     ratio(agg.ok, agg.runs),
                 ]
             })
@@ -340,37 +387,50 @@ fn commands(rows: &[Row]) -> Table {
     }
 }
 
-fn flags(rows: &[Row]) -> Table {
-    let mut out: Vec<(CellKey, Agg)> = group(rows, |r| vec![command_cell(r), Dim::Text(1).cell(r)])
-        .into_iter()
-        .collect();
-    out.sort_by(|a, b| {
-        cmp_cells(&a.0.0[0], &b.0.0[0])
-            .then(b.1.runs.cmp(&a.1.runs))
-            .then_with(|| cmp_cells(&a.0.0[1], &b.0.0[1]))
+fn flags(mut groups: Vec<Group>) -> Table {
+    let flag = |g: &Group| Dim::Text(1).cell(&g.row);
+    groups.sort_by(|a, b| {
+        cmp_cells(&command_cell(&a.row), &command_cell(&b.row))
+            .then(b.row.agg.runs.cmp(&a.row.agg.runs))
+            .then_with(|| cmp_cells(&flag(a), &flag(b)))
     });
     Table {
         name: "flags".into(),
         columns: columns(&["command", "flag", "runs", "installs"]),
-        rows: out
-            .into_iter()
-            .map(|(k, agg)| vec![k.0[0].clone(), k.0[1].clone(), runs(&agg), installs(&agg)])
+        rows: groups
+            .iter()
+            .map(|g| vec![command_cell(&g.row), flag(g), runs(&g.row.agg), distinct(g)])
             .collect(),
     }
 }
 
-fn errors(rows: &[Row]) -> Table {
-    let mut groups: BTreeMap<CellKey, (Agg, BTreeSet<String>)> = BTreeMap::new();
-    for row in rows {
-        let location = row.dims[1].clone().unwrap_or_default();
-        let entry = groups
-            .entry(CellKey(vec![Dim::Text(0).cell(row), Cell::Text(location)]))
-            .or_default();
-        entry.0.merge(&row.agg);
-        entry.1.insert(row.version.clone());
+/// `groups` per error kind and location; `versions` per version too.
+fn errors(groups: Vec<Group>, versions: &[Group]) -> Table {
+    // A missing location shows as empty text.
+    let key = |row: &Row| {
+        vec![
+            Dim::Text(0).cell(row),
+            Cell::Text(row.dims[1].clone().unwrap_or_default()),
+        ]
+    };
+    let mut seen_in: BTreeMap<CellKey, BTreeSet<&str>> = BTreeMap::new();
+    for g in versions {
+        seen_in
+            .entry(CellKey(key(&g.row)))
+            .or_default()
+            .insert(&g.row.version);
     }
-    let mut out: Vec<_> = groups.into_iter().collect();
-    out.sort_by(|a, b| b.1.0.runs.cmp(&a.1.0.runs).then_with(|| a.0.cmp(&b.0)));
+    let mut out: Vec<(CellKey, Group)> = groups
+        .into_iter()
+        .map(|g| (CellKey(key(&g.row)), g))
+        .collect();
+    out.sort_by(|a, b| {
+        b.1.row
+            .agg
+            .runs
+            .cmp(&a.1.row.agg.runs)
+            .then_with(|| a.0.cmp(&b.0))
+    });
     Table {
         name: "errors".into(),
         columns: columns(&[
@@ -384,24 +444,28 @@ fn errors(rows: &[Row]) -> Table {
         ]),
         rows: out
             .into_iter()
-            .map(|(k, (agg, versions))| {
-                vec![
-                    k.0[0].clone(),
-                    k.0[1].clone(),
-                    runs(&agg),
-                    installs(&agg),
-                    Cell::Text(versions.into_iter().collect::<Vec<_>>().join(" ")),
-                    timestamp(agg.first_us),
-                    timestamp(agg.last_us),
-                ]
+            .map(|(k, g)| {
+                let versions = seen_in
+                    .get(&k)
+                    .map(|v| v.iter().copied().collect::<Vec<_>>());
+                let mut cells = k.0;
+                cells.extend([
+                    runs(&g.row.agg),
+                    distinct(&g),
+                    Cell::Text(versions.unwrap_or_default().join(" ")),
+                    timestamp(g.row.agg.first_us),
+                    timestamp(g.row.agg.last_us),
+                ]);
+                cells
             })
             .collect(),
     }
 }
 
-fn durations(rows: &[Row]) -> Table {
-    let kept = rows
+fn durations(groups: Vec<Group>) -> Table {
+    let kept = groups
         .iter()
+        .map(|g| &g.row)
         .filter(|r| r.dims[1].as_deref() != Some("killed"));
     let groups = group(kept, |r| {
         vec![command_cell(r), Cell::Text(r.version.clone())]
@@ -528,15 +592,14 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
     };
     let window_start = from_micros(day_start(end_day - query.days as i32));
     let since = Some(filter.since.map_or(window_start, |s| s.max(window_start)));
-    let rows = |need: Need| source.rows(&need, since, filter.until);
-    let active = rows(Need::installs(Kind::Environment, &[]))?;
+    let [active] =
+        exactly(source.grouped(&Need::new(Kind::Environment, &[&[]]), since, filter.until)?)?;
+    let active = active.first().map_or(0, |g| g.installs);
     let candidates = match what {
-        What::Flag(_) => rows(Need::installs(Kind::Flag, &[Part::Version, Part::Dim(1)]))?,
-        What::Command(_) => rows(Need::installs(
-            Kind::Command,
-            &[Part::Version, Part::Dim(0)],
-        ))?,
+        What::Flag(_) => Need::new(Kind::Flag, &[&[Part::Version, Part::Dim(1)]]),
+        What::Command(_) => Need::new(Kind::Command, &[&[Part::Version, Part::Dim(0)]]),
     };
+    let candidates = source.rows(&candidates, since, filter.until)?;
     let matching: Vec<&Row> = match what {
         What::Flag(flag) => candidates
             .iter()
@@ -553,9 +616,6 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
             })
             .collect(),
     };
-    let active = active
-        .iter()
-        .fold(RoaringBitmap::new(), |set, row| set | &row.agg.installs);
     let mut used = Agg::default();
     for row in &matching {
         used.merge(&row.agg);
@@ -566,8 +626,8 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
         rows: vec![vec![
             runs(&used),
             installs(&used),
-            Cell::Int(active.len() as i64),
-            ratio(used.installs.len(), active.len()),
+            Cell::Int(active as i64),
+            ratio(used.installs.len(), active),
             if used.runs > 0 {
                 timestamp(used.last_us)
             } else {
@@ -596,10 +656,10 @@ fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreEr
 
 /// Per-version and per-command success and crash rates against the
 /// previous version, flagging changes beyond noise.
-fn health(rows: &[Row]) -> Vec<Table> {
+fn health(groups: &[Group]) -> Vec<Table> {
     let mut by_version: BTreeMap<String, Agg> = BTreeMap::new();
     let mut by_command: BTreeMap<String, BTreeMap<String, Agg>> = BTreeMap::new();
-    for row in rows {
+    for row in groups.iter().map(|g| &g.row) {
         let counts = Agg {
             runs: row.agg.runs,
             ok: row.agg.ok,
@@ -698,21 +758,22 @@ fn worse(k1: u64, n1: u64, k0: u64, n0: u64, higher_is_worse: bool) -> bool {
     if higher_is_worse { z > 3.0 } else { z < -3.0 }
 }
 
-fn deps(rows: &[Row]) -> Table {
-    let mut out: Vec<(CellKey, Agg)> =
-        group(rows, |r| vec![Dim::Text(0).cell(r), Dim::Text(1).cell(r)])
-            .into_iter()
-            .collect();
-    out.sort_by(|a, b| {
-        cmp_cells(&a.0.0[0], &b.0.0[0])
-            .then_with(|| compare_versions(text(&b.0.0[1]), text(&a.0.0[1])))
+fn deps(mut groups: Vec<Group>) -> Table {
+    let (tool, version) = (
+        |g: &Group| Dim::Text(0).cell(&g.row),
+        |g: &Group| Dim::Text(1).cell(&g.row),
+    );
+    groups.sort_by(|a, b| {
+        cmp_cells(&tool(a), &tool(b))
+            .then_with(|| compare_versions(text(&version(b)), text(&version(a))))
+            .then_with(|| cmp_cells(&version(a), &version(b)))
     });
     Table {
         name: "deps".into(),
         columns: columns(&["tool", "version", "installs", "runs"]),
-        rows: out
-            .into_iter()
-            .map(|(k, agg)| vec![k.0[0].clone(), k.0[1].clone(), installs(&agg), runs(&agg)])
+        rows: groups
+            .iter()
+            .map(|g| vec![tool(g), version(g), distinct(g), runs(&g.row.agg)])
             .collect(),
     }
 }
