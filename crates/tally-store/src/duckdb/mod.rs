@@ -5,6 +5,7 @@
 //! it returns (DuckDB syncs its write-ahead log), which is what lets the
 //! server acknowledge a batch.
 
+mod compactor;
 mod rollups;
 mod schema;
 mod writer;

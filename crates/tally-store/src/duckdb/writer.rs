@@ -1,11 +1,11 @@
 //! Group-committed inserts into the embedded store, exactly once each.
 
-use std::collections::{BTreeSet, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
 
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{Connection, params};
 
+use super::compactor::Compactor;
 use super::rollups;
 use crate::dedupe::{Seen, from_micros, micros};
 use crate::rollup::{Installs, Rollups};
@@ -15,17 +15,8 @@ pub(super) struct DuckDbWriter {
     conn: Connection,
     recent: RecentIds,
     installs: Installs,
-    /// Days with rollup rows appended since they were last compacted.
-    dirty: BTreeSet<i32>,
-    /// Rollup rows appended since the last compaction.
-    appended: usize,
-    compacted_at: Instant,
+    compactor: Compactor,
 }
-
-/// Compact the rollups after this many appended rows ...
-const COMPACT_ROWS: usize = 50_000;
-/// ... or this long after the last compaction, whichever comes first.
-const COMPACT_EVERY: Duration = Duration::from_secs(10);
 
 /// Unknown ids are looked up this many at a time.
 const LOOKUP_CHUNK: usize = 500;
@@ -56,21 +47,16 @@ impl DuckDbWriter {
         }
         Ok(Self {
             installs: rollups::load_installs(&conn)?,
+            compactor: Compactor::start(conn.try_clone()?)?,
             conn,
             recent,
-            dirty: BTreeSet::new(),
-            appended: 0,
-            compacted_at: Instant::now(),
         })
     }
 
     /// Merges the rollup rows appended since the last time, now.
+    #[cfg(test)]
     pub(super) fn compact(&mut self) -> Result<(), StoreError> {
-        rollups::compact(&mut self.conn, &self.dirty)?;
-        self.dirty.clear();
-        self.appended = 0;
-        self.compacted_at = Instant::now();
-        Ok(())
+        self.compactor.now()
     }
 
     /// Turns every [`Seen::Unknown`] into New or Duplicate by asking the
@@ -147,17 +133,8 @@ impl Writer for DuckDbWriter {
             self.recent
                 .insert(stored.event.id.as_u128(), micros(stored.client_timestamp));
         }
-        self.dirty.extend(rollup.rows.keys().map(|k| k.day));
-        self.appended += appended;
-        if self.appended >= COMPACT_ROWS
-            || (self.appended > 0 && self.compacted_at.elapsed() >= COMPACT_EVERY)
-        {
-            // The batch is stored; a failed compaction only leaves more rows
-            // for readers to merge, and is tried again later.
-            if let Err(e) = self.compact() {
-                tracing::warn!(error = %e, "compacting rollups failed");
-            }
-        }
+        self.compactor
+            .appended(rollup.rows.keys().map(|k| k.day), appended);
         Ok(seen.into_iter().map(|s| s == Seen::New).collect())
     }
 }
