@@ -619,17 +619,10 @@ pub(crate) fn grouped_in_rust<S: Source + ?Sized>(
     until: Option<OffsetDateTime>,
 ) -> Result<Vec<Vec<Group>>, StoreError> {
     let rows = source.rows(need, since, until)?;
-    // Merged first by every part any grouping needs, in one pass over the
-    // rows; each grouping then merges those few groups, not the rows again.
-    let finest: Vec<Row> = group_rows(&rows, need.parts())
-        .into_iter()
-        .map(|g| g.row)
-        .collect();
-    drop(rows);
     Ok(need
         .groupings
         .iter()
-        .map(|by| group_rows(&finest, *by))
+        .map(|by| group_rows(&rows, *by))
         .collect())
 }
 
