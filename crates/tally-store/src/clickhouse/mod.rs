@@ -129,6 +129,7 @@ impl Store for ClickHouseStore {
             &source::Source {
                 http: &self.http,
                 filter: &query.filter,
+                dense: source::Dense::default(),
             },
             query,
         )
