@@ -41,8 +41,9 @@ enum Command {
         /// Forget events older than this many days (checked hourly).
         #[arg(long, env = crate::env::RETENTION_DAYS)]
         retention_days: Option<u32>,
-        /// Fill an empty data dir with 90 days of realistic demo data first.
-        #[arg(long, conflicts_with = "store")]
+        /// Fill an empty store (the data dir's, or --store) with 90 days of
+        /// realistic demo data first.
+        #[arg(long)]
         demo: bool,
     },
     /// Write synthetic events into a data dir (for trying the dashboard and
@@ -172,7 +173,7 @@ pub fn run(cli: Cli) -> Result<()> {
             demo,
         } => {
             if demo {
-                fill_demo(&data)?;
+                fill_demo(&data, store.as_deref())?;
             }
             let mut config = tally_server::Config::new(data);
             config.store = store;
@@ -187,10 +188,7 @@ pub fn run(cli: Cli) -> Result<()> {
             seed,
         } => {
             let place = store.clone().unwrap_or_else(|| data.display().to_string());
-            let store: Box<dyn Store> = match &store {
-                Some(url) => Box::new(tally_store::ClickHouseStore::open(url)?),
-                None => Box::new(tally_store::DuckDbStore::open(&data)?),
-            };
+            let store = open_store(&data, store.as_deref())?;
             let store = store.as_ref();
             if !store.apps()?.iter().any(|a| a.name == app) {
                 store.add_app(&app)?;
@@ -360,12 +358,26 @@ fn urlencode(s: &str) -> String {
 const DEMO_APP: &str = "democli";
 const DEMO_EVENTS: u64 = 100_000;
 
-/// Fills a data dir that has no apps yet with demo data.
-fn fill_demo(data: &Path) -> Result<()> {
-    let store = tally_store::DuckDbStore::open(data)
-        .with_context(|| format!("opening {}", data.display()))?;
+/// Opens the shared store at `url` if given, else the data dir's.
+fn open_store(data: &Path, url: Option<&str>) -> Result<Box<dyn Store>> {
+    Ok(match url {
+        Some(url) => Box::new(
+            tally_store::ClickHouseStore::open(url).with_context(|| format!("opening {url}"))?,
+        ),
+        None => Box::new(
+            tally_store::DuckDbStore::open(data)
+                .with_context(|| format!("opening {}", data.display()))?,
+        ),
+    })
+}
+
+/// Fills a store that has no apps yet with demo data: the shared store at
+/// `url` if given, else the data dir's.
+fn fill_demo(data: &Path, url: Option<&str>) -> Result<()> {
+    let place = url.map_or_else(|| data.display().to_string(), str::to_owned);
+    let store = open_store(data, url)?;
     if !store.apps()?.is_empty() {
-        eprintln!("{} has apps already; not adding demo data.", data.display());
+        eprintln!("{place} has apps already; not adding demo data.");
         return Ok(());
     }
     store.add_app(DEMO_APP)?;

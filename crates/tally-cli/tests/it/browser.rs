@@ -192,8 +192,27 @@ impl Browser {
 fn the_dashboard_works_in_a_real_browser() {
     let data = data_dir();
     let server = TestServer::start_with(data.path(), &["--demo"]);
+    use_the_dashboard(&server, "");
+}
+
+/// The same pages, unchanged, with the events in ClickHouse.
+#[test]
+fn the_dashboard_works_on_clickhouse() {
+    let clickhouse = tally_store::conformance::clickhouse::LocalServer::start();
+    let store = clickhouse.store_url("dashboard");
+    let data = data_dir();
+    let server = TestServer::start_with(data.path(), &["--demo", "--store", &store]);
+    use_the_dashboard(&server, "clickhouse-");
+}
+
+/// Logs in, opens every page, applies a filter; screenshots are named
+/// with `prefix`.
+fn use_the_dashboard(server: &TestServer, prefix: &str) {
     let token = server.admin_token();
     let mut browser = Browser::launch();
+    let screenshot = |browser: &mut Browser, name: &str| {
+        browser.screenshot(&format!("{prefix}{name}"));
+    };
 
     browser.call("Page.navigate", json!({"url": format!("{}/", server.url)}));
     browser.wait_for(
@@ -223,7 +242,7 @@ fn the_dashboard_works_in_a_real_browser() {
         "document.querySelector('#report-overview table') && document.querySelector('#report-overview svg')",
         "the overview",
     );
-    browser.screenshot("overview");
+    screenshot(&mut browser, "overview");
 
     for report in tally_report::ReportName::ALL.map(|r| r.as_str()) {
         browser.eval(&format!("location.hash = '#/{report}'"));
@@ -241,7 +260,7 @@ fn the_dashboard_works_in_a_real_browser() {
             &format!("document.querySelector('#report-{report} .card')"),
             &format!("the {report} page"),
         );
-        browser.screenshot(report);
+        screenshot(&mut browser, report);
     }
 
     // A filter changes what the page shows, to what the API answers.
@@ -274,7 +293,7 @@ fn the_dashboard_works_in_a_real_browser() {
         ),
         "the CI-only numbers",
     );
-    browser.screenshot("commands-ci");
+    screenshot(&mut browser, "commands-ci");
 
     assert!(
         browser.errors.is_empty(),
