@@ -157,14 +157,15 @@ impl rollup::Source for Source<'_> {
         &self,
         need: &Need,
         days: (Option<i32>, Option<i32>),
-    ) -> Result<Vec<Row>, StoreError> {
+        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let installs = if need.installs {
             Installs::Set
         } else {
             Installs::Skip
         };
         let rows = self.query(need.kind, need.parts(), (installs, need.durations), days)?;
-        Ok(rows.into_iter().map(|(row, _)| row).collect())
+        rows.into_iter().try_for_each(|(row, _)| each(row))
     }
 
     // Ranges of whole days are answered by ClickHouse alone, with counts

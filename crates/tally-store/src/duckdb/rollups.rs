@@ -61,13 +61,15 @@ const ALL_SETS: Sets = Sets {
 };
 
 /// Reads rollup rows selected by `condition` (SQL over the rollup columns),
-/// with the sets that `sets` asks for (the others are left empty).
+/// with the sets that `sets` asks for (the others are left empty), handing
+/// each to `each` as it comes.
 fn read(
     conn: &Connection,
     condition: &str,
     args: &[Box<dyn ToSql>],
     sets: Sets,
-) -> Result<Vec<(Key<'static>, Agg)>, StoreError> {
+    each: &mut dyn FnMut(Key<'static>, Agg) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let installs = if sets.installs {
         "installs"
     } else {
@@ -82,7 +84,6 @@ fn read(
         "SELECT {COLUMNS}, {installs}, {durations} FROM rollups WHERE {condition}"
     ))?;
     let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
-    let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let kind: String = r.get(1)?;
         let env: String = r.get(5)?;
@@ -116,9 +117,9 @@ fn read(
                 .transpose()?
                 .unwrap_or_default(),
         };
-        out.push((key, agg));
+        each(key, agg)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Merges the rows of each key of `days` into one, so readers find one row
@@ -136,9 +137,10 @@ pub(super) fn compact(conn: &mut Connection, days: &BTreeSet<i32>) -> Result<(),
     let condition = format!("day IN ({list})");
     let tx = conn.transaction()?;
     let mut merged = Rollups::default();
-    for (key, agg) in read(&tx, &condition, &[], ALL_SETS)? {
+    read(&tx, &condition, &[], ALL_SETS, &mut |key, agg| {
         merged.merge(key, &agg);
-    }
+        Ok(())
+    })?;
     tx.execute(&format!("DELETE FROM rollups WHERE {condition}"), [])?;
     append(&tx, &merged)?;
     tx.commit()?;
@@ -233,7 +235,8 @@ impl rollup::Source for Source<'_> {
         &self,
         need: &rollup::Need,
         (first, last): (Option<i32>, Option<i32>),
-    ) -> Result<Vec<Row>, StoreError> {
+        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let f = self.filter;
         let mut condition = String::from("app = ? AND kind = ?");
         let mut args: Vec<Box<dyn ToSql>> =
@@ -261,10 +264,9 @@ impl rollup::Source for Source<'_> {
             installs: need.installs,
             durations: need.durations,
         };
-        Ok(read(self.conn, &condition, &args, sets)?
-            .into_iter()
-            .map(|(key, agg)| Row::new(key, agg))
-            .collect())
+        read(self.conn, &condition, &args, sets, &mut |key, agg| {
+            each(Row::new(key, agg))
+        })
     }
 
     fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {

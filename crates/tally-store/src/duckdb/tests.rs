@@ -78,17 +78,20 @@ impl crate::rollup::Source for RawSource<'_> {
         &self,
         need: &crate::rollup::Need,
         (first, last): (Option<i32>, Option<i32>),
-    ) -> Result<Vec<crate::rollup::Row>, StoreError> {
+        each: &mut dyn FnMut(crate::rollup::Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let end = micros(time::macros::datetime!(2100-01-01 00:00 UTC));
         let events = self.events(
             first.map_or(0, crate::rollup::day_start),
             last.map_or(end, |l| crate::rollup::day_start(l + 1)),
         )?;
-        Ok(crate::rollup::rows_from_events(
+        crate::rollup::rows_from_events(
             events.iter().map(|(e, n)| (&e.event, *n)),
             need.kind,
             self.filter,
-        ))
+        )
+        .into_iter()
+        .try_for_each(each)
     }
 
     fn events(&self, from: i64, to: i64) -> Result<Vec<(StoredEvent, u32)>, StoreError> {

@@ -20,6 +20,7 @@ mod reports;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use roaring::RoaringBitmap;
 use tally_protocol::{Event, Outcome};
@@ -451,11 +452,6 @@ impl Parts {
         self.0 & Parts::bit(part) != 0
     }
 
-    /// `value` if the set has `part`, else blank.
-    fn kept(self, part: Part, value: &str) -> &str {
-        if self.has(part) { value } else { "" }
-    }
-
     fn with(self, other: Parts) -> Parts {
         Parts(self.0 | other.0)
     }
@@ -520,41 +516,82 @@ pub(crate) struct Group {
     pub(crate) installs: u64,
 }
 
-/// Merges `rows` by the parts `by`; the other parts of each group are left
-/// blank.
-fn group_rows(rows: &[Row], by: Parts) -> Vec<Group> {
-    type GroupKey<'r> = (i32, &'r str, &'r str, Option<Env>, [Option<&'r str>; 4]);
-    let mut groups: HashMap<GroupKey<'_>, Agg> = HashMap::new();
-    for row in rows {
-        let key = (
+/// Rows merged by the parts `by` as they come; the other parts of each
+/// group are left blank.
+struct Grouper {
+    by: Parts,
+    groups: HashMap<GroupKey, Agg>,
+}
+
+type GroupKey = (i32, String, String, Option<Env>, [Option<String>; 4]);
+
+impl Grouper {
+    fn new(by: Parts) -> Grouper {
+        Grouper {
+            by,
+            groups: HashMap::new(),
+        }
+    }
+
+    /// The key of `row`'s group.
+    fn key(&self, row: &Row) -> GroupKey {
+        let by = self.by;
+        let text = |part: Part, text: &String| {
+            if by.has(part) {
+                text.clone()
+            } else {
+                String::new()
+            }
+        };
+        (
             if by.has(Part::Day) { row.day } else { 0 },
-            by.kept(Part::Version, &row.version),
-            by.kept(Part::Os, &row.os),
+            text(Part::Version, &row.version),
+            text(Part::Os, &row.os),
             by.has(Part::Env).then_some(row.env),
             std::array::from_fn(|i| {
                 if by.has(Part::Dim(i)) {
-                    row.dims[i].as_deref()
+                    row.dims[i].clone()
                 } else {
                     None
                 }
             }),
-        );
-        groups.entry(key).or_default().merge(&row.agg);
+        )
     }
-    groups
-        .into_iter()
-        .map(|((day, version, os, env, dims), agg)| Group {
-            installs: agg.installs.len(),
-            row: Row {
-                day,
-                version: version.to_owned(),
-                os: os.to_owned(),
-                env: env.unwrap_or(Env::Human),
-                dims: dims.map(|d| d.map(str::to_owned)),
-                agg,
-            },
-        })
-        .collect()
+
+    /// Counts `row` in its group.
+    fn add(&mut self, row: &Row) {
+        let key = self.key(row);
+        self.groups.entry(key).or_default().merge(&row.agg);
+    }
+
+    /// Counts `row` in its group, taking its counts as they are when it
+    /// is the first of the group.
+    fn take(&mut self, row: Row) {
+        let key = self.key(&row);
+        match self.groups.entry(key) {
+            Entry::Occupied(mut group) => group.get_mut().merge(&row.agg),
+            Entry::Vacant(group) => {
+                group.insert(row.agg);
+            }
+        }
+    }
+
+    fn groups(self) -> Vec<Group> {
+        self.groups
+            .into_iter()
+            .map(|((day, version, os, env, dims), agg)| Group {
+                installs: agg.installs.len(),
+                row: Row {
+                    day,
+                    version,
+                    os,
+                    env: env.unwrap_or(Env::Human),
+                    dims,
+                    agg,
+                },
+            })
+            .collect()
+    }
 }
 
 /// Where reports get rollup rows: a backend's stored rollups for whole
@@ -566,13 +603,43 @@ pub(crate) trait Source {
     fn filter(&self) -> &tally_report::Filter;
 
     /// Stored rows for the whole days `first..=last` (unbounded where
-    /// `None`) that pass [`Source::filter`], as `need` asks.
-    fn stored(&self, need: &Need, days: (Option<i32>, Option<i32>))
-    -> Result<Vec<Row>, StoreError>;
+    /// `None`) that pass [`Source::filter`], as `need` asks, each handed
+    /// to `each` as it is read.
+    fn stored(
+        &self,
+        need: &Need,
+        days: (Option<i32>, Option<i32>),
+        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
 
     /// The filter's app's invocation events in `[from, to)` (microseconds),
     /// each with its install number.
     fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError>;
+
+    /// Rows within `[since, until)`, as `need` asks, each handed to `each`.
+    fn each_row(
+        &self,
+        need: &Need,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let span = Span::new(since, until);
+        if span.any_days {
+            self.stored(need, span.days, each)?;
+        }
+        for &(from, to) in &span.edges {
+            let events = self.events(from, to)?;
+            rows_from_events(
+                events.iter().map(|(e, n)| (&e.event, *n)),
+                need.kind,
+                self.filter(),
+            )
+            .into_iter()
+            .try_for_each(&mut *each)?;
+        }
+        Ok(())
+    }
 
     /// Rows within `[since, until)`, as `need` asks.
     fn rows(
@@ -581,20 +648,11 @@ pub(crate) trait Source {
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
     ) -> Result<Vec<Row>, StoreError> {
-        let span = Span::new(since, until);
-        let mut out = if span.any_days {
-            self.stored(need, span.days)?
-        } else {
-            Vec::new()
-        };
-        for &(from, to) in &span.edges {
-            let events = self.events(from, to)?;
-            out.extend(rows_from_events(
-                events.iter().map(|(e, n)| (&e.event, *n)),
-                need.kind,
-                self.filter(),
-            ));
-        }
+        let mut out = Vec::new();
+        self.each_row(need, since, until, &mut |row| {
+            out.push(row);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -618,12 +676,18 @@ pub(crate) fn grouped_in_rust<S: Source + ?Sized>(
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
 ) -> Result<Vec<Vec<Group>>, StoreError> {
-    let rows = source.rows(need, since, until)?;
-    Ok(need
-        .groupings
-        .iter()
-        .map(|by| group_rows(&rows, *by))
-        .collect())
+    // Rows are merged as they are read, so only the groups are ever held.
+    let mut groupers: Vec<Grouper> = need.groupings.iter().map(|by| Grouper::new(*by)).collect();
+    source.each_row(need, since, until, &mut |row| {
+        if let Some((last, others)) = groupers.split_last_mut() {
+            for grouper in others {
+                grouper.add(&row);
+            }
+            last.take(row);
+        }
+        Ok(())
+    })?;
+    Ok(groupers.into_iter().map(Grouper::groups).collect())
 }
 
 /// Rolls up raw events (with their install numbers) into report rows,
