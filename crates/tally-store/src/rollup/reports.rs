@@ -58,8 +58,10 @@ pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, Store
             vec![flags(groups)]
         }
         ReportName::Errors => {
-            let need = Need::new(Kind::Error, &[&[D(0), D(1)], &[Version, D(0), D(1)]]);
-            let [errors_, versions] = exactly(grouped(need)?)?;
+            let [errors_] = exactly(grouped(Need::new(Kind::Error, &[&[D(0), D(1)]]))?)?;
+            // Which versions saw each error needs no install sets.
+            let need = Need::new(Kind::Error, &[&[Version, D(0), D(1)]]).counts_only();
+            let [versions] = exactly(grouped(need)?)?;
             let [outcomes] = exactly(grouped(Need::new(Kind::Command, &[&[D(1)]]))?)?;
             vec![
                 errors(errors_, &versions),
