@@ -1,8 +1,8 @@
 //! Report rows from ClickHouse: the rollups its view keeps, merged, for
 //! whole days; raw events rolled up on the spot for partial days.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use roaring::RoaringBitmap;
 use tally_report::Filter;
@@ -26,11 +26,11 @@ pub(super) struct Source<'a> {
 /// of a day 100 times cheaper to merge. Numbers only need to agree within
 /// one report, as its sets are only compared with each other.
 #[derive(Default)]
-pub(super) struct Dense(RefCell<HashMap<u32, u32>>);
+pub(super) struct Dense(Mutex<HashMap<u32, u32>>);
 
 impl Dense {
     fn set(&self, hashes: Vec<u32>) -> Result<RoaringBitmap, StoreError> {
-        let mut numbers = self.0.borrow_mut();
+        let mut numbers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let mut set: Vec<u32> = hashes
             .into_iter()
             .map(|h| {
@@ -45,7 +45,7 @@ impl Dense {
     }
 
     fn one(&self, hash: u32) -> u32 {
-        let mut numbers = self.0.borrow_mut();
+        let mut numbers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let next = numbers.len() as u32;
         *numbers.entry(hash).or_insert(next)
     }

@@ -132,10 +132,9 @@ impl Store for DuckDbStore {
     }
 
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
-        let conn = self.connection()?;
         crate::rollup::answer(
             &rollups::Source {
-                conn: &conn,
+                store: self,
                 filter: &query.filter,
             },
             query,

@@ -219,9 +219,10 @@ pub(super) fn raw(
 }
 
 /// Report rows from the embedded store: stored rollups for whole days, raw
-/// events rolled up on the fly for partial days.
+/// events rolled up on the fly for partial days. Each read has a connection
+/// of its own, so a report may read several kinds at once.
 pub(super) struct Source<'a> {
-    pub(super) conn: &'a Connection,
+    pub(super) store: &'a super::DuckDbStore,
     pub(super) filter: &'a Filter,
 }
 
@@ -264,13 +265,17 @@ impl rollup::Source for Source<'_> {
             installs: need.installs,
             durations: need.durations,
         };
-        read(self.conn, &condition, &args, sets, &mut |key, agg| {
-            each(Row::new(key, agg))
-        })
+        read(
+            &self.store.connection()?,
+            &condition,
+            &args,
+            sets,
+            &mut |key, agg| each(Row::new(key, agg)),
+        )
     }
 
     fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
-        raw(self.conn, Some(&self.filter.app), from, to)
+        raw(&self.store.connection()?, Some(&self.filter.app), from, to)
     }
 }
 

@@ -64,7 +64,7 @@ fn dedupe_falls_back_to_the_database_beyond_memory() {
 /// Every report rolled up from the raw events on the spot, the answer the
 /// stored rollups must give.
 struct RawSource<'a> {
-    conn: &'a duckdb::Connection,
+    store: &'a DuckDbStore,
     filter: &'a tally_report::Filter,
 }
 
@@ -95,7 +95,7 @@ impl crate::rollup::Source for RawSource<'_> {
     }
 
     fn events(&self, from: i64, to: i64) -> Result<Vec<(StoredEvent, u32)>, StoreError> {
-        rollups::raw(self.conn, Some(&self.filter.app), from, to)
+        rollups::raw(&self.store.connection()?, Some(&self.filter.app), from, to)
     }
 }
 
@@ -119,7 +119,7 @@ fn stored_rollups_answer_as_the_raw_events_do() {
             let stored = store.report(&query).expect("stored");
             let raw = crate::rollup::answer(
                 &RawSource {
-                    conn: &conn,
+                    store: &store,
                     filter: &query.filter,
                 },
                 &query,

@@ -16,7 +16,7 @@ use crate::StoreError;
 use crate::dedupe::from_micros;
 
 /// Answers `query` from `source`.
-pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, StoreError> {
+pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Report, StoreError> {
     use Part::{Day, Dim as D, Env, Os, Version};
     let (since, until) = (query.filter.since, query.filter.until);
     let grouped = |need: Need| source.grouped(&need, since, until);
@@ -58,11 +58,21 @@ pub(crate) fn answer(source: &dyn Source, query: &Query) -> Result<Report, Store
             vec![flags(groups)]
         }
         ReportName::Errors => {
-            let [errors_] = exactly(grouped(Need::new(Kind::Error, &[&[D(0), D(1)]]))?)?;
-            // Which versions saw each error needs no install sets.
-            let need = Need::new(Kind::Error, &[&[Version, D(0), D(1)]]).counts_only();
-            let [versions] = exactly(grouped(need)?)?;
-            let [outcomes] = exactly(grouped(Need::new(Kind::Command, &[&[D(1)]]))?)?;
+            // The command rollups (for outcomes) are read beside the error
+            // ones: two reads of sets, on two cores.
+            let (errors_, versions, outcomes) = std::thread::scope(|s| {
+                let outcomes = s.spawn(|| grouped(Need::new(Kind::Command, &[&[D(1)]])));
+                let errors_ = grouped(Need::new(Kind::Error, &[&[D(0), D(1)]]));
+                // Which versions saw each error needs no install sets.
+                let versions =
+                    grouped(Need::new(Kind::Error, &[&[Version, D(0), D(1)]]).counts_only());
+                let outcomes = outcomes
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (errors_, versions, outcomes)
+            });
+            let ([errors_], [versions], [outcomes]) =
+                (exactly(errors_?)?, exactly(versions?)?, exactly(outcomes?)?);
             vec![
                 errors(errors_, &versions),
                 breakdown_ordered("outcomes", outcomes, &[("outcome", Dim::Text(1))], false),
@@ -569,7 +579,7 @@ fn activity(rows: &[Row]) -> Vec<Table> {
     vec![active, new, retention]
 }
 
-fn deprecation(source: &dyn Source, query: &Query) -> Result<Vec<Table>, StoreError> {
+fn deprecation(source: &(dyn Source + Sync), query: &Query) -> Result<Vec<Table>, StoreError> {
     enum What<'a> {
         Flag(&'a str),
         Command(&'a str),
