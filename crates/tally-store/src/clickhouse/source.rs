@@ -29,30 +29,29 @@ pub(super) struct Source<'a> {
 pub(super) struct Dense(Mutex<HashMap<u32, u32>>);
 
 impl Dense {
-    fn set(&self, hashes: Vec<u32>) -> Result<RoaringBitmap, StoreError> {
+    /// The numbers of `hashes`, handing out new ones to hashes not seen yet.
+    fn numbers(&self, hashes: impl IntoIterator<Item = u32>) -> Vec<u32> {
         let mut numbers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut set: Vec<u32> = hashes
+        hashes
             .into_iter()
             .map(|h| {
                 let next = numbers.len() as u32;
                 *numbers.entry(h).or_insert(next)
             })
-            .collect();
+            .collect()
+    }
+
+    fn set(&self, hashes: Vec<u32>) -> Result<RoaringBitmap, StoreError> {
+        let mut set = self.numbers(hashes);
         set.sort_unstable();
         set.dedup();
         RoaringBitmap::from_sorted_iter(set)
             .map_err(|e| StoreError::Corrupt(format!("ClickHouse install set: {e}")))
     }
-
-    fn one(&self, hash: u32) -> u32 {
-        let mut numbers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let next = numbers.len() as u32;
-        *numbers.entry(hash).or_insert(next)
-    }
 }
 
 /// How a query sends the installs of each row.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Installs {
     /// Not at all.
     Skip,
@@ -207,11 +206,18 @@ impl rollup::Source for Source<'_> {
              AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
             quote(&self.filter.app)
         );
-        self.http
+        let events: Vec<(crate::StoredEvent, u32)> = self
+            .http
             .rows(&sql)?
             .iter()
-            .map(|r| from_row(r).map(|(event, hash)| (event, self.dense.one(hash))))
-            .collect()
+            .map(from_row)
+            .collect::<Result<_, _>>()?;
+        let numbers = self.dense.numbers(events.iter().map(|(_, hash)| *hash));
+        Ok(events
+            .into_iter()
+            .zip(numbers)
+            .map(|((event, _), number)| (event, number))
+            .collect())
     }
 }
 

@@ -669,7 +669,8 @@ pub(crate) trait Source {
     }
 }
 
-/// [`Source::grouped`] from [`Source::rows`], merging install sets here.
+/// [`Source::grouped`] from [`Source::each_row`], merging install sets
+/// here.
 pub(crate) fn grouped_in_rust<S: Source + ?Sized>(
     source: &S,
     need: &Need,

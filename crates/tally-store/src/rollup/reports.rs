@@ -19,13 +19,12 @@ use crate::dedupe::from_micros;
 pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Report, StoreError> {
     use Part::{Day, Dim as D, Env, Os, Version};
     let (since, until) = (query.filter.since, query.filter.until);
-    let grouped = |need: Need| source.grouped(&need, since, until);
     let tables = match query.report {
         // Every event has exactly one environment row: the fewest rows that
         // still count every run and install.
         ReportName::Versions => {
             let need = Need::new(Kind::Environment, &[&[], &[Version], &[Day, Version]]);
-            let [all, by_version, by_day] = exactly(grouped(need)?)?;
+            let [all, by_version, by_day] = read(source, &need, since, until)?;
             versions(&all, by_version, by_day)
         }
         ReportName::Platforms => {
@@ -41,7 +40,7 @@ pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Repo
                 Kind::Platform,
                 &[&[Os], &[Os, D(0)], &[D(1)], &[D(2)], &[D(3)]],
             );
-            let groups: [Vec<Group>; 5] = exactly(grouped(need)?)?;
+            let groups: [Vec<Group>; 5] = read(source, &need, since, until)?;
             names
                 .into_iter()
                 .zip(dims)
@@ -50,29 +49,43 @@ pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Repo
                 .collect()
         }
         ReportName::Commands => {
-            let [groups] = exactly(grouped(Need::new(Kind::Command, &[&[D(0)]]))?)?;
+            let [groups] = read(source, &Need::new(Kind::Command, &[&[D(0)]]), since, until)?;
             vec![commands(groups)]
         }
         ReportName::Flags => {
-            let [groups] = exactly(grouped(Need::new(Kind::Flag, &[&[D(0), D(1)]]))?)?;
+            let [groups] = read(
+                source,
+                &Need::new(Kind::Flag, &[&[D(0), D(1)]]),
+                since,
+                until,
+            )?;
             vec![flags(groups)]
         }
         ReportName::Errors => {
             // The command rollups (for outcomes) are read beside the error
             // ones: two reads of sets, on two cores.
             let (errors_, versions, outcomes) = std::thread::scope(|s| {
-                let outcomes = s.spawn(|| grouped(Need::new(Kind::Command, &[&[D(1)]])));
-                let errors_ = grouped(Need::new(Kind::Error, &[&[D(0), D(1)]]));
+                let outcomes =
+                    s.spawn(|| read(source, &Need::new(Kind::Command, &[&[D(1)]]), since, until));
+                let errors_ = read(
+                    source,
+                    &Need::new(Kind::Error, &[&[D(0), D(1)]]),
+                    since,
+                    until,
+                );
                 // Which versions saw each error needs no install sets.
-                let versions =
-                    grouped(Need::new(Kind::Error, &[&[Version, D(0), D(1)]]).counts_only());
+                let versions = read(
+                    source,
+                    &Need::new(Kind::Error, &[&[Version, D(0), D(1)]]).counts_only(),
+                    since,
+                    until,
+                );
                 let outcomes = outcomes
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (errors_, versions, outcomes)
             });
-            let ([errors_], [versions], [outcomes]) =
-                (exactly(errors_?)?, exactly(versions?)?, exactly(outcomes?)?);
+            let ([errors_], [versions], [outcomes]) = (errors_?, versions?, outcomes?);
             vec![
                 errors(errors_, &versions),
                 breakdown_ordered("outcomes", outcomes, &[("outcome", Dim::Text(1))], false),
@@ -82,7 +95,7 @@ pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Repo
             let need = Need::new(Kind::Command, &[&[Version, D(0), D(1)]])
                 .counts_only()
                 .with_durations();
-            let [groups] = exactly(grouped(need)?)?;
+            let [groups] = read(source, &need, since, until)?;
             vec![durations(groups)]
         }
         ReportName::Installs => {
@@ -91,7 +104,7 @@ pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Repo
         }
         ReportName::Environments => {
             let need = Need::new(Kind::Environment, &[&[Env], &[D(0)], &[D(1)], &[D(2)]]);
-            let [env, ci, agents, tty] = exactly(grouped(need)?)?;
+            let [env, ci, agents, tty] = read(source, &need, since, until)?;
             vec![
                 breakdown("env", env, &[("env", Dim::Env)]),
                 breakdown("ci", ci, &[("ci", Dim::Text(0))]),
@@ -102,11 +115,16 @@ pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Repo
         ReportName::Deprecation => deprecation(source, query)?,
         ReportName::Health => {
             let need = Need::new(Kind::Command, &[&[Version, D(0)]]).counts_only();
-            let [groups] = exactly(grouped(need)?)?;
+            let [groups] = read(source, &need, since, until)?;
             health(&groups)
         }
         ReportName::Deps => {
-            let [groups] = exactly(grouped(Need::new(Kind::Dep, &[&[D(0), D(1)]]))?)?;
+            let [groups] = read(
+                source,
+                &Need::new(Kind::Dep, &[&[D(0), D(1)]]),
+                since,
+                until,
+            )?;
             vec![deps(groups)]
         }
     };
@@ -116,8 +134,15 @@ pub(crate) fn answer(source: &(dyn Source + Sync), query: &Query) -> Result<Repo
     })
 }
 
-/// The groupings a source answered, as many as asked for.
-fn exactly<const N: usize>(groupings: Vec<Vec<Group>>) -> Result<[Vec<Group>; N], StoreError> {
+/// The rows of `need` within `[since, until)`, grouped each of the `N`
+/// ways it asks.
+fn read<const N: usize>(
+    source: &(dyn Source + Sync),
+    need: &Need,
+    since: Option<time::OffsetDateTime>,
+    until: Option<time::OffsetDateTime>,
+) -> Result<[Vec<Group>; N], StoreError> {
+    let groupings = source.grouped(need, since, until)?;
     let got = groupings.len();
     groupings
         .try_into()
@@ -604,8 +629,12 @@ fn deprecation(source: &(dyn Source + Sync), query: &Query) -> Result<Vec<Table>
     };
     let window_start = from_micros(day_start(end_day - query.days as i32));
     let since = Some(filter.since.map_or(window_start, |s| s.max(window_start)));
-    let [active] =
-        exactly(source.grouped(&Need::new(Kind::Environment, &[&[]]), since, filter.until)?)?;
+    let [active] = read(
+        source,
+        &Need::new(Kind::Environment, &[&[]]),
+        since,
+        filter.until,
+    )?;
     let active = active.first().map_or(0, |g| g.installs);
     let candidates = match what {
         What::Flag(_) => Need::new(Kind::Flag, &[&[Part::Version, Part::Dim(1)]]),
