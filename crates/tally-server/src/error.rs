@@ -123,10 +123,18 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::Busy { retry_after_s } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        let headers = response.headers_mut();
+        match self {
+            Self::Busy { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            // Answered before the body is read (or read in full): the rest
+            // of it is still on the connection, which cannot carry another
+            // request. Saying so keeps clients from reusing it and failing.
+            Self::Unauthorized(_) | Self::TooLarge(_) | Self::Unsupported(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

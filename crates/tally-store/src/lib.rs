@@ -32,6 +32,8 @@ mod dedupe;
 #[cfg(feature = "duckdb")]
 mod duckdb;
 mod error;
+#[cfg(feature = "duckdb")]
+mod journal;
 mod model;
 mod rollup;
 

@@ -23,8 +23,8 @@ const COMPACT_ROWS: usize = 50_000;
 /// ... or this long after the last compaction, whichever comes first.
 const COMPACT_EVERY: Duration = Duration::from_secs(10);
 
-/// Days to compact, and where to say when done (for [`Compactor::now`]).
-type Job = (BTreeSet<i32>, Option<mpsc::Sender<Result<(), StoreError>>>);
+/// Days to compact.
+type Job = BTreeSet<i32>;
 
 pub(super) struct Compactor {
     /// Days with rows appended and not yet handed to the thread.
@@ -46,15 +46,11 @@ impl Compactor {
             .spawn(move || {
                 // Days whose compaction failed are tried again with the next.
                 let mut failed = BTreeSet::new();
-                for (mut days, done) in rx {
+                for mut days in rx {
                     days.append(&mut failed);
-                    let result = rollups::compact(&mut conn, &days);
-                    if let Err(e) = &result {
+                    if let Err(e) = rollups::compact(&mut conn, &days) {
                         tracing::warn!(error = %e, "compacting rollups failed");
                         failed = days;
-                    }
-                    if let Some(done) = done {
-                        let _ = done.send(result);
                     }
                 }
             })
@@ -79,28 +75,16 @@ impl Compactor {
             return;
         }
         let Some(jobs) = &self.jobs else { return };
-        match jobs.try_send((std::mem::take(&mut self.dirty), None)) {
+        match jobs.try_send(std::mem::take(&mut self.dirty)) {
             Ok(()) => {
                 self.appended = 0;
                 self.handed_at = Instant::now();
             }
             // Busy: keep the days for the next commit's try.
-            Err(mpsc::TrySendError::Full((days, _)))
-            | Err(mpsc::TrySendError::Disconnected((days, _))) => self.dirty = days,
+            Err(mpsc::TrySendError::Full(days)) | Err(mpsc::TrySendError::Disconnected(days)) => {
+                self.dirty = days
+            }
         }
-    }
-
-    /// Compacts every day with appended rows, and returns when done.
-    #[cfg(test)]
-    pub(super) fn now(&mut self) -> Result<(), StoreError> {
-        let gone = || StoreError::Unavailable("the compactor has stopped".into());
-        let jobs = self.jobs.as_ref().ok_or_else(gone)?;
-        let (done, result) = mpsc::channel();
-        jobs.send((std::mem::take(&mut self.dirty), Some(done)))
-            .map_err(|_| gone())?;
-        self.appended = 0;
-        self.handed_at = Instant::now();
-        result.recv().map_err(|_| gone())?
     }
 }
 
@@ -111,7 +95,7 @@ impl Drop for Compactor {
         if let Some(jobs) = self.jobs.take()
             && !self.dirty.is_empty()
         {
-            let _ = jobs.send((std::mem::take(&mut self.dirty), None));
+            let _ = jobs.send(std::mem::take(&mut self.dirty));
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -1,18 +1,22 @@
 //! The embedded backend: one DuckDB file, `tally.duckdb`, in the data dir.
 //!
 //! DuckDB lets one process open a file for writing; inside it, any number of
-//! connections read while one writer group-commits. A commit is durable when
-//! it returns (DuckDB syncs its write-ahead log), which is what lets the
-//! server acknowledge a batch.
+//! connections read while one writer appends. A batch is durable once it is
+//! in the write-ahead journal (`journal/` beside the file, see
+//! [`crate::journal`]); a loader thread stores it in DuckDB behind, and the
+//! store's reads wait for that, so they see every acknowledged event. A
+//! crash leaves at most the journal's tail unloaded, which the next open
+//! loads.
 
 mod compactor;
+mod loader;
 mod rollups;
 mod schema;
 mod writer;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use duckdb::{Connection, ToSql};
 
@@ -21,6 +25,9 @@ use crate::{App, ExportFilter, Store, StoreError, StoredEvent, Writer};
 
 /// The file name of the database inside a data dir.
 pub const DB_FILE: &str = "tally.duckdb";
+
+/// The folder of the write-ahead journal inside a data dir.
+const JOURNAL_DIR: &str = "journal";
 
 /// The most memory DuckDB's buffer pool may hold.
 const MEMORY_LIMIT: &str = "256MB";
@@ -37,6 +44,8 @@ pub struct DuckDbStore {
     // DuckDB connections are not Sync; each operation clones its own.
     root: Mutex<Connection>,
     recent_ids: usize,
+    journal_dir: PathBuf,
+    handoff: Arc<loader::Handoff>,
 }
 
 impl DuckDbStore {
@@ -69,16 +78,29 @@ impl DuckDbStore {
         conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))?;
         schema::migrate(&mut conn)?;
         rollups::rebuild_if_missing(&mut conn)?;
+        let journal_dir = dir.join(JOURNAL_DIR);
+        loader::recover(&mut conn, &journal_dir)?;
         Ok(Self {
             path,
             root: Mutex::new(conn),
             recent_ids,
+            journal_dir,
+            handoff: Arc::default(),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn open_writer(&self) -> Result<writer::DuckDbWriter, StoreError> {
+        writer::DuckDbWriter::open(
+            self.connection()?,
+            self.recent_ids,
+            self.journal_dir.clone(),
+            Arc::clone(&self.handoff),
+        )
     }
 
     fn connection(&self) -> Result<Connection, StoreError> {
@@ -92,10 +114,7 @@ impl DuckDbStore {
 
 impl Store for DuckDbStore {
     fn writer(&self) -> Result<Box<dyn Writer>, StoreError> {
-        Ok(Box::new(writer::DuckDbWriter::open(
-            self.connection()?,
-            self.recent_ids,
-        )?))
+        Ok(Box::new(self.open_writer()?))
     }
 
     fn export(
@@ -103,6 +122,7 @@ impl Store for DuckDbStore {
         filter: &ExportFilter,
         sink: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> Result<u64, StoreError> {
+        self.handoff.wait_loaded();
         let conn = self.connection()?;
         let mut sql = format!("SELECT {EXPORT_COLUMNS} FROM events WHERE true");
         let mut args: Vec<Box<dyn ToSql>> = Vec::new();
@@ -132,6 +152,7 @@ impl Store for DuckDbStore {
     }
 
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
+        self.handoff.wait_loaded();
         crate::rollup::answer(
             &rollups::Source {
                 store: self,

@@ -86,6 +86,11 @@ CREATE TABLE rollups (
     durations BLOB
 );
 "#,
+    // 4: how far the journal (see `crate::journal`) is loaded.
+    r#"
+CREATE TABLE journal_loaded (segment BIGINT NOT NULL, "offset" BIGINT NOT NULL);
+INSERT INTO journal_loaded VALUES (0, 0);
+"#,
 ];
 
 /// Brings the database to the newest schema.

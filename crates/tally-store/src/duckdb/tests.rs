@@ -1,7 +1,7 @@
-use super::writer::DuckDbWriter;
 use super::*;
 use crate::conformance;
 use crate::dedupe::micros;
+use crate::journal::Journal;
 
 #[test]
 fn passes_the_conformance_suite() {
@@ -95,6 +95,7 @@ impl crate::rollup::Source for RawSource<'_> {
     }
 
     fn events(&self, from: i64, to: i64) -> Result<Vec<(StoredEvent, u32)>, StoreError> {
+        self.store.handoff.wait_loaded();
         rollups::raw(&self.store.connection()?, Some(&self.filter.app), from, to)
     }
 }
@@ -107,7 +108,7 @@ fn stored_rollups_answer_as_the_raw_events_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = DuckDbStore::open(dir.path()).expect("open");
     let events = conformance::varied(3_000);
-    let mut writer = DuckDbWriter::open(store.connection().expect("conn"), 100).expect("writer");
+    let mut writer = store.open_writer().expect("writer");
     for chunk in events.chunks(97) {
         writer.insert(chunk).expect("insert");
     }
@@ -133,7 +134,12 @@ fn stored_rollups_answer_as_the_raw_events_do() {
         }
     };
     check("appended");
-    writer.compact().expect("compact");
+    store.handoff.wait_loaded();
+    let days = conn
+        .prepare("SELECT DISTINCT day FROM rollups")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("days");
+    rollups::compact(&mut store.connection().expect("conn"), &days).expect("compact");
     let rows: i64 = conn
         .query_row("SELECT count(*) FROM rollups", [], |r| r.get(0))
         .expect("count");
@@ -171,4 +177,64 @@ fn rollups_are_rebuilt_when_missing() {
     };
     let store = DuckDbStore::open(dir.path()).expect("reopen");
     assert_eq!(store.report(&query).expect("report"), before);
+}
+
+/// A crash after a batch was journaled (and acknowledged) but before the
+/// loader stored it: the next open stores it, once, however often the store
+/// is opened again.
+#[test]
+fn events_journaled_before_a_crash_are_stored_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
+    let events: Vec<_> = (0..4)
+        .map(|n| conformance::sample(n, "crash", at))
+        .collect();
+    let count = |store: &DuckDbStore| {
+        let mut count = 0;
+        store
+            .export(&ExportFilter::default(), &mut |_| {
+                count += 1;
+                ControlFlow::Continue(())
+            })
+            .expect("export");
+        count
+    };
+    let loaded = {
+        let store = DuckDbStore::open(dir.path()).expect("open");
+        store
+            .writer()
+            .expect("w")
+            .insert(&events[..1])
+            .expect("insert");
+        loader::loaded_position(&store.connection().expect("conn")).expect("position")
+    };
+    // What a writer killed before its loader ran leaves behind:
+    let journal_dir = dir.path().join(JOURNAL_DIR);
+    let mut journal = Journal::create(&journal_dir, loaded.segment).expect("journal");
+    journal.append(&events[1..3]).expect("append");
+    journal.append(&events[3..]).expect("append");
+    drop(journal);
+    for _ in 0..2 {
+        let store = DuckDbStore::open(dir.path()).expect("reopen");
+        assert_eq!(count(&store), 4);
+        let again = store.writer().expect("w").insert(&events).expect("insert");
+        assert_eq!(
+            again, [false; 4],
+            "journaled events are known after the crash"
+        );
+    }
+    let left = std::fs::read_dir(&journal_dir).expect("dir").count();
+    assert_eq!(left, 0, "a clean close leaves no journal");
+}
+
+/// One writer at a time: a second would write a journal of its own that
+/// the first's loader knows nothing of.
+#[test]
+fn a_second_writer_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = DuckDbStore::open(dir.path()).expect("open");
+    let first = store.writer().expect("first");
+    assert!(store.writer().is_err());
+    drop(first);
+    store.writer().expect("after the first closed");
 }

@@ -1,21 +1,38 @@
-//! Group-committed inserts into the embedded store, exactly once each.
+//! Inserts into the embedded store, exactly once each.
+//!
+//! A batch's new events are appended to the [journal](crate::journal) and
+//! synced, which is when `insert` returns; the [loader](super::loader)
+//! thread stores them in DuckDB behind, so requests do not wait for DuckDB's
+//! commits and checkpoints.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::thread::JoinHandle;
 
-use duckdb::types::{TimeUnit, Value};
-use duckdb::{Connection, params};
+use duckdb::Connection;
+use duckdb::arrow::array::{
+    ArrayRef, BooleanArray, FixedSizeBinaryArray, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
+use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use duckdb::arrow::error::ArrowError;
+use duckdb::arrow::record_batch::RecordBatch;
+use tally_protocol::Event;
 
-use super::compactor::Compactor;
-use super::rollups;
+use super::loader::{self, Handoff, Loader};
 use crate::dedupe::{Seen, from_micros, micros};
-use crate::rollup::{Installs, Rollups};
+use crate::journal::{self, Journal};
 use crate::{RecentIds, StoreError, StoredEvent, Writer};
 
 pub(super) struct DuckDbWriter {
+    /// Looks up ids older than what `recent` covers.
     conn: Connection,
     recent: RecentIds,
-    installs: Installs,
-    compactor: Compactor,
+    journal: Journal,
+    journal_dir: PathBuf,
+    handoff: Arc<Handoff>,
+    loader: Option<JoinHandle<()>>,
 }
 
 /// Unknown ids are looked up this many at a time.
@@ -24,8 +41,27 @@ const LOOKUP_CHUNK: usize = 500;
 impl DuckDbWriter {
     /// Fills memory with the ids of the newest stored events, so that a
     /// restarted server still recognises retries of recent events without
-    /// asking the database.
-    pub(super) fn open(conn: Connection, capacity: usize) -> Result<Self, StoreError> {
+    /// asking the database, and starts the loader.
+    pub(super) fn open(
+        conn: Connection,
+        capacity: usize,
+        journal_dir: PathBuf,
+        handoff: Arc<Handoff>,
+    ) -> Result<Self, StoreError> {
+        handoff.open_writer()?;
+        let opened = Self::start(conn, capacity, journal_dir, Arc::clone(&handoff));
+        if opened.is_err() {
+            handoff.close_writer();
+        }
+        opened
+    }
+
+    fn start(
+        conn: Connection,
+        capacity: usize,
+        journal_dir: PathBuf,
+        handoff: Arc<Handoff>,
+    ) -> Result<Self, StoreError> {
         let mut stmt = conn.prepare(
             "SELECT id, epoch_us(client_timestamp) AS ts FROM events
              ORDER BY ts DESC LIMIT ?",
@@ -45,18 +81,23 @@ impl DuckDbWriter {
         for (id, ts) in newest {
             recent.insert(id.as_u128(), ts);
         }
+        let journal = Journal::create(&journal_dir, loader::loaded_position(&conn)?.segment)?;
+        let loader = Loader::new(&conn, &journal_dir)?;
+        let thread = {
+            let handoff = Arc::clone(&handoff);
+            std::thread::Builder::new()
+                .name("tally-load".into())
+                .spawn(move || loader.run(&handoff))
+                .map_err(|e| StoreError::Unavailable(format!("starting the loader: {e}")))?
+        };
         Ok(Self {
-            installs: rollups::load_installs(&conn)?,
-            compactor: Compactor::start(conn.try_clone()?)?,
             conn,
             recent,
+            journal,
+            journal_dir,
+            handoff,
+            loader: Some(thread),
         })
-    }
-
-    /// Merges the rollup rows appended since the last time, now.
-    #[cfg(test)]
-    pub(super) fn compact(&mut self) -> Result<(), StoreError> {
-        self.compactor.now()
     }
 
     /// Turns every [`Seen::Unknown`] into New or Duplicate by asking the
@@ -65,6 +106,11 @@ impl DuckDbWriter {
         let unknown: Vec<usize> = (0..batch.len())
             .filter(|&i| seen[i] == Seen::Unknown)
             .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        // The database must hold everything journaled before it is asked.
+        self.handoff.wait_loaded();
         for chunk in unknown.chunks(LOOKUP_CHUNK) {
             let stamps = chunk.iter().map(|&i| micros(batch[i].client_timestamp));
             let (lo, hi) = stamps.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
@@ -97,90 +143,170 @@ impl DuckDbWriter {
 
 impl Writer for DuckDbWriter {
     fn insert(&mut self, batch: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
+        self.handoff.check()?;
         let mut seen = self.recent.classify(batch);
         self.resolve(batch, &mut seen)?;
-        let new: Vec<&StoredEvent> = batch
+        let new: Vec<StoredEvent> = batch
             .iter()
             .zip(&seen)
             .filter(|(_, s)| **s == Seen::New)
-            .map(|(e, _)| e)
+            .map(|(e, _)| e.clone())
             .collect();
-        let (numbers, fresh) = rollups::number_installs(&self.installs, new.iter().copied());
-        let mut rollup = Rollups::default();
-        for (stored, &install) in new.iter().zip(&numbers) {
-            rollup.add(&stored.event, install);
-        }
-        // Events, install numbers and rollups commit together or not at all.
-        let tx = self.conn.transaction()?;
-        {
-            let mut appender = tx.appender("events")?;
-            for (stored, &install) in new.iter().zip(&numbers) {
-                append(&mut appender, stored, install)?;
+        if !new.is_empty() {
+            self.handoff.wait_for_room()?;
+            let end = self.journal.append(&new)?;
+            for stored in &new {
+                self.recent
+                    .insert(stored.event.id.as_u128(), micros(stored.client_timestamp));
             }
-            appender.flush()?;
-            let mut appender = tx.appender("installs")?;
-            for (id, n) in &fresh {
-                appender.append_row(params![id, n])?;
-            }
-            appender.flush()?;
+            self.handoff.push(new, end);
         }
-        let appended = rollups::append(&tx, &rollup)?;
-        tx.commit()?;
-        for (id, n) in fresh {
-            self.installs.insert(id.as_u128(), n);
-        }
-        for stored in &new {
-            self.recent
-                .insert(stored.event.id.as_u128(), micros(stored.client_timestamp));
-        }
-        self.compactor
-            .appended(rollup.rows.keys().map(|k| k.day), appended);
         Ok(seen.into_iter().map(|s| s == Seen::New).collect())
     }
 }
 
-fn timestamp(t: time::OffsetDateTime) -> Value {
-    Value::Timestamp(TimeUnit::Microsecond, micros(t))
+impl Drop for DuckDbWriter {
+    /// Lets the loader store what is journaled, then removes the journal.
+    fn drop(&mut self) {
+        self.handoff.close();
+        if let Some(thread) = self.loader.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("The loader thread panicked.");
+        }
+        if self.handoff.all_loaded()
+            && let Err(e) = journal::remove_before(&self.journal_dir, u64::MAX)
+        {
+            tracing::warn!(error = %e, "Removing the journal failed.");
+        }
+        self.handoff.close_writer();
+    }
 }
 
-fn append(
-    appender: &mut duckdb::Appender<'_>,
-    stored: &StoredEvent,
-    install: u32,
-) -> Result<(), StoreError> {
-    let e = &stored.event;
-    let error = e.error.as_ref();
-    appender.append_row(params![
-        e.id,
-        timestamp(e.timestamp),
-        timestamp(stored.client_timestamp),
-        timestamp(stored.received_at),
-        e.app,
-        e.app_version,
-        e.install_id,
-        e.command,
-        e.flags.join(" "),
-        e.exit_code,
-        e.outcome.map(|o| o.as_str()),
-        e.duration_ms as i64,
-        e.os,
-        e.arch,
-        e.os_version,
-        e.ci,
-        e.agent,
-        e.tty,
-        error.map(|e| e.kind.as_str()),
-        error.map(|e| e.message.as_str()),
-        error.and_then(|e| e.location.as_deref()),
-        json_map(&e.deps)?,
-        json_map(&e.properties)?,
-        e.container,
-        e.wsl,
-        e.name,
-        install,
-    ])?;
-    Ok(())
+/// The events as one Arrow batch in the events table's column order, for
+/// DuckDB's columnar append (far cheaper than a row of values at a time);
+/// `installs` are the events' install numbers.
+pub(super) fn events_batch(
+    events: &[&StoredEvent],
+    installs: &[u32],
+) -> Result<RecordBatch, StoreError> {
+    let e = || events.iter().map(|s| &s.event);
+    let error = || e().map(|e| e.error.as_ref());
+    let text = |f: fn(&Event) -> &str| Arc::new(StringArray::from_iter_values(e().map(f)));
+    let maybe_text = |f: fn(&Event) -> Option<&str>| Arc::new(StringArray::from_iter(e().map(f)));
+    let flag = |f: fn(&Event) -> Option<bool>| Arc::new(BooleanArray::from_iter(e().map(f)));
+    let time = |f: fn(&StoredEvent) -> time::OffsetDateTime| {
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            events.iter().map(|s| micros(f(s))),
+        ))
+    };
+    let uuid = |f: fn(&Event) -> uuid::Uuid| {
+        FixedSizeBinaryArray::try_from_iter(e().map(|e| f(e).into_bytes()))
+            .map(Arc::new)
+            .map_err(arrow_error)
+    };
+    let deps = e()
+        .map(|e| json_map(&e.deps))
+        .collect::<Result<Vec<_>, _>>()?;
+    let properties = e()
+        .map(|e| json_map(&e.properties))
+        .collect::<Result<Vec<_>, _>>()?;
+    let columns: [ArrayRef; 27] = [
+        uuid(|e| e.id)?,
+        time(|s| s.event.timestamp),
+        time(|s| s.client_timestamp),
+        time(|s| s.received_at),
+        text(|e| &e.app),
+        text(|e| &e.app_version),
+        uuid(|e| e.install_id)?,
+        text(|e| &e.command),
+        Arc::new(StringArray::from_iter_values(
+            e().map(|e| e.flags.join(" ")),
+        )),
+        Arc::new(Int32Array::from_iter_values(e().map(|e| e.exit_code))),
+        maybe_text(|e| e.outcome.map(|o| o.as_str())),
+        Arc::new(Int64Array::from_iter_values(
+            e().map(|e| e.duration_ms.min(i64::MAX as u64) as i64),
+        )),
+        text(|e| &e.os),
+        text(|e| &e.arch),
+        maybe_text(|e| e.os_version.as_deref()),
+        maybe_text(|e| e.ci.as_deref()),
+        maybe_text(|e| e.agent.as_deref()),
+        flag(|e| e.tty),
+        Arc::new(StringArray::from_iter(error().map(|e| e.map(|e| &e.kind)))),
+        Arc::new(StringArray::from_iter(
+            error().map(|e| e.map(|e| &e.message)),
+        )),
+        Arc::new(StringArray::from_iter(
+            error().map(|e| e.and_then(|e| e.location.as_deref())),
+        )),
+        Arc::new(StringArray::from(deps)),
+        Arc::new(StringArray::from(properties)),
+        flag(|e| e.container),
+        flag(|e| e.wsl),
+        maybe_text(|e| e.name.as_deref()),
+        Arc::new(Int32Array::from_iter_values(
+            installs.iter().map(|&n| n as i32),
+        )),
+    ];
+    RecordBatch::try_new(EVENTS_SCHEMA.clone(), columns.into()).map_err(arrow_error)
 }
+
+fn arrow_error(e: ArrowError) -> StoreError {
+    StoreError::Corrupt(format!("events as arrow: {e}"))
+}
+
+/// The events table's columns as Arrow types; UUIDs carry the extension
+/// name DuckDB reads as its UUID type.
+static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let uuid = |name| {
+        Field::new(name, DataType::FixedSizeBinary(16), false).with_metadata(
+            std::collections::HashMap::from([(
+                "ARROW:extension:name".to_owned(),
+                "arrow.uuid".to_owned(),
+            )]),
+        )
+    };
+    let time = |name| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        )
+    };
+    let text = |name, nullable| Field::new(name, DataType::Utf8, nullable);
+    let flag = |name| Field::new(name, DataType::Boolean, true);
+    Arc::new(Schema::new(vec![
+        uuid("id"),
+        time("timestamp"),
+        time("client_timestamp"),
+        time("received_at"),
+        text("app", false),
+        text("app_version", false),
+        uuid("install_id"),
+        text("command", false),
+        text("flags", false),
+        Field::new("exit_code", DataType::Int32, false),
+        text("outcome", true),
+        Field::new("duration_ms", DataType::Int64, false),
+        text("os", false),
+        text("arch", false),
+        text("os_version", true),
+        text("ci", true),
+        text("agent", true),
+        flag("tty"),
+        text("error_kind", true),
+        text("error_message", true),
+        text("error_location", true),
+        text("deps", true),
+        text("properties", true),
+        flag("container"),
+        flag("wsl"),
+        text("name", true),
+        Field::new("install_no", DataType::Int32, false),
+    ]))
+});
 
 fn json_map<V: serde::Serialize>(
     map: &std::collections::BTreeMap<String, V>,

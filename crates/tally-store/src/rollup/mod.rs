@@ -136,6 +136,22 @@ pub(crate) struct Key<'a> {
     pub(crate) dims: [Option<Cow<'a, str>>; 4],
 }
 
+impl Key<'_> {
+    /// The key with its text owned, to outlive the events it came from.
+    pub(crate) fn into_owned(self) -> Key<'static> {
+        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        Key {
+            app: own(self.app),
+            kind: self.kind,
+            day: self.day,
+            version: own(self.version),
+            os: own(self.os),
+            env: self.env,
+            dims: self.dims.map(|d| d.map(own)),
+        }
+    }
+}
+
 /// What a rollup row counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Agg {

@@ -1,0 +1,401 @@
+//! Moving journaled events into DuckDB, behind the acknowledgements.
+//!
+//! The writer acknowledges a batch once it is in the [journal](crate::journal)
+//! and hands it over here. The loader thread appends what it is handed to
+//! one open DuckDB transaction and commits it (with the rollups of all its
+//! events and how far the journal is loaded) once it holds a full row group,
+//! when a reader asks, or every few seconds. A transaction of at least a row
+//! group is DuckDB's bulk path: its row groups are compressed and written
+//! once, and the WAL only points at them, where small commits copy every row
+//! into the WAL and recompress the table's last row group at each checkpoint.
+//!
+//! Readers of the store ask for a commit of what was handed over and wait
+//! for it, so an export or a report sees every event acknowledged.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use duckdb::{Connection, params};
+
+use super::compactor::Compactor;
+use super::rollups;
+use super::writer::events_batch;
+use crate::StoreError;
+use crate::StoredEvent;
+use crate::journal::{self, Position};
+use crate::rollup::{Installs, Rollups};
+
+/// Events handed over and not yet appended, at most: the writer waits
+/// beyond it, so memory stays bounded when DuckDB is slower than requests.
+const MAX_BACKLOG: usize = 50_000;
+/// DuckDB's row group size: a transaction with this many rows takes the
+/// bulk path.
+const ROW_GROUP_ROWS: usize = 122_880;
+/// An open transaction is committed at the latest this long after it began.
+const COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+/// The hand-over between the writer, the loader thread and the readers.
+#[derive(Default)]
+pub(super) struct Handoff {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Journaled batches not yet taken by the loader, and where each ends.
+    queue: VecDeque<(Vec<StoredEvent>, Position)>,
+    /// Events in `queue`.
+    backlog: usize,
+    /// Batches handed over, and committed, ever.
+    sent: u64,
+    committed: u64,
+    /// A reader waits for a commit.
+    commit_wanted: bool,
+    /// The writer is gone: commit and stop.
+    closing: bool,
+    /// Why the loader stopped, if it did.
+    failure: Option<String>,
+    /// Whether a writer is open (there may be one at a time).
+    writing: bool,
+}
+
+impl Handoff {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks a writer open; fails if one is.
+    pub(super) fn open_writer(&self) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.writing {
+            return Err(StoreError::Unavailable(
+                "the store has a writer already".into(),
+            ));
+        }
+        *state = State {
+            writing: true,
+            sent: state.sent,
+            committed: state.committed,
+            ..State::default()
+        };
+        Ok(())
+    }
+
+    /// Tells the loader to commit what it has and stop.
+    pub(super) fn close(&self) {
+        self.lock().closing = true;
+        self.changed.notify_all();
+    }
+
+    /// Marks the writer closed, once its loader has stopped.
+    pub(super) fn close_writer(&self) {
+        self.lock().writing = false;
+    }
+
+    /// Fails if the loader stopped.
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        Self::failed(&self.lock())
+    }
+
+    fn failed(state: &State) -> Result<(), StoreError> {
+        match &state.failure {
+            Some(failure) => Err(StoreError::Unavailable(format!(
+                "loading events into the store failed: {failure}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the backlog has room; fails if the loader stopped.
+    pub(super) fn wait_for_room(&self) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        loop {
+            Self::failed(&state)?;
+            if state.backlog < MAX_BACKLOG {
+                return Ok(());
+            }
+            state = self.wait(state);
+        }
+    }
+
+    /// Hands journaled `events`, whose record ends at `end`, to the loader.
+    pub(super) fn push(&self, events: Vec<StoredEvent>, end: Position) {
+        let mut state = self.lock();
+        state.backlog += events.len();
+        state.sent += 1;
+        state.queue.push_back((events, end));
+        self.changed.notify_all();
+    }
+
+    /// Waits until everything handed over so far is committed (or the
+    /// loader stopped).
+    pub(super) fn wait_loaded(&self) {
+        let mut state = self.lock();
+        let target = state.sent;
+        while state.committed < target && state.failure.is_none() {
+            state.commit_wanted = true;
+            self.changed.notify_all();
+            state = self.wait(state);
+        }
+    }
+
+    /// Whether everything handed over is committed.
+    pub(super) fn all_loaded(&self) -> bool {
+        let state = self.lock();
+        state.committed == state.sent && state.failure.is_none()
+    }
+}
+
+/// What the loader thread should do next.
+enum Step {
+    Append(Vec<(Vec<StoredEvent>, Position)>),
+    Commit,
+    Stop,
+}
+
+/// The loader thread: owns the writing connection and the open transaction.
+pub(super) struct Loader {
+    conn: Connection,
+    installs: Installs,
+    compactor: Compactor,
+    journal_dir: PathBuf,
+    open: Option<Open>,
+    /// Journal segments before this one are removed.
+    removed_below: u64,
+}
+
+/// The open transaction.
+struct Open {
+    began: Instant,
+    rows: usize,
+    batches: u64,
+    end: Position,
+    /// The rollups of every event appended, written at commit.
+    rollups: Rollups<'static>,
+}
+
+impl Loader {
+    pub(super) fn new(conn: &Connection, journal_dir: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            installs: rollups::load_installs(conn)?,
+            compactor: Compactor::start(conn.try_clone()?)?,
+            conn: conn.try_clone()?,
+            journal_dir: journal_dir.to_owned(),
+            open: None,
+            removed_below: 0,
+        })
+    }
+
+    /// Loads what the writer hands over until it closes.
+    pub(super) fn run(mut self, handoff: &Handoff) {
+        loop {
+            let step = self.next_step(handoff);
+            let result = match step {
+                Step::Append(batches) => {
+                    let taken: usize = batches.iter().map(|(b, _)| b.len()).sum();
+                    let appended = self.append(&batches);
+                    let mut state = handoff.lock();
+                    state.backlog -= taken;
+                    handoff.changed.notify_all();
+                    drop(state);
+                    appended.and_then(|()| {
+                        let full = self.open.as_ref().is_some_and(|o| o.rows >= ROW_GROUP_ROWS);
+                        if full { self.commit(handoff) } else { Ok(()) }
+                    })
+                }
+                Step::Commit => self.commit(handoff),
+                Step::Stop => {
+                    if let Err(e) = self.commit(handoff) {
+                        self.fail(handoff, &e);
+                    }
+                    return;
+                }
+            };
+            if let Err(e) = result {
+                self.fail(handoff, &e);
+                return;
+            }
+        }
+    }
+
+    fn next_step(&self, handoff: &Handoff) -> Step {
+        let mut state = handoff.lock();
+        loop {
+            if !state.queue.is_empty() {
+                return Step::Append(state.queue.drain(..).collect());
+            }
+            if state.closing {
+                return Step::Stop;
+            }
+            let Some(open) = &self.open else {
+                state.commit_wanted = false;
+                state = handoff.wait(state);
+                continue;
+            };
+            let due = open.began + COMMIT_EVERY;
+            let now = Instant::now();
+            if state.commit_wanted || now >= due {
+                state.commit_wanted = false;
+                return Step::Commit;
+            }
+            state = handoff
+                .changed
+                .wait_timeout(state, due - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Rolls back what is open; the events stay in the journal, which the
+    /// next start loads.
+    fn fail(&mut self, handoff: &Handoff, e: &StoreError) {
+        tracing::error!(error = %e, "Loading journaled events failed; they stay in the journal and are loaded at the next start.");
+        if self.open.take().is_some() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        handoff.lock().failure = Some(e.to_string());
+        handoff.changed.notify_all();
+    }
+
+    fn append(&mut self, batches: &[(Vec<StoredEvent>, Position)]) -> Result<(), StoreError> {
+        let Some(&(_, end)) = batches.last() else {
+            return Ok(());
+        };
+        if self.open.is_none() {
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            self.open = Some(Open {
+                began: Instant::now(),
+                rows: 0,
+                batches: 0,
+                end,
+                rollups: Rollups::default(),
+            });
+        }
+        let events: Vec<&StoredEvent> = batches.iter().flat_map(|(b, _)| b).collect();
+        let rollup = append_events(&self.conn, &mut self.installs, &events)?;
+        if let Some(open) = &mut self.open {
+            for (key, agg) in rollup.rows {
+                open.rollups.merge(key.into_owned(), &agg);
+            }
+            open.rows += events.len();
+            open.batches += batches.len() as u64;
+            open.end = end;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, handoff: &Handoff) -> Result<(), StoreError> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let appended = rollups::append(&self.conn, &open.rollups)?;
+        record_position(&self.conn, open.end)?;
+        self.conn.execute_batch("COMMIT")?;
+        self.compactor
+            .appended(open.rollups.rows.keys().map(|k| k.day), appended);
+        let mut state = handoff.lock();
+        state.committed += open.batches;
+        handoff.changed.notify_all();
+        drop(state);
+        if open.end.segment > self.removed_below {
+            if let Err(e) = journal::remove_before(&self.journal_dir, open.end.segment) {
+                tracing::warn!(error = %e, "Removing loaded journal segments failed.");
+            }
+            self.removed_below = open.end.segment;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `events` with their install numbers (new installs too) in the
+/// open transaction; returns their rollups.
+fn append_events<'a>(
+    conn: &Connection,
+    installs: &mut Installs,
+    events: &[&'a StoredEvent],
+) -> Result<Rollups<'a>, StoreError> {
+    let (numbers, fresh) = rollups::number_installs(installs, events.iter().copied());
+    let mut rollup = Rollups::default();
+    for (stored, &install) in events.iter().zip(&numbers) {
+        rollup.add(&stored.event, install);
+    }
+    let mut appender = conn.appender("events")?;
+    appender.append_record_batch(events_batch(events, &numbers)?)?;
+    appender.flush()?;
+    let mut appender = conn.appender("installs")?;
+    for (id, n) in &fresh {
+        appender.append_row(params![id, n])?;
+    }
+    appender.flush()?;
+    // Numbered within the open transaction: later batches must see them.
+    // Should it roll back, the loader stops and the next start reloads.
+    for (id, n) in fresh {
+        installs.insert(id.as_u128(), n);
+    }
+    Ok(rollup)
+}
+
+fn record_position(conn: &Connection, end: Position) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE journal_loaded SET segment = ?, \"offset\" = ?",
+        params![end.segment as i64, end.offset as i64],
+    )?;
+    Ok(())
+}
+
+/// How far the journal is loaded, as recorded by the last commit.
+pub(super) fn loaded_position(conn: &Connection) -> Result<Position, StoreError> {
+    let (segment, offset): (i64, i64) =
+        conn.query_row("SELECT segment, \"offset\" FROM journal_loaded", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(Position {
+        segment: segment as u64,
+        offset: offset as u64,
+    })
+}
+
+/// Loads what the journal holds beyond the loaded position (the events a
+/// crash left unloaded) in one transaction, then removes the journal. Runs
+/// when the store opens, before any writer.
+pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), StoreError> {
+    let from = loaded_position(conn)?;
+    let mut loaded: Option<(Installs, Rollups<'static>, Position, usize)> = None;
+    let tx = conn.transaction()?;
+    journal::replay(journal_dir, from, |events, end| {
+        let (installs, all, last, count) = match &mut loaded {
+            Some(state) => state,
+            None => loaded.insert((rollups::load_installs(&tx)?, Rollups::default(), end, 0)),
+        };
+        let refs: Vec<&StoredEvent> = events.iter().collect();
+        for (key, agg) in append_events(&tx, installs, &refs)?.rows {
+            all.merge(key.into_owned(), &agg);
+        }
+        *last = end;
+        *count += events.len();
+        Ok(())
+    })?;
+    let Some((_, all, end, count)) = loaded else {
+        drop(tx);
+        return journal::remove_before(journal_dir, u64::MAX);
+    };
+    rollups::append(&tx, &all)?;
+    record_position(&tx, end)?;
+    tx.commit()?;
+    tracing::info!(
+        events = count,
+        "Loaded the events a previous run had journaled but not stored."
+    );
+    let days: BTreeSet<i32> = all.rows.keys().map(|k| k.day).collect();
+    rollups::compact(conn, &days)?;
+    journal::remove_before(journal_dir, u64::MAX)
+}
