@@ -29,7 +29,7 @@ use crate::rollup::{Installs, Rollups};
 
 /// Events handed over and not yet appended, at most: the writer waits
 /// beyond it, so memory stays bounded when DuckDB is slower than requests.
-const MAX_BACKLOG: usize = 50_000;
+const MAX_BACKLOG: usize = 20_000;
 /// DuckDB's row group size: a transaction with this many rows takes the
 /// bulk path.
 const ROW_GROUP_ROWS: usize = 122_880;
