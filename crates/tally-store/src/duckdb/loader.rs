@@ -35,6 +35,11 @@ const MAX_BACKLOG: usize = 20_000;
 const ROW_GROUP_ROWS: usize = 122_880;
 /// An open transaction is committed at the latest this long after it began.
 const COMMIT_EVERY: Duration = Duration::from_secs(5);
+/// The loader waits for this many events, or for its oldest to be this old,
+/// before it appends: appends have a cost of their own, and nothing waits
+/// for the loader but readers, who ask for what there is.
+const MIN_APPEND: usize = 4096;
+const MAX_WAIT: Duration = Duration::from_millis(100);
 
 /// The hand-over between the writer, the loader thread and the readers.
 #[derive(Default)]
@@ -49,6 +54,8 @@ struct State {
     queue: VecDeque<(Vec<StoredEvent>, Position)>,
     /// Events in `queue`.
     backlog: usize,
+    /// When the oldest batch in `queue` came.
+    oldest: Option<Instant>,
     /// Batches handed over, and committed, ever.
     sent: u64,
     committed: u64,
@@ -131,6 +138,7 @@ impl Handoff {
     pub(super) fn push(&self, events: Vec<StoredEvent>, end: Position) {
         let mut state = self.lock();
         state.backlog += events.len();
+        state.oldest.get_or_insert_with(Instant::now);
         state.sent += 1;
         state.queue.push_back((events, end));
         self.changed.notify_all();
@@ -230,8 +238,20 @@ impl Loader {
     fn next_step(&self, handoff: &Handoff) -> Step {
         let mut state = handoff.lock();
         loop {
-            if !state.queue.is_empty() {
-                return Step::Append(state.queue.drain(..).collect());
+            if let Some(oldest) = state.oldest {
+                let due = oldest + MAX_WAIT;
+                let now = Instant::now();
+                if state.backlog >= MIN_APPEND || state.closing || state.commit_wanted || now >= due
+                {
+                    state.oldest = None;
+                    return Step::Append(state.queue.drain(..).collect());
+                }
+                state = handoff
+                    .changed
+                    .wait_timeout(state, due - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
             }
             if state.closing {
                 return Step::Stop;
