@@ -131,12 +131,20 @@ pub fn decode_batch(
     now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<DecodedBatch, BatchError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let raw: RawBatch = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid_json(&e))?;
-    de.end().map_err(|e| BatchError::InvalidJson {
-        path: ".".into(),
-        reason: message_of(&e),
-    })?;
+    // Tracking the path costs time on every value, so it is only done to
+    // say where a body that failed to parse went wrong.
+    let raw: RawBatch = match serde_json::from_slice(body) {
+        Ok(raw) => raw,
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid_json(&e))?;
+            de.end().map_err(|e| BatchError::InvalidJson {
+                path: ".".into(),
+                reason: message_of(&e),
+            })?;
+            raw
+        }
+    };
     if raw.events.len() > limits.max_events_per_batch {
         return Err(BatchError::TooManyEvents {
             count: raw.events.len(),
@@ -190,13 +198,19 @@ fn decode_event(
             ),
         ));
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let mut event: Event = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let BatchError::InvalidJson { path, reason } = invalid_json(&e) else {
-            unreachable!("invalid_json builds InvalidJson")
-        };
-        (path, reason)
-    })?;
+    // As for the batch: the path is looked for only when parsing failed.
+    let mut event: Event = match serde_json::from_str(text) {
+        Ok(event) => event,
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let BatchError::InvalidJson { path, reason } = invalid_json(&e) else {
+                    unreachable!("invalid_json builds InvalidJson")
+                };
+                (path, reason)
+            })?
+        }
+    };
     validate::event(&event, app).map_err(|e| (e.field, e.reason))?;
 
     let client_timestamp = event.timestamp;
