@@ -2,7 +2,9 @@
 //! commit, merged per day now and then, read by the reports.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 
 use duckdb::{Connection, ToSql, params};
 use tally_report::Filter;
@@ -285,7 +287,7 @@ pub(super) fn number_installs<'a>(
     installs: &Installs,
     events: impl IntoIterator<Item = &'a crate::StoredEvent>,
 ) -> (Vec<u32>, Vec<(uuid::Uuid, u32)>) {
-    let mut fresh: HashMap<u128, u32> = HashMap::new();
+    let mut fresh: HashMap<u128, u32> = HashMap::default();
     let mut made = Vec::new();
     let numbers = events
         .into_iter()
