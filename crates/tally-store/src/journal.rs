@@ -9,7 +9,10 @@
 //! records past that point are loaded again when the store opens, so each
 //! acknowledged event is stored exactly once.
 //!
-//! The journal is a folder of segment files numbered in order. A record is
+//! The journal is a folder of segment files numbered in order. A segment
+//! starts with [`MAGIC`], which names the format: a segment of another
+//! format is refused rather than skipped, so a journal left by a crash is
+//! never silently dropped by a Tally that writes a newer one. A record is
 //! its payload's length and CRC-32 (little-endian `u32`s) and the payload,
 //! the batch's events as NDJSON (the export format). A record cut short by a
 //! crash fails its length or checksum; it was never acknowledged, and the
@@ -26,6 +29,8 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// A larger length field than this is corruption, not a batch.
 const MAX_RECORD: u32 = 1 << 30;
 const HEADER: usize = 8;
+/// The first bytes of every segment: the format and its version.
+const MAGIC: &[u8; 8] = b"TALLYJ1\n";
 
 /// Where a record ends: what a store records as loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -77,10 +82,13 @@ fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
 
 fn new_segment(dir: &Path, segment: u64) -> Result<File, StoreError> {
     let path = segment_path(dir, segment);
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create_new(true)
         .append(true)
         .open(&path)
+        .map_err(|e| io_error("creating", &path, e))?;
+    file.write_all(MAGIC)
+        .and_then(|()| file.sync_data())
         .map_err(|e| io_error("creating", &path, e))?;
     sync_dir(dir)?;
     Ok(file)
@@ -104,7 +112,7 @@ impl Journal {
             dir: dir.to_owned(),
             segment,
             file: new_segment(dir, segment)?,
-            len: 0,
+            len: MAGIC.len() as u64,
             buf: Vec::new(),
         })
     }
@@ -112,7 +120,7 @@ impl Journal {
     fn rotate(&mut self) -> Result<(), StoreError> {
         self.file = new_segment(&self.dir, self.segment + 1)?;
         self.segment += 1;
-        self.len = 0;
+        self.len = MAGIC.len() as u64;
         Ok(())
     }
 
@@ -175,7 +183,19 @@ pub(crate) fn replay(
         let path = segment_path(dir, segment);
         let file = File::open(&path).map_err(|e| io_error("opening", &path, e))?;
         let mut reader = BufReader::new(file);
-        let mut offset = 0u64;
+        let mut magic = [0u8; MAGIC.len()];
+        // A segment cut short before its magic was synced holds no record.
+        if !read_full(&mut reader, &mut magic).map_err(|e| io_error("reading", &path, e))? {
+            continue;
+        }
+        if &magic != MAGIC {
+            return Err(StoreError::Corrupt(format!(
+                "journal segment {} is not of a format this Tally reads; \
+                 load it with the Tally that wrote it",
+                path.display()
+            )));
+        }
+        let mut offset = MAGIC.len() as u64;
         let mut payload = Vec::new();
         loop {
             let mut header = [0u8; HEADER];
@@ -315,9 +335,28 @@ mod tests {
         let end = journal.append(&[sample(1, "j", at)]).expect("append");
         let path = segment_path(dir.path(), end.segment);
         let mut bytes = fs::read(&path).expect("read");
-        bytes[HEADER + 3] ^= 1;
+        bytes[MAGIC.len() + HEADER + 3] ^= 1;
         fs::write(&path, bytes).expect("write");
         assert_eq!(all(dir.path(), Position::default()), []);
+    }
+
+    #[test]
+    fn a_segment_of_another_format_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = datetime!(2026-11-20 10:00:00 UTC);
+        let end = Journal::create(dir.path(), 0)
+            .expect("create")
+            .append(&[sample(1, "j", at)])
+            .expect("append");
+        let path = segment_path(dir.path(), end.segment);
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[6] = b'9';
+        fs::write(&path, bytes).expect("write");
+        let refused = replay(dir.path(), Position::default(), |_, _| Ok(()));
+        assert!(
+            matches!(refused, Err(StoreError::Corrupt(_))),
+            "{refused:?}"
+        );
     }
 
     #[test]
