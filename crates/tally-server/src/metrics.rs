@@ -69,6 +69,7 @@ struct Inner {
     commit_seconds: Histogram,
     commit_events: Histogram,
     queue_depth: Gauge,
+    unloaded: Gauge,
 }
 
 impl Default for Metrics {
@@ -84,6 +85,7 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
             commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             queue_depth: Gauge::default(),
+            unloaded: Gauge::default(),
         };
         {
             let mut r = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -127,6 +129,11 @@ impl Default for Metrics {
                 "queue_depth_events",
                 "Events accepted but not yet committed",
                 inner.queue_depth.clone(),
+            );
+            r.register(
+                "store_unloaded_events",
+                "Events committed durably but not yet in the store's tables",
+                inner.unloaded.clone(),
             );
         }
         Self {
@@ -179,6 +186,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     metrics
         .queue_depth
         .set(state.committer().queued_events() as i64);
+    metrics.unloaded.set(state.store().unloaded_events() as i64);
     let mut text = String::new();
     let registry = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {

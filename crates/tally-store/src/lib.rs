@@ -77,6 +77,13 @@ pub trait Store: Send + Sync {
     /// before today. A backend may keep some longer (ClickHouse before 19.6
     /// drops whole months), never shorter. The server calls it hourly.
     fn retain_days(&self, days: u32) -> Result<(), StoreError>;
+
+    /// Events acknowledged as durable but not yet in the tables reads use
+    /// (the embedded store's journal ahead of its loader); a number that
+    /// keeps growing means the store cannot keep up.
+    fn unloaded_events(&self) -> usize {
+        0
+    }
 }
 
 /// Inserts events, exactly once each.

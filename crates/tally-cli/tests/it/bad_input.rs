@@ -283,6 +283,14 @@ fn metrics_count_what_happened() {
         text.contains("tally_commit_duration_seconds_bucket"),
         "{text}"
     );
+    // Once a read has had the loader commit, nothing acknowledged is left
+    // outside the tables.
+    assert_eq!(export(dir.path(), "counted").len(), 2);
+    let (_, text) = server.get("/metrics", None);
+    assert!(
+        text.lines().any(|l| l == "tally_store_unloaded_events 0"),
+        "{text}"
+    );
 }
 
 /// Posts a 50 MB body over a raw socket, reading the answer while the body

@@ -54,6 +54,8 @@ struct State {
     queue: VecDeque<(Vec<StoredEvent>, Position)>,
     /// Events in `queue`.
     backlog: usize,
+    /// Events handed over and not yet committed.
+    unloaded: usize,
     /// When the oldest batch in `queue` came.
     oldest: Option<Instant>,
     /// Batches handed over, and committed, ever.
@@ -88,12 +90,17 @@ impl Handoff {
                 "the store has a writer already".into(),
             ));
         }
-        *state = State {
-            writing: true,
-            sent: state.sent,
-            committed: state.committed,
-            ..State::default()
-        };
+        // A new loader would record positions past the failed one's
+        // records, and the next open would then skip them.
+        if let Some(failure) = &state.failure {
+            return Err(StoreError::Unavailable(format!(
+                "loading events failed earlier ({failure}); open the store again to load its journal"
+            )));
+        }
+        // The last writer's loader committed everything before it stopped.
+        state.writing = true;
+        state.closing = false;
+        state.commit_wanted = false;
         Ok(())
     }
 
@@ -138,6 +145,7 @@ impl Handoff {
     pub(super) fn push(&self, events: Vec<StoredEvent>, end: Position) {
         let mut state = self.lock();
         state.backlog += events.len();
+        state.unloaded += events.len();
         state.oldest.get_or_insert_with(Instant::now);
         state.sent += 1;
         state.queue.push_back((events, end));
@@ -154,6 +162,11 @@ impl Handoff {
             self.changed.notify_all();
             state = self.wait(state);
         }
+    }
+
+    /// Events handed over and not yet committed.
+    pub(super) fn unloaded(&self) -> usize {
+        self.lock().unloaded
     }
 
     /// Whether everything handed over is committed.
@@ -324,6 +337,7 @@ impl Loader {
             .appended(open.rollups.rows.keys().map(|k| k.day), appended);
         let mut state = handoff.lock();
         state.committed += open.batches;
+        state.unloaded -= open.rows;
         handoff.changed.notify_all();
         drop(state);
         if open.end.segment > self.removed_below {

@@ -173,6 +173,10 @@ impl Store for DuckDbStore {
         Ok(())
     }
 
+    fn unloaded_events(&self) -> usize {
+        self.handoff.unloaded()
+    }
+
     fn add_app(&self, name: &str) -> Result<App, StoreError> {
         tally_protocol::check_app_name(name).map_err(StoreError::InvalidAppName)?;
         let conn = self.connection()?;
