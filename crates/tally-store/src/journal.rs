@@ -327,31 +327,38 @@ mod tests {
         assert_eq!(all(dir.path(), kept).len(), 1);
     }
 
+    /// A new segment after `after` holding one record, of event `n`.
+    fn one_record(dir: &Path, after: u64, n: u32) -> Position {
+        let at = datetime!(2026-11-20 10:00:00 UTC);
+        Journal::create(dir, after)
+            .expect("create")
+            .append(&[sample(n, "j", at)])
+            .expect("append")
+    }
+
+    /// Changes the bytes of `segment` on disk.
+    fn edit(dir: &Path, segment: u64, change: impl FnOnce(&mut Vec<u8>)) {
+        let path = segment_path(dir, segment);
+        let mut bytes = fs::read(&path).expect("read");
+        change(&mut bytes);
+        fs::write(&path, bytes).expect("write");
+    }
+
     #[test]
     fn a_flipped_byte_ends_the_segment() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let at = datetime!(2026-11-20 10:00:00 UTC);
-        let mut journal = Journal::create(dir.path(), 0).expect("create");
-        let end = journal.append(&[sample(1, "j", at)]).expect("append");
-        let path = segment_path(dir.path(), end.segment);
-        let mut bytes = fs::read(&path).expect("read");
-        bytes[MAGIC.len() + HEADER + 3] ^= 1;
-        fs::write(&path, bytes).expect("write");
+        let end = one_record(dir.path(), 0, 1);
+        edit(dir.path(), end.segment, |b| {
+            b[MAGIC.len() + HEADER + 3] ^= 1
+        });
         assert_eq!(all(dir.path(), Position::default()), []);
     }
 
     #[test]
     fn a_segment_of_another_format_is_refused_not_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let at = datetime!(2026-11-20 10:00:00 UTC);
-        let end = Journal::create(dir.path(), 0)
-            .expect("create")
-            .append(&[sample(1, "j", at)])
-            .expect("append");
-        let path = segment_path(dir.path(), end.segment);
-        let mut bytes = fs::read(&path).expect("read");
-        bytes[6] = b'9';
-        fs::write(&path, bytes).expect("write");
+        let end = one_record(dir.path(), 0, 1);
+        edit(dir.path(), end.segment, |b| b[6] = b'9');
         let refused = replay(dir.path(), Position::default(), |_, _| Ok(()));
         assert!(
             matches!(refused, Err(StoreError::Corrupt(_))),
@@ -362,15 +369,8 @@ mod tests {
     #[test]
     fn loaded_segments_are_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let at = datetime!(2026-11-20 10:00:00 UTC);
-        let first = Journal::create(dir.path(), 0)
-            .expect("create")
-            .append(&[sample(1, "j", at)])
-            .expect("append");
-        let second = Journal::create(dir.path(), first.segment)
-            .expect("create")
-            .append(&[sample(2, "j", at)])
-            .expect("append");
+        let first = one_record(dir.path(), 0, 1);
+        let second = one_record(dir.path(), first.segment, 2);
         remove_before(dir.path(), second.segment).expect("remove");
         assert_eq!(segments(dir.path()).expect("segments"), [second.segment]);
     }

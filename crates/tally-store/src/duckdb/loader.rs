@@ -115,25 +115,15 @@ impl Handoff {
         self.lock().writing = false;
     }
 
-    /// Fails if the loader stopped.
-    pub(super) fn check(&self) -> Result<(), StoreError> {
-        Self::failed(&self.lock())
-    }
-
-    fn failed(state: &State) -> Result<(), StoreError> {
-        match &state.failure {
-            Some(failure) => Err(StoreError::Unavailable(format!(
-                "loading events into the store failed: {failure}"
-            ))),
-            None => Ok(()),
-        }
-    }
-
     /// Waits until the backlog has room; fails if the loader stopped.
     pub(super) fn wait_for_room(&self) -> Result<(), StoreError> {
         let mut state = self.lock();
         loop {
-            Self::failed(&state)?;
+            if let Some(failure) = &state.failure {
+                return Err(StoreError::Unavailable(format!(
+                    "loading events into the store failed: {failure}"
+                )));
+            }
             if state.backlog < MAX_BACKLOG {
                 return Ok(());
             }
@@ -194,7 +184,7 @@ pub(super) struct Loader {
     removed_below: u64,
 }
 
-/// The open transaction.
+/// What a transaction that loads journaled events holds until it commits.
 struct Open {
     began: Instant,
     rows: usize,
@@ -202,6 +192,67 @@ struct Open {
     end: Position,
     /// The rollups of every event appended, written at commit.
     rollups: Rollups<'static>,
+}
+
+impl Open {
+    fn new(end: Position) -> Self {
+        Self {
+            began: Instant::now(),
+            rows: 0,
+            batches: 0,
+            end,
+            rollups: Rollups::default(),
+        }
+    }
+
+    /// Appends `events` (the whole of `batches` journal records, the last
+    /// ending at `end`) with their install numbers, new installs too, and
+    /// adds their rollups to those written at commit.
+    fn append(
+        &mut self,
+        conn: &Connection,
+        installs: &mut Installs,
+        events: &[&StoredEvent],
+        batches: u64,
+        end: Position,
+    ) -> Result<(), StoreError> {
+        let (numbers, fresh) = rollups::number_installs(installs, events.iter().copied());
+        let mut rollup = Rollups::default();
+        for (stored, &install) in events.iter().zip(&numbers) {
+            rollup.add(&stored.event, install);
+        }
+        let mut appender = conn.appender("events")?;
+        appender.append_record_batch(events_batch(events, &numbers)?)?;
+        appender.flush()?;
+        let mut appender = conn.appender("installs")?;
+        for (id, n) in &fresh {
+            appender.append_row(params![id, n])?;
+        }
+        appender.flush()?;
+        // Numbered within the open transaction: later batches must see them.
+        // Should it roll back, the loader stops and the next start reloads.
+        for (id, n) in fresh {
+            installs.insert(id.as_u128(), n);
+        }
+        for (key, agg) in rollup.rows {
+            self.rollups.merge(key.into_owned(), &agg);
+        }
+        self.rows += events.len();
+        self.batches += batches;
+        self.end = end;
+        Ok(())
+    }
+
+    /// Writes what waits for the commit: the rollups, and how far the
+    /// journal is loaded. Returns how many rollup rows.
+    fn finish(&self, conn: &Connection) -> Result<usize, StoreError> {
+        let appended = rollups::append(conn, &self.rollups)?;
+        conn.execute(
+            "UPDATE journal_loaded SET segment = ?, \"offset\" = ?",
+            params![self.end.segment as i64, self.end.offset as i64],
+        )?;
+        Ok(appended)
+    }
 }
 
 impl Loader {
@@ -303,35 +354,28 @@ impl Loader {
         let Some(&(_, end)) = batches.last() else {
             return Ok(());
         };
-        if self.open.is_none() {
-            self.conn.execute_batch("BEGIN TRANSACTION")?;
-            self.open = Some(Open {
-                began: Instant::now(),
-                rows: 0,
-                batches: 0,
-                end,
-                rollups: Rollups::default(),
-            });
-        }
-        let events: Vec<&StoredEvent> = batches.iter().flat_map(|(b, _)| b).collect();
-        let rollup = append_events(&self.conn, &mut self.installs, &events)?;
-        if let Some(open) = &mut self.open {
-            for (key, agg) in rollup.rows {
-                open.rollups.merge(key.into_owned(), &agg);
+        let open = match &mut self.open {
+            Some(open) => open,
+            None => {
+                self.conn.execute_batch("BEGIN TRANSACTION")?;
+                self.open.insert(Open::new(end))
             }
-            open.rows += events.len();
-            open.batches += batches.len() as u64;
-            open.end = end;
-        }
-        Ok(())
+        };
+        let events: Vec<&StoredEvent> = batches.iter().flat_map(|(b, _)| b).collect();
+        open.append(
+            &self.conn,
+            &mut self.installs,
+            &events,
+            batches.len() as u64,
+            end,
+        )
     }
 
     fn commit(&mut self, handoff: &Handoff) -> Result<(), StoreError> {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
-        let appended = rollups::append(&self.conn, &open.rollups)?;
-        record_position(&self.conn, open.end)?;
+        let appended = open.finish(&self.conn)?;
         self.conn.execute_batch("COMMIT")?;
         self.compactor
             .appended(open.rollups.rows.keys().map(|k| k.day), appended);
@@ -348,42 +392,6 @@ impl Loader {
         }
         Ok(())
     }
-}
-
-/// Appends `events` with their install numbers (new installs too) in the
-/// open transaction; returns their rollups.
-fn append_events<'a>(
-    conn: &Connection,
-    installs: &mut Installs,
-    events: &[&'a StoredEvent],
-) -> Result<Rollups<'a>, StoreError> {
-    let (numbers, fresh) = rollups::number_installs(installs, events.iter().copied());
-    let mut rollup = Rollups::default();
-    for (stored, &install) in events.iter().zip(&numbers) {
-        rollup.add(&stored.event, install);
-    }
-    let mut appender = conn.appender("events")?;
-    appender.append_record_batch(events_batch(events, &numbers)?)?;
-    appender.flush()?;
-    let mut appender = conn.appender("installs")?;
-    for (id, n) in &fresh {
-        appender.append_row(params![id, n])?;
-    }
-    appender.flush()?;
-    // Numbered within the open transaction: later batches must see them.
-    // Should it roll back, the loader stops and the next start reloads.
-    for (id, n) in fresh {
-        installs.insert(id.as_u128(), n);
-    }
-    Ok(rollup)
-}
-
-fn record_position(conn: &Connection, end: Position) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE journal_loaded SET segment = ?, \"offset\" = ?",
-        params![end.segment as i64, end.offset as i64],
-    )?;
-    Ok(())
 }
 
 /// How far the journal is loaded, as recorded by the last commit.
@@ -403,33 +411,27 @@ pub(super) fn loaded_position(conn: &Connection) -> Result<Position, StoreError>
 /// when the store opens, before any writer.
 pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), StoreError> {
     let from = loaded_position(conn)?;
-    let mut loaded: Option<(Installs, Rollups<'static>, Position, usize)> = None;
+    let mut loaded: Option<(Installs, Open)> = None;
     let tx = conn.transaction()?;
     journal::replay(journal_dir, from, |events, end| {
-        let (installs, all, last, count) = match &mut loaded {
+        let (installs, open) = match &mut loaded {
             Some(state) => state,
-            None => loaded.insert((rollups::load_installs(&tx)?, Rollups::default(), end, 0)),
+            None => loaded.insert((rollups::load_installs(&tx)?, Open::new(end))),
         };
         let refs: Vec<&StoredEvent> = events.iter().collect();
-        for (key, agg) in append_events(&tx, installs, &refs)?.rows {
-            all.merge(key.into_owned(), &agg);
-        }
-        *last = end;
-        *count += events.len();
-        Ok(())
+        open.append(&tx, installs, &refs, 1, end)
     })?;
-    let Some((_, all, end, count)) = loaded else {
+    let Some((_, open)) = loaded else {
         drop(tx);
         return journal::remove_before(journal_dir, u64::MAX);
     };
-    rollups::append(&tx, &all)?;
-    record_position(&tx, end)?;
+    open.finish(&tx)?;
     tx.commit()?;
     tracing::info!(
-        events = count,
+        events = open.rows,
         "Loaded the events a previous run had journaled but not stored."
     );
-    let days: BTreeSet<i32> = all.rows.keys().map(|k| k.day).collect();
+    let days: BTreeSet<i32> = open.rollups.rows.keys().map(|k| k.day).collect();
     rollups::compact(conn, &days)?;
     journal::remove_before(journal_dir, u64::MAX)
 }

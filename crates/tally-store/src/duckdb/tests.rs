@@ -51,6 +51,11 @@ fn dedupe_falls_back_to_the_database_beyond_memory() {
         );
     }
     assert_eq!(writer.insert(&events).expect("insert"), [false; 5]);
+    assert_eq!(stored(&store), 5);
+}
+
+/// How many events an export of the whole store gives.
+fn stored(store: &DuckDbStore) -> usize {
     let mut count = 0;
     store
         .export(&ExportFilter::default(), &mut |_| {
@@ -58,7 +63,7 @@ fn dedupe_falls_back_to_the_database_beyond_memory() {
             ControlFlow::Continue(())
         })
         .expect("export");
-    assert_eq!(count, 5);
+    count
 }
 
 /// Every report rolled up from the raw events on the spot, the answer the
@@ -189,16 +194,6 @@ fn events_journaled_before_a_crash_are_stored_on_open() {
     let events: Vec<_> = (0..4)
         .map(|n| conformance::sample(n, "crash", at))
         .collect();
-    let count = |store: &DuckDbStore| {
-        let mut count = 0;
-        store
-            .export(&ExportFilter::default(), &mut |_| {
-                count += 1;
-                ControlFlow::Continue(())
-            })
-            .expect("export");
-        count
-    };
     let loaded = {
         let store = DuckDbStore::open(dir.path()).expect("open");
         store
@@ -216,7 +211,7 @@ fn events_journaled_before_a_crash_are_stored_on_open() {
     drop(journal);
     for _ in 0..2 {
         let store = DuckDbStore::open(dir.path()).expect("reopen");
-        assert_eq!(count(&store), 4);
+        assert_eq!(stored(&store), 4);
         let again = store.writer().expect("w").insert(&events).expect("insert");
         assert_eq!(
             again, [false; 4],

@@ -143,7 +143,6 @@ impl DuckDbWriter {
 
 impl Writer for DuckDbWriter {
     fn insert(&mut self, batch: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
-        self.handoff.check()?;
         let mut seen = self.recent.classify(batch);
         self.resolve(batch, &mut seen)?;
         let new: Vec<StoredEvent> = batch
