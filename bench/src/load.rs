@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::LoadArgs;
+use crate::server::Observed;
 
 /// What a load run measured.
 pub struct Report {
@@ -19,10 +20,16 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn print(&self, what: &str, args: &LoadArgs, rss_mb: Option<f64>) {
+    pub fn print(&self, what: &str, args: &LoadArgs, server: &Observed) {
         let secs = self.elapsed.as_secs_f64();
+        let cpu = server
+            .cpu_seconds
+            .filter(|_| self.events > 0)
+            .map_or("n/a".to_owned(), |s| {
+                format!("{:.1} µs/event", s * 1e6 / self.events as f64)
+            });
         println!(
-            "{what}: batch={} concurrency={} gzip={} rate={} -> {:.0} events/s, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, peak RSS {}",
+            "{what}: batch={} concurrency={} gzip={} rate={} -> {:.0} events/s, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, peak RSS {}, server CPU {cpu}",
             args.batch,
             args.concurrency,
             !args.plain,
@@ -36,7 +43,9 @@ impl Report {
             self.p50_ms,
             self.p99_ms,
             self.errors,
-            rss_mb.map_or("n/a".to_owned(), |mb| format!("{mb:.0} MB")),
+            server
+                .peak_rss_mb
+                .map_or("n/a".to_owned(), |mb| format!("{mb:.0} MB")),
         );
     }
 }

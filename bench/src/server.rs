@@ -33,6 +33,45 @@ impl Running {
             .ok()?;
         Some(kb / 1024.0)
     }
+
+    /// CPU time the server has used so far, user and system, in seconds
+    /// (Linux only): per event, a measure of cost that does not drift with
+    /// how busy the machine is the way a rate does.
+    pub(crate) fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which may hold spaces): utime and
+        // stime are the 14th and 15th, in USER_HZ (100 per second on Linux).
+        let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+        let user: f64 = fields.next()?.parse().ok()?;
+        let system: f64 = fields.next()?.parse().ok()?;
+        Some((user + system) / 100.0)
+    }
+}
+
+/// What a load cost the servers under test.
+pub struct Observed {
+    /// The highest peak resident memory of any of them.
+    pub peak_rss_mb: Option<f64>,
+    /// CPU time all of them used during the load.
+    pub cpu_seconds: Option<f64>,
+}
+
+/// Runs `load` against `servers` and reads what it cost them.
+fn observe(servers: &[Running], load: impl FnOnce() -> load::Report) -> (load::Report, Observed) {
+    let before: Vec<Option<f64>> = servers.iter().map(Running::cpu_seconds).collect();
+    let report = load();
+    let observed = Observed {
+        peak_rss_mb: servers
+            .iter()
+            .filter_map(Running::peak_rss_mb)
+            .reduce(f64::max),
+        cpu_seconds: servers
+            .iter()
+            .zip(before)
+            .map(|(s, before)| Some(s.cpu_seconds()? - before?))
+            .sum(),
+    };
+    (report, observed)
 }
 
 impl Drop for Running {
@@ -161,16 +200,12 @@ pub fn ingest(
         key = k;
     }
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
-    let report = load::run(&urls, &key, APP, args);
-    let rss = servers
-        .iter()
-        .filter_map(Running::peak_rss_mb)
-        .reduce(f64::max);
+    let (report, observed) = observe(&servers, || load::run(&urls, &key, APP, args));
     let what = match store {
         Some(_) => format!("tally serve x{collectors} on ClickHouse"),
         None => "tally serve".to_owned(),
     };
-    report.print(&what, args, rss);
+    report.print(&what, args, &observed);
     Ok(())
 }
 
@@ -178,8 +213,10 @@ pub fn bare(args: &LoadArgs) -> Result<()> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("bare-server");
     let server = spawn(command, "listening on ", false)?;
-    let report = load::run(std::slice::from_ref(&server.url), "none", APP, args);
-    report.print("bare axum", args, server.peak_rss_mb());
+    let (report, observed) = observe(std::slice::from_ref(&server), || {
+        load::run(std::slice::from_ref(&server.url), "none", APP, args)
+    });
+    report.print("bare axum", args, &observed);
     Ok(())
 }
 
