@@ -184,7 +184,7 @@ pub fn generate(
     events: u64,
     end: OffsetDateTime,
     seed: u64,
-    write: &mut dyn FnMut(&[StoredEvent]) -> anyhow::Result<()>,
+    write: &mut dyn FnMut(Vec<StoredEvent>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
     let install_count = (events / 40).clamp(50, 2_000_000) as usize;
@@ -196,7 +196,8 @@ pub fn generate(
         .enumerate()
         .map(|(i, c)| (i, c.share))
         .collect();
-    let mut chunk = Vec::with_capacity(50_000);
+    const CHUNK: usize = 50_000;
+    let mut chunk = Vec::with_capacity(CHUNK);
     let mut made = 0;
     // Day by day, in time order, as a live server would receive them (so
     // the writer's memory of recent ids decides every dedupe). Activity
@@ -323,14 +324,13 @@ pub fn generate(
         today.sort_by_key(|e| e.event.timestamp);
         for event in today.drain(..) {
             chunk.push(event);
-            if chunk.len() == chunk.capacity() {
-                write(&chunk)?;
-                chunk.clear();
+            if chunk.len() == CHUNK {
+                write(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))?;
             }
         }
     }
     if !chunk.is_empty() {
-        write(&chunk)?;
+        write(chunk)?;
     }
     Ok(())
 }
@@ -338,7 +338,7 @@ pub fn generate(
 /// Fills `writer` with `events` demo events of `app`, ending now.
 pub fn fill(writer: &mut dyn Writer, app: &str, events: u64, seed: u64) -> anyhow::Result<()> {
     generate(app, events, OffsetDateTime::now_utc(), seed, &mut |chunk| {
-        writer.insert(chunk)?;
+        writer.insert(&mut chunk.into())?;
         Ok(())
     })
 }

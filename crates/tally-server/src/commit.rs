@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use tally_store::{StoreError, StoredEvent, Writer};
+use tally_store::{Batch, StoreError, Writer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::error::ApiError;
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 type Reply = Result<Vec<bool>, Arc<StoreError>>;
 
 struct Job {
-    events: Vec<StoredEvent>,
+    events: Batch,
     reply: oneshot::Sender<Reply>,
     _room: OwnedSemaphorePermit,
 }
@@ -103,7 +103,7 @@ impl CommitterHandle {
     /// Commits `events` and says for each whether it was new. Fails with
     /// [`ApiError::Busy`] when the queue is full and with
     /// [`ApiError::Unavailable`] when the store failed (nothing stored).
-    pub(crate) async fn commit(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, ApiError> {
+    pub(crate) async fn commit(&self, events: Batch) -> Result<Vec<bool>, ApiError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -169,19 +169,21 @@ fn run(mut writer: Box<dyn Writer>, rx: &mpsc::Receiver<Msg>, max_group: usize, 
     }
 }
 
-fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) {
-    let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
-    let sizes: Vec<usize> = jobs
-        .iter_mut()
-        .map(|job| {
-            let n = job.events.len();
-            events.append(&mut job.events);
-            n
+fn commit_group(writer: &mut dyn Writer, jobs: Vec<Job>, metrics: &Metrics) {
+    let mut sizes = Vec::with_capacity(jobs.len());
+    let mut group = Batch::default();
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .map(|mut job| {
+            sizes.push(job.events.len());
+            group.append(std::mem::take(&mut job.events));
+            job
         })
         .collect();
     let started = Instant::now();
-    let result = writer.insert(&events);
-    metrics.observe_commit(started.elapsed(), events.len());
+    let count = group.len();
+    let result = writer.insert(&mut group);
+    metrics.observe_commit(started.elapsed(), count);
     match result {
         Ok(new) => {
             let mut rest = new.as_slice();
@@ -195,15 +197,23 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
         // so only the request at fault (if any) is refused.
         Err(e) if jobs.len() > 1 => {
             tracing::warn!(error = %e, requests = jobs.len(), "Group commit failed; committing its requests one by one.");
-            let mut offset = 0;
-            for (mut job, n) in jobs.into_iter().zip(sizes) {
-                job.events = events[offset..offset + n].to_vec();
-                offset += n;
+            // The group comes apart from its end: each job takes its tail.
+            let mut alone: Vec<Job> = jobs
+                .into_iter()
+                .zip(sizes)
+                .rev()
+                .map(|(mut job, n)| {
+                    job.events = group.split_off(group.len() - n);
+                    job
+                })
+                .collect();
+            alone.reverse();
+            for job in alone {
                 commit_group(writer, vec![job], metrics);
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, events = events.len(), "Commit failed; the request gets 503.");
+            tracing::error!(error = %e, events = count, "Commit failed; the request gets 503.");
             let e = Arc::new(e);
             for job in jobs {
                 job.answer(Err(Arc::clone(&e)));

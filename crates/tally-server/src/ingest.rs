@@ -72,7 +72,10 @@ async fn ingest(
             }
         })
         .collect();
-    let new = state.committer().commit(events).await?;
+    let new = state
+        .committer()
+        .commit(state.store().batch(events))
+        .await?;
     let accepted = new.iter().filter(|&&n| n).count();
     let duplicates = new.len() - accepted;
     state.metrics().count_events(accepted, duplicates);

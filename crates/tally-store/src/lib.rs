@@ -26,6 +26,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 mod dedupe;
@@ -39,6 +40,7 @@ mod rollup;
 
 pub mod conformance;
 
+pub use batch::Batch;
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::ClickHouseStore;
 pub use dedupe::RecentIds;
@@ -54,6 +56,13 @@ pub use model::{App, ExportFilter, StoredEvent};
 pub trait Store: Send + Sync {
     /// A handle that inserts events. The server keeps exactly one.
     fn writer(&self) -> Result<Box<dyn Writer>, StoreError>;
+
+    /// `events` as a batch for this store's writer, with what the writer
+    /// needs of them made beforehand: call it in each request's thread, so
+    /// that the one writer thread has less to do for every request.
+    fn batch(&self, events: Vec<StoredEvent>) -> Batch {
+        Batch::from(events)
+    }
 
     /// Calls `sink` with every stored event that `filter` selects, ordered
     /// by timestamp, until it returns [`std::ops::ControlFlow::Break`].
@@ -92,5 +101,9 @@ pub trait Writer: Send {
     /// or none of them, and says for each event whether it was new (`true`)
     /// or a duplicate (`false`). An id repeated inside `batch` counts once.
     /// When this returns `Ok`, the events survive a crash of the process.
-    fn insert(&mut self, batch: &[StoredEvent]) -> Result<Vec<bool>, StoreError>;
+    ///
+    /// The events are taken out of `batch` when they are stored (the writer
+    /// keeps what it needs without copying); on an error `batch` is left as
+    /// it was, for the caller to retry it or its parts.
+    fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError>;
 }

@@ -31,11 +31,11 @@ fn answers_as_the_embedded_store_does() {
     for store in [&clickhouse as &dyn Store, &duckdb] {
         let mut writer = store.writer().expect("writer");
         for chunk in events.chunks(300) {
-            writer.insert(chunk).expect("insert");
+            writer.insert(&mut chunk.to_vec().into()).expect("insert");
         }
         assert!(
             writer
-                .insert(&events[..100])
+                .insert(&mut events[..100].to_vec().into())
                 .expect("retry")
                 .iter()
                 .all(|new| !new),
@@ -77,14 +77,14 @@ fn a_large_group_commit_is_stored_and_recognised() {
     let mut writer = store.writer().expect("writer");
     assert!(
         writer
-            .insert(&events)
+            .insert(&mut events.to_vec().into())
             .expect("insert")
             .iter()
             .all(|new| *new)
     );
     assert!(
         writer
-            .insert(&events)
+            .insert(&mut events.to_vec().into())
             .expect("retry")
             .iter()
             .all(|new| !new)

@@ -9,7 +9,7 @@ use tally_protocol::{ErrorInfo, Event, Outcome};
 use super::http::{Http, quote};
 use crate::dedupe::{from_micros, micros};
 use crate::rollup::{Histogram, day_of, env_of, keys_of};
-use crate::{StoreError, StoredEvent, Writer};
+use crate::{Batch, StoreError, StoredEvent, Writer};
 
 /// Marks a missing dimension in `rk` (protocol strings never hold NUL).
 pub(super) const NONE: &str = "\0";
@@ -52,7 +52,8 @@ impl ClickHouseWriter {
 }
 
 impl Writer for ClickHouseWriter {
-    fn insert(&mut self, batch: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
+    fn insert(&mut self, events: &mut Batch) -> Result<Vec<bool>, StoreError> {
+        let batch = events.events();
         let mut in_batch = HashSet::new();
         let firsts: Vec<bool> = batch.iter().map(|e| in_batch.insert(e.event.id)).collect();
         let candidates: Vec<&StoredEvent> = batch
@@ -78,6 +79,7 @@ impl Writer for ClickHouseWriter {
             // and the rollups view counts it in the same statement.
             self.http.insert("events", &lines)?;
         }
+        events.take();
         Ok(new)
     }
 }

@@ -138,7 +138,7 @@ pub fn retention_forgets_old_events(store: &dyn Store) {
     }
     let mut writer = store.writer().expect("writer");
     writer
-        .insert(&[old.clone(), recent.clone()])
+        .insert(&mut vec![old.clone(), recent.clone()].into())
         .expect("insert");
     let runs = || {
         let query = tally_report::Query::from_params(
@@ -243,7 +243,7 @@ pub fn events_round_trip(store: &dyn Store) {
     let mut writer = store.writer().expect("writer");
     assert_eq!(
         writer
-            .insert(&[full.clone(), bare.clone()])
+            .insert(&mut vec![full.clone(), bare.clone()].into())
             .expect("insert"),
         [true, true]
     );
@@ -256,18 +256,20 @@ pub fn duplicates_are_stored_once(store: &dyn Store) {
     let at = datetime!(2026-11-21 10:00:00 UTC);
     let events: Vec<_> = (10..20).map(|n| sample(n, "dedupe", at)).collect();
     let mut writer = store.writer().expect("writer");
-    let first = writer.insert(&events[..6]).expect("insert");
+    let first = writer
+        .insert(&mut events[..6].to_vec().into())
+        .expect("insert");
     assert!(first.iter().all(|&new| new));
     let mut retry = events.clone();
     retry.push(events[9].clone());
-    let second = writer.insert(&retry).expect("insert");
+    let second = writer.insert(&mut retry.to_vec().into()).expect("insert");
     assert_eq!(second.iter().filter(|&&new| new).count(), 4);
     assert!(!second[10], "a repeat inside one batch is a duplicate");
     drop(writer);
     let mut restarted = store.writer().expect("writer");
     assert!(
         restarted
-            .insert(&events)
+            .insert(&mut events.to_vec().into())
             .expect("insert")
             .iter()
             .all(|&new| !new)
@@ -290,7 +292,7 @@ pub fn export_filters(store: &dyn Store) {
     store
         .writer()
         .expect("writer")
-        .insert(&events)
+        .insert(&mut events.to_vec().into())
         .expect("insert");
     let all = export(store, &app_filter("filters"));
     assert_eq!(all.len(), 10);

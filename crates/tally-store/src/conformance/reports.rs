@@ -223,7 +223,7 @@ fn rows(report: &Report, name: &str, columns: &[&str]) -> Vec<Vec<Cell>> {
 /// Each report over [`data`], against answers counted by hand.
 pub fn reports_answer_known_questions(store: &dyn Store) {
     let mut writer = store.writer().expect("writer");
-    writer.insert(&data()).expect("insert");
+    writer.insert(&mut data().into()).expect("insert");
     let s = store;
 
     // build: runs 1,2,5,6 by A,C,D; 1,2,6 exit 0. deploy: 3,4 by B; 4 exits 0.

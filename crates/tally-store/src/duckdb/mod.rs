@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use duckdb::{Connection, ToSql};
 
 use crate::dedupe::micros;
-use crate::{App, ExportFilter, Store, StoreError, StoredEvent, Writer};
+use crate::{App, Batch, ExportFilter, Store, StoreError, StoredEvent, Writer};
 
 /// The file name of the database inside a data dir.
 pub const DB_FILE: &str = "tally.duckdb";
@@ -75,7 +75,9 @@ impl DuckDbStore {
         // DuckDB's buffer pool otherwise grows to most of the machine's
         // memory; reports read rollups and ingest appends, so a small pool
         // does (DuckDB spills to disk beyond it).
-        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))?;
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = 1"
+        ))?;
         schema::migrate(&mut conn)?;
         rollups::rebuild_if_missing(&mut conn)?;
         let journal_dir = dir.join(JOURNAL_DIR);
@@ -115,6 +117,10 @@ impl DuckDbStore {
 impl Store for DuckDbStore {
     fn writer(&self) -> Result<Box<dyn Writer>, StoreError> {
         Ok(Box::new(self.open_writer()?))
+    }
+
+    fn batch(&self, events: Vec<StoredEvent>) -> Batch {
+        Batch::journaled(events)
     }
 
     fn export(

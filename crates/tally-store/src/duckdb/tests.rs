@@ -22,14 +22,18 @@ fn survives_reopening() {
             store
                 .writer()
                 .expect("w")
-                .insert(std::slice::from_ref(&event))
+                .insert(&mut vec![event.clone()].into())
                 .expect("insert"),
             [true]
         );
     }
     let store = DuckDbStore::open(dir.path()).expect("reopen");
     assert_eq!(store.apps().expect("apps").len(), 1);
-    let again = store.writer().expect("w").insert(&[event]).expect("insert");
+    let again = store
+        .writer()
+        .expect("w")
+        .insert(&mut vec![event].into())
+        .expect("insert");
     assert_eq!(again, [false], "a retry after restart is a duplicate");
 }
 
@@ -46,11 +50,14 @@ fn dedupe_falls_back_to_the_database_beyond_memory() {
     let mut writer = store.writer().expect("writer");
     for e in &events {
         assert_eq!(
-            writer.insert(std::slice::from_ref(e)).expect("insert"),
+            writer.insert(&mut vec![e.clone()].into()).expect("insert"),
             [true]
         );
     }
-    assert_eq!(writer.insert(&events).expect("insert"), [false; 5]);
+    assert_eq!(
+        writer.insert(&mut events.to_vec().into()).expect("insert"),
+        [false; 5]
+    );
     assert_eq!(stored(&store), 5);
 }
 
@@ -115,10 +122,12 @@ fn stored_rollups_answer_as_the_raw_events_do() {
     let events = conformance::varied(3_000);
     let mut writer = store.open_writer().expect("writer");
     for chunk in events.chunks(97) {
-        writer.insert(chunk).expect("insert");
+        writer.insert(&mut chunk.to_vec().into()).expect("insert");
     }
     // Retries add nothing.
-    writer.insert(&events[..500]).expect("retry");
+    writer
+        .insert(&mut events[..500].to_vec().into())
+        .expect("retry");
     let conn = store.connection().expect("conn");
     let check = |phase: &str| {
         for query in conformance::varied_queries() {
@@ -171,7 +180,11 @@ fn rollups_are_rebuilt_when_missing() {
     .expect("query");
     let before = {
         let store = DuckDbStore::open(dir.path()).expect("open");
-        store.writer().expect("w").insert(&events).expect("insert");
+        store
+            .writer()
+            .expect("w")
+            .insert(&mut events.to_vec().into())
+            .expect("insert");
         let answer = store.report(&query).expect("report");
         store
             .connection()
@@ -199,20 +212,26 @@ fn events_journaled_before_a_crash_are_stored_on_open() {
         store
             .writer()
             .expect("w")
-            .insert(&events[..1])
+            .insert(&mut events[..1].to_vec().into())
             .expect("insert");
         loader::loaded_position(&store.connection().expect("conn")).expect("position")
     };
     // What a writer killed before its loader ran leaves behind:
     let journal_dir = dir.path().join(JOURNAL_DIR);
     let mut journal = Journal::create(&journal_dir, loaded.segment).expect("journal");
-    journal.append(&events[1..3]).expect("append");
-    journal.append(&events[3..]).expect("append");
+    for events in [&events[1..3], &events[3..]] {
+        let encoded = crate::journal::Encoded::new(events);
+        journal.append([encoded.bytes()]).expect("append");
+    }
     drop(journal);
     for _ in 0..2 {
         let store = DuckDbStore::open(dir.path()).expect("reopen");
         assert_eq!(stored(&store), 4);
-        let again = store.writer().expect("w").insert(&events).expect("insert");
+        let again = store
+            .writer()
+            .expect("w")
+            .insert(&mut events.to_vec().into())
+            .expect("insert");
         assert_eq!(
             again, [false; 4],
             "journaled events are known after the crash"

@@ -23,7 +23,7 @@ use tally_protocol::Event;
 use super::loader::{self, Handoff, Loader};
 use crate::dedupe::{Seen, from_micros, micros};
 use crate::journal::{self, Journal};
-use crate::{RecentIds, StoreError, StoredEvent, Writer};
+use crate::{Batch, RecentIds, StoreError, StoredEvent, Writer};
 
 pub(super) struct DuckDbWriter {
     /// Looks up ids older than what `recent` covers.
@@ -142,25 +142,35 @@ impl DuckDbWriter {
 }
 
 impl Writer for DuckDbWriter {
-    fn insert(&mut self, batch: &[StoredEvent]) -> Result<Vec<bool>, StoreError> {
-        let mut seen = self.recent.classify(batch);
-        self.resolve(batch, &mut seen)?;
-        let new: Vec<StoredEvent> = batch
-            .iter()
-            .zip(&seen)
-            .filter(|(_, s)| **s == Seen::New)
-            .map(|(e, _)| e.clone())
-            .collect();
-        if !new.is_empty() {
-            self.handoff.wait_for_room()?;
-            let end = self.journal.append(&new)?;
-            for stored in &new {
-                self.recent
-                    .insert(stored.event.id.as_u128(), micros(stored.client_timestamp));
-            }
-            self.handoff.push(new, end);
+    fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError> {
+        let mut seen = self.recent.classify(batch.events());
+        self.resolve(batch.events(), &mut seen)?;
+        let new: Vec<bool> = seen.iter().map(|&s| s == Seen::New).collect();
+        let count = new.iter().filter(|&&n| n).count();
+        if count == 0 {
+            batch.take();
+            return Ok(new);
         }
-        Ok(seen.into_iter().map(|s| s == Seen::New).collect())
+        self.handoff.wait_for_room()?;
+        let encoded = batch.journal();
+        let end = if count == new.len() {
+            self.journal.append([encoded.bytes()])?
+        } else {
+            let pieces = (0..new.len()).filter(|&i| new[i]).map(|i| encoded.event(i));
+            self.journal.append(pieces)?
+        };
+        let events: Vec<StoredEvent> = batch
+            .take()
+            .into_iter()
+            .zip(&new)
+            .filter_map(|(e, &n)| n.then_some(e))
+            .collect();
+        for stored in &events {
+            self.recent
+                .insert(stored.event.id.as_u128(), micros(stored.client_timestamp));
+        }
+        self.handoff.push(events, end);
+        Ok(new)
     }
 }
 

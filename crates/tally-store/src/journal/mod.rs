@@ -14,9 +14,10 @@
 //! format is refused rather than skipped, so a journal left by a crash is
 //! never silently dropped by a Tally that writes a newer one. A record is
 //! its payload's length and CRC-32 (little-endian `u32`s) and the payload,
-//! the batch's events as NDJSON (the export format). A record cut short by a
+//! the batch's events in [binary form](record). A record cut short by a
 //! crash fails its length or checksum; it was never acknowledged, and the
-//! rest of its segment is ignored.
+//! rest of its segment is ignored. Segments of the first format, whose
+//! payloads were the events as NDJSON (the export format), are still read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -24,13 +25,19 @@ use std::path::{Path, PathBuf};
 
 use crate::{StoreError, StoredEvent};
 
+mod record;
+
+pub(crate) use record::Encoded;
+
 /// A segment is closed and a new one started beyond this size.
 const SEGMENT_BYTES: u64 = 64 << 20;
 /// A larger length field than this is corruption, not a batch.
 const MAX_RECORD: u32 = 1 << 30;
 const HEADER: usize = 8;
 /// The first bytes of every segment: the format and its version.
-const MAGIC: &[u8; 8] = b"TALLYJ1\n";
+const MAGIC: &[u8; 8] = b"TALLYJ2\n";
+/// The first format's: records of NDJSON, written by Tally until 2026-12.
+const MAGIC_NDJSON: &[u8; 8] = b"TALLYJ1\n";
 
 /// Where a record ends: what a store records as loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -124,22 +131,21 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends `events` as one record and syncs it to disk; returns where
-    /// the record ends. On failure nothing of it counts: the segment is cut
-    /// back and the next record goes to a new one.
+    /// Appends encoded events, given as pieces of [`Encoded`] bytes, as one
+    /// record and syncs it to disk; returns where the record ends. On
+    /// failure nothing of it counts: the segment is cut back and the next
+    /// record goes to a new one.
     pub(crate) fn append<'a>(
         &mut self,
-        events: impl IntoIterator<Item = &'a StoredEvent>,
+        events: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Position, StoreError> {
         if self.len >= SEGMENT_BYTES {
             self.rotate()?;
         }
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
-        for event in events {
-            serde_json::to_writer(&mut self.buf, event)
-                .map_err(|e| StoreError::Invalid(format!("event not serializable: {e}")))?;
-            self.buf.push(b'\n');
+        for piece in events {
+            self.buf.extend_from_slice(piece);
         }
         let payload = &self.buf[HEADER..];
         let len = u32::try_from(payload.len())
@@ -188,13 +194,20 @@ pub(crate) fn replay(
         if !read_full(&mut reader, &mut magic).map_err(|e| io_error("reading", &path, e))? {
             continue;
         }
-        if &magic != MAGIC {
-            return Err(StoreError::Corrupt(format!(
-                "journal segment {} is not of a format this Tally reads; \
-                 load it with the Tally that wrote it",
-                path.display()
-            )));
-        }
+        let ndjson = match &magic {
+            MAGIC => false,
+            MAGIC_NDJSON => true,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "journal segment {} is not of a format this Tally reads; \
+                     load it with the Tally that wrote it",
+                    path.display()
+                )));
+            }
+        };
+        let corrupt = |e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("journal {}: {e}", path.display()))
+        };
         let mut offset = MAGIC.len() as u64;
         let mut payload = Vec::new();
         loop {
@@ -209,12 +222,16 @@ pub(crate) fn replay(
             if at <= from {
                 continue;
             }
-            let events = payload
-                .split(|&b| b == b'\n')
-                .filter(|line| !line.is_empty())
-                .map(serde_json::from_slice)
-                .collect::<Result<Vec<StoredEvent>, _>>()
-                .map_err(|e| StoreError::Corrupt(format!("journal {}: {e}", path.display())))?;
+            let events = if ndjson {
+                payload
+                    .split(|&b| b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(serde_json::from_slice)
+                    .collect::<Result<Vec<StoredEvent>, _>>()
+                    .map_err(|e| corrupt(&e))?
+            } else {
+                record::decode(&payload).map_err(|e| corrupt(&e))?
+            };
             each(events, at)?;
         }
     }
@@ -269,6 +286,13 @@ mod tests {
     use crate::conformance::sample;
     use time::macros::datetime;
 
+    /// Appends `events` as one record.
+    fn append(journal: &mut Journal, events: &[StoredEvent]) -> Position {
+        journal
+            .append([Encoded::new(events).bytes()])
+            .expect("append")
+    }
+
     fn all(dir: &Path, from: Position) -> Vec<(Vec<u128>, Position)> {
         let mut seen = Vec::new();
         replay(dir, from, |events, at| {
@@ -285,8 +309,8 @@ mod tests {
         let at = datetime!(2026-11-20 10:00:00 UTC);
         let events: Vec<_> = (0..5).map(|n| sample(n, "j", at)).collect();
         let mut journal = Journal::create(dir.path(), 0).expect("create");
-        let first = journal.append(&events[..2]).expect("append");
-        let second = journal.append(&events[2..]).expect("append");
+        let first = append(&mut journal, &events[..2]);
+        let second = append(&mut journal, &events[2..]);
         let ids = |r: std::ops::Range<usize>| -> Vec<u128> {
             events[r].iter().map(|e| e.event.id.as_u128()).collect()
         };
@@ -311,8 +335,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let at = datetime!(2026-11-20 10:00:00 UTC);
         let mut journal = Journal::create(dir.path(), 0).expect("create");
-        let kept = journal.append(&[sample(1, "j", at)]).expect("append");
-        journal.append(&[sample(2, "j", at)]).expect("append");
+        let kept = append(&mut journal, &[sample(1, "j", at)]);
+        append(&mut journal, &[sample(2, "j", at)]);
         drop(journal);
         let path = segment_path(dir.path(), kept.segment);
         let file = OpenOptions::new().write(true).open(&path).expect("open");
@@ -322,7 +346,7 @@ mod tests {
         assert_eq!(seen[0].1, kept);
         // A new journal starts a new segment, so nothing follows the cut.
         let mut next = Journal::create(dir.path(), kept.segment).expect("create");
-        let after = next.append(&[sample(3, "j", at)]).expect("append");
+        let after = append(&mut next, &[sample(3, "j", at)]);
         assert_eq!(after.segment, kept.segment + 1);
         assert_eq!(all(dir.path(), kept).len(), 1);
     }
@@ -330,10 +354,10 @@ mod tests {
     /// A new segment after `after` holding one record, of event `n`.
     fn one_record(dir: &Path, after: u64, n: u32) -> Position {
         let at = datetime!(2026-11-20 10:00:00 UTC);
-        Journal::create(dir, after)
-            .expect("create")
-            .append(&[sample(n, "j", at)])
-            .expect("append")
+        append(
+            &mut Journal::create(dir, after).expect("create"),
+            &[sample(n, "j", at)],
+        )
     }
 
     /// Changes the bytes of `segment` on disk.
@@ -364,6 +388,30 @@ mod tests {
             matches!(refused, Err(StoreError::Corrupt(_))),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn segments_of_the_ndjson_format_are_still_replayed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = datetime!(2026-11-20 10:00:00 UTC);
+        let events: Vec<_> = (0..3).map(|n| sample(n, "j", at)).collect();
+        let mut payload = Vec::new();
+        for event in &events {
+            serde_json::to_writer(&mut payload, event).expect("json");
+            payload.push(b'\n');
+        }
+        let mut segment = MAGIC_NDJSON.to_vec();
+        segment.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        segment.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        segment.extend_from_slice(&payload);
+        fs::write(segment_path(dir.path(), 1), segment).expect("write");
+        let mut back = Vec::new();
+        replay(dir.path(), Position::default(), |mut e, _| {
+            back.append(&mut e);
+            Ok(())
+        })
+        .expect("replay");
+        assert_eq!(back, events);
     }
 
     #[test]
