@@ -170,7 +170,13 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
                         .build()
                         .new_agent();
                     let mut mine = Vec::new();
-                    let mut next = Instant::now();
+                    // Workers start spread over one interval, so that
+                    // requests come evenly at the rate, not in bursts of
+                    // one per worker.
+                    let mut next = started
+                        + interval.map_or(Duration::ZERO, |i| {
+                            i.mul_f64(worker as f64 / args.concurrency as f64)
+                        });
                     while Instant::now() < deadline {
                         let Some(body) = bodies.get(taken.fetch_add(1, Ordering::Relaxed)) else {
                             break;

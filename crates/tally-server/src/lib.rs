@@ -42,6 +42,7 @@ pub use state::AppState;
 use std::future::Future;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::routing::{get, post};
 
 /// The router of a Tally server over `state`.
@@ -110,6 +111,14 @@ impl Server {
         if let Some(days) = self.state.config().retention_days {
             tokio::spawn(retention(self.state.store().clone(), days));
         }
+        // A response goes out in more than one write; with Nagle's
+        // algorithm the second waited for the client's delayed ACK of the
+        // first (tens of milliseconds on an idle keep-alive connection).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "Could not set TCP_NODELAY.");
+            }
+        });
         axum::serve(listener, app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
