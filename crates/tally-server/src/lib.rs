@@ -42,8 +42,8 @@ pub use state::AppState;
 use std::future::Future;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 
 /// The router of a Tally server over `state`.
 pub fn app(state: AppState) -> Router {

@@ -13,7 +13,7 @@
 //! for it, so an export or a report sees every event acknowledged.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use super::rollups;
 use super::writer::events_batch;
 use crate::StoreError;
 use crate::StoredEvent;
-use crate::journal::{self, Position};
+use crate::journal::{self, Position, Recycler};
 use crate::rollup::{Installs, Rollups};
 
 /// Events handed over and not yet appended, at most: the writer waits
@@ -178,10 +178,8 @@ pub(super) struct Loader {
     conn: Connection,
     installs: Installs,
     compactor: Compactor,
-    journal_dir: PathBuf,
+    journal: Recycler,
     open: Option<Open>,
-    /// Journal segments before this one are removed.
-    removed_below: u64,
 }
 
 /// What a transaction that loads journaled events holds until it commits.
@@ -256,19 +254,27 @@ impl Open {
 }
 
 impl Loader {
-    pub(super) fn new(conn: &Connection, journal_dir: &Path) -> Result<Self, StoreError> {
+    pub(super) fn new(conn: &Connection, journal: Recycler) -> Result<Self, StoreError> {
         Ok(Self {
             installs: rollups::load_installs(conn)?,
             compactor: Compactor::start(conn.try_clone()?)?,
             conn: conn.try_clone()?,
-            journal_dir: journal_dir.to_owned(),
+            journal,
             open: None,
-            removed_below: 0,
         })
+    }
+
+    /// Hands the journal's segments before `below` back for reuse (and
+    /// makes the writer's next one, if none is ready).
+    fn recycle(&self, below: u64) {
+        if let Err(e) = self.journal.recycle(below) {
+            tracing::warn!(error = %e, "Recycling loaded journal segments failed.");
+        }
     }
 
     /// Loads what the writer hands over until it closes.
     pub(super) fn run(mut self, handoff: &Handoff) {
+        self.recycle(0);
         loop {
             let step = self.next_step(handoff);
             let result = match step {
@@ -384,12 +390,7 @@ impl Loader {
         state.unloaded -= open.rows;
         handoff.changed.notify_all();
         drop(state);
-        if open.end.segment > self.removed_below {
-            if let Err(e) = journal::remove_before(&self.journal_dir, open.end.segment) {
-                tracing::warn!(error = %e, "Removing loaded journal segments failed.");
-            }
-            self.removed_below = open.end.segment;
-        }
+        self.recycle(open.end.segment);
         Ok(())
     }
 }
@@ -423,7 +424,7 @@ pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), S
     })?;
     let Some((_, open)) = loaded else {
         drop(tx);
-        return journal::remove_before(journal_dir, u64::MAX);
+        return journal::recycle_loaded(journal_dir, from.segment);
     };
     open.finish(&tx)?;
     tx.commit()?;
@@ -433,5 +434,5 @@ pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), S
     );
     let days: BTreeSet<i32> = open.rollups.rows.keys().map(|k| k.day).collect();
     rollups::compact(conn, &days)?;
-    journal::remove_before(journal_dir, u64::MAX)
+    journal::recycle_loaded(journal_dir, open.end.segment)
 }

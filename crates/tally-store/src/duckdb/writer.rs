@@ -22,7 +22,7 @@ use tally_protocol::Event;
 
 use super::loader::{self, Handoff, Loader};
 use crate::dedupe::{Seen, from_micros, micros};
-use crate::journal::{self, Journal};
+use crate::journal::Journal;
 use crate::{Batch, RecentIds, StoreError, StoredEvent, Writer};
 
 pub(super) struct DuckDbWriter {
@@ -30,7 +30,6 @@ pub(super) struct DuckDbWriter {
     conn: Connection,
     recent: RecentIds,
     journal: Journal,
-    journal_dir: PathBuf,
     handoff: Arc<Handoff>,
     loader: Option<JoinHandle<()>>,
 }
@@ -82,7 +81,7 @@ impl DuckDbWriter {
             recent.insert(id.as_u128(), ts);
         }
         let journal = Journal::create(&journal_dir, loader::loaded_position(&conn)?.segment)?;
-        let loader = Loader::new(&conn, &journal_dir)?;
+        let loader = Loader::new(&conn, journal.recycler())?;
         let thread = {
             let handoff = Arc::clone(&handoff);
             std::thread::Builder::new()
@@ -94,7 +93,6 @@ impl DuckDbWriter {
             conn,
             recent,
             journal,
-            journal_dir,
             handoff,
             loader: Some(thread),
         })
@@ -175,7 +173,8 @@ impl Writer for DuckDbWriter {
 }
 
 impl Drop for DuckDbWriter {
-    /// Lets the loader store what is journaled, then removes the journal.
+    /// Lets the loader store what is journaled, then recycles the journal's
+    /// segments.
     fn drop(&mut self) {
         self.handoff.close();
         if let Some(thread) = self.loader.take()
@@ -184,9 +183,9 @@ impl Drop for DuckDbWriter {
             tracing::error!("The loader thread panicked.");
         }
         if self.handoff.all_loaded()
-            && let Err(e) = journal::remove_before(&self.journal_dir, u64::MAX)
+            && let Err(e) = self.journal.recycler().recycle(u64::MAX)
         {
-            tracing::warn!(error = %e, "Removing the journal failed.");
+            tracing::warn!(error = %e, "Recycling the journal failed.");
         }
         self.handoff.close_writer();
     }

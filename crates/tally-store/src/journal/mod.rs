@@ -18,10 +18,21 @@
 //! crash fails its length or checksum; it was never acknowledged, and the
 //! rest of its segment is ignored. Segments of the first format, whose
 //! payloads were the events as NDJSON (the export format), are still read.
+//!
+//! Segments are made at their full size ahead of need and reused once
+//! loaded (as PostgreSQL does with its WAL): a sync then writes the
+//! record's data only. Appending to a growing file also made each sync
+//! write the file's size, which on ext4 waits for the file system's own
+//! journal, and with it for whatever DuckDB had written meanwhile: tens of
+//! milliseconds, now and then. A reused segment still holds its old
+//! records past the new ones, so a record's checksum covers the segment's
+//! number too: an old record never passes for a new one.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::{StoreError, StoredEvent};
 
@@ -29,8 +40,11 @@ mod record;
 
 pub(crate) use record::Encoded;
 
-/// A segment is closed and a new one started beyond this size.
-const SEGMENT_BYTES: u64 = 64 << 20;
+/// The size segments are made at; a record that does not fit in the rest
+/// of one starts the next.
+const SEGMENT_BYTES: u64 = 16 << 20;
+/// Loaded segments kept for reuse beyond the one being written.
+const AHEAD: u64 = 2;
 /// A larger length field than this is corruption, not a batch.
 const MAX_RECORD: u32 = 1 << 30;
 const HEADER: usize = 8;
@@ -48,14 +62,32 @@ pub(crate) struct Position {
     pub offset: u64,
 }
 
-/// The open end of a journal: appends to its newest segment.
+/// The open end of a journal: appends to its current segment.
 pub(crate) struct Journal {
-    dir: PathBuf,
+    files: Recycler,
     segment: u64,
     file: File,
     len: u64,
     buf: Vec<u8>,
 }
+
+/// The journal's segment files: the one being written, those made ahead
+/// of it (numbered after it and holding no record of theirs), and those
+/// before it, which wait to be loaded.
+struct Files {
+    dir: PathBuf,
+    /// The segment being written (0: none).
+    current: u64,
+    /// Segments made ahead, in order.
+    ahead: VecDeque<u64>,
+    /// The highest number a segment had or has.
+    highest: u64,
+}
+
+/// What lets the loader hand loaded segments back for reuse while the
+/// writer appends.
+#[derive(Clone)]
+pub(crate) struct Recycler(Arc<Mutex<Files>>);
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> StoreError {
     StoreError::Unavailable(format!("journal {what} {}: {e}", path.display()))
@@ -87,61 +119,188 @@ fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(found)
 }
 
-fn new_segment(dir: &Path, segment: u64) -> Result<File, StoreError> {
-    let path = segment_path(dir, segment);
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| io_error("creating", &path, e))?;
-    file.write_all(MAGIC)
-        .and_then(|()| file.sync_data())
-        .map_err(|e| io_error("creating", &path, e))?;
-    sync_dir(dir)?;
-    Ok(file)
-}
-
-/// Makes a file's creation or removal in `dir` durable.
+/// Makes a file's creation, renaming or removal in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("syncing", dir, e))
 }
 
-impl Journal {
-    /// Starts a new segment in `dir`, numbered after `after` and after every
-    /// segment there.
-    pub(crate) fn create(dir: &Path, after: u64) -> Result<Self, StoreError> {
+/// A record's checksum: of its payload and of the segment it is in.
+fn checksum(segment: u64, payload: &[u8]) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&segment.to_le_bytes());
+    crc.update(payload);
+    crc.finalize()
+}
+
+impl Files {
+    /// The files in `dir`, whose segments up to `loaded` are loaded and
+    /// after it hold no record (a crash's were loaded when the store
+    /// opened, and the next record goes after them).
+    fn scan(dir: &Path, loaded: u64) -> Result<Self, StoreError> {
         fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
-        let last = segments(dir)?.last().copied().unwrap_or(0);
-        let segment = after.max(last) + 1;
+        let found = segments(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
+            current: 0,
+            ahead: found.iter().copied().filter(|&s| s > loaded).collect(),
+            highest: found.last().copied().unwrap_or(0).max(loaded),
+        })
+    }
+
+    /// Moves on to the next segment, made ahead or made now, and returns
+    /// it positioned after its magic.
+    fn next(&mut self) -> Result<File, StoreError> {
+        let segment = match self.ahead.pop_front() {
+            Some(segment) => {
+                let path = segment_path(&self.dir, segment);
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io_error("opening", &path, e))?;
+                // A reused segment may be of an older format.
+                file.write_all(MAGIC)
+                    .map_err(|e| io_error("writing", &path, e))?;
+                self.current = segment;
+                return Ok(file);
+            }
+            None => self.highest + 1,
+        };
+        let path = segment_path(&self.dir, segment);
+        let mut file = zeroed(&path)?;
+        file.seek(SeekFrom::Start(MAGIC.len() as u64))
+            .map_err(|e| io_error("creating", &path, e))?;
+        sync_dir(&self.dir)?;
+        (self.current, self.highest) = (segment, segment);
+        Ok(file)
+    }
+
+    /// Renames the segments before `below` (loaded, all of them, and not
+    /// the one written) to follow the last one, to be written again, or
+    /// removes them once enough are ahead.
+    fn recycle(&mut self, below: u64) -> Result<(), StoreError> {
+        let old: Vec<u64> = segments(&self.dir)?
+            .into_iter()
+            .filter(|&s| s < below && s != self.current && !self.ahead.contains(&s))
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        for segment in old {
+            let path = segment_path(&self.dir, segment);
+            // Another format's records pass its own checks, not ours: such a
+            // segment would be read as holding them again.
+            if self.ahead.len() < AHEAD as usize && has_magic(&path) {
+                let to = segment_path(&self.dir, self.highest + 1);
+                fs::rename(&path, &to).map_err(|e| io_error("renaming", &path, e))?;
+                self.highest += 1;
+                self.ahead.push_back(self.highest);
+            } else {
+                fs::remove_file(&path).map_err(|e| io_error("removing", &path, e))?;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+/// Makes a segment file at `path`, [`MAGIC`] and zeros to the full size,
+/// synced with its size, so that appends to it overwrite and never grow it.
+fn zeroed(path: &Path) -> Result<File, StoreError> {
+    let mut file = File::create(path).map_err(|e| io_error("creating", path, e))?;
+    let written = (|| {
+        file.write_all(MAGIC)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = SEGMENT_BYTES - MAGIC.len() as u64;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            file.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        file.sync_all()
+    })();
+    written.map_err(|e| io_error("creating", path, e))?;
+    Ok(file)
+}
+
+/// Whether the file at `path` starts with this format's [`MAGIC`].
+fn has_magic(path: &Path) -> bool {
+    let mut magic = [0u8; MAGIC.len()];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == MAGIC
+}
+
+impl Recycler {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Files> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands back the segments before `below`, which are loaded: kept for
+    /// reuse ahead of the writer, or removed. While fewer than needed are
+    /// ahead, makes one more, without holding up the writer meanwhile: a
+    /// writer that has to make its next segment itself keeps its requests
+    /// waiting for it.
+    pub(crate) fn recycle(&self, below: u64) -> Result<(), StoreError> {
+        let dir = {
+            let mut files = self.lock();
+            files.recycle(below)?;
+            if files.ahead.len() >= AHEAD as usize {
+                return Ok(());
+            }
+            files.dir.clone()
+        };
+        let spare = dir.join("ahead.tmp");
+        zeroed(&spare)?;
+        let mut files = self.lock();
+        let segment = files.highest + 1;
+        let path = segment_path(&dir, segment);
+        fs::rename(&spare, &path).map_err(|e| io_error("renaming", &spare, e))?;
+        sync_dir(&dir)?;
+        files.highest = segment;
+        files.ahead.push_back(segment);
+        Ok(())
+    }
+}
+
+impl Journal {
+    /// Starts writing in `dir`, whose segments up to `after` are loaded and
+    /// after it hold no record (a crash's were loaded when the store
+    /// opened), at the first segment after it.
+    pub(crate) fn create(dir: &Path, after: u64) -> Result<Self, StoreError> {
+        let mut files = Files::scan(dir, after)?;
+        let file = files.next()?;
+        let segment = files.current;
+        Ok(Self {
+            files: Recycler(Arc::new(Mutex::new(files))),
             segment,
-            file: new_segment(dir, segment)?,
+            file,
             len: MAGIC.len() as u64,
             buf: Vec::new(),
         })
     }
 
+    /// What the loader recycles loaded segments with.
+    pub(crate) fn recycler(&self) -> Recycler {
+        self.files.clone()
+    }
+
     fn rotate(&mut self) -> Result<(), StoreError> {
-        self.file = new_segment(&self.dir, self.segment + 1)?;
-        self.segment += 1;
+        let mut files = self.files.lock();
+        self.file = files.next()?;
+        self.segment = files.current;
         self.len = MAGIC.len() as u64;
         Ok(())
     }
 
     /// Appends encoded events, given as pieces of [`Encoded`] bytes, as one
     /// record and syncs it to disk; returns where the record ends. On
-    /// failure nothing of it counts: the segment is cut back and the next
-    /// record goes to a new one.
+    /// failure nothing of it counts: the next record goes to a new segment.
     pub(crate) fn append<'a>(
         &mut self,
         events: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Position, StoreError> {
-        if self.len >= SEGMENT_BYTES {
-            self.rotate()?;
-        }
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
         for piece in events {
@@ -152,7 +311,10 @@ impl Journal {
             .ok()
             .filter(|&n| n <= MAX_RECORD)
             .ok_or_else(|| StoreError::Invalid("batch too large for one journal record".into()))?;
-        let crc = crc32fast::hash(payload);
+        if self.len > MAGIC.len() as u64 && self.len + self.buf.len() as u64 > SEGMENT_BYTES {
+            self.rotate()?;
+        }
+        let crc = checksum(self.segment, &self.buf[HEADER..]);
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
         let written = self
@@ -160,11 +322,10 @@ impl Journal {
             .write_all(&self.buf)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
-            let path = segment_path(&self.dir, self.segment);
-            // A partial record would end the segment for replay; keep what
-            // was acknowledged readable by cutting it off and moving on.
-            let _ = self.file.set_len(self.len);
+            // What reached the file fails its checksum or is never
+            // reached: the next record starts a new segment.
             self.len = SEGMENT_BYTES;
+            let path = segment_path(&self.files.lock().dir, self.segment);
             return Err(io_error("writing", &path, e));
         }
         self.len += self.buf.len() as u64;
@@ -197,6 +358,8 @@ pub(crate) fn replay(
         let ndjson = match &magic {
             MAGIC => false,
             MAGIC_NDJSON => true,
+            // Made by a writer that stopped before it was synced.
+            [0, 0, 0, 0, 0, 0, 0, 0] => continue,
             _ => {
                 return Err(StoreError::Corrupt(format!(
                     "journal segment {} is not of a format this Tally reads; \
@@ -212,7 +375,9 @@ pub(crate) fn replay(
         let mut payload = Vec::new();
         loop {
             let mut header = [0u8; HEADER];
-            match read_record(&mut reader, &mut header, &mut payload) {
+            // The first format's checksums are of the payload alone.
+            let number = (!ndjson).then_some(segment);
+            match read_record(&mut reader, number, &mut header, &mut payload) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => return Err(io_error("reading", &path, e)),
@@ -238,10 +403,12 @@ pub(crate) fn replay(
     Ok(())
 }
 
-/// Reads one whole, intact record into `payload`; false at the end of the
-/// segment or at a record cut short.
+/// Reads one whole, intact record of segment `number` into `payload`;
+/// false at the end of the segment: where the file or its records end
+/// (zeros, or the records of its last use), or at a record cut short.
 fn read_record(
     reader: &mut impl Read,
+    number: Option<u64>,
     header: &mut [u8; HEADER],
     payload: &mut Vec<u8>,
 ) -> io::Result<bool> {
@@ -250,12 +417,15 @@ fn read_record(
     }
     let [l0, l1, l2, l3, c0, c1, c2, c3] = *header;
     let len = u32::from_le_bytes([l0, l1, l2, l3]);
-    if len > MAX_RECORD {
+    if len == 0 || len > MAX_RECORD {
         return Ok(false);
     }
     payload.resize(len as usize, 0);
-    Ok(read_full(reader, payload)?
-        && crc32fast::hash(payload) == u32::from_le_bytes([c0, c1, c2, c3]))
+    if !read_full(reader, payload)? {
+        return Ok(false);
+    }
+    let crc = number.map_or_else(|| crc32fast::hash(payload), |n| checksum(n, payload));
+    Ok(crc == u32::from_le_bytes([c0, c1, c2, c3]))
 }
 
 /// Fills `buf`; false if the input ends first.
@@ -267,17 +437,10 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     }
 }
 
-/// Deletes the segments wholly before `keep`, which the store has loaded.
-pub(crate) fn remove_before(dir: &Path, keep: u64) -> Result<(), StoreError> {
-    let old: Vec<u64> = segments(dir)?.into_iter().filter(|&s| s < keep).collect();
-    for &segment in &old {
-        let path = segment_path(dir, segment);
-        fs::remove_file(&path).map_err(|e| io_error("removing", &path, e))?;
-    }
-    if !old.is_empty() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+/// Recycles the segments of `dir` up to `loaded`, all of them loaded, when
+/// no writer has the journal open.
+pub(crate) fn recycle_loaded(dir: &Path, loaded: u64) -> Result<(), StoreError> {
+    Files::scan(dir, loaded)?.recycle(loaded + 1)
 }
 
 #[cfg(test)]
@@ -415,11 +578,50 @@ mod tests {
     }
 
     #[test]
-    fn loaded_segments_are_removed() {
+    fn loaded_segments_are_kept_ahead_for_reuse_and_the_rest_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = one_record(dir.path(), 0, 1);
-        let second = one_record(dir.path(), first.segment, 2);
-        remove_before(dir.path(), second.segment).expect("remove");
-        assert_eq!(segments(dir.path()).expect("segments"), [second.segment]);
+        for after in 0..4 {
+            Journal::create(dir.path(), after).expect("create");
+        }
+        assert_eq!(segments(dir.path()).expect("segments"), [1, 2, 3, 4]);
+        recycle_loaded(dir.path(), 4).expect("recycle");
+        assert_eq!(segments(dir.path()).expect("segments"), [5, 6]);
+        // The next writer takes one made ahead instead of making one.
+        let journal = Journal::create(dir.path(), 4).expect("create");
+        assert_eq!(journal.segment, 5);
+        assert_eq!(segments(dir.path()).expect("segments"), [5, 6]);
+    }
+
+    #[test]
+    fn a_reused_segment_never_replays_its_old_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = datetime!(2026-11-20 10:00:00 UTC);
+        let (old, kept) = (sample(1, "j", at), sample(2, "j", at));
+        let mut new = old.clone();
+        new.event.id = uuid::Uuid::from_u128(3);
+        let mut journal = Journal::create(dir.path(), 0).expect("create");
+        append(&mut journal, std::slice::from_ref(&old));
+        append(&mut journal, std::slice::from_ref(&kept));
+        // A record too large for the rest of segment 1 starts segment 2.
+        let filler = vec![7u8; SEGMENT_BYTES as usize];
+        let loaded = journal.append([&filler[..]]).expect("append");
+        assert_eq!(loaded.segment, 2);
+        journal.recycler().recycle(2).expect("recycle");
+        // Segment 1, with its two records, is now segment 3, next in line;
+        // the new record, as long as the first old one, ends right where
+        // the second old one starts.
+        let end = append(&mut journal, std::slice::from_ref(&new));
+        assert_eq!(end.segment, 3);
+        let ids: Vec<u128> = vec![3];
+        assert_eq!(all(dir.path(), loaded), [(ids, end)]);
+    }
+
+    #[test]
+    fn segments_of_another_format_are_removed_not_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(dir.path()).expect("dir");
+        fs::write(segment_path(dir.path(), 1), MAGIC_NDJSON).expect("write");
+        recycle_loaded(dir.path(), 1).expect("recycle");
+        assert!(segments(dir.path()).expect("segments").is_empty());
     }
 }
