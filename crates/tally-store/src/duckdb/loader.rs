@@ -189,7 +189,7 @@ struct Open {
     batches: u64,
     end: Position,
     /// The rollups of every event appended, written at commit.
-    rollups: Rollups<'static>,
+    rollups: Rollups,
 }
 
 impl Open {
@@ -215,9 +215,8 @@ impl Open {
         end: Position,
     ) -> Result<(), StoreError> {
         let (numbers, fresh) = rollups::number_installs(installs, events.iter().copied());
-        let mut rollup = Rollups::default();
         for (stored, &install) in events.iter().zip(&numbers) {
-            rollup.add(&stored.event, install);
+            self.rollups.add(&stored.event, install);
         }
         let mut appender = conn.appender("events")?;
         appender.append_record_batch(events_batch(events, &numbers)?)?;
@@ -231,9 +230,6 @@ impl Open {
         // Should it roll back, the loader stops and the next start reloads.
         for (id, n) in fresh {
             installs.insert(id.as_u128(), n);
-        }
-        for (key, agg) in rollup.rows {
-            self.rollups.merge(key.into_owned(), &agg);
         }
         self.rows += events.len();
         self.batches += batches;

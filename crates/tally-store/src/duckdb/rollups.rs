@@ -21,7 +21,7 @@ const COLUMNS: &str = "app, kind, day, version, os, env, d1, d2, d3, d4, runs, o
                        first_us, last_us";
 
 /// Appends `rollups` to the rollup table; returns how many rows.
-pub(super) fn append(conn: &Connection, rollups: &Rollups<'_>) -> Result<usize, StoreError> {
+pub(super) fn append(conn: &Connection, rollups: &Rollups) -> Result<usize, StoreError> {
     let mut appender = conn.appender("rollups")?;
     for (key, agg) in &rollups.rows {
         let [d1, d2, d3, d4] = key.dims.each_ref().map(|d| d.as_deref());

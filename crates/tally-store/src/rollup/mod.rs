@@ -286,19 +286,21 @@ pub(crate) fn keys_of(event: &Event) -> Vec<(Kind, [Option<&str>; 4])> {
 
 /// Rollup rows being built, e.g. for one batch of events.
 #[derive(Debug, Default)]
-pub(crate) struct Rollups<'a> {
-    pub(crate) rows: HashMap<Key<'a>, Agg>,
+pub(crate) struct Rollups {
+    pub(crate) rows: hashbrown::HashMap<Key<'static>, Agg>,
 }
 
-impl<'a> Rollups<'a> {
-    /// Adds one stored event (custom events have no rollups).
-    pub(crate) fn add(&mut self, event: &'a Event, install: u32) {
+impl Rollups {
+    /// Adds one stored event (custom events have no rollups). A key is
+    /// looked up as it borrows from the event, and copied only when new:
+    /// most events add to rows that exist.
+    pub(crate) fn add(&mut self, event: &Event, install: u32) {
         if event.name.is_some() {
             return;
         }
         let day = day_of(micros(event.timestamp));
         let env = env_of(event);
-        let mut put = |kind: Kind, dims: [Option<&'a str>; 4]| {
+        for (kind, dims) in keys_of(event) {
             let key = Key {
                 app: Cow::Borrowed(&event.app),
                 kind,
@@ -308,19 +310,33 @@ impl<'a> Rollups<'a> {
                 env,
                 dims: dims.map(|d| d.map(Cow::Borrowed)),
             };
-            self.rows
-                .entry(key)
-                .or_default()
-                .add(event, install, kind == Kind::Command);
-        };
-        for (kind, dims) in keys_of(event) {
-            put(kind, dims);
+            self.rows.entry_ref(&Lookup(key)).or_default().add(
+                event,
+                install,
+                kind == Kind::Command,
+            );
         }
     }
 
     /// Adds rows (read back, say) into these.
-    pub(crate) fn merge(&mut self, key: Key<'a>, agg: &Agg) {
+    pub(crate) fn merge(&mut self, key: Key<'static>, agg: &Agg) {
         self.rows.entry(key).or_default().merge(agg);
+    }
+}
+
+/// A key that borrows, to look up rows whose keys own their text.
+#[derive(Hash)]
+struct Lookup<'a>(Key<'a>);
+
+impl hashbrown::Equivalent<Key<'static>> for Lookup<'_> {
+    fn equivalent(&self, key: &Key<'static>) -> bool {
+        self.0 == *key
+    }
+}
+
+impl From<&Lookup<'_>> for Key<'static> {
+    fn from(lookup: &Lookup<'_>) -> Self {
+        lookup.0.clone().into_owned()
     }
 }
 
