@@ -13,8 +13,7 @@
 //! Memory is bounded by the capacity whatever the store holds; evicting the
 //! oldest entry advances `complete_from` past that entry's timestamp.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use hashbrown::HashTable;
 
 use crate::StoredEvent;
 
@@ -40,29 +39,68 @@ pub enum Seen {
 /// assert!(!recent.contains(1));
 /// assert!(recent.covers(101) && !recent.covers(100));
 /// ```
-#[derive(Debug)]
 pub struct RecentIds {
     capacity: usize,
-    ids: HashSet<u128, BuildHasherDefault<IdHasher>>,
-    order: VecDeque<(u128, i64)>,
+    /// The ids remembered, oldest first from `next` on once full: a ring.
+    ring: Vec<Remembered>,
+    next: usize,
+    /// Where in `ring` each id is: 4 bytes a slot, where a set of the ids
+    /// themselves would take 16 (and most of the memory is this index).
+    index: HashTable<u32>,
     complete_from: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    /// The id's two halves (not a `u128`, whose 16-byte alignment would
+    /// pad each slot to 32 bytes).
+    id: [u64; 2],
+    client_micros: i64,
+}
+
+fn halves(id: u128) -> [u64; 2] {
+    [id as u64, (id >> 64) as u64]
+}
+
+/// Event ids are random (v4) or random in their low bits (v7), so folding
+/// them is as good a hash as SipHash at a fraction of the cost.
+fn hash([low, high]: [u64; 2]) -> u64 {
+    low ^ high.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl std::fmt::Debug for RecentIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecentIds")
+            .field("capacity", &self.capacity)
+            .field("len", &self.ring.len())
+            .field("complete_from", &self.complete_from)
+            .finish()
+    }
 }
 
 impl RecentIds {
     /// An empty memory of at most `capacity` ids that is complete for client
     /// timestamps (microseconds since the epoch) from `complete_from` on.
     pub fn new(capacity: usize, complete_from: i64) -> Self {
+        let capacity = capacity.clamp(1, u32::MAX as usize);
         Self {
-            capacity: capacity.max(1),
-            ids: HashSet::with_capacity_and_hasher(capacity.min(1 << 20), Default::default()),
-            order: VecDeque::with_capacity(capacity.min(1 << 20)),
+            capacity,
+            ring: Vec::with_capacity(capacity.min(1 << 20)),
+            next: 0,
+            index: HashTable::with_capacity(capacity.min(1 << 20)),
             complete_from,
         }
     }
 
+    fn slot_of(&self, id: [u64; 2]) -> Option<u32> {
+        self.index
+            .find(hash(id), |&slot| self.ring[slot as usize].id == id)
+            .copied()
+    }
+
     /// Whether `id` is in memory.
     pub fn contains(&self, id: u128) -> bool {
-        self.ids.contains(&id)
+        self.slot_of(halves(id)).is_some()
     }
 
     /// Whether memory holds every stored id with this client timestamp.
@@ -72,21 +110,33 @@ impl RecentIds {
 
     /// Remembers a stored event, forgetting the oldest if full.
     pub fn insert(&mut self, id: u128, client_micros: i64) {
-        if !self.ids.insert(id) {
+        let id = halves(id);
+        if self.slot_of(id).is_some() {
             return;
         }
-        self.order.push_back((id, client_micros));
-        if self.order.len() > self.capacity
-            && let Some((old, old_micros)) = self.order.pop_front()
-        {
-            self.ids.remove(&old);
-            self.complete_from = self.complete_from.max(old_micros.saturating_add(1));
-        }
+        let new = Remembered { id, client_micros };
+        let slot = if self.ring.len() < self.capacity {
+            self.ring.push(new);
+            self.ring.len() - 1
+        } else {
+            let slot = self.next;
+            self.next = (slot + 1) % self.capacity;
+            let old = std::mem::replace(&mut self.ring[slot], new);
+            if let Ok(found) = self.index.find_entry(hash(old.id), |&s| s as usize == slot) {
+                found.remove();
+            }
+            self.complete_from = self.complete_from.max(old.client_micros.saturating_add(1));
+            slot
+        };
+        let ring = &self.ring;
+        self.index
+            .insert_unique(hash(id), slot as u32, |&s| hash(ring[s as usize].id));
     }
 
     /// Sorts each event of `batch` into new, duplicate, or ask-the-store.
     pub fn classify(&self, batch: &[StoredEvent]) -> Vec<Seen> {
-        let mut in_batch = HashSet::with_capacity_and_hasher(batch.len(), IdBuild::default());
+        let mut in_batch =
+            foldhash::HashSet::with_capacity_and_hasher(batch.len(), Default::default());
         batch
             .iter()
             .map(|e| {
@@ -100,29 +150,6 @@ impl RecentIds {
                 }
             })
             .collect()
-    }
-}
-
-type IdBuild = BuildHasherDefault<IdHasher>;
-
-/// Event ids are random (v4) or random in their low bits (v7), so folding
-/// them is as good a hash as SipHash at a fraction of the cost.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-    fn write_u128(&mut self, id: u128) {
-        self.0 = (id as u64) ^ ((id >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -153,6 +180,17 @@ mod tests {
         recent.insert(4, 30);
         // id 2 (ts 10) went, but completeness never moves back.
         assert!(!recent.covers(50));
+    }
+
+    #[test]
+    fn memory_keeps_the_newest_ids_through_many_evictions() {
+        let mut recent = RecentIds::new(3, 0);
+        for n in 1..=10u128 {
+            recent.insert(n << 64 | n, n as i64 * 10);
+        }
+        let kept: Vec<u128> = (1..=10).filter(|&n| recent.contains(n << 64 | n)).collect();
+        assert_eq!(kept, [8, 9, 10]);
+        assert!(recent.covers(71) && !recent.covers(70));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct DuckDbStore {
 
 impl DuckDbStore {
     /// How many recent event ids the writer remembers by default (about
-    /// 50 MB); see [`crate::RecentIds`].
+    /// 35 MB); see [`crate::RecentIds`].
     pub const DEFAULT_RECENT_IDS: usize = 1_000_000;
 
     /// Opens (creating if needed) the store in `dir`.
