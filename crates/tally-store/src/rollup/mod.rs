@@ -319,6 +319,7 @@ impl Rollups {
     }
 
     /// Adds rows (read back, say) into these.
+    #[cfg(feature = "duckdb")]
     pub(crate) fn merge(&mut self, key: Key<'static>, agg: &Agg) {
         self.rows.entry(key).or_default().merge(agg);
     }
