@@ -43,7 +43,6 @@ use std::future::Future;
 
 use axum::Router;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 
 /// The router of a Tally server over `state`.
 pub fn app(state: AppState) -> Router {
@@ -111,14 +110,6 @@ impl Server {
         if let Some(days) = self.state.config().retention_days {
             tokio::spawn(retention(self.state.store().clone(), days));
         }
-        // A response goes out in more than one write; with Nagle's
-        // algorithm the second waited for the client's delayed ACK of the
-        // first (tens of milliseconds on an idle keep-alive connection).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "Could not set TCP_NODELAY.");
-            }
-        });
         axum::serve(listener, app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
