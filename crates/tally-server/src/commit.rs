@@ -169,15 +169,14 @@ fn run(mut writer: Box<dyn Writer>, rx: &mpsc::Receiver<Msg>, max_group: usize, 
     }
 }
 
-fn commit_group(writer: &mut dyn Writer, jobs: Vec<Job>, metrics: &Metrics) {
-    let mut sizes = Vec::with_capacity(jobs.len());
+fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) {
     let mut group = Batch::default();
-    let jobs: Vec<Job> = jobs
-        .into_iter()
-        .map(|mut job| {
-            sizes.push(job.events.len());
+    let sizes: Vec<usize> = jobs
+        .iter_mut()
+        .map(|job| {
+            let n = job.events.len();
             group.append(std::mem::take(&mut job.events));
-            job
+            n
         })
         .collect();
     let started = Instant::now();
