@@ -131,20 +131,7 @@ pub fn decode_batch(
     now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<DecodedBatch, BatchError> {
-    // Tracking the path costs time on every value, so it is only done to
-    // say where a body that failed to parse went wrong.
-    let raw: RawBatch = match serde_json::from_slice(body) {
-        Ok(raw) => raw,
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(body);
-            let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid_json(&e))?;
-            de.end().map_err(|e| BatchError::InvalidJson {
-                path: ".".into(),
-                reason: message_of(&e),
-            })?;
-            raw
-        }
-    };
+    let raw: RawBatch = parse(body)?;
     if raw.events.len() > limits.max_events_per_batch {
         return Err(BatchError::TooManyEvents {
             count: raw.events.len(),
@@ -198,19 +185,10 @@ fn decode_event(
             ),
         ));
     }
-    // As for the batch: the path is looked for only when parsing failed.
-    let mut event: Event = match serde_json::from_str(text) {
-        Ok(event) => event,
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                let BatchError::InvalidJson { path, reason } = invalid_json(&e) else {
-                    unreachable!("invalid_json builds InvalidJson")
-                };
-                (path, reason)
-            })?
-        }
-    };
+    let mut event: Event = parse(text.as_bytes()).map_err(|e| match e {
+        BatchError::InvalidJson { path, reason } => (path, reason),
+        other => (String::new(), other.to_string()),
+    })?;
     validate::event(&event, app).map_err(|e| (e.field, e.reason))?;
 
     let client_timestamp = event.timestamp;
@@ -231,6 +209,20 @@ fn decode_event(
         ));
     }
     Ok((event, client_timestamp))
+}
+
+/// Parses `json` as a `T`. Tracking the path costs time on every value, so
+/// it is only done to say where JSON that failed to parse went wrong.
+fn parse<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Result<T, BatchError> {
+    serde_json::from_slice(json).or_else(|_| {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid_json(&e))?;
+        de.end().map_err(|e| BatchError::InvalidJson {
+            path: ".".into(),
+            reason: message_of(&e),
+        })?;
+        Ok(value)
+    })
 }
 
 fn invalid_json(e: &serde_path_to_error::Error<serde_json::Error>) -> BatchError {

@@ -209,6 +209,18 @@ pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
     }
 }
 
+/// An event with none of the optional fields set, made from `n`.
+pub fn bare(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
+    let mut bare = sample(n, app, at);
+    let e = &mut bare.event;
+    (e.outcome, e.os_version, e.ci, e.tty, e.error) = (None, None, None, None, None);
+    (e.container, e.wsl, e.name) = (None, None, None);
+    e.flags.clear();
+    e.deps.clear();
+    e.properties.clear();
+    bare
+}
+
 fn export(store: &dyn Store, filter: &ExportFilter) -> Vec<StoredEvent> {
     let mut out = Vec::new();
     store
@@ -233,13 +245,7 @@ pub fn events_round_trip(store: &dyn Store) {
     let at = datetime!(2026-11-20 10:00:00.123456 UTC);
     let mut full = sample(1, "roundtrip", at);
     full.event.name = Some("cache.hit".into());
-    let mut bare = sample(2, "roundtrip", at + time::Duration::seconds(1));
-    let e = &mut bare.event;
-    (e.outcome, e.os_version, e.ci, e.tty, e.error) = (None, None, None, None, None);
-    (e.container, e.wsl, e.name) = (None, None, None);
-    e.flags.clear();
-    e.deps.clear();
-    e.properties.clear();
+    let bare = bare(2, "roundtrip", at + time::Duration::seconds(1));
     let mut writer = store.writer().expect("writer");
     assert_eq!(
         writer

@@ -21,7 +21,7 @@ use duckdb::{Connection, params};
 
 use super::compactor::Compactor;
 use super::rollups;
-use super::writer::events_batch;
+use super::rows::events_batch;
 use crate::StoreError;
 use crate::StoredEvent;
 use crate::journal::{self, Position, Recycler};
@@ -404,7 +404,8 @@ pub(super) fn loaded_position(conn: &Connection) -> Result<Position, StoreError>
 }
 
 /// Loads what the journal holds beyond the loaded position (the events a
-/// crash left unloaded) in one transaction, then removes the journal. Runs
+/// crash left unloaded) in one transaction, then recycles the journal's
+/// segments. Runs
 /// when the store opens, before any writer.
 pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), StoreError> {
     let from = loaded_position(conn)?;

@@ -11,6 +11,7 @@
 mod compactor;
 mod loader;
 mod rollups;
+mod rows;
 mod schema;
 mod writer;
 
@@ -32,7 +33,7 @@ const JOURNAL_DIR: &str = "journal";
 /// The most memory DuckDB's buffer pool may hold.
 const MEMORY_LIMIT: &str = "256MB";
 
-/// Columns read back by exports, in the order `writer::row_to_event` expects.
+/// Columns read back by exports, in the order `rows::row_to_event` expects.
 const EXPORT_COLUMNS: &str = "id, epoch_us(timestamp), epoch_us(client_timestamp),
     epoch_us(received_at), app, app_version, install_id, command, flags, exit_code,
     outcome, duration_ms, os, arch, os_version, ci, agent, tty, error_kind,
@@ -96,15 +97,6 @@ impl DuckDbStore {
         &self.path
     }
 
-    fn open_writer(&self) -> Result<writer::DuckDbWriter, StoreError> {
-        writer::DuckDbWriter::open(
-            self.connection()?,
-            self.recent_ids,
-            self.journal_dir.clone(),
-            Arc::clone(&self.handoff),
-        )
-    }
-
     fn connection(&self) -> Result<Connection, StoreError> {
         let root = self
             .root
@@ -116,7 +108,12 @@ impl DuckDbStore {
 
 impl Store for DuckDbStore {
     fn writer(&self) -> Result<Box<dyn Writer>, StoreError> {
-        Ok(Box::new(self.open_writer()?))
+        Ok(Box::new(writer::DuckDbWriter::open(
+            self.connection()?,
+            self.recent_ids,
+            self.journal_dir.clone(),
+            Arc::clone(&self.handoff),
+        )?))
     }
 
     fn batch(&self, events: Vec<StoredEvent>) -> Batch {
@@ -150,7 +147,7 @@ impl Store for DuckDbStore {
         let mut count = 0;
         while let Some(row) = rows.next()? {
             count += 1;
-            if sink(writer::row_to_event(row)?).is_break() {
+            if sink(rows::row_to_event(row)?).is_break() {
                 break;
             }
         }

@@ -10,7 +10,7 @@ use duckdb::{Connection, ToSql, params};
 use tally_report::Filter;
 
 use super::EXPORT_COLUMNS;
-use super::writer::row_to_event;
+use super::rows::row_to_event;
 use crate::StoreError;
 use crate::rollup::{
     self, Agg, Histogram, Installs, Key, Kind, Rollups, Row, day_start, parse_env,

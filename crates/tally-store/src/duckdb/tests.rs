@@ -118,9 +118,11 @@ impl crate::rollup::Source for RawSource<'_> {
 #[test]
 fn stored_rollups_answer_as_the_raw_events_do() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = DuckDbStore::open(dir.path()).expect("open");
+    // A small memory of ids, so that retries are also looked up in the
+    // database.
+    let store = DuckDbStore::open_with(dir.path(), 100).expect("open");
     let events = conformance::varied(3_000);
-    let mut writer = store.open_writer().expect("writer");
+    let mut writer = store.writer().expect("writer");
     for chunk in events.chunks(97) {
         writer.insert(&mut chunk.to_vec().into()).expect("insert");
     }

@@ -456,6 +456,17 @@ mod tests {
             .expect("append")
     }
 
+    /// Every event the journal in `dir` replays.
+    fn replayed(dir: &Path) -> Vec<StoredEvent> {
+        let mut back = Vec::new();
+        replay(dir, Position::default(), |mut e, _| {
+            back.append(&mut e);
+            Ok(())
+        })
+        .expect("replay");
+        back
+    }
+
     fn all(dir: &Path, from: Position) -> Vec<(Vec<u128>, Position)> {
         let mut seen = Vec::new();
         replay(dir, from, |events, at| {
@@ -484,13 +495,7 @@ mod tests {
         assert_eq!(all(dir.path(), first), [(ids(2..5), second)]);
         assert_eq!(all(dir.path(), second), []);
         // Events come back field for field.
-        let mut back = Vec::new();
-        replay(dir.path(), Position::default(), |mut e, _| {
-            back.append(&mut e);
-            Ok(())
-        })
-        .expect("replay");
-        assert_eq!(back, events);
+        assert_eq!(replayed(dir.path()), events);
     }
 
     #[test]
@@ -568,13 +573,7 @@ mod tests {
         segment.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         segment.extend_from_slice(&payload);
         fs::write(segment_path(dir.path(), 1), segment).expect("write");
-        let mut back = Vec::new();
-        replay(dir.path(), Position::default(), |mut e, _| {
-            back.append(&mut e);
-            Ok(())
-        })
-        .expect("replay");
-        assert_eq!(back, events);
+        assert_eq!(replayed(dir.path()), events);
     }
 
     #[test]

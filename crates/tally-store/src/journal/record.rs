@@ -325,7 +325,7 @@ impl Input<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::sample;
+    use crate::conformance::{bare, sample};
     use time::macros::datetime;
 
     /// Events with every combination of optional fields `sample` makes, and
@@ -333,14 +333,8 @@ mod tests {
     fn events() -> Vec<StoredEvent> {
         let at = datetime!(2026-11-20 10:00:00.123456 UTC);
         let mut events: Vec<_> = (0..28).map(|n| sample(n, "rec", at)).collect();
-        let mut bare = sample(99, "rec", at);
-        let e = &mut bare.event;
-        (e.outcome, e.os_version, e.ci, e.tty, e.error) = (None, None, None, None, None);
-        (e.container, e.wsl, e.name) = (None, None, None);
-        e.flags.clear();
-        e.deps.clear();
-        e.properties.clear();
-        e.command.clear();
+        let mut bare = bare(99, "rec", at);
+        bare.event.command.clear();
         events.push(bare);
         events
     }
