@@ -86,11 +86,7 @@ impl Batch {
 
     /// Takes the events out, leaving the batch empty.
     pub(crate) fn take(&mut self) -> Vec<StoredEvent> {
-        #[cfg(feature = "duckdb")]
-        {
-            self.journal = None;
-        }
-        std::mem::take(&mut self.events)
+        std::mem::take(self).events
     }
 }
 

@@ -52,24 +52,24 @@ impl ClickHouseWriter {
 }
 
 impl Writer for ClickHouseWriter {
-    fn insert(&mut self, events: &mut Batch) -> Result<Vec<bool>, StoreError> {
-        let batch = events.events();
+    fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError> {
+        let events = batch.events();
         let mut in_batch = HashSet::new();
-        let firsts: Vec<bool> = batch.iter().map(|e| in_batch.insert(e.event.id)).collect();
-        let candidates: Vec<&StoredEvent> = batch
+        let firsts: Vec<bool> = events.iter().map(|e| in_batch.insert(e.event.id)).collect();
+        let candidates: Vec<&StoredEvent> = events
             .iter()
             .zip(&firsts)
             .filter(|(_, first)| **first)
             .map(|(e, _)| e)
             .collect();
         let stored = self.stored(&candidates)?;
-        let new: Vec<bool> = batch
+        let new: Vec<bool> = events
             .iter()
             .zip(&firsts)
             .map(|(e, first)| *first && !stored.contains(&e.event.id))
             .collect();
         let mut lines = Vec::new();
-        for (event, _) in batch.iter().zip(&new).filter(|(_, n)| **n) {
+        for (event, _) in events.iter().zip(&new).filter(|(_, n)| **n) {
             serde_json::to_writer(&mut lines, &to_row(event))
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             lines.push(b'\n');
@@ -79,7 +79,7 @@ impl Writer for ClickHouseWriter {
             // and the rollups view counts it in the same statement.
             self.http.insert("events", &lines)?;
         }
-        events.take();
+        batch.take();
         Ok(new)
     }
 }

@@ -44,7 +44,7 @@ pub(crate) use record::Encoded;
 /// of one starts the next.
 const SEGMENT_BYTES: u64 = 16 << 20;
 /// Loaded segments kept for reuse beyond the one being written.
-const AHEAD: u64 = 2;
+const AHEAD: usize = 2;
 /// A larger length field than this is corruption, not a batch.
 const MAX_RECORD: u32 = 1 << 30;
 const HEADER: usize = 8;
@@ -65,6 +65,8 @@ pub(crate) struct Position {
 /// The open end of a journal: appends to its current segment.
 pub(crate) struct Journal {
     files: Recycler,
+    /// The segment written (the files' `current`, kept here so that an
+    /// append never waits for the lock the loader holds while it recycles).
     segment: u64,
     file: File,
     len: u64,
@@ -152,21 +154,19 @@ impl Files {
     /// Moves on to the next segment, made ahead or made now, and returns
     /// it positioned after its magic.
     fn next(&mut self) -> Result<File, StoreError> {
-        let segment = match self.ahead.pop_front() {
-            Some(segment) => {
-                let path = segment_path(&self.dir, segment);
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| io_error("opening", &path, e))?;
-                // A reused segment may be of an older format.
-                file.write_all(MAGIC)
-                    .map_err(|e| io_error("writing", &path, e))?;
-                self.current = segment;
-                return Ok(file);
-            }
-            None => self.highest + 1,
-        };
+        if let Some(segment) = self.ahead.pop_front() {
+            let path = segment_path(&self.dir, segment);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_error("opening", &path, e))?;
+            // A reused segment may be of an older format.
+            file.write_all(MAGIC)
+                .map_err(|e| io_error("writing", &path, e))?;
+            self.current = segment;
+            return Ok(file);
+        }
+        let segment = self.highest + 1;
         let path = segment_path(&self.dir, segment);
         let mut file = zeroed(&path)?;
         file.seek(SeekFrom::Start(MAGIC.len() as u64))
@@ -191,7 +191,7 @@ impl Files {
             let path = segment_path(&self.dir, segment);
             // Another format's records pass its own checks, not ours: such a
             // segment would be read as holding them again.
-            if self.ahead.len() < AHEAD as usize && has_magic(&path) {
+            if self.ahead.len() < AHEAD && has_magic(&path) {
                 let to = segment_path(&self.dir, self.highest + 1);
                 fs::rename(&path, &to).map_err(|e| io_error("renaming", &path, e))?;
                 self.highest += 1;
@@ -246,7 +246,7 @@ impl Recycler {
         let dir = {
             let mut files = self.lock();
             files.recycle(below)?;
-            if files.ahead.len() >= AHEAD as usize {
+            if files.ahead.len() >= AHEAD {
                 return Ok(());
             }
             files.dir.clone()
