@@ -131,7 +131,7 @@ pub fn decode_batch(
     now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<DecodedBatch, BatchError> {
-    let raw: RawBatch = parse(body)?;
+    let raw: RawBatch = parse(|| serde_json::de::SliceRead::new(body))?;
     if raw.events.len() > limits.max_events_per_batch {
         return Err(BatchError::TooManyEvents {
             count: raw.events.len(),
@@ -185,7 +185,9 @@ fn decode_event(
             ),
         ));
     }
-    let mut event: Event = parse(text.as_bytes()).map_err(|e| match e {
+    // Text the batch parsed is valid UTF-8: read as a str, it is not
+    // checked again.
+    let mut event: Event = parse(|| serde_json::de::StrRead::new(text)).map_err(|e| match e {
         BatchError::InvalidJson { path, reason } => (path, reason),
         other => (String::new(), other.to_string()),
     })?;
@@ -211,18 +213,25 @@ fn decode_event(
     Ok((event, client_timestamp))
 }
 
-/// Parses `json` as a `T`. Tracking the path costs time on every value, so
-/// it is only done to say where JSON that failed to parse went wrong.
-fn parse<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Result<T, BatchError> {
-    serde_json::from_slice(json).or_else(|_| {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid_json(&e))?;
-        de.end().map_err(|e| BatchError::InvalidJson {
-            path: ".".into(),
-            reason: message_of(&e),
-        })?;
-        Ok(value)
-    })
+/// Parses the JSON `read` gives as a `T`. Tracking the path costs time on
+/// every value, so it is only done to say where JSON that failed to parse
+/// went wrong.
+fn parse<'de, T, R>(read: impl Fn() -> R) -> Result<T, BatchError>
+where
+    T: Deserialize<'de>,
+    R: serde_json::de::Read<'de>,
+{
+    let mut de = serde_json::Deserializer::new(read());
+    if let Ok(value) = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
+        return Ok(value);
+    }
+    let mut de = serde_json::Deserializer::new(read());
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid_json(&e))?;
+    de.end().map_err(|e| BatchError::InvalidJson {
+        path: ".".into(),
+        reason: message_of(&e),
+    })?;
+    Ok(value)
 }
 
 fn invalid_json(e: &serde_path_to_error::Error<serde_json::Error>) -> BatchError {
