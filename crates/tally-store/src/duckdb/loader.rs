@@ -379,8 +379,7 @@ impl Loader {
         };
         let appended = open.finish(&self.conn)?;
         self.conn.execute_batch("COMMIT")?;
-        self.compactor
-            .appended(open.rollups.rows.keys().map(|k| k.day), appended);
+        self.compactor.appended(open.rollups.days(), appended);
         let mut state = handoff.lock();
         state.committed += open.batches;
         state.unloaded -= open.rows;
@@ -429,7 +428,7 @@ pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), S
         events = open.rows,
         "Loaded the events a previous run had journaled but not stored."
     );
-    let days: BTreeSet<i32> = open.rollups.rows.keys().map(|k| k.day).collect();
+    let days: BTreeSet<i32> = open.rollups.days().collect();
     rollups::compact(conn, &days)?;
     journal::recycle_loaded(journal_dir, open.end.segment)
 }

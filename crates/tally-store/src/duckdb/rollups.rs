@@ -23,7 +23,7 @@ const COLUMNS: &str = "app, kind, day, version, os, env, d1, d2, d3, d4, runs, o
 /// Appends `rollups` to the rollup table; returns how many rows.
 pub(super) fn append(conn: &Connection, rollups: &Rollups) -> Result<usize, StoreError> {
     let mut appender = conn.appender("rollups")?;
-    for (key, agg) in &rollups.rows {
+    for (key, agg) in rollups.rows() {
         let [d1, d2, d3, d4] = key.dims.each_ref().map(|d| d.as_deref());
         let durations = (key.kind == Kind::Command).then(|| agg.durations.to_bytes());
         appender.append_row(params![
@@ -47,7 +47,7 @@ pub(super) fn append(conn: &Connection, rollups: &Rollups) -> Result<usize, Stor
         ])?;
     }
     appender.flush()?;
-    Ok(rollups.rows.len())
+    Ok(rollups.len())
 }
 
 /// Which of a row's sets to read: the bulk of a row, and of the work.

@@ -139,22 +139,6 @@ pub(crate) struct Key<'a> {
     pub(crate) dims: [Option<Cow<'a, str>>; 4],
 }
 
-impl Key<'_> {
-    /// The key with its text owned, to outlive the events it came from.
-    pub(crate) fn into_owned(self) -> Key<'static> {
-        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
-        Key {
-            app: own(self.app),
-            kind: self.kind,
-            day: self.day,
-            version: own(self.version),
-            os: own(self.os),
-            env: self.env,
-            dims: self.dims.map(|d| d.map(own)),
-        }
-    }
-}
-
 /// What a rollup row counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Agg {
@@ -173,9 +157,8 @@ pub(crate) struct Agg {
 }
 
 impl Agg {
-    /// Counts one event.
-    fn add(&mut self, event: &Event, install: u32, durations: bool) {
-        let at = micros(event.timestamp);
+    /// Counts one event, which happened at `at` (microseconds).
+    fn add(&mut self, event: &Event, at: i64, install: u32, durations: bool) {
         if self.runs == 0 {
             (self.first_us, self.last_us) = (at, at);
         } else {
@@ -285,9 +268,31 @@ pub(crate) fn keys_of(event: &Event) -> Vec<(Kind, [Option<&str>; 4])> {
 }
 
 /// Rollup rows being built, e.g. for one batch of events.
+///
+/// Kept in two levels: the part of a key all of an event's rows share (app,
+/// day, version, OS, environment), then each row's kind and dimensions. An
+/// event counts in half a dozen rows, and so hashes and compares its shared
+/// part once rather than once per row.
 #[derive(Debug, Default)]
 pub(crate) struct Rollups {
-    pub(crate) rows: hashbrown::HashMap<Key<'static>, Agg>,
+    rows: hashbrown::HashMap<Shared<'static>, hashbrown::HashMap<Own<'static>, Agg>>,
+}
+
+/// The part of a rollup key that all the rows of one event share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Shared<'a> {
+    app: Cow<'a, str>,
+    day: i32,
+    version: Cow<'a, str>,
+    os: Cow<'a, str>,
+    env: Env,
+}
+
+/// The part of a rollup key that is the row's own: see [`Key::dims`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Own<'a> {
+    kind: Kind,
+    dims: [Option<Cow<'a, str>>; 4],
 }
 
 impl Rollups {
@@ -298,20 +303,23 @@ impl Rollups {
         if event.name.is_some() {
             return;
         }
-        let day = day_of(micros(event.timestamp));
-        let env = env_of(event);
+        let at = micros(event.timestamp);
+        let shared = Shared {
+            app: Cow::Borrowed(&event.app),
+            day: day_of(at),
+            version: Cow::Borrowed(&event.app_version),
+            os: Cow::Borrowed(&event.os),
+            env: env_of(event),
+        };
+        let rows = self.rows.entry_ref(&Lookup(shared)).or_default();
         for (kind, dims) in keys_of(event) {
-            let key = Key {
-                app: Cow::Borrowed(&event.app),
+            let own = Own {
                 kind,
-                day,
-                version: Cow::Borrowed(&event.app_version),
-                os: Cow::Borrowed(&event.os),
-                env,
                 dims: dims.map(|d| d.map(Cow::Borrowed)),
             };
-            self.rows.entry_ref(&Lookup(key)).or_default().add(
+            rows.entry_ref(&Lookup(own)).or_default().add(
                 event,
+                at,
                 install,
                 kind == Kind::Command,
             );
@@ -321,23 +329,121 @@ impl Rollups {
     /// Adds rows (read back, say) into these.
     #[cfg(feature = "duckdb")]
     pub(crate) fn merge(&mut self, key: Key<'static>, agg: &Agg) {
-        self.rows.entry(key).or_default().merge(agg);
+        let (shared, own) = split(key);
+        self.rows
+            .entry(shared)
+            .or_default()
+            .entry(own)
+            .or_default()
+            .merge(agg);
+    }
+
+    /// The rows, each with its whole key.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (Key<'_>, &Agg)> {
+        self.rows.iter().flat_map(|(shared, rows)| {
+            rows.iter().map(move |(own, agg)| {
+                let key = Key {
+                    app: borrowed(&shared.app),
+                    kind: own.kind,
+                    day: shared.day,
+                    version: borrowed(&shared.version),
+                    os: borrowed(&shared.os),
+                    env: shared.env,
+                    dims: own.dims.each_ref().map(|d| d.as_deref().map(borrowed)),
+                };
+                (key, agg)
+            })
+        })
+    }
+
+    /// The rows, taken.
+    pub(crate) fn into_rows(self) -> impl Iterator<Item = (Key<'static>, Agg)> {
+        self.rows.into_iter().flat_map(|(shared, rows)| {
+            rows.into_iter().map(move |(own, agg)| {
+                let key = Key {
+                    app: shared.app.clone(),
+                    kind: own.kind,
+                    day: shared.day,
+                    version: shared.version.clone(),
+                    os: shared.os.clone(),
+                    env: shared.env,
+                    dims: own.dims,
+                };
+                (key, agg)
+            })
+        })
+    }
+
+    /// How many rows.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.values().map(hashbrown::HashMap::len).sum()
+    }
+
+    /// The days the rows are of (a day once per combination of the other
+    /// shared parts).
+    pub(crate) fn days(&self) -> impl Iterator<Item = i32> {
+        self.rows.keys().map(|shared| shared.day)
     }
 }
 
-/// A key that borrows, to look up rows whose keys own their text.
+fn borrowed(text: &str) -> Cow<'_, str> {
+    Cow::Borrowed(text)
+}
+
+fn owned(text: &str) -> Cow<'static, str> {
+    Cow::Owned(text.to_owned())
+}
+
+#[cfg(feature = "duckdb")]
+fn split(key: Key<'static>) -> (Shared<'static>, Own<'static>) {
+    let shared = Shared {
+        app: key.app,
+        day: key.day,
+        version: key.version,
+        os: key.os,
+        env: key.env,
+    };
+    let own = Own {
+        kind: key.kind,
+        dims: key.dims,
+    };
+    (shared, own)
+}
+
+/// A part of a key that borrows, to look up rows whose keys own their text.
 #[derive(Hash)]
-struct Lookup<'a>(Key<'a>);
+struct Lookup<T>(T);
 
-impl hashbrown::Equivalent<Key<'static>> for Lookup<'_> {
-    fn equivalent(&self, key: &Key<'static>) -> bool {
-        self.0 == *key
+impl hashbrown::Equivalent<Shared<'static>> for Lookup<Shared<'_>> {
+    fn equivalent(&self, shared: &Shared<'static>) -> bool {
+        self.0 == *shared
     }
 }
 
-impl From<&Lookup<'_>> for Key<'static> {
-    fn from(lookup: &Lookup<'_>) -> Self {
-        lookup.0.clone().into_owned()
+impl From<&Lookup<Shared<'_>>> for Shared<'static> {
+    fn from(lookup: &Lookup<Shared<'_>>) -> Self {
+        Shared {
+            app: owned(&lookup.0.app),
+            day: lookup.0.day,
+            version: owned(&lookup.0.version),
+            os: owned(&lookup.0.os),
+            env: lookup.0.env,
+        }
+    }
+}
+
+impl hashbrown::Equivalent<Own<'static>> for Lookup<Own<'_>> {
+    fn equivalent(&self, own: &Own<'static>) -> bool {
+        self.0 == *own
+    }
+}
+
+impl From<&Lookup<Own<'_>>> for Own<'static> {
+    fn from(lookup: &Lookup<Own<'_>>) -> Self {
+        Own {
+            kind: lookup.0.kind,
+            dims: lookup.0.dims.each_ref().map(|d| d.as_deref().map(owned)),
+        }
     }
 }
 
@@ -747,8 +853,7 @@ pub(crate) fn rows_from_events<'a>(
         }
     }
     rollups
-        .rows
-        .into_iter()
+        .into_rows()
         .filter(|(k, _)| k.kind == kind)
         .map(|(k, agg)| Row::new(k, agg))
         .collect()
@@ -813,8 +918,7 @@ mod tests {
         let mut rollups = Rollups::default();
         rollups.add(&event, 7);
         let flags: Vec<_> = rollups
-            .rows
-            .iter()
+            .rows()
             .filter(|(k, _)| k.kind == Kind::Flag)
             .collect();
         assert_eq!(flags.len(), 1);
