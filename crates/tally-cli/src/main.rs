@@ -19,9 +19,6 @@ use clap::Parser;
 /// Built without transparent huge pages (feature `no_thp`): a huge page
 /// counts whole in the server's memory however little of it is used, and
 /// without them peak memory under load was a tenth lower at the same rate.
-/// Its version 2 (feature `v2`): that returns freed pages to the system
-/// after 10 ms where version 3 keeps them a second, and under full load
-/// peak memory was 30 MB lower at the same rate.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
