@@ -414,9 +414,29 @@ fn split(key: Key<'static>) -> (Shared<'static>, Own<'static>) {
 #[derive(Hash)]
 struct Lookup<T>(T);
 
-impl hashbrown::Equivalent<Shared<'static>> for Lookup<Shared<'_>> {
-    fn equivalent(&self, shared: &Shared<'static>) -> bool {
-        self.0 == *shared
+/// A key part that borrows, and the same part as a row keeps it.
+trait KeyPart {
+    type Kept;
+    fn is(&self, kept: &Self::Kept) -> bool;
+}
+
+impl KeyPart for Shared<'_> {
+    type Kept = Shared<'static>;
+    fn is(&self, kept: &Shared<'static>) -> bool {
+        self == kept
+    }
+}
+
+impl KeyPart for Own<'_> {
+    type Kept = Own<'static>;
+    fn is(&self, kept: &Own<'static>) -> bool {
+        self == kept
+    }
+}
+
+impl<T: KeyPart> hashbrown::Equivalent<T::Kept> for Lookup<T> {
+    fn equivalent(&self, kept: &T::Kept) -> bool {
+        self.0.is(kept)
     }
 }
 
@@ -429,12 +449,6 @@ impl From<&Lookup<Shared<'_>>> for Shared<'static> {
             os: owned(&lookup.0.os),
             env: lookup.0.env,
         }
-    }
-}
-
-impl hashbrown::Equivalent<Own<'static>> for Lookup<Own<'_>> {
-    fn equivalent(&self, own: &Own<'static>) -> bool {
-        self.0 == *own
     }
 }
 
