@@ -196,18 +196,9 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
         // so only the request at fault (if any) is refused.
         Err(e) if jobs.len() > 1 => {
             tracing::warn!(error = %e, requests = jobs.len(), "Group commit failed; committing its requests one by one.");
-            // The group comes apart from its end: each job takes its tail.
-            let mut alone: Vec<Job> = jobs
-                .into_iter()
-                .zip(sizes)
-                .rev()
-                .map(|(mut job, n)| {
-                    job.events = group.split_off(group.len() - n);
-                    job
-                })
-                .collect();
-            alone.reverse();
-            for job in alone {
+            for (mut job, n) in jobs.into_iter().zip(sizes) {
+                let rest = group.split_off(n);
+                job.events = std::mem::replace(&mut group, rest);
                 commit_group(writer, vec![job], metrics);
             }
         }
@@ -218,5 +209,69 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
                 job.answer(Err(Arc::clone(&e)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_store::conformance::sample;
+    use time::macros::datetime;
+
+    /// A store that refuses any commit holding an event of app "bad", as a
+    /// real one refuses what it cannot store, and keeps the rest.
+    #[derive(Default)]
+    struct Refusing {
+        commits: Vec<Vec<u32>>,
+    }
+
+    impl Writer for Refusing {
+        fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError> {
+            if batch.events().iter().any(|e| e.event.app == "bad") {
+                return Err(StoreError::Unavailable("refused".into()));
+            }
+            let events = batch.split_off(0);
+            self.commits.push(
+                events
+                    .events()
+                    .iter()
+                    .map(|e| e.event.id.as_u128() as u32)
+                    .collect(),
+            );
+            Ok(vec![true; events.len()])
+        }
+    }
+
+    #[test]
+    fn a_failed_group_is_retried_request_by_request() {
+        let at = datetime!(2026-11-20 10:00 UTC);
+        let room = Arc::new(Semaphore::new(3));
+        let mut replies = Vec::new();
+        let jobs: Vec<Job> = [(&[1, 2][..], "ok"), (&[3], "bad"), (&[4, 5, 6], "ok")]
+            .into_iter()
+            .map(|(ids, app)| {
+                let (reply, rx) = oneshot::channel();
+                replies.push(rx);
+                Job {
+                    events: ids
+                        .iter()
+                        .map(|&n| sample(n, app, at))
+                        .collect::<Vec<_>>()
+                        .into(),
+                    reply,
+                    _room: Arc::clone(&room).try_acquire_owned().expect("room"),
+                }
+            })
+            .collect();
+        let mut writer = Refusing::default();
+        commit_group(&mut writer, jobs, &Metrics::default());
+
+        assert_eq!(writer.commits, [vec![1, 2], vec![4, 5, 6]]);
+        let answers: Vec<Option<usize>> = replies
+            .iter_mut()
+            .map(|rx| rx.try_recv().expect("answered").ok().map(|new| new.len()))
+            .collect();
+        assert_eq!(answers, [Some(2), None, Some(3)]);
+        assert_eq!(room.available_permits(), 3, "every job freed its room");
     }
 }
