@@ -67,3 +67,16 @@ fn check(mut response: Response<ureq::Body>) -> Result<Response<ureq::Body>> {
         .unwrap_or(text);
     bail!("the server answered {status}: {reason}")
 }
+
+/// Percent-encodes a query value (app names and RFC 3339 times only need
+/// the reserved characters escaped).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tally_protocol::{ErrorInfo, Event, Outcome};
-use tally_store::{StoredEvent, Writer};
+use tally_protocol::{ErrorInfo, Event, Outcome, StoredEvent};
+use tally_store::{Store, Writer};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -333,6 +333,22 @@ pub fn generate(
         write(chunk)?;
     }
     Ok(())
+}
+
+/// The app and size of `serve --demo`'s data.
+pub const APP: &str = "democli";
+pub const EVENTS: u64 = 100_000;
+
+/// Fills a store that has no apps yet with [`EVENTS`] events of [`APP`];
+/// `place` names the store in what it prints.
+pub fn fill_if_empty(store: &dyn Store, place: &str) -> anyhow::Result<()> {
+    if !store.apps()?.is_empty() {
+        eprintln!("{place} has apps already; not adding demo data.");
+        return Ok(());
+    }
+    store.add_app(APP)?;
+    eprintln!("Adding 90 days of demo data for the app {APP}...");
+    fill(&mut *store.writer()?, APP, EVENTS, 1)
 }
 
 /// Fills `writer` with `events` demo events of `app`, ending now.

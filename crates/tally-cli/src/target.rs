@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use tally_store::{ClickHouseStore, DuckDbStore, Store, StoreError};
+use tally_store::{Store, StoreError, StoreSpec};
 
 use crate::client::Client;
 
@@ -57,14 +57,13 @@ impl TargetArgs {
             };
             return Ok(Target::Server(Client::new(url, token)));
         }
-        if let Some(url) = &self.store {
-            let store = ClickHouseStore::open(url).with_context(|| format!("opening {url}"))?;
-            return Ok(Target::Store(Box::new(store)));
-        }
-        match DuckDbStore::open(&self.data) {
-            Ok(store) => Ok(Target::Store(Box::new(store))),
+        let spec = StoreSpec::new(&self.data, self.store.as_deref());
+        match spec.open() {
+            Ok(store) => Ok(Target::Store(store)),
+            // DuckDB lets one process open a data dir: if it is the
+            // server's, ask the server.
             Err(StoreError::Locked { .. }) => running_server(&self.data).map(Target::Server),
-            Err(e) => Err(e).with_context(|| format!("opening {}", self.data.display())),
+            Err(e) => Err(e).with_context(|| format!("opening {spec}")),
         }
     }
 }

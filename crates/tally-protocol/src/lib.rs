@@ -1,4 +1,5 @@
-//! Tally's wire format, version 1: what an SDK sends to `POST /v1/batch`.
+//! Tally's wire format, version 1: what an SDK sends to `POST /v1/batch`,
+//! and the line format events are exported in ([`StoredEvent`]).
 //!
 //! Depend on this crate when you write something that speaks to a Tally
 //! server (an SDK, a load generator, a forwarder) or that receives from one.
@@ -28,12 +29,14 @@
 mod batch;
 mod event;
 mod limits;
+mod stored;
 mod user_agent;
 mod validate;
 
 pub use batch::{Batch, BatchError, DecodedBatch, IngestResponse, Rejection, decode_batch};
 pub use event::{ErrorInfo, Event, Outcome, PropertyValue};
 pub use limits::{Limits, strings};
+pub use stored::StoredEvent;
 pub use user_agent::{NotTallyUserAgent, UserAgent};
 
 /// Checks that `name` can name an app: 1 to 64 ASCII letters, digits, `-`,

@@ -103,6 +103,9 @@ pub enum Env {
 }
 
 impl Env {
+    /// Every environment.
+    pub const ALL: [Env; 3] = [Env::Human, Env::Ci, Env::Agent];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -110,6 +113,17 @@ impl Env {
             Env::Ci => "ci",
             Env::Agent => "agent",
         }
+    }
+
+    /// The environment called `name`, if there is one.
+    ///
+    /// ```
+    /// use tally_report::Env;
+    /// assert_eq!(Env::parse("ci"), Some(Env::Ci));
+    /// assert_eq!(Env::parse("robot"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
     }
 }
 
@@ -183,13 +197,9 @@ impl Query {
         }
         let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let app = get("app").ok_or_else(|| bad("app", "is required"))?;
-        let env = match get("env") {
-            None => None,
-            Some("human") => Some(Env::Human),
-            Some("ci") => Some(Env::Ci),
-            Some("agent") => Some(Env::Agent),
-            Some(_) => return Err(bad("env", "must be human, ci or agent")),
-        };
+        let env = get("env")
+            .map(|e| Env::parse(e).ok_or_else(|| bad("env", "must be human, ci or agent")))
+            .transpose()?;
         let since = get("since").map(|v| time_param("since", v)).transpose()?;
         let until = get("until").map(|v| time_param("until", v)).transpose()?;
         if let (Some(s), Some(u)) = (since, until)

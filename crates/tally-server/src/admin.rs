@@ -3,31 +3,26 @@
 
 use std::ops::ControlFlow;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tally_store::{App, ExportFilter, StoreError};
+use tally_store::{App, ExportFilter};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::extract::{Json, Query};
+use crate::state::{AppState, StoreHandle};
 
 pub(crate) async fn list_apps(
     _: Admin,
-    State(state): State<AppState>,
+    State(store): State<StoreHandle>,
 ) -> Result<Json<Vec<App>>, ApiError> {
-    let store = state.store().clone();
-    let apps = tokio::task::spawn_blocking(move || store.apps())
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
-        .map_err(store_error)?;
-    Ok(Json(apps))
+    Ok(Json(store.call(|store| store.apps()).await?))
 }
 
 #[derive(Deserialize)]
@@ -40,11 +35,10 @@ pub(crate) async fn add_app(
     State(state): State<AppState>,
     Json(new): Json<NewApp>,
 ) -> Result<(StatusCode, Json<App>), ApiError> {
-    let store = state.store().clone();
-    let app = tokio::task::spawn_blocking(move || store.add_app(&new.name))
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
-        .map_err(store_error)?;
+    let app = state
+        .store()
+        .call(move |store| store.add_app(&new.name))
+        .await?;
     state.register(&app);
     tracing::info!(app = %app.name, "App added.");
     Ok((StatusCode::CREATED, Json(app)))
@@ -76,7 +70,7 @@ fn time_param(field: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>
 /// sent in chunks; a client that goes away stops the read.
 pub(crate) async fn export(
     _: Admin,
-    State(state): State<AppState>,
+    State(store): State<StoreHandle>,
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let filter = ExportFilter {
@@ -85,7 +79,7 @@ pub(crate) async fn export(
         until: time_param("until", query.until.as_deref())?,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let store = state.store().clone();
+    let store = store.shared();
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(CHUNK);
         let result = store.export(&filter, &mut |event| {
@@ -115,11 +109,3 @@ pub(crate) async fn export(
 }
 
 const CHUNK: usize = 64 * 1024;
-
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::AppExists(_) => ApiError::Conflict(e.to_string()),
-        StoreError::InvalidAppName(reason) => ApiError::bad("invalid_name", "name", reason),
-        other => ApiError::Unavailable(Box::new(other)),
-    }
-}

@@ -3,13 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use crate::error::{ApiError, ServeError};
-use crate::state::AppState;
 
 /// The admin token's file name inside the data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -54,16 +54,39 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The admin token of a running server: the one real secret.
+#[derive(Clone)]
+pub(crate) struct AdminToken(Arc<str>);
+
+impl AdminToken {
+    pub(crate) fn new(token: &str) -> Self {
+        Self(Arc::from(token))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `token` is this token, compared in constant time.
+    fn is(&self, token: &str) -> bool {
+        let (a, b) = (token.as_bytes(), self.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
 /// Proof that a request carries the admin token; add it to a handler's
 /// arguments to require the token.
 pub(crate) struct Admin;
 
-impl FromRequestParts<AppState> for Admin {
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    AdminToken: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match bearer(&parts.headers) {
-            Some(token) if state.is_admin_token(token) => Ok(Admin),
+            Some(token) if AdminToken::from_ref(state).is(token) => Ok(Admin),
             Some(_) => Err(ApiError::Unauthorized(
                 "this endpoint needs the admin token (an ingest key cannot read)",
             )),

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use tally_store::{Batch, StoreError, Writer};
+use tally_store::{Staged, StoreError, Writer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::error::ApiError;
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 type Reply = Result<Vec<bool>, Arc<StoreError>>;
 
 struct Job {
-    events: Batch,
+    events: Staged,
     reply: oneshot::Sender<Reply>,
     _room: OwnedSemaphorePermit,
 }
@@ -103,7 +103,7 @@ impl CommitterHandle {
     /// Commits `events` and says for each whether it was new. Fails with
     /// [`ApiError::Busy`] when the queue is full and with
     /// [`ApiError::Unavailable`] when the store failed (nothing stored).
-    pub(crate) async fn commit(&self, events: Batch) -> Result<Vec<bool>, ApiError> {
+    pub(crate) async fn commit(&self, events: Staged) -> Result<Vec<bool>, ApiError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -127,7 +127,7 @@ impl CommitterHandle {
             .map_err(|_| ApiError::Unavailable("the commit thread has stopped".into()))?;
         match answer.await {
             Ok(Ok(new)) => Ok(new),
-            Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(SharedStoreError(e)))),
+            Ok(Err(e)) => Err(ApiError::from(e)),
             Err(_) => Err(ApiError::Unavailable(
                 "the commit thread has stopped".into(),
             )),
@@ -139,10 +139,6 @@ impl CommitterHandle {
         self.capacity - self.room.available_permits()
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-struct SharedStoreError(Arc<StoreError>);
 
 fn run(mut writer: Box<dyn Writer>, rx: &mpsc::Receiver<Msg>, max_group: usize, metrics: &Metrics) {
     while let Ok(Msg::Job(first)) = rx.recv() {
@@ -170,7 +166,7 @@ fn run(mut writer: Box<dyn Writer>, rx: &mpsc::Receiver<Msg>, max_group: usize, 
 }
 
 fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) {
-    let mut group = Batch::default();
+    let mut group = Staged::default();
     let sizes: Vec<usize> = jobs
         .iter_mut()
         .map(|job| {
@@ -215,7 +211,7 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tally_store::conformance::sample;
+    use tally_testkit::events::sample;
     use time::macros::datetime;
 
     /// A store that refuses any commit holding an event of app "bad", as a
@@ -226,7 +222,7 @@ mod tests {
     }
 
     impl Writer for Refusing {
-        fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError> {
+        fn insert(&mut self, batch: &mut Staged) -> Result<Vec<bool>, StoreError> {
             if batch.events().iter().any(|e| e.event.app == "bad") {
                 return Err(StoreError::Unavailable("refused".into()));
             }

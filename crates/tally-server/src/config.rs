@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use tally_protocol::Limits;
+use tally_store::StoreSpec;
 
 /// The settings of one server.
 ///
@@ -12,12 +13,11 @@ use tally_protocol::Limits;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The data dir: the embedded store's file and the admin token.
+    /// The data dir: the admin token, and the embedded store unless
+    /// [`store`](Self::store) names another.
     pub data_dir: PathBuf,
-    /// A shared store instead of the embedded one, e.g.
-    /// `clickhouse://127.0.0.1:8123/tally` (the admin token stays in the
-    /// data dir).
-    pub store: Option<String>,
+    /// Where events are kept: by default the data dir's embedded store.
+    pub store: StoreSpec,
     /// Forget events older than this many days (checked hourly); `None`
     /// keeps everything.
     pub retention_days: Option<u32>,
@@ -27,21 +27,18 @@ pub struct Config {
     pub queue_events: usize,
     /// Most events committed in one transaction.
     pub max_group_events: usize,
-    /// How many recent event ids the store keeps in memory for dedupe.
-    pub recent_ids: usize,
 }
 
 impl Config {
     /// Default settings for a data dir.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
+            store: StoreSpec::new(&data_dir, None),
             data_dir,
-            store: None,
             retention_days: None,
             limits: Limits::default(),
             queue_events: 200_000,
             max_group_events: 50_000,
-            recent_ids: tally_store::DuckDbStore::DEFAULT_RECENT_IDS,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! The errors of the HTTP surface and of starting a server.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tally_protocol::Rejection;
+use tally_store::StoreError;
 
 /// Why a server could not start or stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,31 @@ impl ApiError {
         }
     }
 }
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::from(Arc::new(e))
+    }
+}
+
+/// A store error as the client sees it: what it asked wrong is its to fix
+/// (4xx); anything else is the store's trouble, and nothing was stored (503).
+/// Shared because one failed group commit answers every request in it.
+impl From<Arc<StoreError>> for ApiError {
+    fn from(e: Arc<StoreError>) -> Self {
+        match &*e {
+            StoreError::AppExists(_) => Self::Conflict(e.to_string()),
+            StoreError::InvalidAppName(reason) => Self::bad("invalid_name", "name", reason.clone()),
+            StoreError::Invalid(reason) => Self::bad("invalid_query", "", reason.clone()),
+            _ => Self::Unavailable(Box::new(SharedStoreError(e))),
+        }
+    }
+}
+
+/// A store error, as the source of a 503 (logged, never sent).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct SharedStoreError(Arc<StoreError>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

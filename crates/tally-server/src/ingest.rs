@@ -2,15 +2,14 @@
 
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use tally_protocol::{BatchError, IngestResponse, decode_batch};
-use tally_store::StoredEvent;
+use tally_protocol::{BatchError, IngestResponse, StoredEvent, decode_batch};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
+use crate::extract::Json;
 use crate::state::AppState;
 
 pub(crate) async fn batch(
@@ -74,7 +73,7 @@ async fn ingest(
         .collect();
     let new = state
         .committer()
-        .commit(state.store().batch(events))
+        .commit(state.store().store().stage(events))
         .await?;
     let accepted = new.iter().filter(|&&n| n).count();
     let duplicates = new.len() - accepted;

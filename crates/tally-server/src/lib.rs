@@ -11,7 +11,18 @@
 //! - `POST /v1/batch` (ingest key): a batch of events, see `docs/protocol.md`.
 //! - `GET /api/v1/apps`, `POST /api/v1/apps` (admin token): list and add apps.
 //! - `GET /api/v1/export` (admin token): stored events as NDJSON.
+//! - `GET /api/v1/reports/{name}` (admin token): a report as JSON.
 //! - `GET /healthz`, `GET /metrics` (open): liveness and Prometheus metrics.
+//! - `GET /` and `/assets/*` (open): the dashboard, which reads with the
+//!   admin token the user gives it.
+//!
+//! Every error answers `{"error": code, "reason": ..., "field": ...}` with
+//! one status per code (`error.rs`); handlers take their input through the
+//! extractors in `extract.rs`, whose rejections are such errors too.
+//!
+//! Features (both default): `duckdb`, the embedded store, and `clickhouse`,
+//! the shared one (see `tally-store`); a server built without one refuses a
+//! config that names it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,8 +40,10 @@ mod commit;
 mod config;
 mod dashboard;
 mod error;
+mod extract;
 mod ingest;
 mod metrics;
+mod ops;
 mod reports;
 mod state;
 
@@ -51,19 +64,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
         .route("/api/v1/export", get(admin::export))
         .route("/api/v1/reports/{name}", get(reports::report))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/metrics", get(metrics::render))
+        .merge(ops::routes())
         .merge(dashboard::routes())
         .with_state(state)
 }
 
 /// Runs a server on `listener` until `shutdown` resolves, then drains.
 ///
-/// Opens the store in `config.data_dir` (creating the admin token on first
-/// start) and returns once every accepted batch is committed.
+/// Opens the store `config.store` names (creating the admin token in
+/// `config.data_dir` on first start) and returns once every accepted batch
+/// is committed.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -108,7 +118,7 @@ impl Server {
         let addr = listener.local_addr().map_err(ServeError::Listen)?;
         tracing::info!(%addr, "Tally is listening.");
         if let Some(days) = self.state.config().retention_days {
-            tokio::spawn(retention(self.state.store().clone(), days));
+            tokio::spawn(retention(self.state.store().shared(), days));
         }
         axum::serve(listener, app(self.state))
             .with_graceful_shutdown(shutdown)

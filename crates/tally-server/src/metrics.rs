@@ -7,17 +7,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::state::AppState;
 
 /// The top-level event fields, the only values of the `field` label.
 const FIELDS: &[&str] = &[
@@ -166,6 +161,23 @@ impl Metrics {
         self.inner.client_dropped.inc_by(dropped);
     }
 
+    /// The metrics in the OpenMetrics text format, with the gauges set to
+    /// what they are now.
+    pub(crate) fn encode(&self, queue_depth: usize, unloaded: usize) -> String {
+        self.inner.queue_depth.set(queue_depth as i64);
+        self.inner.unloaded.set(unloaded as i64);
+        let mut text = String::new();
+        let registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            tracing::error!(error = %e, "Encoding metrics failed.");
+        }
+        text
+    }
+
     /// Counts a rejected event under the top-level field of `path`.
     pub(crate) fn count_rejected(&self, path: &str) {
         let top = path.split('.').next().unwrap_or_default();
@@ -179,24 +191,4 @@ impl Metrics {
             .get_or_create(&FieldLabel { field })
             .inc();
     }
-}
-
-pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    let metrics = &state.metrics().inner;
-    metrics
-        .queue_depth
-        .set(state.committer().queued_events() as i64);
-    metrics.unloaded.set(state.store().unloaded_events() as i64);
-    let mut text = String::new();
-    let registry = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
-        tracing::error!(error = %e, "Encoding metrics failed.");
-    }
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
 }

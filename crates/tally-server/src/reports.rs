@@ -2,17 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use tally_report::{Report, ReportName};
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::extract::{Json, Path, Query};
+use crate::state::StoreHandle;
 
 pub(crate) async fn report(
     _: Admin,
-    State(state): State<AppState>,
+    State(store): State<StoreHandle>,
     Path(name): Path<String>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Report>, ApiError> {
@@ -25,13 +25,5 @@ pub(crate) async fn report(
     })?;
     let query = tally_report::Query::from_params(report, &params)
         .map_err(|e| ApiError::bad("invalid_query", e.field, e.reason))?;
-    let store = state.store().clone();
-    let answer = tokio::task::spawn_blocking(move || store.report(&query))
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
-        .map_err(|e| match e {
-            tally_store::StoreError::Invalid(reason) => ApiError::bad("invalid_query", "", reason),
-            other => ApiError::Unavailable(Box::new(other)),
-        })?;
-    Ok(Json(answer))
+    Ok(Json(store.call(move |store| store.report(&query)).await?))
 }

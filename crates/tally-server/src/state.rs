@@ -1,13 +1,16 @@
-//! What every request handler shares.
+//! What every request handler shares, and the parts of it each takes
+//! (axum's `FromRef`): a handler asks for the part it needs, not the whole.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use tally_store::{App, ClickHouseStore, DuckDbStore, Store};
+use axum::extract::FromRef;
+use tally_store::{App, Store, StoreError};
 
+use crate::auth::AdminToken;
 use crate::commit::{Committer, CommitterHandle};
 use crate::config::Config;
-use crate::error::ServeError;
+use crate::error::{ApiError, ServeError};
 use crate::metrics::Metrics;
 
 /// The state of a running server; cheap to clone.
@@ -18,8 +21,8 @@ pub struct AppState {
 
 struct Inner {
     config: Config,
-    store: Arc<dyn Store>,
-    admin_token: String,
+    store: StoreHandle,
+    admin_token: AdminToken,
     /// Ingest key -> app name. Apps are added through this server while it
     /// runs, so the map is complete without asking the store per request.
     keys: RwLock<HashMap<String, Arc<str>>>,
@@ -32,15 +35,43 @@ struct Inner {
 /// Unknown keys reread the apps at most this often.
 const APPS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The server's store, for handlers: its calls block, so they run on
+/// tokio's blocking threads ([`StoreHandle::call`]).
+#[derive(Clone)]
+pub(crate) struct StoreHandle(Arc<dyn Store>);
+
+impl StoreHandle {
+    /// The store, for what does not block (staging events, counters).
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.0
+    }
+
+    /// Runs `call` on the store on a blocking thread; its error is the
+    /// API's (see `From<StoreError> for ApiError`).
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || call(&*store))
+            .await
+            .map_err(|e| ApiError::Unavailable(Box::new(e)))?
+            .map_err(ApiError::from)
+    }
+
+    /// The store itself, for work that outlives a request's call (a
+    /// streamed export, retention).
+    pub(crate) fn shared(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.0)
+    }
+}
+
 impl AppState {
-    /// Opens the data dir's store and starts the commit thread. The
+    /// Opens the configured store and starts the commit thread. The
     /// [`Committer`] must be finished after the last request is answered.
     pub(crate) fn open(config: Config) -> Result<(Self, Committer), ServeError> {
         let admin_token = crate::auth::load_or_create_admin_token(&config.data_dir)?;
-        let store: Arc<dyn Store> = match &config.store {
-            Some(url) => Arc::new(ClickHouseStore::open(url)?),
-            None => Arc::new(DuckDbStore::open_with(&config.data_dir, config.recent_ids)?),
-        };
+        let store: Arc<dyn Store> = Arc::from(config.store.open()?);
         let metrics = Metrics::default();
         let committer = Committer::start(
             store.writer()?,
@@ -57,8 +88,8 @@ impl AppState {
         let state = Self {
             inner: Arc::new(Inner {
                 config,
-                store,
-                admin_token,
+                store: StoreHandle(store),
+                admin_token: AdminToken::new(&admin_token),
                 keys: RwLock::new(keys),
                 committer: committer.handle(),
                 metrics,
@@ -72,7 +103,7 @@ impl AppState {
         &self.inner.config
     }
 
-    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &StoreHandle {
         &self.inner.store
     }
 
@@ -85,13 +116,7 @@ impl AppState {
     }
 
     pub(crate) fn admin_token(&self) -> &str {
-        &self.inner.admin_token
-    }
-
-    pub(crate) fn is_admin_token(&self, token: &str) -> bool {
-        // Constant-time: the admin token is the one real secret.
-        let (a, b) = (token.as_bytes(), self.inner.admin_token.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        self.inner.admin_token.as_str()
     }
 
     /// The app of an ingest key. An unknown key makes the server read the
@@ -113,7 +138,7 @@ impl AppState {
             return None;
         }
         *reloaded = Some(std::time::Instant::now());
-        let apps = match self.inner.store.apps() {
+        let apps = match self.inner.store.store().apps() {
             Ok(apps) => apps,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the apps failed");
@@ -131,5 +156,29 @@ impl AppState {
     pub(crate) fn register(&self, app: &App) {
         let mut keys = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
         keys.insert(app.ingest_key.clone(), Arc::from(app.name.as_str()));
+    }
+}
+
+impl FromRef<AppState> for AdminToken {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.admin_token.clone()
+    }
+}
+
+impl FromRef<AppState> for StoreHandle {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for CommitterHandle {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.committer.clone()
     }
 }

@@ -15,7 +15,8 @@
 
 use hashbrown::HashTable;
 
-use crate::StoredEvent;
+use tally_protocol::StoredEvent;
+use tally_rollup::micros;
 
 /// What is known of one event of a batch before it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,10 @@ impl std::fmt::Debug for RecentIds {
 }
 
 impl RecentIds {
+    /// How many ids a store's writer remembers unless told otherwise (about
+    /// 35 MB).
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
     /// An empty memory of at most `capacity` ids that is complete for client
     /// timestamps (microseconds since the epoch) from `complete_from` on.
     pub fn new(capacity: usize, complete_from: i64) -> Self {
@@ -151,17 +156,6 @@ impl RecentIds {
             })
             .collect()
     }
-}
-
-/// Microseconds since the epoch, the resolution stores keep.
-pub(crate) fn micros(t: time::OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1000) as i64
-}
-
-/// The inverse of [`micros`].
-pub(crate) fn from_micros(us: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -36,8 +36,22 @@ pub enum StoreError {
     #[cfg(feature = "clickhouse")]
     #[error("clickhouse: {0}")]
     ClickHouse(String),
+    /// This build of Tally leaves the store out (see the crate's features).
+    #[error("this build of Tally has no {0}; build it with the feature that adds it")]
+    NotBuilt(&'static str),
     /// The database failed.
     #[cfg(feature = "duckdb")]
     #[error("duckdb: {0}")]
     DuckDb(#[from] ::duckdb::Error),
+}
+
+/// Rollup data read back wrong is stored data that is corrupt; a report
+/// asked wrongly is an invalid request.
+impl From<tally_rollup::Error> for StoreError {
+    fn from(e: tally_rollup::Error) -> Self {
+        match e {
+            tally_rollup::Error::Corrupt(what) => StoreError::Corrupt(what),
+            tally_rollup::Error::Invalid(why) => StoreError::Invalid(why),
+        }
+    }
 }

@@ -1,24 +1,27 @@
-//! Where Tally keeps events: the [`Store`] trait, its backends, and the
-//! conformance suite every backend passes.
+//! Where Tally keeps events: the [`Store`] and [`Writer`] traits, and the
+//! backends that implement them.
 //!
 //! Depend on this crate to read or write Tally's events without a server, as
 //! `tally export --data DIR` does. The server owns one store and one
 //! [`Writer`] (a single writer thread group-commits for every request).
+//! Open a store through a [`StoreSpec`], which names either backend.
 //!
 //! Reports are answered from rollups a backend keeps at ingest, in the same
-//! transaction as the events, never from scans of every event; see
-//! `rollup` in the source for how and how exact.
+//! transaction as the events, never from scans of every event: the rollups
+//! and the reports are `tally-rollup`'s, and a backend implements its
+//! `Source` (how to read stored rows and raw events) and stores the rows.
 //!
 //! Features:
-//! - `duckdb` (default): the embedded backend, one DuckDB file in a data dir.
+//! - `duckdb` (default): [`DuckDbStore`], the embedded backend, one DuckDB
+//!   file in a data dir.
 //! - `clickhouse`: [`ClickHouseStore`], events in a ClickHouse database that
 //!   several collectors share.
 //!
 //! ```
 //! # #[cfg(feature = "duckdb")] {
-//! use tally_store::{DuckDbStore, Store, StoredEvent};
+//! use tally_store::{Store, StoreSpec};
 //! let dir = tempfile::tempdir()?;
-//! let store = DuckDbStore::open(dir.path())?;
+//! let store = StoreSpec::new(dir.path(), None).open()?;
 //! let app = store.add_app("mycli")?;
 //! assert!(app.ingest_key.starts_with("tk_"));
 //! assert_eq!(store.apps()?, vec![app]);
@@ -26,7 +29,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod batch;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 mod dedupe;
@@ -36,18 +38,19 @@ mod error;
 #[cfg(feature = "duckdb")]
 mod journal;
 mod model;
-mod rollup;
+mod spec;
+mod staged;
 
-pub mod conformance;
-
-pub use batch::Batch;
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::ClickHouseStore;
 pub use dedupe::RecentIds;
 #[cfg(feature = "duckdb")]
 pub use duckdb::DuckDbStore;
 pub use error::StoreError;
-pub use model::{App, ExportFilter, StoredEvent};
+pub use model::{App, ExportFilter};
+pub use spec::StoreSpec;
+pub use staged::{Prepared, Staged};
+use tally_protocol::StoredEvent;
 
 /// A place events are kept durably and read back from.
 ///
@@ -57,11 +60,11 @@ pub trait Store: Send + Sync {
     /// A handle that inserts events. The server keeps exactly one.
     fn writer(&self) -> Result<Box<dyn Writer>, StoreError>;
 
-    /// `events` as a batch for this store's writer, with what the writer
-    /// needs of them made beforehand: call it in each request's thread, so
-    /// that the one writer thread has less to do for every request.
-    fn batch(&self, events: Vec<StoredEvent>) -> Batch {
-        Batch::from(events)
+    /// `events` staged for this store's writer, with what the writer needs
+    /// of them made beforehand: call it in each request's thread, so that
+    /// the one writer thread has less to do for every request.
+    fn stage(&self, events: Vec<StoredEvent>) -> Staged {
+        Staged::from(events)
     }
 
     /// Calls `sink` with every stored event that `filter` selects, ordered
@@ -105,5 +108,5 @@ pub trait Writer: Send {
     /// The events are taken out of `batch` when they are stored (the writer
     /// keeps what it needs without copying); on an error `batch` is left as
     /// it was, for the caller to retry it or its parts.
-    fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError>;
+    fn insert(&mut self, batch: &mut Staged) -> Result<Vec<bool>, StoreError>;
 }

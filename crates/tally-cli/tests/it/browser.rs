@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -164,15 +164,16 @@ impl Browser {
 
     /// Waits until `expression` is truthy.
     fn wait_for(&mut self, expression: &str, what: &str) {
-        let started = Instant::now();
-        while self.eval(&format!("Boolean({expression})")) != json!(true) {
+        let check = format!("Boolean({expression})");
+        let shown = tally_testkit::within(Duration::from_secs(30), || {
+            (self.eval(&check) == json!(true)).then_some(())
+        });
+        if shown.is_none() {
             let problem = self.eval("document.getElementById('error')?.textContent || ''");
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
+            panic!(
                 "timed out waiting for {what}; page error: {problem}; console: {:?}",
                 self.errors
             );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -198,7 +199,7 @@ fn the_dashboard_works_in_a_real_browser() {
 /// The same pages, unchanged, with the events in ClickHouse.
 #[test]
 fn the_dashboard_works_on_clickhouse() {
-    let clickhouse = tally_store::conformance::clickhouse::LocalServer::start();
+    let clickhouse = tally_testkit::clickhouse::LocalServer::start();
     let store = clickhouse.store_url("dashboard");
     let data = data_dir();
     let server = TestServer::start_with(data.path(), &["--demo", "--store", &store]);

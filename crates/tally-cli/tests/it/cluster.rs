@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 use tally_protocol::Event;
-use tally_store::conformance::clickhouse::LocalServer;
+use tally_testkit::clickhouse::LocalServer;
+use tally_testkit::events::fresh;
 
-use crate::support::{TestServer, accepted_so_far, data_dir, event, ids, tally};
+use crate::support::{TestServer, accepted_so_far, data_dir, ids, tally};
 
 /// Registers `app` in the store through the CLI; returns its key.
 fn add_app(store: &str, app: &str) -> String {
@@ -63,7 +64,7 @@ fn two_collectors_store_each_acknowledged_event_once_through_a_kill_9() {
             s.spawn(move || {
                 let mut turn = client;
                 while !stop.load(Ordering::SeqCst) {
-                    let batch: Vec<Event> = (0..25).map(|_| event("busy")).collect();
+                    let batch: Vec<Event> = (0..25).map(|_| fresh("busy")).collect();
                     sent.lock().expect("lock").extend(batch.iter().cloned());
                     let (first, second) = if turn % 2 == 0 { (a, b) } else { (b, a) };
                     turn += 1;
@@ -123,11 +124,11 @@ fn a_clickhouse_outage_gives_503_and_the_collector_recovers_alone() {
     let key = add_app(&store, "flaky");
     let dir = data_dir();
     let server = TestServer::start_with(dir.path(), &["--store", &store]);
-    let before: Vec<Event> = (0..10).map(|_| event("flaky")).collect();
+    let before: Vec<Event> = (0..10).map(|_| fresh("flaky")).collect();
     assert_eq!(server.send(&key, &before).0, 200);
 
     clickhouse.stop();
-    let during: Vec<Event> = (0..10).map(|_| event("flaky")).collect();
+    let during: Vec<Event> = (0..10).map(|_| fresh("flaky")).collect();
     let (status, body) = server.send(&key, &during);
     assert_eq!(
         status, 503,

@@ -3,8 +3,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tally_protocol::Event;
+use tally_testkit::events::fresh;
 
-use crate::support::{TestServer, accepted_so_far, add_app, data_dir, event, export, ids};
+use crate::support::{TestServer, accepted_so_far, add_app, data_dir, export, ids};
 
 /// Four clients send batches of 25 until `stop`; returns every event sent
 /// and the ids of those whose request got a 2xx.
@@ -20,7 +21,7 @@ fn load(
         for _ in 0..4 {
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
-                    let batch: Vec<Event> = (0..25).map(|_| event(app)).collect();
+                    let batch: Vec<Event> = (0..25).map(|_| fresh(app)).collect();
                     sent.lock().expect("lock").extend(batch.iter().cloned());
                     if server.send(key, &batch).0 == 200 {
                         acked

@@ -1,8 +1,9 @@
 use std::collections::HashSet;
 
 use tally_protocol::Event;
+use tally_testkit::events::fresh;
 
-use crate::support::{TestServer, add_app, data_dir, event, export, ids, tally};
+use crate::support::{TestServer, add_app, data_dir, export, ids, tally};
 
 #[test]
 fn a_batch_round_trips_field_for_field() {
@@ -10,7 +11,7 @@ fn a_batch_round_trips_field_for_field() {
     let server = TestServer::start(dir.path());
     // Added while the server runs: usable at once, without a restart.
     let key = add_app(dir.path(), "roundtrip");
-    let mut sent: Vec<Event> = (0..3).map(|_| event("roundtrip")).collect();
+    let mut sent: Vec<Event> = (0..3).map(|_| fresh("roundtrip")).collect();
     sent[1].error = None;
     sent[1].properties.clear();
     sent[2].flags.clear();
@@ -51,7 +52,7 @@ fn a_retried_batch_is_stored_once() {
     let dir = data_dir();
     let server = TestServer::start(dir.path());
     let key = add_app(dir.path(), "retry");
-    let batch: Vec<Event> = (0..10).map(|_| event("retry")).collect();
+    let batch: Vec<Event> = (0..10).map(|_| fresh("retry")).collect();
     let (_, first) = server.send(&key, &batch);
     assert_eq!(
         (first["accepted"].as_u64(), first["duplicates"].as_u64()),
@@ -71,7 +72,7 @@ fn concurrent_clients_with_overlapping_ids_store_each_id_once() {
     let dir = data_dir();
     let server = TestServer::start(dir.path());
     let key = add_app(dir.path(), "overlap");
-    let pool: Vec<Event> = (0..400).map(|_| event("overlap")).collect();
+    let pool: Vec<Event> = (0..400).map(|_| fresh("overlap")).collect();
     let accepted: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|client| {
@@ -110,7 +111,7 @@ fn export_filters_by_time_through_the_server_and_directly() {
     let now = time::OffsetDateTime::now_utc();
     let events: Vec<Event> = (0..4)
         .map(|h| {
-            let mut e = event("window");
+            let mut e = fresh("window");
             e.timestamp = now - time::Duration::hours(h * 24 + 1);
             e
         })
@@ -155,7 +156,7 @@ fn tally_report_answers_through_the_server_and_directly() {
     let dir = data_dir();
     let data = dir.path().to_str().expect("utf-8").to_owned();
     let key = add_app(dir.path(), "reported");
-    let mut events = vec![event("reported"), event("reported"), event("reported")];
+    let mut events = vec![fresh("reported"), fresh("reported"), fresh("reported")];
     events[2].command = "build".into();
     events[2].ci = None;
     events[2].agent = None;
@@ -203,7 +204,7 @@ fn the_server_scrubs_what_an_sdk_let_through() {
     let dir = data_dir();
     let key = add_app(dir.path(), "leaky");
     let server = TestServer::start(dir.path());
-    let mut leaky = event("leaky");
+    let mut leaky = fresh("leaky");
     let error = leaky.error.as_mut().expect("error");
     error.message =
         "open /home/alice/.netrc failed; mail alice@example.com, token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789".into();

@@ -1,7 +1,6 @@
 //! End-to-end tests: the real `tally` binary, a real DuckDB file, a real
 //! ClickHouse server, loopback.
 
-mod bad_input;
 mod browser;
 mod cluster;
 mod crash;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tally_protocol::{Batch, Event};
+use tally_testkit::events::gzip;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 pub const TALLY: &str = env!("CARGO_BIN_EXE_tally");
 
@@ -213,44 +213,6 @@ pub fn ids(exported: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["id"].as_str().expect("id").to_owned())
         .collect()
-}
-
-/// A realistic event of `app`, with every field set.
-pub fn event(app: &str) -> Event {
-    let now = OffsetDateTime::now_utc();
-    let mut event: Event = serde_json::from_value(serde_json::json!({
-        "id": Uuid::now_v7(),
-        "timestamp": "2026-01-01T00:00:00Z",
-        "app": app,
-        "app_version": "2.4.0",
-        "install_id": Uuid::new_v4(),
-        "command": "deploy create",
-        "flags": ["--force", "--region"],
-        "exit_code": 1,
-        "outcome": "failure",
-        "duration_ms": 812,
-        "os": "linux",
-        "arch": "x86_64",
-        "os_version": "Debian 12",
-        "ci": "github-actions",
-        "agent": "claude-code",
-        "tty": false,
-        "container": true,
-        "wsl": false,
-        "error": {"kind": "http.timeout", "message": "timed out after 30s", "location": "src/deploy.rs:42:9"},
-        "deps": {"git": "2.43.0"},
-        "properties": {"regions": 3, "mode": "fast", "dry": false, "ratio": 0.5}
-    }))
-    .expect("valid event");
-    event.timestamp = now - time::Duration::seconds(2);
-    event
-}
-
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).expect("gzip");
-    encoder.finish().expect("gzip")
 }
 
 /// Events the server has accepted so far, from its metrics.

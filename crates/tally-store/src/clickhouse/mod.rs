@@ -9,7 +9,7 @@
 //!   (a retry racing its own original) can both pass the lookup; that
 //!   window is one commit long, and `docs/scaling.md` says so.
 //! - Rollups: a materialized view turns each inserted block into rollup
-//!   rows (the rows [`crate::rollup::keys_of`] names, written by Tally into
+//!   rows (the rows `tally_rollup::keys_of` names, written by Tally into
 //!   the `rk` columns), in the same INSERT. Install sets hold 32-bit hashes
 //!   of install ids (see [`writer::install_hash`]).
 //! - Apps live in the database, so every collector knows every app.
@@ -21,8 +21,10 @@ mod writer;
 
 use std::ops::ControlFlow;
 
-use crate::dedupe::micros;
-use crate::{App, ExportFilter, Store, StoreError, StoredEvent};
+use tally_protocol::StoredEvent;
+use tally_rollup::micros;
+
+use crate::{App, ExportFilter, Store, StoreError};
 use http::{Http, Target, quote};
 
 /// The ClickHouse store, named by a URL such as
@@ -125,8 +127,8 @@ impl Store for ClickHouseStore {
     }
 
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
-        crate::rollup::answer(
-            &source::Source {
+        tally_rollup::answer(
+            &source::ClickHouseSource {
                 http: &self.http,
                 filter: &query.filter,
                 dense: source::Dense::default(),
@@ -136,5 +138,3 @@ impl Store for ClickHouseStore {
     }
 }
 
-#[cfg(test)]
-mod tests;

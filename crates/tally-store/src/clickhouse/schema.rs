@@ -91,7 +91,7 @@ fn migrations(server: Server) -> Vec<Vec<String>> {
                 env {few},
                 crashed UInt8,
                 duration_bucket UInt64,
-                -- The rollup rows the event counts in (crate::rollup::keys_of),
+                -- The rollup rows the event counts in (tally_rollup::keys_of),
                 -- NUL for a missing value; read by rollups_mv.
                 rk Nested(kind String, d1 String, d2 String, d3 String, d4 String)
             ) ENGINE = MergeTree
@@ -184,8 +184,8 @@ pub(super) fn migrate(http: &Http) -> Result<(), StoreError> {
 /// end before the cutoff; servers with TTL also forget the days before it
 /// in the months that remain, as they merge.
 pub(super) fn retain_days(http: &Http, days: u32) -> Result<(), StoreError> {
-    let cutoff = crate::rollup::retention_cutoff(days);
-    let first_kept = crate::dedupe::from_micros(crate::rollup::day_start(cutoff)).date();
+    let cutoff = tally_rollup::retention_cutoff(days);
+    let first_kept = tally_rollup::from_micros(tally_rollup::day_start(cutoff)).date();
     // A partition is a month (YYYYMM); it goes when it ends before the cutoff.
     let first_kept_month = first_kept.year() * 100 + i32::from(u8::from(first_kept.month()));
     let parts = http.rows(&format!(

@@ -5,15 +5,18 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use roaring::RoaringBitmap;
-use tally_report::Filter;
+use tally_protocol::Event;
+use tally_report::{Env, Filter};
+use tally_rollup::{
+    Agg, Group, Histogram, Kind, Need, Part, Parts, Row, Source, Span, grouped_in_rust,
+};
+use time::OffsetDateTime;
 
 use super::http::{Http, quote};
 use super::writer::{EVENT_COLUMNS, NONE, from_row};
 use crate::StoreError;
-use crate::rollup::{self, Agg, Group, Histogram, Kind, Need, Part, Parts, Row, Span};
-use time::OffsetDateTime;
 
-pub(super) struct Source<'a> {
+pub(super) struct ClickHouseSource<'a> {
     pub(super) http: &'a Http,
     pub(super) filter: &'a Filter,
     /// Dense numbers for the install hashes this report has seen.
@@ -61,7 +64,7 @@ enum Installs {
     Count,
 }
 
-impl Source<'_> {
+impl ClickHouseSource<'_> {
     /// The rollup rows of `kind` for whole days `first..=last`, merged by
     /// `by`: ClickHouse merges what a report does not tell apart, install
     /// sets included, which cuts what crosses the wire by as much. Parts
@@ -75,22 +78,25 @@ impl Source<'_> {
     ) -> Result<Vec<(Row, u64)>, StoreError> {
         let f = self.filter;
         let mut group_by = Vec::new();
-        let mut part = |p: Part, column: &'static str, blank: &'static str| {
-            if by.has(p) {
+        let mut part = |kept: bool, column: &'static str, blank: &'static str| {
+            if kept {
                 group_by.push(column);
                 column
             } else {
                 blank
             }
         };
-        let day = part(Part::Day, "day", "toDate(0)");
-        let version = part(Part::Version, "version", "''");
-        let os = part(Part::Os, "os", "''");
-        let env = part(Part::Env, "env", "any(env)");
+        let day = part(by.has(Part::Day), "day", "toDate(0)");
+        let version = part(by.has(Part::Version), "version", "''");
+        let os = part(by.has(Part::Os), "os", "''");
+        let env = part(by.has(Part::Env), "env", "any(env)");
         let dims = ["d1", "d2", "d3", "d4"]
             .into_iter()
             .enumerate()
-            .map(|(i, column)| format!("{} AS {column}", part(Part::Dim(i), column, "'\\0'")))
+            // The stored columns d1..d4 are the dimensions' slots.
+            .map(|(slot, column)| {
+                format!("{} AS {column}", part(by.has_slot(slot), column, "'\\0'"))
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let (set, count) = match installs {
@@ -147,7 +153,9 @@ impl Source<'_> {
     }
 }
 
-impl rollup::Source for Source<'_> {
+impl Source for ClickHouseSource<'_> {
+    type Error = StoreError;
+
     fn filter(&self) -> &Filter {
         self.filter
     }
@@ -178,7 +186,7 @@ impl rollup::Source for Source<'_> {
     ) -> Result<Vec<Vec<Group>>, StoreError> {
         let span = Span::new(since, until);
         if !span.edges.is_empty() {
-            return rollup::grouped_in_rust(self, need, since, until);
+            return grouped_in_rust(self, need, since, until);
         }
         if !span.any_days {
             return Ok(vec![Vec::new(); need.groupings.len()]);
@@ -200,17 +208,17 @@ impl rollup::Source for Source<'_> {
             .collect()
     }
 
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
+    fn events(&self, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE app = {} AND isNull(name)
              AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
             quote(&self.filter.app)
         );
-        let events: Vec<(crate::StoredEvent, u32)> = self
+        let events: Vec<(Event, u32)> = self
             .http
             .rows(&sql)?
             .iter()
-            .map(from_row)
+            .map(|row| from_row(row).map(|(stored, hash)| (stored.event, hash)))
             .collect::<Result<_, _>>()?;
         let numbers = self.dense.numbers(events.iter().map(|(_, hash)| *hash));
         Ok(events
@@ -253,7 +261,7 @@ fn row(r: Stored, dense: &Dense) -> Result<(Row, u64), StoreError> {
         day: i32::from(r.n),
         version: r.version,
         os: r.os,
-        env: rollup::parse_env(&r.env).ok_or_else(|| {
+        env: Env::parse(&r.env).ok_or_else(|| {
             StoreError::Corrupt(format!("ClickHouse rollup row: env {:?}", r.env))
         })?,
         dims: [dim(r.d1), dim(r.d2), dim(r.d3), dim(r.d4)],

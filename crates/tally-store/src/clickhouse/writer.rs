@@ -4,12 +4,11 @@
 use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Value, json};
-use tally_protocol::{ErrorInfo, Event, Outcome};
+use tally_protocol::{ErrorInfo, Event, Outcome, StoredEvent};
+use tally_rollup::{Histogram, day_of, day_start, env_of, from_micros, keys_of, micros};
 
 use super::http::{Http, quote};
-use crate::dedupe::{from_micros, micros};
-use crate::rollup::{Histogram, day_of, env_of, keys_of};
-use crate::{Batch, StoreError, StoredEvent, Writer};
+use crate::{Staged, StoreError, Writer};
 
 /// Marks a missing dimension in `rk` (protocol strings never hold NUL).
 pub(super) const NONE: &str = "\0";
@@ -52,7 +51,7 @@ impl ClickHouseWriter {
 }
 
 impl Writer for ClickHouseWriter {
-    fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError> {
+    fn insert(&mut self, batch: &mut Staged) -> Result<Vec<bool>, StoreError> {
         let events = batch.events();
         let mut in_batch = HashSet::new();
         let firsts: Vec<bool> = events.iter().map(|e| in_batch.insert(e.event.id)).collect();
@@ -93,7 +92,7 @@ pub(super) fn install_hash(id: uuid::Uuid) -> u32 {
 }
 
 fn date(day: i32) -> String {
-    crate::dedupe::from_micros(crate::rollup::day_start(day))
+    from_micros(day_start(day))
         .date()
         .to_string()
 }

@@ -22,10 +22,11 @@ use duckdb::{Connection, params};
 use super::compactor::Compactor;
 use super::rollups;
 use super::rows::events_batch;
+use tally_protocol::StoredEvent;
+use tally_rollup::{Installs, Rollups};
+
 use crate::StoreError;
-use crate::StoredEvent;
 use crate::journal::{self, Position, Recycler};
-use crate::rollup::{Installs, Rollups};
 
 /// Events handed over and not yet appended, at most: the writer waits
 /// beyond it, so memory stays bounded when DuckDB is slower than requests.

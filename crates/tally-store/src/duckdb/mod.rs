@@ -21,8 +21,11 @@ use std::sync::{Arc, Mutex};
 
 use duckdb::{Connection, ToSql};
 
-use crate::dedupe::micros;
-use crate::{App, Batch, ExportFilter, Store, StoreError, StoredEvent, Writer};
+use tally_protocol::StoredEvent;
+use tally_rollup::{day_start, micros, retention_cutoff};
+
+use crate::journal::Encoded;
+use crate::{App, ExportFilter, RecentIds, Staged, Store, StoreError, Writer};
 
 /// The file name of the database inside a data dir.
 pub const DB_FILE: &str = "tally.duckdb";
@@ -50,13 +53,9 @@ pub struct DuckDbStore {
 }
 
 impl DuckDbStore {
-    /// How many recent event ids the writer remembers by default (about
-    /// 35 MB); see [`crate::RecentIds`].
-    pub const DEFAULT_RECENT_IDS: usize = 1_000_000;
-
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with(dir, Self::DEFAULT_RECENT_IDS)
+        Self::open_with(dir, RecentIds::DEFAULT_CAPACITY)
     }
 
     /// Opens the store in `dir` with a writer that remembers `recent_ids`.
@@ -116,8 +115,9 @@ impl Store for DuckDbStore {
         )?))
     }
 
-    fn batch(&self, events: Vec<StoredEvent>) -> Batch {
-        Batch::journaled(events)
+    fn stage(&self, events: Vec<StoredEvent>) -> Staged {
+        let encoded = Encoded::new(&events);
+        Staged::prepared(events, Box::new(encoded))
     }
 
     fn export(
@@ -156,8 +156,8 @@ impl Store for DuckDbStore {
 
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
         self.handoff.wait_loaded();
-        crate::rollup::answer(
-            &rollups::Source {
+        tally_rollup::answer(
+            &rollups::DuckDbSource {
                 store: self,
                 filter: &query.filter,
             },
@@ -166,11 +166,11 @@ impl Store for DuckDbStore {
     }
 
     fn retain_days(&self, days: u32) -> Result<(), StoreError> {
-        let cutoff = crate::rollup::retention_cutoff(days);
+        let cutoff = retention_cutoff(days);
         let conn = self.connection()?;
         conn.execute(
             "DELETE FROM events WHERE timestamp < make_timestamp(?)",
-            [crate::rollup::day_start(cutoff)],
+            [day_start(cutoff)],
         )?;
         conn.execute("DELETE FROM rollups WHERE day < ?", [cutoff])?;
         Ok(())

@@ -1,4 +1,4 @@
-//! The embedded store's rollups (see [`crate::rollup`]): appended in each
+//! The embedded store's rollups (see `tally_rollup`): appended in each
 //! commit, merged per day now and then, read by the reports.
 
 use std::borrow::Cow;
@@ -7,14 +7,15 @@ use std::collections::BTreeSet;
 use foldhash::HashMap;
 
 use duckdb::{Connection, ToSql, params};
-use tally_report::Filter;
+use tally_protocol::{Event, StoredEvent};
+use tally_report::{Env, Filter};
+use tally_rollup::{
+    Agg, Histogram, Installs, Key, Kind, Need, Rollups, Row, Source, day_of, day_start,
+};
 
 use super::EXPORT_COLUMNS;
 use super::rows::row_to_event;
 use crate::StoreError;
-use crate::rollup::{
-    self, Agg, Histogram, Installs, Key, Kind, Rollups, Row, day_start, parse_env,
-};
 
 /// Columns of a rollup row before its sets, in table order.
 const COLUMNS: &str = "app, kind, day, version, os, env, d1, d2, d3, d4, runs, ok, crashes, \
@@ -101,7 +102,7 @@ fn read(
             day: r.get(2)?,
             version: text(3)?,
             os: text(4)?,
-            env: parse_env(&env).ok_or_else(|| corrupt("env", &env))?,
+            env: Env::parse(&env).ok_or_else(|| corrupt("env", &env))?,
             dims: [dim(6)?, dim(7)?, dim(8)?, dim(9)?],
         };
         let agg = Agg {
@@ -177,11 +178,11 @@ pub(super) fn rebuild_if_missing(conn: &mut Connection) -> Result<(), StoreError
     };
     tracing::info!("rolling up the stored events for the reports (once)");
     let tx = conn.transaction()?;
-    for day in rollup::day_of(first)..=rollup::day_of(last) {
+    for day in day_of(first)..=day_of(last) {
         let events = raw(&tx, None, day_start(day), day_start(day + 1))?;
         let mut rollups = Rollups::default();
         for (event, install) in &events {
-            rollups.add(&event.event, *install);
+            rollups.add(event, *install);
         }
         append(&tx, &rollups)?;
     }
@@ -196,7 +197,7 @@ pub(super) fn raw(
     app: Option<&str>,
     from: i64,
     to: i64,
-) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
+) -> Result<Vec<(Event, u32)>, StoreError> {
     let mut sql = format!(
         "SELECT {EXPORT_COLUMNS}, install_no FROM events WHERE name IS NULL \
          AND timestamp >= make_timestamp(?) AND timestamp < make_timestamp(?)"
@@ -215,7 +216,7 @@ pub(super) fn raw(
         let install = install.ok_or_else(|| {
             StoreError::Corrupt(format!("event {} has no install number", event.event.id))
         })?;
-        out.push((event, install));
+        out.push((event.event, install));
     }
     Ok(out)
 }
@@ -223,12 +224,14 @@ pub(super) fn raw(
 /// Report rows from the embedded store: stored rollups for whole days, raw
 /// events rolled up on the fly for partial days. Each read has a connection
 /// of its own, so a report may read several kinds at once.
-pub(super) struct Source<'a> {
+pub(super) struct DuckDbSource<'a> {
     pub(super) store: &'a super::DuckDbStore,
     pub(super) filter: &'a Filter,
 }
 
-impl rollup::Source for Source<'_> {
+impl Source for DuckDbSource<'_> {
+    type Error = StoreError;
+
     fn filter(&self) -> &Filter {
         self.filter
     }
@@ -236,7 +239,7 @@ impl rollup::Source for Source<'_> {
     // Install sets merge in Rust here, so rows are returned as stored.
     fn stored(
         &self,
-        need: &rollup::Need,
+        need: &Need,
         (first, last): (Option<i32>, Option<i32>),
         each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
@@ -276,7 +279,7 @@ impl rollup::Source for Source<'_> {
         )
     }
 
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(crate::StoredEvent, u32)>, StoreError> {
+    fn events(&self, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
         raw(&self.store.connection()?, Some(&self.filter.app), from, to)
     }
 }
@@ -285,7 +288,7 @@ impl rollup::Source for Source<'_> {
 /// ones for installs seen for the first time (returned to be stored).
 pub(super) fn number_installs<'a>(
     installs: &Installs,
-    events: impl IntoIterator<Item = &'a crate::StoredEvent>,
+    events: impl IntoIterator<Item = &'a StoredEvent>,
 ) -> (Vec<u32>, Vec<(uuid::Uuid, u32)>) {
     let mut fresh: HashMap<u128, u32> = HashMap::default();
     let mut made = Vec::new();

@@ -10,10 +10,10 @@ use duckdb::arrow::array::{
 use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use duckdb::arrow::error::ArrowError;
 use duckdb::arrow::record_batch::RecordBatch;
-use tally_protocol::Event;
+use tally_protocol::{Event, StoredEvent};
+use tally_rollup::{from_micros, micros};
 
-use crate::dedupe::{from_micros, micros};
-use crate::{StoreError, StoredEvent};
+use crate::StoreError;
 
 /// The events as one Arrow batch in the events table's column order, for
 /// DuckDB's columnar append (far cheaper than a row of values at a time);

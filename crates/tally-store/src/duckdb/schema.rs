@@ -52,7 +52,7 @@ ALTER TABLE events ADD COLUMN wsl BOOLEAN;
 -- Custom events carry a name; the invocation event has none.
 ALTER TABLE events ADD COLUMN name VARCHAR;
 "#,
-    // 3: rollups for the reports (see `crate::rollup`), and the dense
+    // 3: rollups for the reports (see `tally_rollup`), and the dense
     // install numbers their install sets hold. Existing events are numbered
     // here and rolled up by `rollups::rebuild` when the store opens.
     r#"

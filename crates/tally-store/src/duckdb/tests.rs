@@ -1,20 +1,17 @@
-use super::*;
-use crate::conformance;
-use crate::dedupe::micros;
-use crate::journal::Journal;
+//! What the conformance suite (`tests/it/duckdb.rs`) cannot see from
+//! outside: reopening, the journal after a crash, compaction, the writer's
+//! memory of ids.
 
-#[test]
-fn passes_the_conformance_suite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = DuckDbStore::open(dir.path()).expect("open");
-    conformance::run_all(&store);
-}
+use tally_testkit::events::{sample, varied};
+
+use super::*;
+use crate::journal::Journal;
 
 #[test]
 fn survives_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
-    let event = conformance::sample(1, "reopen", at);
+    let event = sample(1, "reopen", at);
     {
         let store = DuckDbStore::open(dir.path()).expect("open");
         store.add_app("reopen").expect("add");
@@ -45,7 +42,7 @@ fn dedupe_falls_back_to_the_database_beyond_memory() {
     let store = DuckDbStore::open_with(dir.path(), 2).expect("open");
     let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
     let events: Vec<_> = (0..5)
-        .map(|n| conformance::sample(n, "tiny", at + time::Duration::minutes(n.into())))
+        .map(|n| sample(n, "tiny", at + time::Duration::minutes(n.into())))
         .collect();
     let mut writer = store.writer().expect("writer");
     for e in &events {
@@ -73,45 +70,6 @@ fn stored(store: &DuckDbStore) -> usize {
     count
 }
 
-/// Every report rolled up from the raw events on the spot, the answer the
-/// stored rollups must give.
-struct RawSource<'a> {
-    store: &'a DuckDbStore,
-    filter: &'a tally_report::Filter,
-}
-
-impl crate::rollup::Source for RawSource<'_> {
-    fn filter(&self) -> &tally_report::Filter {
-        self.filter
-    }
-
-    /// Whole days rolled up from the raw events too.
-    fn stored(
-        &self,
-        need: &crate::rollup::Need,
-        (first, last): (Option<i32>, Option<i32>),
-        each: &mut dyn FnMut(crate::rollup::Row) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let end = micros(time::macros::datetime!(2100-01-01 00:00 UTC));
-        let events = self.events(
-            first.map_or(0, crate::rollup::day_start),
-            last.map_or(end, |l| crate::rollup::day_start(l + 1)),
-        )?;
-        crate::rollup::rows_from_events(
-            events.iter().map(|(e, n)| (&e.event, *n)),
-            need.kind,
-            self.filter,
-        )
-        .into_iter()
-        .try_for_each(each)
-    }
-
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(StoredEvent, u32)>, StoreError> {
-        self.store.handoff.wait_loaded();
-        rollups::raw(&self.store.connection()?, Some(&self.filter.app), from, to)
-    }
-}
-
 /// The stored rollups (appended per batch, compacted or not, with raw edges
 /// for ranges that cut days) give every report exactly the answer of
 /// rolling up the raw events, for many filters.
@@ -121,10 +79,10 @@ fn stored_rollups_answer_as_the_raw_events_do() {
     // A small memory of ids, so that retries are also looked up in the
     // database.
     let store = DuckDbStore::open_with(dir.path(), 100).expect("open");
-    let events = conformance::varied(3_000);
+    let events = varied(3_000);
     let mut writer = store.writer().expect("writer");
     for chunk in events.chunks(97) {
-        writer.insert(&mut chunk.to_vec().into()).expect("insert");
+        writer.insert(&mut store.stage(chunk.to_vec())).expect("insert");
     }
     // Retries add nothing.
     writer
@@ -132,22 +90,11 @@ fn stored_rollups_answer_as_the_raw_events_do() {
         .expect("retry");
     let conn = store.connection().expect("conn");
     let check = |phase: &str| {
-        for query in conformance::varied_queries() {
-            let stored = store.report(&query).expect("stored");
-            let raw = crate::rollup::answer(
-                &RawSource {
-                    store: &store,
-                    filter: &query.filter,
-                },
-                &query,
-            )
-            .expect("raw");
-            assert_eq!(stored, raw, "{phase}: {query:?}");
-            assert!(
-                stored.tables.iter().any(|t| !t.rows.is_empty()),
-                "{phase}: {query:?} is empty, so it proves nothing"
-            );
-        }
+        tally_testkit::reports::answers_match_events(
+            &|query| store.report(query).expect("report"),
+            &events,
+            phase,
+        );
     };
     check("appended");
     store.handoff.wait_loaded();
@@ -174,7 +121,7 @@ fn stored_rollups_answer_as_the_raw_events_do() {
 #[test]
 fn rollups_are_rebuilt_when_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let events = conformance::varied(400);
+    let events = varied(400);
     let query = tally_report::Query::from_params(
         tally_report::ReportName::Commands,
         &[("app".to_owned(), "varied".to_owned())].into(),
@@ -207,7 +154,7 @@ fn events_journaled_before_a_crash_are_stored_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
     let events: Vec<_> = (0..4)
-        .map(|n| conformance::sample(n, "crash", at))
+        .map(|n| sample(n, "crash", at))
         .collect();
     let loaded = {
         let store = DuckDbStore::open(dir.path()).expect("open");
@@ -222,7 +169,7 @@ fn events_journaled_before_a_crash_are_stored_on_open() {
     let journal_dir = dir.path().join(JOURNAL_DIR);
     let mut journal = Journal::create(&journal_dir, loaded.segment).expect("journal");
     for events in [&events[1..3], &events[3..]] {
-        let encoded = crate::journal::Encoded::new(events);
+        let encoded = Encoded::new(events);
         journal.append([encoded.bytes()]).expect("append");
     }
     drop(journal);

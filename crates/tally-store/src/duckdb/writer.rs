@@ -13,9 +13,12 @@ use std::thread::JoinHandle;
 use duckdb::Connection;
 
 use super::loader::{self, Handoff, Loader};
-use crate::dedupe::{Seen, micros};
-use crate::journal::Journal;
-use crate::{Batch, RecentIds, StoreError, StoredEvent, Writer};
+use tally_protocol::StoredEvent;
+use tally_rollup::micros;
+
+use crate::dedupe::Seen;
+use crate::journal::{Encoded, Journal};
+use crate::{RecentIds, Staged, StoreError, Writer};
 
 pub(super) struct DuckDbWriter {
     /// Looks up ids older than what `recent` covers.
@@ -132,7 +135,7 @@ impl DuckDbWriter {
 }
 
 impl Writer for DuckDbWriter {
-    fn insert(&mut self, batch: &mut Batch) -> Result<Vec<bool>, StoreError> {
+    fn insert(&mut self, batch: &mut Staged) -> Result<Vec<bool>, StoreError> {
         let mut seen = self.recent.classify(batch.events());
         self.resolve(batch.events(), &mut seen)?;
         let new: Vec<bool> = seen.iter().map(|&s| s == Seen::New).collect();
@@ -142,7 +145,16 @@ impl Writer for DuckDbWriter {
             return Ok(new);
         }
         self.handoff.wait_for_room()?;
-        let encoded = batch.journal();
+        // Encoded in the request's thread (see `DuckDbStore::stage`), unless
+        // the batch was staged without it.
+        let made;
+        let encoded = match batch.prepared_as::<Encoded>() {
+            Some(encoded) => encoded,
+            None => {
+                made = Encoded::new(batch.events());
+                &made
+            }
+        };
         let end = if count == new.len() {
             self.journal.append([encoded.bytes()])?
         } else {

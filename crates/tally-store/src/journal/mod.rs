@@ -34,7 +34,9 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::{StoreError, StoredEvent};
+use tally_protocol::StoredEvent;
+
+use crate::StoreError;
 
 mod record;
 
@@ -446,7 +448,7 @@ pub(crate) fn recycle_loaded(dir: &Path, loaded: u64) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::sample;
+    use tally_testkit::events::sample;
     use time::macros::datetime;
 
     /// Appends `events` as one record.

@@ -9,13 +9,14 @@
 //! which the request's own thread does (see [`Encoded`]), so the writer only
 //! copies bytes.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
-use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue};
+use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue, StoredEvent};
+use tally_rollup::{from_micros, micros};
 use uuid::Uuid;
 
-use crate::StoredEvent;
-use crate::dedupe::{from_micros, micros};
+use crate::Prepared;
 
 /// Events in the journal's form, each one's bytes findable on its own, so
 /// that a writer can journal just the new events of a batch.
@@ -52,14 +53,14 @@ impl Encoded {
     }
 
     /// Adds `other`'s events after these.
-    pub(crate) fn append(&mut self, other: Self) {
+    fn extend(&mut self, other: Self) {
         let base = self.bytes.len();
         self.bytes.extend_from_slice(&other.bytes);
         self.ends.extend(other.ends.iter().map(|end| end + base));
     }
 
     /// Splits off the events from `at` on.
-    pub(crate) fn split_off(&mut self, at: usize) -> Self {
+    fn split(&mut self, at: usize) -> Self {
         let base = at.checked_sub(1).map_or(0, |before| self.ends[before]);
         let ends = self
             .ends
@@ -71,6 +72,25 @@ impl Encoded {
             bytes: self.bytes.split_off(base),
             ends,
         }
+    }
+}
+
+/// The embedded store prepares a batch by encoding it, in the request's
+/// thread (see [`Store::stage`](crate::Store::stage)).
+impl Prepared for Encoded {
+    fn append(&mut self, other: Box<dyn Prepared>) -> bool {
+        let other: Box<dyn Any> = other;
+        match other.downcast::<Encoded>() {
+            Ok(other) => {
+                self.extend(*other);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn split_off(&mut self, at: usize) -> Box<dyn Prepared> {
+        Box::new(self.split(at))
     }
 }
 
@@ -325,7 +345,7 @@ impl Input<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::{bare, sample};
+    use tally_testkit::events::{bare, sample};
     use time::macros::datetime;
 
     /// Events with every combination of optional fields `sample` makes, and
@@ -357,9 +377,9 @@ mod tests {
     fn batches_join_and_split_at_event_boundaries() {
         let events = events();
         let mut joined = Encoded::new(&events[..10]);
-        joined.append(Encoded::new(&events[10..]));
+        joined.extend(Encoded::new(&events[10..]));
         assert_eq!(joined, Encoded::new(&events));
-        let tail = joined.split_off(4);
+        let tail = joined.split(4);
         assert_eq!(joined, Encoded::new(&events[..4]));
         assert_eq!(tail, Encoded::new(&events[4..]));
         assert_eq!(decode(tail.event(0)).expect("decode"), [events[4].clone()]);

@@ -122,28 +122,27 @@ fn survives(mode: Mode) {
 /// Keeps using democli now and then (as a user would) until every run is
 /// stored; each run may start a flush once the breaker lets it.
 fn heal(server: &Server, user: &User, mut runs: usize) {
-    let started = Instant::now();
     let mut last_run = Instant::now();
-    loop {
+    let healed = tally_testkit::within(DELIVERY_DEADLINE, || {
         let events = server.events();
         assert_eq!(ids(&events).len(), events.len(), "an id stored twice");
         if events.len() == runs && user.spooled().is_empty() {
-            break;
+            return Some(());
         }
-        assert!(
-            started.elapsed() < DELIVERY_DEADLINE,
-            "{} of {runs} runs stored; spool: {:?}",
-            events.len(),
-            user.spooled()
-        );
         if last_run.elapsed() > Duration::from_secs(3) {
             let run = user.democli(&["build"]);
             assert!(run.took < BOUND, "a run took {:?}", run.took);
             runs += 1;
             last_run = Instant::now();
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        None
+    });
+    assert!(
+        healed.is_some(),
+        "{} of {runs} runs stored; spool: {:?}",
+        server.events().len(),
+        user.spooled()
+    );
     // No flusher outlives its hard limit or piles up, and none still on
     // its way makes a run count twice.
     user.wait_flushers_gone();

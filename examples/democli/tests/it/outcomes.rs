@@ -2,9 +2,10 @@
 //! none carries the user's home dir, name or e-mail addresses.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use tally_testkit::eventually;
 
 use crate::support::{Server, USER_NAME, User, files_in};
 
@@ -23,17 +24,12 @@ fn sleeping(user: &User) -> std::process::Child {
         .command(&["sleep", "30000"])
         .spawn()
         .expect("spawn sleep");
-    let started = Instant::now();
-    while files_in(&user.cache_dir().join("running"))
-        .iter()
-        .all(|p| p.extension().is_none_or(|x| x != "json"))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no running marker"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(20), "a running marker", || {
+        files_in(&user.cache_dir().join("running"))
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "json"))
+            .then_some(())
+    });
     child
 }
 

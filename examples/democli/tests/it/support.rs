@@ -2,13 +2,15 @@
 //! proxy that can make the endpoint misbehave.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tally_testkit::eventually;
+use tally_testkit::server::RunningServer;
 
 /// How long delivery may take before a test gives up: generous, because the
 /// SDK backs off after failures by design.
@@ -18,95 +20,38 @@ pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
 pub struct Server {
     pub url: String,
     pub key: String,
-    admin: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _data: tempfile::TempDir,
+    running: RunningServer,
 }
 
 impl Server {
     pub fn start() -> Self {
-        let data = tempfile::tempdir().expect("tempdir");
-        let config = tally_server::Config::new(data.path().to_owned());
-        let server = tally_server::Server::open(config).expect("open server");
-        let admin = server.admin_token().to_owned();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                addr_tx
-                    .send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
-                server
-                    .run(listener, async {
-                        let _ = stop.await;
-                    })
-                    .await
-                    .expect("serve");
-            });
-        });
-        let addr: SocketAddr = addr_rx.recv().expect("server address");
-        let url = format!("http://{addr}");
-        let mut response = ureq::post(format!("{url}/api/v1/apps"))
-            .header("Authorization", &format!("Bearer {admin}"))
-            .send_json(serde_json::json!({"name": "democli"}))
-            .expect("add app");
-        let app: Value = response.body_mut().read_json().expect("app json");
+        let running = RunningServer::start();
         Self {
-            url,
-            key: app["ingest_key"].as_str().expect("key").to_owned(),
-            admin,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-            _data: data,
+            url: running.url.clone(),
+            key: running.add_app("democli"),
+            running,
         }
     }
 
     /// Every stored democli event, as exported (every field).
-    pub fn export_text(&self) -> String {
-        let mut response = ureq::get(format!("{}/api/v1/export?app=democli", self.url))
-            .header("Authorization", &format!("Bearer {}", self.admin))
-            .call()
-            .expect("export");
-        response.body_mut().read_to_string().expect("export body")
+    pub fn events(&self) -> Vec<Value> {
+        self.running.export("democli")
     }
 
-    pub fn events(&self) -> Vec<Value> {
-        self.export_text()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("ndjson"))
+    /// The stored democli events as the export's text.
+    pub fn export_text(&self) -> String {
+        self.events()
+            .iter()
+            .map(|e| format!("{e}\n"))
             .collect()
     }
 
     /// Waits until `n` events are stored (fails beyond the deadline).
     pub fn wait_for(&self, n: usize) -> Vec<Value> {
-        let started = Instant::now();
-        loop {
+        eventually(DELIVERY_DEADLINE, &format!("{n} events stored"), || {
             let events = self.events();
-            if events.len() >= n || started.elapsed() > DELIVERY_DEADLINE {
-                return events;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+            (events.len() >= n).then_some(events)
+        })
     }
 }
 
@@ -210,28 +155,16 @@ impl User {
     /// Waits until no flusher of this user runs: whatever they were sending
     /// has then arrived or failed. Fails if one outlives its 15 s hard limit.
     pub fn wait_flushers_gone(&self) {
-        let started = Instant::now();
-        while flushers(self) > 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(16),
-                "{} flushers still running",
-                flushers(self)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually(Duration::from_secs(16), "flushers gone", || {
+            (flushers(self) == 0).then_some(())
+        });
     }
 
     /// Waits for the spool to drain (fails beyond the deadline).
     pub fn wait_spool_empty(&self) {
-        let started = Instant::now();
-        while !self.spooled().is_empty() {
-            assert!(
-                started.elapsed() < DELIVERY_DEADLINE,
-                "spool never drained: {:?}",
-                self.spooled()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually(DELIVERY_DEADLINE, "the spool drained", || {
+            self.spooled().is_empty().then_some(())
+        });
     }
 }
 

@@ -5,12 +5,12 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `clickhouse-server` owned by a test.
 ///
 /// ```no_run
-/// let server = tally_store::conformance::clickhouse::LocalServer::start();
+/// let server = tally_testkit::clickhouse::LocalServer::start();
 /// let url = server.store_url("tally");
 /// assert!(url.starts_with("clickhouse://127.0.0.1:"));
 /// ```
@@ -66,18 +66,13 @@ impl LocalServer {
         let url = format!("http://127.0.0.1:{}/", self.http_port);
         let sql = "SELECT count() FROM system.processes \
                    WHERE query LIKE 'INSERT%' AND query NOT LIKE '%system.processes%'";
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
+        crate::eventually(Duration::from_secs(60), "inserts still running", || {
             let running = ureq::post(&url)
                 .send(sql)
                 .ok()
                 .and_then(|mut r| r.body_mut().read_to_string().ok());
-            if running.as_deref().map(str::trim) == Some("0") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("inserts still running after a minute");
+            (running.as_deref().map(str::trim) == Some("0")).then_some(())
+        });
     }
 
     /// Stops the server (as an outage would), keeping its data.
@@ -145,15 +140,10 @@ impl LocalServer {
             .spawn()
             .expect("start clickhouse-server");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("http://127.0.0.1:{}/ping", self.http_port);
-        while Instant::now() < deadline {
-            if ureq::get(&url).call().is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("clickhouse-server did not answer on {url} within 60 s");
+        crate::eventually(Duration::from_secs(60), "clickhouse-server answering", || {
+            ureq::get(&url).call().ok().map(drop)
+        });
     }
 }
 

@@ -1,43 +1,48 @@
+//! What hostile or broken clients send, and the clear 4xx each gets.
+
 use std::io::Write;
 
 use serde_json::{Value, json};
+use tally_testkit::events::{batch_body, fresh, gzip};
+use tally_testkit::server::RunningServer;
 
-use crate::support::{TestServer, add_app, data_dir, event, export, gzip};
+use crate::support::Harness;
 
 fn batch_json(events: Vec<Value>) -> Vec<u8> {
-    serde_json::to_vec(&json!({"sent_at": time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339).expect("format"), "events": events}))
-    .expect("json")
+    batch_body(&events)
+}
+
+fn event(app: &str) -> Value {
+    serde_json::to_value(fresh(app)).expect("json")
 }
 
 fn event_with(app: &str, key: &str, value: Value) -> Vec<u8> {
-    let mut e = serde_json::to_value(event(app)).expect("json");
+    let mut e = event(app);
     e[key] = value;
     batch_json(vec![e])
 }
 
-#[test]
-fn bad_requests_get_a_clear_4xx_and_store_nothing() {
-    let dir = data_dir();
-    let server = TestServer::start(dir.path());
-    let key = add_app(dir.path(), "strict");
-    let other_key = add_app(dir.path(), "other");
+#[tokio::test]
+async fn bad_requests_get_a_clear_4xx_and_store_nothing() {
+    let server = Harness::new();
+    let key = server.add_app("strict").await;
+    let other_key = server.add_app("other").await;
 
-    let mut missing = serde_json::to_value(event("strict")).expect("json");
+    let mut missing = event("strict");
     missing.as_object_mut().expect("object").remove("exit_code");
-    let mut nested = serde_json::to_value(event("strict")).expect("json");
+    let mut nested = event("strict");
     nested["properties"] = json!({"a": {"b": {"c": {"d": 1}}}});
     let mut deep = String::from("1");
     for _ in 0..200 {
         deep = format!("{{\"x\": {deep}}}");
     }
-    let mut deeply = serde_json::to_value(event("strict")).expect("json");
+    let mut deeply = event("strict");
     deeply["properties"] = json!("placeholder");
     let deeply =
         serde_json::to_string(&json!({"sent_at": "2026-01-01T00:00:00Z", "events": [deeply]}))
             .expect("json")
             .replace("\"placeholder\"", &deep);
-    let valid = batch_json(vec![serde_json::to_value(event("strict")).expect("json")]);
+    let valid = batch_json(vec![event("strict")]);
     let truncated_gzip = {
         let full = gzip(&valid);
         full[..full.len() / 2].to_vec()
@@ -51,7 +56,7 @@ fn bad_requests_get_a_clear_4xx_and_store_nothing() {
         encoder.finish().expect("gzip")
     };
     let future = time::OffsetDateTime::now_utc() + time::Duration::days(30);
-    let mut future_event = serde_json::to_value(event("strict")).expect("json");
+    let mut future_event = event("strict");
     future_event["timestamp"] = json!(
         future
             .format(&time::format_description::well_known::Rfc3339)
@@ -167,55 +172,72 @@ fn bad_requests_get_a_clear_4xx_and_store_nothing() {
         ),
     ];
     for (name, key, headers, body, status, code) in cases {
-        let (got, answer) = server.post_raw(key, headers, &body);
+        let answer = server.ingest(key, headers, body).await;
+        let (got, answer) = (answer.status.as_u16(), answer.body);
         assert_eq!(got, status, "{name}: {answer}");
         assert_eq!(answer["error"], code, "{name}: {answer}");
         assert!(
             answer["reason"].as_str().is_some_and(|r| !r.is_empty()),
             "{name}: {answer}"
         );
-        let (health, _) = server.get("/healthz", None);
+        let health = server.get("/healthz", None).await.status;
         assert_eq!(health, 200, "the server stays up after {name}");
     }
+    let answer = server
+        .ingest(&key, &[], event_with("strict", "exit_code", json!("zero")))
+        .await
+        .body;
+    assert_eq!(answer["rejected"][0]["field"], "exit_code", "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 0, "{answer}");
+    assert!(server.export("strict").await.is_empty(), "nothing was stored");
+
+    // After all that, a good batch still goes in.
+    assert_eq!(server.ingest(&key, &[], valid).await.status, 200);
+    assert_eq!(server.export("strict").await.len(), 1);
+}
+
+/// A body far over the limit is refused from its headers, before it is
+/// read, and the connection closed; a client that reads while it writes
+/// gets the answer.
+#[test]
+fn a_50_mb_body_gets_413_before_it_is_read() {
+    let server = RunningServer::start();
+    let key = server.add_app("huge");
     let (status, answer) = post_50_mb(&server.url, &key);
     assert_eq!(status, 413, "50 MB body: {answer}");
     assert_eq!(answer["error"], "too_large", "{answer}");
-    let (_, answer) = server.post_raw(&key, &[], &event_with("strict", "exit_code", json!("zero")));
-    assert_eq!(answer["rejected"][0]["field"], "exit_code", "{answer}");
-    assert_eq!(answer["rejected"][0]["index"], 0, "{answer}");
-    assert!(
-        export(dir.path(), "strict").is_empty(),
-        "nothing was stored"
-    );
-
-    // After all that, a good batch still goes in.
-    assert_eq!(server.post_raw(&key, &[], &valid).0, 200);
-    assert_eq!(export(dir.path(), "strict").len(), 1);
+    let (status, _) = ureq_get(&format!("{}/healthz", server.url));
+    assert_eq!(status, 200, "the server stays up");
 }
 
-#[test]
-fn a_partly_bad_batch_stores_the_good_events() {
-    let dir = data_dir();
-    let server = TestServer::start(dir.path());
-    let key = add_app(dir.path(), "strict");
-    let good = serde_json::to_value(event("strict")).expect("json");
-    let mut bad = serde_json::to_value(event("strict")).expect("json");
+fn ureq_get(url: &str) -> (u16, String) {
+    let mut response = ureq::get(url).call().expect("GET");
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_partly_bad_batch_stores_the_good_events() {
+    let server = Harness::new();
+    let key = server.add_app("strict").await;
+    let good = event("strict");
+    let mut bad = event("strict");
     bad["os"] = json!(42);
-    let (status, answer) = server.post_raw(&key, &[], &batch_json(vec![good, bad]));
+    let answer = server.ingest(&key, &[], batch_json(vec![good, bad])).await;
+    let (status, answer) = (answer.status, answer.body);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1);
     assert_eq!(
         answer["rejected"],
         json!([{"index": 1, "field": "os", "reason": answer["rejected"][0]["reason"]}])
     );
-    assert_eq!(export(dir.path(), "strict").len(), 1);
+    assert_eq!(server.export("strict").await.len(), 1);
 }
 
-#[test]
-fn reading_needs_the_admin_token() {
-    let dir = data_dir();
-    let server = TestServer::start(dir.path());
-    let key = add_app(dir.path(), "private");
+#[tokio::test]
+async fn reading_needs_the_admin_token() {
+    let server = Harness::new();
+    let key = server.add_app("private").await;
     let mut paths = vec!["/api/v1/export".to_owned(), "/api/v1/apps".to_owned()];
     for report in tally_report::ReportName::ALL {
         let extra = if report == tally_report::ReportName::Deprecation {
@@ -225,30 +247,30 @@ fn reading_needs_the_admin_token() {
         };
         paths.push(format!("/api/v1/reports/{report}?app=private{extra}"));
     }
+    let admin = server.admin_token();
     for path in &paths {
-        assert_eq!(server.get(path, None).0, 401, "{path} without a token");
-        assert_eq!(
-            server.get(path, Some(&key)).0,
-            401,
-            "{path} with an ingest key"
-        );
-        assert_eq!(
-            server.get(path, Some(&server.admin_token())).0,
-            200,
-            "{path} with the admin token"
-        );
+        for (token, status, what) in [
+            (None, 401, "without a token"),
+            (Some(key.as_str()), 401, "with an ingest key"),
+            (Some(admin.as_str()), 200, "with the admin token"),
+        ] {
+            assert_eq!(server.get(path, token).await.status, status, "{path} {what}");
+        }
     }
     // Bad report requests name what is wrong.
-    let admin = server.admin_token();
-    let (status, body) = server.get("/api/v1/reports/nope?app=private", Some(&admin));
-    assert_eq!(status, 404, "{body}");
-    let (status, body) = server.get(
-        "/api/v1/reports/commands?app=private&env=robot",
-        Some(&admin),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("\"field\":\"env\""), "{body}");
-    let mode = std::fs::metadata(dir.path().join("admin-token")).expect("token file");
+    let answer = server
+        .get("/api/v1/reports/nope?app=private", Some(&admin))
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    let answer = server
+        .get(
+            "/api/v1/reports/commands?app=private&env=robot",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.body["field"], "env", "{}", answer.body);
+    let mode = std::fs::metadata(server.dir.path().join("admin-token")).expect("token file");
     #[cfg(unix)]
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
@@ -256,17 +278,20 @@ fn reading_needs_the_admin_token() {
     );
 }
 
-#[test]
-fn metrics_count_what_happened() {
-    let dir = data_dir();
-    let server = TestServer::start(dir.path());
-    let key = add_app(dir.path(), "counted");
-    let batch = vec![event("counted"), event("counted")];
-    server.send(&key, &batch);
-    server.send(&key, &batch);
-    server.post_raw(&key, &[], &event_with("counted", "os", json!("")));
-    let (status, text) = server.get("/metrics", None);
-    assert_eq!(status, 200);
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let server = Harness::new();
+    let key = server.add_app("counted").await;
+    let batch = batch_json(vec![event("counted"), event("counted")]);
+    let gz = [("Content-Encoding", "gzip")];
+    server.ingest(&key, &gz, gzip(&batch)).await;
+    server.ingest(&key, &gz, gzip(&batch)).await;
+    server
+        .ingest(&key, &[], event_with("counted", "os", json!("")))
+        .await;
+    let metrics = server.get("/metrics", None).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body.as_str().expect("text").to_owned();
     for line in [
         "tally_events_accepted_total 2",
         "tally_events_duplicate_total 2",
@@ -285,8 +310,9 @@ fn metrics_count_what_happened() {
     );
     // Once a read has had the loader commit, nothing acknowledged is left
     // outside the tables.
-    assert_eq!(export(dir.path(), "counted").len(), 2);
-    let (_, text) = server.get("/metrics", None);
+    assert_eq!(server.export("counted").await.len(), 2);
+    let text = server.get("/metrics", None).await.body;
+    let text = text.as_str().expect("text");
     assert!(
         text.lines().any(|l| l == "tally_store_unloaded_events 0"),
         "{text}"

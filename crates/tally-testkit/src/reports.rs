@@ -1,17 +1,22 @@
 //! Reports over a small hand-built data set whose answers are worked out
-//! by hand (in the comments), not by running the code under test.
+//! by hand (in the comments), not by running the code under test: one
+//! check per report, which [`report_tests!`](crate::report_tests) runs as
+//! one test each against a source of reports over [`data`].
 
 use std::collections::BTreeMap;
 
-use tally_protocol::{ErrorInfo, Event, Outcome};
+use tally_protocol::{ErrorInfo, Event, Outcome, StoredEvent};
 use tally_report::{Cell, Query, Report, ReportName};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
 
-use crate::{Store, StoredEvent};
+/// Answers a report over [`data`] (and whatever else its source holds of
+/// other apps).
+pub type Ask<'a> = &'a dyn Fn(&Query) -> Report;
 
-const APP: &str = "reports";
+/// The app of [`data`].
+pub const APP: &str = "reports";
 
 struct Run {
     install: char,
@@ -42,7 +47,7 @@ fn install(c: char) -> Uuid {
 ///
 /// plus a custom event (`cache.hit`) from A, which no report counts, and
 /// deps: git 2.43.0 on runs 1 and 2, git 2.44.0 on run 6.
-fn data() -> Vec<StoredEvent> {
+pub fn data() -> Vec<StoredEvent> {
     let runs = [
         Run {
             install: 'A',
@@ -177,13 +182,13 @@ fn data() -> Vec<StoredEvent> {
     events
 }
 
-fn ask(store: &dyn Store, report: ReportName, params: &[(&str, &str)]) -> Report {
+fn ask(ask: Ask<'_>, report: ReportName, params: &[(&str, &str)]) -> Report {
     let mut all: BTreeMap<String, String> = [("app".to_owned(), APP.to_owned())].into();
     for (k, v) in params {
         all.insert((*k).to_owned(), (*v).to_owned());
     }
     let query = Query::from_params(report, &all).expect("valid query");
-    store.report(&query).expect("report")
+    ask(&query)
 }
 
 fn t(s: &str) -> Cell {
@@ -220,13 +225,9 @@ fn rows(report: &Report, name: &str, columns: &[&str]) -> Vec<Vec<Cell>> {
         .collect()
 }
 
-/// Each report over [`data`], against answers counted by hand.
-pub fn reports_answer_known_questions(store: &dyn Store) {
-    let mut writer = store.writer().expect("writer");
-    writer.insert(&mut data().into()).expect("insert");
-    let s = store;
-
-    // build: runs 1,2,5,6 by A,C,D; 1,2,6 exit 0. deploy: 3,4 by B; 4 exits 0.
+/// `commands`, unfiltered and with each filter. build: runs 1,2,5,6 by A,C,D;
+/// 1,2,6 exit 0. deploy: 3,4 by B; 4 exits 0.
+pub fn commands(s: Ask<'_>) {
     assert_eq!(
         rows(
             &ask(s, ReportName::Commands, &[]),
@@ -262,7 +263,11 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
         commands(&[("until", "2026-11-02")]),
         [vec![t("build"), i(2)]]
     );
+}
 
+/// `flags`: --legacy on runs 5 and 6, --verbose on 1 and 5, --region on 3
+/// and 4, --force on 3.
+pub fn flags(s: Ask<'_>) {
     assert_eq!(
         rows(
             &ask(s, ReportName::Flags, &[]),
@@ -276,8 +281,10 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             vec![t("deploy"), t("--force"), i(1), i(1)],
         ]
     );
+}
 
-    // 1.1.0: B, C, D (3 of 4 installs); 1.0.0: A, B.
+/// `versions`. 1.1.0: B, C, D (3 of 4 installs); 1.0.0: A, B.
+pub fn versions(s: Ask<'_>) {
     let versions = ask(s, ReportName::Versions, &[]);
     assert_eq!(
         rows(
@@ -312,7 +319,10 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             vec![t("2026-11-08"), t("1.1.0"), i(1)],
         ]
     );
+}
 
+/// `platforms`: linux is A and C (runs 1, 2, 5), macos B, windows D.
+pub fn platforms(s: Ask<'_>) {
     assert_eq!(
         rows(
             &ask(s, ReportName::Platforms, &[]),
@@ -325,7 +335,10 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             vec![t("windows"), i(1), i(1)]
         ]
     );
+}
 
+/// `environments`: humans A and D (runs 1, 2, 6), CI B, the agent C.
+pub fn environments(s: Ask<'_>) {
     assert_eq!(
         rows(
             &ask(s, ReportName::Environments, &[]),
@@ -338,7 +351,11 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             vec![t("agent"), i(1), i(1)]
         ]
     );
+}
 
+/// `errors`: run 3's timeout (no location) and run 5's panic; outcomes of
+/// all six runs.
+pub fn errors(s: Ask<'_>) {
     let errors = ask(s, ReportName::Errors, &[]);
     assert_eq!(
         rows(
@@ -380,8 +397,11 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             vec![t("failure"), i(1)]
         ]
     );
+}
 
-    // build 1.0.0 took 100 and 200 ms: the lower is the discrete median.
+/// `durations`: build 1.0.0 took 100 and 200 ms, the lower is the discrete
+/// median.
+pub fn durations(s: Ask<'_>) {
     assert_eq!(
         rows(
             &ask(s, ReportName::Durations, &[]),
@@ -395,7 +415,10 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             vec![t("deploy"), t("1.1.0"), i(1), i(400), i(400)],
         ]
     );
+}
 
+/// `installs`: new, active and retained installs.
+pub fn installs(s: Ask<'_>) {
     // Weeks start on Monday: A's first run (Sun 11-01) is in the week of
     // 10-26; B, C and D first appear in the week of 11-02.
     let installs = ask(s, ReportName::Installs, &[]);
@@ -423,7 +446,10 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             i(3)
         ])
     );
+}
 
+/// `deprecation` of a flag and of a command.
+pub fn deprecation(s: Ask<'_>) {
     // --legacy in the 30 days before 11-10: runs 5 and 6, installs C and D,
     // of 4 active installs.
     let deprecation = ask(
@@ -452,8 +478,11 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
         rows(&by_command, "usage", &["runs", "installs"]),
         [vec![i(2), i(1)]]
     );
+}
 
-    // 1.1.0: runs 4, 6 succeed, 5 crashes; 1.0.0: runs 1, 2 succeed, 3 fails.
+/// `health`. 1.1.0: runs 4, 6 succeed, 5 crashes; 1.0.0: runs 1, 2
+/// succeed, 3 fails.
+pub fn health(s: Ask<'_>) {
     assert_eq!(
         rows(
             &ask(s, ReportName::Health, &[]),
@@ -486,7 +515,10 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             ],
         ]
     );
+}
 
+/// `deps`: git 2.43.0 on A's two runs, 2.44.0 on D's.
+pub fn deps(s: Ask<'_>) {
     assert_eq!(
         rows(
             &ask(s, ReportName::Deps, &[]),
@@ -498,4 +530,78 @@ pub fn reports_answer_known_questions(store: &dyn Store) {
             vec![t("git"), t("2.43.0"), i(1), i(2)]
         ]
     );
+}
+
+/// Every report over [`varied`](crate::events::varied) data, unfiltered and
+/// with filters that cut days, pick versions, OSes and environments.
+pub fn varied_queries() -> Vec<Query> {
+    let filters: [&[(&str, &str)]; 7] = [
+        &[],
+        &[("since", "2026-10-25"), ("until", "2026-11-03")],
+        &[
+            ("since", "2026-10-25T13:30:00Z"),
+            ("until", "2026-11-03T08:00:00Z"),
+        ],
+        &[
+            ("since", "2026-10-28T01:00:00Z"),
+            ("until", "2026-10-28T05:00:00Z"),
+        ],
+        &[("version", "1.1.0"), ("os", "macos")],
+        &[("env", "ci"), ("since", "2026-10-30")],
+        &[("env", "agent")],
+    ];
+    let mut queries = Vec::new();
+    for report in ReportName::ALL {
+        for filter in filters {
+            let mut params: BTreeMap<String, String> = filter
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            params.insert("app".into(), "varied".into());
+            if report == ReportName::Deprecation {
+                params.insert("flag".into(), "--legacy".into());
+                params.insert("until".into(), "2026-11-08".into());
+            }
+            queries.push(Query::from_params(report, &params).expect("valid query"));
+        }
+    }
+    queries
+}
+
+/// Each report of [`varied_queries`] that `ask` answers over `events` is
+/// the answer of rolling the events up on the spot
+/// ([`MemorySource`](tally_rollup::MemorySource)); `phase` names the state
+/// of what answers in failures.
+pub fn answers_match_events(ask: Ask<'_>, events: &[StoredEvent], phase: &str) {
+    let numbered = tally_rollup::MemorySource::number(events.iter().map(|e| e.event.clone()));
+    for query in varied_queries() {
+        let answer = ask(&query);
+        let source = tally_rollup::MemorySource::new(&numbered, &query.filter);
+        let expected = tally_rollup::answer(&source, &query).expect("in memory");
+        assert_eq!(answer, expected, "{phase}: {query:?}");
+        assert!(
+            answer.tables.iter().any(|t| !t.rows.is_empty()),
+            "{phase}: {query:?} is empty, so it proves nothing"
+        );
+    }
+}
+
+/// One test per report, each asking the reports `$ask` answers (an
+/// expression made anew for each test, giving a `Fn(&Query) -> Report`
+/// over [`data`]).
+#[macro_export]
+macro_rules! report_tests {
+    ($ask:expr) => {
+        $crate::report_tests!(@each $ask; versions platforms commands flags errors durations
+            installs environments deprecation health deps);
+    };
+    (@each $ask:expr; $($report:ident)*) => {
+        $(
+            #[test]
+            fn $report() {
+                let ask = $ask;
+                $crate::reports::$report(&ask);
+            }
+        )*
+    };
 }

@@ -1,6 +1,6 @@
 //! Durations as a histogram that merges exactly and answers percentiles.
 
-use crate::StoreError;
+use crate::Error;
 
 /// Counts of durations, each rounded down to three significant digits
 /// ([`Histogram::bucket`]), so a percentile is off by less than 1% and a
@@ -11,7 +11,7 @@ use crate::StoreError;
 /// bucket, so that each merge costs the size of what is added, not of what
 /// is there.
 #[derive(Debug, Clone)]
-pub(crate) struct Histogram {
+pub struct Histogram {
     counts: Counts,
 }
 
@@ -70,7 +70,11 @@ impl PartialEq for Histogram {
 impl Histogram {
     /// The value a duration is counted as: exact under 1000 ms, else
     /// rounded down to three significant digits.
-    pub(crate) fn bucket(ms: u64) -> u64 {
+    ///
+    /// ```
+    /// assert_eq!(tally_rollup::Histogram::bucket(98_765), 98_700);
+    /// ```
+    pub fn bucket(ms: u64) -> u64 {
         let mut unit = 1;
         while ms / unit >= 1000 {
             unit *= 10;
@@ -78,7 +82,8 @@ impl Histogram {
         ms - ms % unit
     }
 
-    pub(crate) fn add(&mut self, ms: u64, count: u64) {
+    /// Counts `count` runs that took `ms`.
+    pub fn add(&mut self, ms: u64, count: u64) {
         if count == 0 {
             return;
         }
@@ -92,7 +97,8 @@ impl Histogram {
         }
     }
 
-    pub(crate) fn merge(&mut self, other: &Histogram) {
+    /// Adds `other`'s counts into these.
+    pub fn merge(&mut self, other: &Histogram) {
         if let Counts::Sparse(pairs) = &self.counts {
             if pairs.is_empty() {
                 *self = other.clone();
@@ -144,7 +150,13 @@ impl Histogram {
 
     /// The discrete quantile: the smallest value with at least `q` of the
     /// counts at or below it (as SQL's `quantile_disc`).
-    pub(crate) fn quantile(&self, q: f64) -> Option<u64> {
+    ///
+    /// ```
+    /// let mut h = tally_rollup::Histogram::default();
+    /// (1..=100).for_each(|ms| h.add(ms, 1));
+    /// assert_eq!(h.quantile(0.95), Some(95));
+    /// ```
+    pub fn quantile(&self, q: f64) -> Option<u64> {
         let total: u64 = self.iter().map(|(_, c)| c).sum();
         if total == 0 {
             return None;
@@ -163,7 +175,7 @@ impl Histogram {
     }
 
     /// The stored form: (value, count) pairs as little-endian u64s.
-    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len() * 16);
         for (value, count) in self.iter() {
             out.extend_from_slice(&value.to_le_bytes());
@@ -172,9 +184,11 @@ impl Histogram {
         out
     }
 
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Histogram, StoreError> {
+    /// Reads the stored form back; anything [`to_bytes`](Self::to_bytes)
+    /// cannot have written is [`Error::Corrupt`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Histogram, Error> {
         let corrupt =
-            || StoreError::Corrupt(format!("duration histogram of {} bytes", bytes.len()));
+            || Error::Corrupt(format!("duration histogram of {} bytes", bytes.len()));
         if !bytes.len().is_multiple_of(16) {
             return Err(corrupt());
         }

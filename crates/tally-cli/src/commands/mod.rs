@@ -1,0 +1,48 @@
+//! The subcommands, one module each: its arguments and what it does.
+
+mod app;
+mod demo_data;
+mod export;
+mod report;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Self-hosted usage analytics for command-line tools.
+#[derive(Parser, Debug)]
+#[command(name = "tally", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: ingest from CLIs, admin API, metrics.
+    Serve(serve::Args),
+    /// Write synthetic events into a data dir (for trying the dashboard and
+    /// for benchmarks); the server must not be running on it.
+    DemoData(demo_data::Args),
+    /// Manage apps (each CLI that reports to this server is one app).
+    App {
+        #[command(subcommand)]
+        command: app::Command,
+    },
+    /// Answer a report (versions, platforms, commands, flags, errors,
+    /// durations, installs, environments, deprecation, health, deps).
+    Report(report::Args),
+    /// Print stored events as NDJSON, one event a line.
+    Export(export::Args),
+}
+
+/// Runs the subcommand `cli` names.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::DemoData(args) => demo_data::run(args),
+        Command::App { command } => app::run(command),
+        Command::Report(args) => report::run(args),
+        Command::Export(args) => export::run(args),
+    }
+}

@@ -1,0 +1,73 @@
+//! Every report, answered from rollup rows: one module per report, each
+//! with an `answer` that says which rows it reads ([`Need`]) and makes its
+//! tables of them.
+//!
+//! Counts are exact sums; distinct installs are the sizes of unions of
+//! install sets, exact too; durations are percentiles of histograms kept to
+//! three significant digits.
+
+mod commands;
+mod deprecation;
+mod deps;
+mod durations;
+mod environments;
+mod errors;
+mod flags;
+mod health;
+mod installs;
+mod platforms;
+mod table;
+mod versions;
+
+use tally_report::{Query, Report, ReportName};
+use time::OffsetDateTime;
+
+use crate::{Error, Group, Need, Source};
+
+/// A source as reports read it: shared by the threads of one report.
+type Src<'s, E> = &'s (dyn Source<Error = E> + Sync);
+
+/// Answers `query` from `source`, whose filter is the query's.
+pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Report, E> {
+    let tables = match query.report {
+        ReportName::Versions => versions::answer(source, query)?,
+        ReportName::Platforms => platforms::answer(source, query)?,
+        ReportName::Commands => commands::answer(source, query)?,
+        ReportName::Flags => flags::answer(source, query)?,
+        ReportName::Errors => errors::answer(source, query)?,
+        ReportName::Durations => durations::answer(source, query)?,
+        ReportName::Installs => installs::answer(source, query)?,
+        ReportName::Environments => environments::answer(source, query)?,
+        ReportName::Deprecation => deprecation::answer(source, query)?,
+        ReportName::Health => health::answer(source, query)?,
+        ReportName::Deps => deps::answer(source, query)?,
+    };
+    Ok(Report {
+        report: query.report.as_str().to_owned(),
+        tables,
+    })
+}
+
+/// The rows of `need` within `[since, until)`, grouped each of the `N`
+/// ways it asks.
+fn read<const N: usize, E: From<Error> + Send>(
+    source: Src<'_, E>,
+    need: &Need,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+) -> Result<[Vec<Group>; N], E> {
+    let groupings = source.grouped(need, since, until)?;
+    let got = groupings.len();
+    groupings
+        .try_into()
+        .map_err(|_| Error::Corrupt(format!("a source gave {got} groupings, not {N}")).into())
+}
+
+/// [`read`] over the query's time range.
+fn read_range<const N: usize, E: From<Error> + Send>(
+    source: Src<'_, E>,
+    need: &Need,
+    query: &Query,
+) -> Result<[Vec<Group>; N], E> {
+    read(source, need, query.filter.since, query.filter.until)
+}
