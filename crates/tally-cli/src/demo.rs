@@ -191,7 +191,7 @@ pub fn generate(
     let mut installs: Vec<Install> = (0..install_count).map(|_| install(&mut rng)).collect();
     installs.sort_by_key(|i| i.first_day);
     let start = end - Duration::days(DAYS);
-    let command_weights: Vec<(usize, f64)> = COMMANDS
+    let commands: Vec<(usize, f64)> = COMMANDS
         .iter()
         .enumerate()
         .map(|(i, c)| (i, c.share))
@@ -213,112 +213,8 @@ pub fn generate(
             if who.last_day < day {
                 continue;
             }
-            let version = version_on(day, who.lag);
-            let spec = &COMMANDS[*pick(&mut rng, &command_weights)];
-            let (command, flag_odds, typical_ms) = (spec.path, spec.flags, spec.typical_ms);
-            let mut flags = Vec::new();
-            for (flag, p) in flag_odds {
-                // --legacy-output fades out and is gone in 2.0.0.
-                let p = if *flag == "--legacy-output" {
-                    if version == "2.0.0" {
-                        0.0
-                    } else {
-                        p * (1.0 - day as f64 / DAYS as f64)
-                    }
-                } else {
-                    *p
-                };
-                if rng.random::<f64>() < p {
-                    flags.push((*flag).to_owned());
-                }
-            }
-            let broken = version == "1.2.0" && command.starts_with("deploy");
-            let roll = rng.random::<f64>();
-            let (exit_code, outcome, error) = if broken && roll < 0.04 {
-                (
-                    101,
-                    Outcome::Crash,
-                    Some(ErrorInfo {
-                        kind: "panic".into(),
-                        message: "called `Option::unwrap()` on a `None` value".into(),
-                        location: Some("src/deploy/plan.rs:88:14".into()),
-                    }),
-                )
-            } else if roll < if broken { 0.22 } else { 0.05 } {
-                let (kind, message) = *pick(
-                    &mut rng,
-                    &[
-                        (
-                            ("http.timeout", "request to the API timed out after 30s"),
-                            0.4,
-                        ),
-                        (
-                            (
-                                "config.missing",
-                                "no config file at ~/.config/democli/config.toml",
-                            ),
-                            0.25,
-                        ),
-                        (
-                            ("auth.expired", "the session expired; run `democli login`"),
-                            0.2,
-                        ),
-                        (("io.permission", "permission denied writing ./dist"), 0.15),
-                    ],
-                );
-                (
-                    1,
-                    Outcome::Failure,
-                    Some(ErrorInfo {
-                        kind: kind.into(),
-                        message: message.into(),
-                        location: None,
-                    }),
-                )
-            } else if roll > 0.995 {
-                (130, Outcome::Interrupted, None)
-            } else {
-                (0, Outcome::Success, None)
-            };
-            let duration_ms = (typical_ms
-                * (0.3 + rng.random::<f64>() * 1.4)
-                * if rng.random::<f64>() < 0.05 { 4.0 } else { 1.0 })
-                as u64;
-            let at = start + Duration::days(day) + Duration::seconds(rng.random_range(0..86_400));
-            let mut event = Event {
-                id: Uuid::from_u128(rng.random::<u128>() & !(0xf000 << 64) | (0x4000 << 64)),
-                timestamp: at,
-                app: app.to_owned(),
-                app_version: version.to_owned(),
-                install_id: who.id,
-                name: None,
-                command: command.to_owned(),
-                flags,
-                exit_code,
-                outcome: Some(outcome),
-                duration_ms,
-                os: who.os.0.to_owned(),
-                arch: who.os.1.to_owned(),
-                os_version: Some(who.os.2.to_owned()),
-                ci: who.env.0.map(str::to_owned),
-                agent: who.env.1.map(str::to_owned),
-                tty: Some(who.env == (None, None)),
-                container: Some(who.container),
-                wsl: Some(who.os.0 == "linux" && who.env == (None, None) && who.lag % 7 == 0),
-                error,
-                deps: BTreeMap::from([("git".to_owned(), who.git.to_owned())]),
-                properties: BTreeMap::new(),
-            };
-            if event.command == "build" && rng.random::<f64>() < 0.3 {
-                event
-                    .properties
-                    .insert("targets".into(), (rng.random_range(1..6) as i64).into());
-            }
-            today.push(StoredEvent {
-                client_timestamp: at,
-                received_at: at,
-                event,
-            });
+            let at = start + Duration::days(day);
+            today.push(run(&mut rng, app, who, &commands, (day, at)));
             made += 1;
         }
         today.sort_by_key(|e| e.event.timestamp);
@@ -334,6 +230,128 @@ pub fn generate(
     }
     Ok(())
 }
+
+/// One run by `who` on `day` (from the start; `midnight` is its start),
+/// of a command picked by `commands`' weights.
+fn run(
+    rng: &mut StdRng,
+    app: &str,
+    who: &Install,
+    commands: &[(usize, f64)],
+    (day, midnight): (i64, OffsetDateTime),
+) -> StoredEvent {
+    let version = version_on(day, who.lag);
+    let spec = &COMMANDS[*pick(rng, commands)];
+    let flags = flags(rng, spec, version, day);
+    let broken = version == "1.2.0" && spec.path.starts_with("deploy");
+    let (exit_code, outcome, error) = result(rng, broken);
+    let duration_ms = (spec.typical_ms
+        * (0.3 + rng.random::<f64>() * 1.4)
+        * if rng.random::<f64>() < 0.05 { 4.0 } else { 1.0 }) as u64;
+    let at = midnight + Duration::seconds(rng.random_range(0..86_400));
+    let mut event = Event {
+        id: Uuid::from_u128(rng.random::<u128>() & !(0xf000 << 64) | (0x4000 << 64)),
+        timestamp: at,
+        app: app.to_owned(),
+        app_version: version.to_owned(),
+        install_id: who.id,
+        name: None,
+        command: spec.path.to_owned(),
+        flags,
+        exit_code,
+        outcome: Some(outcome),
+        duration_ms,
+        os: who.os.0.to_owned(),
+        arch: who.os.1.to_owned(),
+        os_version: Some(who.os.2.to_owned()),
+        ci: who.env.0.map(str::to_owned),
+        agent: who.env.1.map(str::to_owned),
+        tty: Some(who.env == (None, None)),
+        container: Some(who.container),
+        wsl: Some(who.os.0 == "linux" && who.env == (None, None) && who.lag % 7 == 0),
+        error,
+        deps: BTreeMap::from([("git".to_owned(), who.git.to_owned())]),
+        properties: BTreeMap::new(),
+    };
+    if event.command == "build" && rng.random::<f64>() < 0.3 {
+        event
+            .properties
+            .insert("targets".into(), (rng.random_range(1..6) as i64).into());
+    }
+    StoredEvent {
+        client_timestamp: at,
+        received_at: at,
+        event,
+    }
+}
+
+/// The flags typed on a run of `spec` in `version` on `day`.
+fn flags(rng: &mut StdRng, spec: &Spec, version: &str, day: i64) -> Vec<String> {
+    let mut flags = Vec::new();
+    for (flag, p) in spec.flags {
+        // --legacy-output fades out and is gone in 2.0.0.
+        let p = if *flag == "--legacy-output" {
+            if version == "2.0.0" {
+                0.0
+            } else {
+                p * (1.0 - day as f64 / DAYS as f64)
+            }
+        } else {
+            *p
+        };
+        if rng.random::<f64>() < p {
+            flags.push((*flag).to_owned());
+        }
+    }
+    flags
+}
+
+/// How a run ended: `broken` runs (deploy on 1.2.0) fail and crash more.
+fn result(rng: &mut StdRng, broken: bool) -> (i32, Outcome, Option<ErrorInfo>) {
+    let roll = rng.random::<f64>();
+    if broken && roll < 0.04 {
+        let error = ErrorInfo {
+            kind: "panic".into(),
+            message: "called `Option::unwrap()` on a `None` value".into(),
+            location: Some("src/deploy/plan.rs:88:14".into()),
+        };
+        return (101, Outcome::Crash, Some(error));
+    }
+    if roll < if broken { 0.22 } else { 0.05 } {
+        let (kind, message) = *pick(rng, ERRORS);
+        let error = ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+            location: None,
+        };
+        return (1, Outcome::Failure, Some(error));
+    }
+    if roll > 0.995 {
+        (130, Outcome::Interrupted, None)
+    } else {
+        (0, Outcome::Success, None)
+    }
+}
+
+/// The errors runs fail with (kind and message), and how often.
+const ERRORS: &[((&str, &str), f64)] = &[
+    (
+        ("http.timeout", "request to the API timed out after 30s"),
+        0.4,
+    ),
+    (
+        (
+            "config.missing",
+            "no config file at ~/.config/democli/config.toml",
+        ),
+        0.25,
+    ),
+    (
+        ("auth.expired", "the session expired; run `democli login`"),
+        0.2,
+    ),
+    (("io.permission", "permission denied writing ./dist"), 0.15),
+];
 
 /// The app and size of `serve --demo`'s data.
 pub const APP: &str = "democli";

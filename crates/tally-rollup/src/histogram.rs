@@ -187,8 +187,7 @@ impl Histogram {
     /// Reads the stored form back; anything [`to_bytes`](Self::to_bytes)
     /// cannot have written is [`Error::Corrupt`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Histogram, Error> {
-        let corrupt =
-            || Error::Corrupt(format!("duration histogram of {} bytes", bytes.len()));
+        let corrupt = || Error::Corrupt(format!("duration histogram of {} bytes", bytes.len()));
         if !bytes.len().is_multiple_of(16) {
             return Err(corrupt());
         }

@@ -69,7 +69,7 @@ impl Kind {
     }
 
     /// A row of this kind with `values` in their dimensions' slots.
-    fn row<'a, const N: usize>(self, values: [(Dim, Option<&'a str>); N]) -> (Kind, Dims<&'a str>) {
+    fn row<const N: usize>(self, values: [(Dim, Option<&str>); N]) -> (Kind, Dims<&str>) {
         let mut dims = [None; 4];
         for (dim, value) in values {
             debug_assert!(self.dims().contains(&dim), "{dim:?} is not of {self:?}");

@@ -52,9 +52,13 @@ pub trait Source {
         }
         for &(from, to) in &span.edges {
             let events = self.events(from, to)?;
-            rows_from_events(events.iter().map(|(e, n)| (e, *n)), need.kind, self.filter())
-                .into_iter()
-                .try_for_each(&mut *each)?;
+            rows_from_events(
+                events.iter().map(|(e, n)| (e, *n)),
+                need.kind,
+                self.filter(),
+            )
+            .into_iter()
+            .try_for_each(&mut *each)?;
         }
         Ok(())
     }
@@ -364,7 +368,10 @@ pub fn rows_from_events<'a>(
 /// Whether an event passes the filter's app, version, OS and environment.
 fn passes(filter: &Filter, event: &Event) -> bool {
     event.app == filter.app
-        && filter.version.as_deref().is_none_or(|v| v == event.app_version)
+        && filter
+            .version
+            .as_deref()
+            .is_none_or(|v| v == event.app_version)
         && filter.os.as_deref().is_none_or(|o| o == event.os)
         && filter.env.is_none_or(|e| e == env_of(event))
 }

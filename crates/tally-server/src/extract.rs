@@ -73,8 +73,14 @@ mod tests {
 
     #[test]
     fn serde_messages_name_their_field() {
-        assert_eq!(field_in("Failed to deserialize: missing field `name` at line 1"), "name");
-        assert_eq!(field_in("unknown field `colour`, expected one of `app`"), "colour");
+        assert_eq!(
+            field_in("Failed to deserialize: missing field `name` at line 1"),
+            "name"
+        );
+        assert_eq!(
+            field_in("unknown field `colour`, expected one of `app`"),
+            "colour"
+        );
         assert_eq!(field_in("expected value at line 1 column 2"), "");
     }
 }

@@ -53,9 +53,9 @@ impl StoreSpec {
     pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         match self {
             #[cfg(feature = "duckdb")]
-            StoreSpec::Embedded { dir, recent_ids } => Ok(Box::new(
-                crate::DuckDbStore::open_with(dir, *recent_ids)?,
-            )),
+            StoreSpec::Embedded { dir, recent_ids } => {
+                Ok(Box::new(crate::DuckDbStore::open_with(dir, *recent_ids)?))
+            }
             #[cfg(not(feature = "duckdb"))]
             StoreSpec::Embedded { .. } => Err(StoreError::NotBuilt("embedded store (DuckDB)")),
             #[cfg(feature = "clickhouse")]

@@ -107,7 +107,7 @@ impl Staged {
     }
 
     /// Takes the events out, leaving the batch empty.
-    pub(crate) fn take(&mut self) -> Vec<StoredEvent> {
+    pub fn take(&mut self) -> Vec<StoredEvent> {
         std::mem::take(self).events
     }
 

@@ -141,9 +141,11 @@ impl LocalServer {
             .expect("start clickhouse-server");
         self.child = Some(child);
         let url = format!("http://127.0.0.1:{}/ping", self.http_port);
-        crate::eventually(Duration::from_secs(60), "clickhouse-server answering", || {
-            ureq::get(&url).call().ok().map(drop)
-        });
+        crate::eventually(
+            Duration::from_secs(60),
+            "clickhouse-server answering",
+            || ureq::get(&url).call().ok().map(drop),
+        );
     }
 }
 

@@ -72,7 +72,10 @@ pub fn events_round_trip(store: &dyn Store) {
     let mut full = sample(1, "roundtrip", at);
     full.event.name = Some("cache.hit".into());
     let bare = bare(2, "roundtrip", at + time::Duration::seconds(1));
-    assert_eq!(insert(store, vec![full.clone(), bare.clone()]), [true, true]);
+    assert_eq!(
+        insert(store, vec![full.clone(), bare.clone()]),
+        [true, true]
+    );
     assert_eq!(export(store, &app_filter("roundtrip")), [full, bare]);
 }
 
@@ -103,7 +106,13 @@ pub fn duplicates_are_stored_once(store: &dyn Store) {
 pub fn export_filters(store: &dyn Store) {
     let base = datetime!(2026-11-22 00:00:00 UTC);
     let events: Vec<_> = (30..40)
-        .map(|n| sample(n, "filters", base + time::Duration::hours(i64::from(40 - n))))
+        .map(|n| {
+            sample(
+                n,
+                "filters",
+                base + time::Duration::hours(i64::from(40 - n)),
+            )
+        })
         .collect();
     insert(store, events);
     let all = export(store, &app_filter("filters"));

@@ -130,7 +130,12 @@ pub fn varied(n: u64) -> Vec<StoredEvent> {
 /// A realistic invocation event of `app` as an SDK sends it, every field
 /// set, with fresh ids and a timestamp two seconds ago.
 pub fn fresh(app: &str) -> Event {
-    let mut event = sample(1, app, OffsetDateTime::now_utc() - time::Duration::seconds(2)).event;
+    let mut event = sample(
+        1,
+        app,
+        OffsetDateTime::now_utc() - time::Duration::seconds(2),
+    )
+    .event;
     event.id = Uuid::now_v7();
     event.install_id = Uuid::new_v4();
     event.app_version = "2.4.0".into();

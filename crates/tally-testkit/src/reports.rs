@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use tally_protocol::{ErrorInfo, Event, Outcome, StoredEvent};
 use tally_report::{Cell, Query, Report, ReportName};
 use time::OffsetDateTime;
-use time::macros::datetime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 /// Answers a report over [`data`] (and whatever else its source holds of
@@ -18,21 +18,17 @@ pub type Ask<'a> = &'a dyn Fn(&Query) -> Report;
 /// The app of [`data`].
 pub const APP: &str = "reports";
 
-struct Run {
-    install: char,
-    version: &'static str,
-    os: &'static str,
-    env: (Option<&'static str>, Option<&'static str>),
-    command: &'static str,
-    flags: &'static [&'static str],
-    exit: i32,
-    duration: u64,
-    at: OffsetDateTime,
-}
-
-fn install(c: char) -> Uuid {
-    Uuid::from_u128(0xa000_0000_0000_4000_8000_0000_0000_0000 | u128::from(c as u32))
-}
+/// The runs of [`data`], one a line: install, version, OS, CI vendor and
+/// agent (`-` for none), command, flags (`-` for none), exit code,
+/// milliseconds, time.
+const RUNS: &str = "
+    A 1.0.0 linux   -              -           build  --verbose          0   100 2026-11-01T10:00:00Z
+    A 1.0.0 linux   -              -           build  -                  0   200 2026-11-01T11:00:00Z
+    B 1.0.0 macos   github-actions -           deploy --force,--region   1   300 2026-11-02T09:00:00Z
+    B 1.1.0 macos   github-actions -           deploy --region           0   400 2026-11-03T09:00:00Z
+    C 1.1.0 linux   -              claude-code build  --verbose,--legacy 101 500 2026-11-03T12:00:00Z
+    D 1.1.0 windows -              -           build  --legacy           0   600 2026-11-08T18:00:00Z
+";
 
 /// The data set:
 ///
@@ -48,138 +44,75 @@ fn install(c: char) -> Uuid {
 /// plus a custom event (`cache.hit`) from A, which no report counts, and
 /// deps: git 2.43.0 on runs 1 and 2, git 2.44.0 on run 6.
 pub fn data() -> Vec<StoredEvent> {
-    let runs = [
-        Run {
-            install: 'A',
-            version: "1.0.0",
-            os: "linux",
-            env: (None, None),
-            command: "build",
-            flags: &["--verbose"],
-            exit: 0,
-            duration: 100,
-            at: datetime!(2026-11-01 10:00 UTC),
-        },
-        Run {
-            install: 'A',
-            version: "1.0.0",
-            os: "linux",
-            env: (None, None),
-            command: "build",
-            flags: &[],
-            exit: 0,
-            duration: 200,
-            at: datetime!(2026-11-01 11:00 UTC),
-        },
-        Run {
-            install: 'B',
-            version: "1.0.0",
-            os: "macos",
-            env: (Some("github-actions"), None),
-            command: "deploy",
-            flags: &["--force", "--region"],
-            exit: 1,
-            duration: 300,
-            at: datetime!(2026-11-02 09:00 UTC),
-        },
-        Run {
-            install: 'B',
-            version: "1.1.0",
-            os: "macos",
-            env: (Some("github-actions"), None),
-            command: "deploy",
-            flags: &["--region"],
-            exit: 0,
-            duration: 400,
-            at: datetime!(2026-11-03 09:00 UTC),
-        },
-        Run {
-            install: 'C',
-            version: "1.1.0",
-            os: "linux",
-            env: (None, Some("claude-code")),
-            command: "build",
-            flags: &["--verbose", "--legacy"],
-            exit: 101,
-            duration: 500,
-            at: datetime!(2026-11-03 12:00 UTC),
-        },
-        Run {
-            install: 'D',
-            version: "1.1.0",
-            os: "windows",
-            env: (None, None),
-            command: "build",
-            flags: &["--legacy"],
-            exit: 0,
-            duration: 600,
-            at: datetime!(2026-11-08 18:00 UTC),
-        },
-    ];
-    let mut events: Vec<StoredEvent> = runs
-        .iter()
+    let mut events: Vec<StoredEvent> = RUNS
+        .lines()
+        .filter(|line| !line.trim().is_empty())
         .enumerate()
-        .map(|(i, r)| {
-            let (outcome, error) = match r.exit {
-                0 => (Outcome::Success, None),
-                101 => (
-                    Outcome::Crash,
-                    Some(ErrorInfo {
-                        kind: "panic".into(),
-                        message: "boom".into(),
-                        location: Some("src/main.rs:1:1".into()),
-                    }),
-                ),
-                _ => (
-                    Outcome::Failure,
-                    Some(ErrorInfo {
-                        kind: "http.timeout".into(),
-                        message: "timed out".into(),
-                        location: None,
-                    }),
-                ),
-            };
-            let deps = match i {
-                0 | 1 => [("git".to_owned(), "2.43.0".to_owned())].into(),
-                5 => [("git".to_owned(), "2.44.0".to_owned())].into(),
-                _ => BTreeMap::new(),
-            };
-            let event = Event {
-                id: Uuid::from_u128(0xb000_0000_0000_7000_8000_0000_0000_0000 | i as u128),
-                timestamp: r.at,
-                app: APP.into(),
-                app_version: r.version.into(),
-                install_id: install(r.install),
-                name: None,
-                command: r.command.into(),
-                flags: r.flags.iter().map(|f| (*f).to_owned()).collect(),
-                exit_code: r.exit,
-                outcome: Some(outcome),
-                duration_ms: r.duration,
-                os: r.os.into(),
-                arch: "x86_64".into(),
-                os_version: None,
-                ci: r.env.0.map(str::to_owned),
-                agent: r.env.1.map(str::to_owned),
-                tty: Some(r.env == (None, None)),
-                container: Some(false),
-                wsl: None,
-                error,
-                deps,
-                properties: BTreeMap::new(),
-            };
-            StoredEvent {
-                client_timestamp: r.at,
-                received_at: r.at,
-                event,
-            }
-        })
+        .map(|(i, line)| run(i, line))
         .collect();
     let mut custom = events[0].clone();
     custom.event.id = Uuid::from_u128(0xb000_0000_0000_7000_8000_0000_0000_00ff);
     custom.event.name = Some("cache.hit".into());
     events.push(custom);
     events
+}
+
+/// Run `i` of [`RUNS`], from its line.
+fn run(i: usize, line: &str) -> StoredEvent {
+    let field: Vec<&str> = line.split_whitespace().collect();
+    let given = |s: &str| (s != "-").then(|| s.to_owned());
+    let install = Uuid::from_u128(
+        0xa000_0000_0000_4000_8000_0000_0000_0000 | u128::from(field[0].as_bytes()[0]),
+    );
+    let exit_code: i32 = field[7].parse().expect("exit code");
+    let (outcome, error) = match exit_code {
+        0 => (Outcome::Success, None),
+        101 => (
+            Outcome::Crash,
+            Some(("panic", "boom", Some("src/main.rs:1:1"))),
+        ),
+        _ => (Outcome::Failure, Some(("http.timeout", "timed out", None))),
+    };
+    let deps = match i {
+        0 | 1 => [("git".to_owned(), "2.43.0".to_owned())].into(),
+        5 => [("git".to_owned(), "2.44.0".to_owned())].into(),
+        _ => BTreeMap::new(),
+    };
+    let at = OffsetDateTime::parse(field[9], &Rfc3339).expect("time");
+    let (ci, agent) = (given(field[3]), given(field[4]));
+    let event = Event {
+        id: Uuid::from_u128(0xb000_0000_0000_7000_8000_0000_0000_0000 | i as u128),
+        timestamp: at,
+        app: APP.into(),
+        app_version: field[1].into(),
+        install_id: install,
+        name: None,
+        command: field[5].into(),
+        flags: given(field[6]).map_or_else(Vec::new, |f| f.split(',').map(str::to_owned).collect()),
+        exit_code,
+        outcome: Some(outcome),
+        duration_ms: field[8].parse().expect("duration"),
+        os: field[2].into(),
+        arch: "x86_64".into(),
+        os_version: None,
+        tty: Some(ci.is_none() && agent.is_none()),
+        ci,
+        agent,
+        container: Some(false),
+        wsl: None,
+        error: error.map(|(kind, message, location)| ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+            location: location.map(str::to_owned),
+        }),
+        deps,
+        properties: BTreeMap::new(),
+    };
+    StoredEvent {
+        client_timestamp: at,
+        received_at: at,
+        event,
+    }
 }
 
 fn ask(ask: Ask<'_>, report: ReportName, params: &[(&str, &str)]) -> Report {

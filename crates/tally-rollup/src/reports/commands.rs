@@ -6,7 +6,10 @@ use super::table::{cmp_cells, columns, command_cell, distinct, ratio, runs};
 use super::{Src, read_range};
 use crate::{Dim, Error, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     let need = Need::new(Kind::Command, &[&[Part::Dim(Dim::Command)]]);
     let [mut groups] = read_range(source, &need, query)?;
     groups.sort_by(|a, b| {

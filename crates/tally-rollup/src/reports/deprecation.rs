@@ -38,7 +38,10 @@ impl What<'_> {
     }
 }
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     let what = match (&query.flag, &query.command) {
         (Some(flag), _) => What::Flag(flag),
         (None, Some(command)) => What::Command(command),

@@ -6,7 +6,10 @@ use super::table::{Column, cmp_cells, columns, distinct, runs, text};
 use super::{Src, read_range};
 use crate::{Dim, Error, Group, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     let need = Need::new(
         Kind::Dep,
         &[&[Part::Dim(Dim::Tool), Part::Dim(Dim::ToolVersion)]],

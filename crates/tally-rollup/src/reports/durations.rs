@@ -6,11 +6,17 @@ use super::table::{columns, command_cell, group, runs};
 use super::{Src, read_range};
 use crate::{Agg, Dim, Error, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     use Part::{Dim as D, Version};
-    let need = Need::new(Kind::Command, &[&[Version, D(Dim::Command), D(Dim::Outcome)]])
-        .counts_only()
-        .with_durations();
+    let need = Need::new(
+        Kind::Command,
+        &[&[Version, D(Dim::Command), D(Dim::Outcome)]],
+    )
+    .counts_only()
+    .with_durations();
     let [groups] = read_range(source, &need, query)?;
     // A killed run's duration is when it was killed, not what it takes.
     let kept = groups

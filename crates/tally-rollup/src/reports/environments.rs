@@ -7,7 +7,10 @@ use super::table::{Column, breakdown};
 use super::{Src, read_range};
 use crate::{Dim, Error, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     use Part::{Dim as D, Env};
     let need = Need::new(
         Kind::Environment,

@@ -9,7 +9,10 @@ use super::table::{CellKey, Column, breakdown_ordered, columns, distinct, runs, 
 use super::{Src, read_range};
 use crate::{Dim, Error, Group, Kind, Need, Part, Row};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     use Part::{Dim as D, Version};
     let by_error = [D(Dim::ErrorKind), D(Dim::ErrorLocation)];
     // The command rollups (for outcomes) are read beside the error ones:

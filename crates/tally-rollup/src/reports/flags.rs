@@ -6,7 +6,10 @@ use super::table::{Column, cmp_cells, columns, command_cell, distinct, runs};
 use super::{Src, read_range};
 use crate::{Dim, Error, Group, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     let need = Need::new(
         Kind::Flag,
         &[&[Part::Dim(Dim::Command), Part::Dim(Dim::Flag)]],

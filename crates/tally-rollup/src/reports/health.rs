@@ -9,7 +9,10 @@ use super::table::{columns, ratio, runs};
 use super::{Src, read_range};
 use crate::{Agg, Dim, Error, Group, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     let need = Need::new(Kind::Command, &[&[Part::Version, Part::Dim(Dim::Command)]]).counts_only();
     let [groups] = read_range(source, &need, query)?;
     Ok(tables(&groups))

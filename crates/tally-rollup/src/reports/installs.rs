@@ -10,7 +10,10 @@ use super::Src;
 use super::table::{columns, date};
 use crate::{Error, Kind, Need, Part, Row};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     let need = Need::new(Kind::Environment, &[&[Part::Day]]);
     let rows = source.rows(&need, query.filter.since, query.filter.until)?;
     Ok(activity(&rows))

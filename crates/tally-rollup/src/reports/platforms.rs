@@ -7,13 +7,19 @@ use super::table::{Column, breakdown};
 use super::{Src, read_range};
 use crate::{Dim, Error, Group, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     use Part::{Dim as D, Os};
     let tables: [(&str, &[(&str, Column)]); 5] = [
         ("os", &[("os", Column::Os)]),
         (
             "os_version",
-            &[("os", Column::Os), ("os_version", Column::Text(Dim::OsVersion))],
+            &[
+                ("os", Column::Os),
+                ("os_version", Column::Text(Dim::OsVersion)),
+            ],
         ),
         ("arch", &[("arch", Column::Text(Dim::Arch))]),
         ("container", &[("container", Column::Bool(Dim::Container))]),

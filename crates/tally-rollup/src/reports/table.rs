@@ -23,7 +23,9 @@ impl Column {
         match self {
             Column::Os => Cell::Text(row.os.clone()),
             Column::Env => Cell::Text(row.env.as_str().to_owned()),
-            Column::Text(dim) => row.dim(dim).map_or(Cell::Null, |t| Cell::Text(t.to_owned())),
+            Column::Text(dim) => row
+                .dim(dim)
+                .map_or(Cell::Null, |t| Cell::Text(t.to_owned())),
             Column::Bool(dim) => row.dim(dim).map_or(Cell::Null, |b| Cell::Bool(b == "true")),
         }
     }

@@ -7,7 +7,10 @@ use super::table::{columns, date, distinct, ratio, runs, timestamp};
 use super::{Src, read_range};
 use crate::{Error, Group, Kind, Need, Part};
 
-pub(super) fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Vec<Table>, E> {
+pub(super) fn answer<E: From<Error> + Send>(
+    source: Src<'_, E>,
+    query: &Query,
+) -> Result<Vec<Table>, E> {
     // Every event has exactly one environment row: the fewest rows that
     // still count every run and install.
     use Part::{Day, Version};

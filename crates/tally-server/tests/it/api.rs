@@ -16,7 +16,12 @@ async fn a_full_queue_answers_429_with_retry_after() {
     let harness = Harness::with(|config| config.queue_events = 2);
     let key = harness.add_app("busy").await;
     let answer = harness.ingest(&key, &[], batch("busy", 3)).await;
-    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.body
+    );
     assert_eq!(answer.retry_after.as_deref(), Some("1"));
     assert_eq!(answer.body["error"], "busy");
     let answer = harness.ingest(&key, &[], batch("busy", 2)).await;
@@ -73,9 +78,24 @@ async fn unreadable_bodies_and_queries_answer_json_errors() {
             .expect("request")
     };
     let cases = [
-        (post("application/json", "{\"name\": "), 400, "invalid_json", ""),
-        (post("application/json", "{\"nom\": \"x\"}"), 400, "invalid_json", "name"),
-        (post("text/plain", "{\"name\": \"x\"}"), 415, "unsupported", ""),
+        (
+            post("application/json", "{\"name\": "),
+            400,
+            "invalid_json",
+            "",
+        ),
+        (
+            post("application/json", "{\"nom\": \"x\"}"),
+            400,
+            "invalid_json",
+            "name",
+        ),
+        (
+            post("text/plain", "{\"name\": \"x\"}"),
+            415,
+            "unsupported",
+            "",
+        ),
     ];
     for (request, status, code, field) in cases {
         let answer = harness.call(request).await;
@@ -85,15 +105,11 @@ async fn unreadable_bodies_and_queries_answer_json_errors() {
             assert_eq!(answer.body["field"], field, "{}", answer.body);
         }
     }
-    let answer = harness
-        .get("/api/v1/export?colour=red", Some(&admin))
-        .await;
+    let answer = harness.get("/api/v1/export?colour=red", Some(&admin)).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     assert_eq!(answer.body["error"], "invalid_query");
     assert_eq!(answer.body["field"], "colour");
-    let answer = harness
-        .get("/api/v1/reports/%FF?app=x", Some(&admin))
-        .await;
+    let answer = harness.get("/api/v1/reports/%FF?app=x", Some(&admin)).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     assert_eq!(answer.body["error"], "invalid_path");
 }

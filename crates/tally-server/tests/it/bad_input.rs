@@ -189,7 +189,10 @@ async fn bad_requests_get_a_clear_4xx_and_store_nothing() {
         .body;
     assert_eq!(answer["rejected"][0]["field"], "exit_code", "{answer}");
     assert_eq!(answer["rejected"][0]["index"], 0, "{answer}");
-    assert!(server.export("strict").await.is_empty(), "nothing was stored");
+    assert!(
+        server.export("strict").await.is_empty(),
+        "nothing was stored"
+    );
 
     // After all that, a good batch still goes in.
     assert_eq!(server.ingest(&key, &[], valid).await.status, 200);
@@ -213,7 +216,10 @@ fn a_50_mb_body_gets_413_before_it_is_read() {
 fn ureq_get(url: &str) -> (u16, String) {
     let mut response = ureq::get(url).call().expect("GET");
     let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap_or_default())
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 #[tokio::test]
@@ -254,7 +260,11 @@ async fn reading_needs_the_admin_token() {
             (Some(key.as_str()), 401, "with an ingest key"),
             (Some(admin.as_str()), 200, "with the admin token"),
         ] {
-            assert_eq!(server.get(path, token).await.status, status, "{path} {what}");
+            assert_eq!(
+                server.get(path, token).await.status,
+                status,
+                "{path} {what}"
+            );
         }
     }
     // Bad report requests name what is wrong.

@@ -83,10 +83,7 @@ impl Harness {
     pub async fn add_app(&self, name: &str) -> String {
         let answer = self.call(add_app_request(&self.admin_token(), name)).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
-        answer.body["ingest_key"]
-            .as_str()
-            .expect("key")
-            .to_owned()
+        answer.body["ingest_key"].as_str().expect("key").to_owned()
     }
 
     /// POSTs `body` to `/v1/batch` with `key` and `headers`.
@@ -103,7 +100,10 @@ impl Harness {
     /// The stored events of `app`, through the export API.
     pub async fn export(&self, app: &str) -> Vec<Value> {
         let answer = self
-            .get(&format!("/api/v1/export?app={app}"), Some(&self.admin_token()))
+            .get(
+                &format!("/api/v1/export?app={app}"),
+                Some(&self.admin_token()),
+            )
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
         match &answer.body {

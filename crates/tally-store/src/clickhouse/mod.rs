@@ -137,4 +137,3 @@ impl Store for ClickHouseStore {
         )
     }
 }
-

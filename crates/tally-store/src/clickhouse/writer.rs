@@ -92,9 +92,7 @@ pub(super) fn install_hash(id: uuid::Uuid) -> u32 {
 }
 
 fn date(day: i32) -> String {
-    from_micros(day_start(day))
-        .date()
-        .to_string()
+    from_micros(day_start(day)).date().to_string()
 }
 
 fn to_row(stored: &StoredEvent) -> Value {

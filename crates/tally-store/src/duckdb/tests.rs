@@ -82,7 +82,9 @@ fn stored_rollups_answer_as_the_raw_events_do() {
     let events = varied(3_000);
     let mut writer = store.writer().expect("writer");
     for chunk in events.chunks(97) {
-        writer.insert(&mut store.stage(chunk.to_vec())).expect("insert");
+        writer
+            .insert(&mut store.stage(chunk.to_vec()))
+            .expect("insert");
     }
     // Retries add nothing.
     writer
@@ -153,9 +155,7 @@ fn rollups_are_rebuilt_when_missing() {
 fn events_journaled_before_a_crash_are_stored_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
-    let events: Vec<_> = (0..4)
-        .map(|n| sample(n, "crash", at))
-        .collect();
+    let events: Vec<_> = (0..4).map(|n| sample(n, "crash", at)).collect();
     let loaded = {
         let store = DuckDbStore::open(dir.path()).expect("open");
         store

@@ -43,6 +43,10 @@ fn a_large_group_commit_is_stored_and_recognised() {
     let fixture = open();
     let at = time::macros::datetime!(2026-11-20 10:00 UTC);
     let events: Vec<_> = (0..25_000).map(|n| sample(n, "large", at)).collect();
-    assert!(insert(fixture.store(), events.clone()).iter().all(|new| *new));
+    assert!(
+        insert(fixture.store(), events.clone())
+            .iter()
+            .all(|new| *new)
+    );
     assert!(insert(fixture.store(), events).iter().all(|new| !new));
 }

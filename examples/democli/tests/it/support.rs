@@ -40,10 +40,7 @@ impl Server {
 
     /// The stored democli events as the export's text.
     pub fn export_text(&self) -> String {
-        self.events()
-            .iter()
-            .map(|e| format!("{e}\n"))
-            .collect()
+        self.events().iter().map(|e| format!("{e}\n")).collect()
     }
 
     /// Waits until `n` events are stored (fails beyond the deadline).
