@@ -141,6 +141,19 @@ fn bodies(app: &str, args: &LoadArgs) -> Vec<Vec<u8>> {
     })
 }
 
+/// Posts one batch `body` (gzip-compressed if `gzip`); whether the server
+/// accepted it.
+fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8], gzip: bool) -> bool {
+    let mut request = agent
+        .post(format!("{url}/v1/batch"))
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", "application/json");
+    if gzip {
+        request = request.header("Content-Encoding", "gzip");
+    }
+    request.send(body).is_ok_and(|r| r.status().is_success())
+}
+
 fn time_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -188,16 +201,7 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
                             }
                         }
                         let sent = Instant::now();
-                        let mut request = agent
-                            .post(format!("{url}/v1/batch"))
-                            .header("Authorization", format!("Bearer {key}"))
-                            .header("Content-Type", "application/json");
-                        if !args.plain {
-                            request = request.header("Content-Encoding", "gzip");
-                        }
-                        let ok = request
-                            .send(&body[..])
-                            .is_ok_and(|r| r.status().is_success());
+                        let ok = post(&agent, url, key, body, !args.plain);
                         mine.push(sent.elapsed().as_micros() as u32);
                         requests.fetch_add(1, Ordering::Relaxed);
                         if ok {

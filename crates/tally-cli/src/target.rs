@@ -22,19 +22,35 @@ pub struct ServerFile {
     pub url: String,
 }
 
-/// How the user said where to act.
+/// Which store a command uses: `--store`, or the data dir's own.
 #[derive(clap::Args, Debug)]
-pub struct TargetArgs {
-    /// The data dir, used directly when no server runs on it.
+pub struct StoreArgs {
+    /// The data dir: the embedded store (unless --store) and the admin
+    /// token.
     #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
     pub data: PathBuf,
+    /// Keep events in this shared store instead of the data dir, e.g.
+    /// clickhouse://127.0.0.1:8123/tally (user and password in the URL
+    /// or in CLICKHOUSE_USER / CLICKHOUSE_PASSWORD).
+    #[arg(long, env = crate::env::STORE)]
+    pub store: Option<String>,
+}
+
+impl StoreArgs {
+    /// The store the arguments name.
+    pub fn spec(&self) -> StoreSpec {
+        StoreSpec::new(&self.data, self.store.as_deref())
+    }
+}
+
+/// How the user said where to act: a store, or the server running on it.
+#[derive(clap::Args, Debug)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// A running server's URL; takes precedence over --store and --data.
     #[arg(long, env = crate::env::SERVER)]
     pub server: Option<String>,
-    /// A shared store (clickhouse://HOST:8123/DB); takes precedence over
-    /// --data.
-    #[arg(long, env = crate::env::STORE)]
-    pub store: Option<String>,
     /// The admin token for --server.
     #[arg(long, env = crate::env::TOKEN, hide_env_values = true)]
     pub token: Option<String>,
@@ -57,12 +73,14 @@ impl TargetArgs {
             };
             return Ok(Target::Server(Client::new(url, token)));
         }
-        let spec = StoreSpec::new(&self.data, self.store.as_deref());
+        let spec = self.store.spec();
         match spec.open() {
             Ok(store) => Ok(Target::Store(store)),
             // DuckDB lets one process open a data dir: if it is the
             // server's, ask the server.
-            Err(StoreError::Locked { .. }) => running_server(&self.data).map(Target::Server),
+            Err(StoreError::Locked { .. }) => {
+                running_server(&self.store.data).map(Target::Server)
+            }
             Err(e) => Err(e).with_context(|| format!("opening {spec}")),
         }
     }

@@ -1,19 +1,14 @@
 //! `tally demo-data`: synthetic events of any size, for the dashboard and
 //! for benchmarks.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
-use tally_store::StoreSpec;
+
+use crate::target::StoreArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The data dir.
-    #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
-    data: PathBuf,
-    /// Write to this shared store (clickhouse://...) instead.
-    #[arg(long, env = crate::env::STORE)]
-    store: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// The app the events belong to (added if missing).
     #[arg(long, default_value = crate::demo::APP)]
     app: String,
@@ -26,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let spec = StoreSpec::new(&args.data, args.store.as_deref());
+    let spec = args.store.spec();
     let store = spec.open().with_context(|| format!("opening {spec}"))?;
     if !store.apps()?.iter().any(|a| a.name == args.app) {
         store.add_app(&args.app)?;

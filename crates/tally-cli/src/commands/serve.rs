@@ -4,20 +4,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tally_store::StoreSpec;
-
-use crate::target::{SERVER_FILE, ServerFile};
+use crate::target::{SERVER_FILE, ServerFile, StoreArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The data dir: the store and the admin token.
-    #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
-    data: PathBuf,
-    /// Keep events in this shared store instead of the data dir, e.g.
-    /// clickhouse://127.0.0.1:8123/tally (user and password in the URL
-    /// or in CLICKHOUSE_USER / CLICKHOUSE_PASSWORD).
-    #[arg(long, env = crate::env::STORE)]
-    store: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// The address to listen on.
     #[arg(long, env = crate::env::LISTEN, default_value = "127.0.0.1:8417")]
     listen: SocketAddr,
@@ -31,8 +23,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut config = tally_server::Config::new(args.data.clone());
-    config.store = StoreSpec::new(&args.data, args.store.as_deref());
+    let mut config = tally_server::Config::new(args.store.data.clone());
+    config.store = args.store.spec();
     config.retention_days = args.retention_days;
     if args.demo {
         let spec = &config.store;

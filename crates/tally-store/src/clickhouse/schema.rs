@@ -54,98 +54,112 @@ impl Server {
 fn migrations(server: Server) -> Vec<Vec<String>> {
     let few = server.few();
     vec![vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS events (
-                id UUID,
-                timestamp_us Int64,
-                client_timestamp_us Int64,
-                received_at_us Int64,
-                -- The day of the client's timestamp, which every retry
-                -- repeats: with the id, what dedupe looks up.
-                cday Date,
-                -- The day of the (corrected) timestamp, what reports count by.
-                day Date,
-                app {few},
-                app_version {few},
-                install_id UUID,
-                install_hash UInt32,
-                command {few},
-                flags Array(String),
-                exit_code Int32,
-                outcome Nullable(String),
-                duration_ms UInt64,
-                os {few},
-                arch {few},
-                os_version Nullable(String),
-                ci Nullable(String),
-                agent Nullable(String),
-                tty Nullable(UInt8),
-                error_kind Nullable(String),
-                error_message Nullable(String),
-                error_location Nullable(String),
-                deps String,
-                properties String,
-                container Nullable(UInt8),
-                wsl Nullable(UInt8),
-                name Nullable(String),
-                env {few},
-                crashed UInt8,
-                duration_bucket UInt64,
-                -- The rollup rows the event counts in (tally_rollup::keys_of),
-                -- NUL for a missing value; read by rollups_mv.
-                rk Nested(kind String, d1 String, d2 String, d3 String, d4 String)
-            ) ENGINE = MergeTree
-            PARTITION BY toYYYYMM(cday)
-            ORDER BY (app, cday, id)"
-        ),
-        "CREATE TABLE IF NOT EXISTS apps (
-            name String,
-            ingest_key String,
-            created_us Int64
-        ) ENGINE = ReplacingMergeTree ORDER BY name"
-            .to_owned(),
-        format!(
-            "CREATE TABLE IF NOT EXISTS rollups (
-                app {few},
-                kind {few},
-                day Date,
-                version {few},
-                os {few},
-                env {few},
-                d1 String,
-                d2 String,
-                d3 String,
-                d4 String,
-                runs AggregateFunction(sum, UInt64),
-                ok AggregateFunction(sum, UInt64),
-                crashes AggregateFunction(sum, UInt64),
-                first_us AggregateFunction(min, Int64),
-                last_us AggregateFunction(max, Int64),
-                installs AggregateFunction(groupUniqArray, UInt32),
-                durations AggregateFunction(sumMap, Array(UInt64), Array(UInt64))
-            ) ENGINE = AggregatingMergeTree
-            PARTITION BY toYYYYMM(day)
-            ORDER BY (app, kind, day, version, os, env, d1, d2, d3, d4)"
-        ),
-        // Written in the same INSERT as the events it counts.
-        "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO rollups AS
-            SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
-                rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
-                sumState(toUInt64(1)) AS runs,
-                sumState(toUInt64(exit_code = 0)) AS ok,
-                sumState(toUInt64(crashed)) AS crashes,
-                minState(timestamp_us) AS first_us,
-                maxState(timestamp_us) AS last_us,
-                groupUniqArrayState(install_hash) AS installs,
-                sumMapState(
-                    if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
-                    if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())) AS durations
-            FROM events ARRAY JOIN rk
-            WHERE isNull(name)
-            GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4"
-            .to_owned(),
+        events_table(few),
+        APPS_TABLE.to_owned(),
+        rollups_table(few),
+        ROLLUPS_VIEW.to_owned(),
     ]]
 }
+
+/// Every event, all fields; `few` is the type of columns of few values.
+fn events_table(few: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS events (
+            id UUID,
+            timestamp_us Int64,
+            client_timestamp_us Int64,
+            received_at_us Int64,
+            -- The day of the client's timestamp, which every retry
+            -- repeats: with the id, what dedupe looks up.
+            cday Date,
+            -- The day of the (corrected) timestamp, what reports count by.
+            day Date,
+            app {few},
+            app_version {few},
+            install_id UUID,
+            install_hash UInt32,
+            command {few},
+            flags Array(String),
+            exit_code Int32,
+            outcome Nullable(String),
+            duration_ms UInt64,
+            os {few},
+            arch {few},
+            os_version Nullable(String),
+            ci Nullable(String),
+            agent Nullable(String),
+            tty Nullable(UInt8),
+            error_kind Nullable(String),
+            error_message Nullable(String),
+            error_location Nullable(String),
+            deps String,
+            properties String,
+            container Nullable(UInt8),
+            wsl Nullable(UInt8),
+            name Nullable(String),
+            env {few},
+            crashed UInt8,
+            duration_bucket UInt64,
+            -- The rollup rows the event counts in (tally_rollup::keys_of),
+            -- NUL for a missing value; read by rollups_mv.
+            rk Nested(kind String, d1 String, d2 String, d3 String, d4 String)
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(cday)
+        ORDER BY (app, cday, id)"
+    )
+}
+
+/// Apps and their ingest keys, which every collector reads.
+const APPS_TABLE: &str = "CREATE TABLE IF NOT EXISTS apps (
+    name String,
+    ingest_key String,
+    created_us Int64
+) ENGINE = ReplacingMergeTree ORDER BY name";
+
+/// The rollup rows (see `tally_rollup`), merged by ClickHouse as it merges
+/// parts.
+fn rollups_table(few: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS rollups (
+            app {few},
+            kind {few},
+            day Date,
+            version {few},
+            os {few},
+            env {few},
+            d1 String,
+            d2 String,
+            d3 String,
+            d4 String,
+            runs AggregateFunction(sum, UInt64),
+            ok AggregateFunction(sum, UInt64),
+            crashes AggregateFunction(sum, UInt64),
+            first_us AggregateFunction(min, Int64),
+            last_us AggregateFunction(max, Int64),
+            installs AggregateFunction(groupUniqArray, UInt32),
+            durations AggregateFunction(sumMap, Array(UInt64), Array(UInt64))
+        ) ENGINE = AggregatingMergeTree
+        PARTITION BY toYYYYMM(day)
+        ORDER BY (app, kind, day, version, os, env, d1, d2, d3, d4)"
+    )
+}
+
+/// Written in the same INSERT as the events it counts.
+const ROLLUPS_VIEW: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO rollups AS
+    SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
+        rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
+        sumState(toUInt64(1)) AS runs,
+        sumState(toUInt64(exit_code = 0)) AS ok,
+        sumState(toUInt64(crashed)) AS crashes,
+        minState(timestamp_us) AS first_us,
+        maxState(timestamp_us) AS last_us,
+        groupUniqArrayState(install_hash) AS installs,
+        sumMapState(
+            if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
+            if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())) AS durations
+    FROM events ARRAY JOIN rk
+    WHERE isNull(name)
+    GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4";
 
 /// Creates the database if needed and brings it to the newest schema.
 pub(super) fn migrate(http: &Http) -> Result<(), StoreError> {

@@ -76,7 +76,6 @@ impl ClickHouseSource<'_> {
         (installs, durations): (Installs, bool),
         (first, last): (Option<i32>, Option<i32>),
     ) -> Result<Vec<(Row, u64)>, StoreError> {
-        let f = self.filter;
         let mut group_by = Vec::new();
         let mut part = |kept: bool, column: &'static str, blank: &'static str| {
             if kept {
@@ -112,13 +111,38 @@ impl ClickHouseSource<'_> {
         } else {
             "(emptyArrayUInt64(), emptyArrayUInt64())"
         };
-        let mut sql = format!(
+        // The filter is applied inside, where the names are the table's
+        // columns rather than the aliases above; grouping by app when
+        // nothing else keeps an empty range from giving one row of zeros.
+        if group_by.is_empty() {
+            group_by.push("app");
+        }
+        let sql = format!(
             "SELECT toUInt16({day}) AS n, {version} AS version, {os} AS os, {env} AS env,
                 {dims},
                 sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
                 minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
                 {set} AS install_set, {count} AS installs_n, {durations} AS durations
-             FROM (SELECT * FROM rollups WHERE app = {} AND kind = {}",
+             FROM ({}) GROUP BY {}",
+            self.selected(kind, (first, last)),
+            group_by.join(", "),
+        );
+        let mut out = Vec::new();
+        self.http.each_row(&sql, |r: Stored| {
+            out.push(row(r, &self.dense)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+impl ClickHouseSource<'_> {
+    /// The stored rollup rows of `kind` on the days `first..=last` that
+    /// pass the filter, as SQL.
+    fn selected(&self, kind: Kind, (first, last): (Option<i32>, Option<i32>)) -> String {
+        let f = self.filter;
+        let mut sql = format!(
+            "SELECT * FROM rollups WHERE app = {} AND kind = {}",
             quote(&f.app),
             quote(kind.as_str()),
         );
@@ -137,19 +161,7 @@ impl ClickHouseSource<'_> {
                 sql.push_str(&format!(" AND {column} = {}", quote(value)));
             }
         }
-        // The filter is applied inside, where the names are the table's
-        // columns rather than the aliases above; grouping by app when
-        // nothing else keeps an empty range from giving one row of zeros.
-        if group_by.is_empty() {
-            group_by.push("app");
-        }
-        sql.push_str(&format!(") GROUP BY {}", group_by.join(", ")));
-        let mut out = Vec::new();
-        self.http.each_row(&sql, |r: Stored| {
-            out.push(row(r, &self.dense)?);
-            Ok(())
-        })?;
-        Ok(out)
+        sql
     }
 }
 
