@@ -1,4 +1,5 @@
-//! The `tally` binary: run a server, manage apps, export events.
+//! The `tally` binary: run a server, manage apps, answer reports, export
+//! events, make demo data.
 //!
 //! Exit codes: 0 on success, 1 on any error (one line on stderr), 2 on a
 //! usage error (clap's).

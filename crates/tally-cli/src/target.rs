@@ -25,13 +25,14 @@ pub struct ServerFile {
 /// Which store a command uses: `--store`, or the data dir's own.
 #[derive(clap::Args, Debug)]
 pub struct StoreArgs {
-    /// The data dir: the embedded store (unless --store) and the admin
-    /// token.
+    /// The data dir: its embedded store (unless --store names another) and
+    /// the admin token.
     #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
     pub data: PathBuf,
-    /// Keep events in this shared store instead of the data dir, e.g.
-    /// clickhouse://127.0.0.1:8123/tally (user and password in the URL
-    /// or in CLICKHOUSE_USER / CLICKHOUSE_PASSWORD).
+    /// A shared store in place of the data dir's, e.g.
+    /// clickhouse://127.0.0.1:8123/tally (user and password in the URL or
+    /// in CLICKHOUSE_USER / CLICKHOUSE_PASSWORD); takes precedence over
+    /// --data.
     #[arg(long, env = crate::env::STORE)]
     pub store: Option<String>,
 }
@@ -48,7 +49,9 @@ impl StoreArgs {
 pub struct TargetArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// A running server's URL; takes precedence over --store and --data.
+    /// A running server's URL; takes precedence over --store and --data,
+    /// which are otherwise used directly (or through the server that holds
+    /// the data dir).
     #[arg(long, env = crate::env::SERVER)]
     pub server: Option<String>,
     /// The admin token for --server.
@@ -78,9 +81,7 @@ impl TargetArgs {
             Ok(store) => Ok(Target::Store(store)),
             // DuckDB lets one process open a data dir: if it is the
             // server's, ask the server.
-            Err(StoreError::Locked { .. }) => {
-                running_server(&self.store.data).map(Target::Server)
-            }
+            Err(StoreError::Locked { .. }) => running_server(&self.store.data).map(Target::Server),
             Err(e) => Err(e).with_context(|| format!("opening {spec}")),
         }
     }

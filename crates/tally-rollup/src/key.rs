@@ -160,6 +160,13 @@ pub struct Key<'a> {
     pub dims: Dims<Cow<'a, str>>,
 }
 
+impl Key<'_> {
+    /// The value of one of the row's dimensions, if it has one.
+    pub fn dim(&self, dim: Dim) -> Option<&str> {
+        self.dims[dim.slot()].as_deref()
+    }
+}
+
 /// The environment of an event: an agent wins over CI.
 pub fn env_of(event: &Event) -> Env {
     if event.agent.is_some() {

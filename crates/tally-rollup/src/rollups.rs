@@ -24,12 +24,12 @@ use crate::{Agg, Dims, Key, Kind, day_of, env_of, keys_of, micros};
 /// #     "app": "mycli", "app_version": "1.4.2", "install_id": "6f9619ff-8b86-4d01-b42d-00cf4fc964ff",
 /// #     "command": "deploy", "flags": ["--force"], "exit_code": 0, "duration_ms": 3,
 /// #     "os": "linux", "arch": "x86_64"}"#)?;
-/// use tally_rollup::{Kind, Rollups};
+/// use tally_rollup::{Dim, Kind, Rollups};
 /// let mut rollups = Rollups::default();
 /// rollups.add(&event, 0);
 /// rollups.add(&event, 1);
 /// let (key, agg) = rollups.rows().find(|(k, _)| k.kind == Kind::Flag).expect("a flag row");
-/// assert_eq!((key.dims[1].as_deref(), agg.runs, agg.installs.len()), (Some("--force"), 2, 2));
+/// assert_eq!((key.dim(Dim::Flag), agg.runs, agg.installs.len()), (Some("--force"), 2, 2));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Default)]

@@ -127,7 +127,7 @@ impl CommitterHandle {
             .map_err(|_| ApiError::Unavailable("the commit thread has stopped".into()))?;
         match answer.await {
             Ok(Ok(new)) => Ok(new),
-            Ok(Err(e)) => Err(ApiError::from(e)),
+            Ok(Err(e)) => Err(ApiError::commit_failed(e)),
             Err(_) => Err(ApiError::Unavailable(
                 "the commit thread has stopped".into(),
             )),

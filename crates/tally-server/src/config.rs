@@ -16,7 +16,8 @@ pub struct Config {
     /// The data dir: the admin token, and the embedded store unless
     /// [`store`](Self::store) names another.
     pub data_dir: PathBuf,
-    /// Where events are kept: by default the data dir's embedded store.
+    /// Where events are kept. [`Config::new`] makes it the embedded store
+    /// of the data dir it is given; set both to move the data dir.
     pub store: StoreSpec,
     /// Forget events older than this many days (checked hourly); `None`
     /// keeps everything.

@@ -99,23 +99,25 @@ impl ApiError {
     }
 }
 
+/// A store error as the client sees it: what it asked wrong is its to fix
+/// (4xx); anything else is the store's trouble, and nothing was stored (503).
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::from(Arc::new(e))
+        match e {
+            StoreError::AppExists(_) => Self::Conflict(e.to_string()),
+            StoreError::InvalidAppName(reason) => Self::bad("invalid_name", "name", reason),
+            StoreError::Invalid(reason) => Self::bad("invalid_query", "", reason),
+            other => Self::Unavailable(Box::new(other)),
+        }
     }
 }
 
-/// A store error as the client sees it: what it asked wrong is its to fix
-/// (4xx); anything else is the store's trouble, and nothing was stored (503).
-/// Shared because one failed group commit answers every request in it.
-impl From<Arc<StoreError>> for ApiError {
-    fn from(e: Arc<StoreError>) -> Self {
-        match &*e {
-            StoreError::AppExists(_) => Self::Conflict(e.to_string()),
-            StoreError::InvalidAppName(reason) => Self::bad("invalid_name", "name", reason.clone()),
-            StoreError::Invalid(reason) => Self::bad("invalid_query", "", reason.clone()),
-            _ => Self::Unavailable(Box::new(SharedStoreError(e))),
-        }
+impl ApiError {
+    /// A failed commit: whatever the store said, nothing of the request was
+    /// stored and a retry is safe (503). Shared, because one failed group
+    /// commit answers every request in it.
+    pub(crate) fn commit_failed(e: Arc<StoreError>) -> Self {
+        Self::Unavailable(Box::new(SharedStoreError(e)))
     }
 }
 

@@ -100,13 +100,14 @@ pub trait Store: Send + Sync {
 
 /// Inserts events, exactly once each.
 pub trait Writer: Send {
-    /// Durably stores the events of `batch` whose `id` is not stored yet, all
-    /// or none of them, and says for each event whether it was new (`true`)
-    /// or a duplicate (`false`). An id repeated inside `batch` counts once.
-    /// When this returns `Ok`, the events survive a crash of the process.
+    /// Durably stores the events of `staged` whose `id` is not stored yet,
+    /// all or none of them, and says for each event whether it was new
+    /// (`true`) or a duplicate (`false`). An id repeated inside `staged`
+    /// counts once. When this returns `Ok`, the events survive a crash of
+    /// the process.
     ///
-    /// The events are taken out of `batch` when they are stored (the writer
-    /// keeps what it needs without copying); on an error `batch` is left as
+    /// The events are taken out of `staged` when they are stored (the writer
+    /// keeps what it needs without copying); on an error `staged` is left as
     /// it was, for the caller to retry it or its parts.
-    fn insert(&mut self, batch: &mut Staged) -> Result<Vec<bool>, StoreError>;
+    fn insert(&mut self, staged: &mut Staged) -> Result<Vec<bool>, StoreError>;
 }

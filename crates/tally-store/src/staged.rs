@@ -95,7 +95,7 @@ impl Staged {
         self.events.append(&mut other.events);
     }
 
-    /// Splits off the events from `at` on into a batch of their own.
+    /// Splits off the events from `at` on, staged on their own.
     ///
     /// # Panics
     /// If `at` is greater than [`len`](Self::len).
@@ -106,7 +106,7 @@ impl Staged {
         }
     }
 
-    /// Takes the events out, leaving the batch empty.
+    /// Takes the events out, leaving none.
     pub fn take(&mut self) -> Vec<StoredEvent> {
         std::mem::take(self).events
     }

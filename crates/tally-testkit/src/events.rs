@@ -130,20 +130,40 @@ pub fn varied(n: u64) -> Vec<StoredEvent> {
 /// A realistic invocation event of `app` as an SDK sends it, every field
 /// set, with fresh ids and a timestamp two seconds ago.
 pub fn fresh(app: &str) -> Event {
-    let mut event = sample(
-        1,
-        app,
-        OffsetDateTime::now_utc() - time::Duration::seconds(2),
-    )
-    .event;
-    event.id = Uuid::now_v7();
-    event.install_id = Uuid::new_v4();
-    event.app_version = "2.4.0".into();
-    event.flags = vec!["--force".into(), "--region".into()];
-    event.ci = Some("github-actions".into());
-    event.agent = Some("claude-code".into());
-    event.name = None;
-    event
+    Event {
+        id: Uuid::now_v7(),
+        timestamp: OffsetDateTime::now_utc() - time::Duration::seconds(2),
+        app: app.to_owned(),
+        app_version: "2.4.0".into(),
+        install_id: Uuid::new_v4(),
+        command: "deploy create".into(),
+        flags: vec!["--force".into(), "--region".into()],
+        exit_code: 1,
+        outcome: Some(Outcome::Failure),
+        duration_ms: 812,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        os_version: Some("Debian 12".into()),
+        ci: Some("github-actions".into()),
+        agent: Some("claude-code".into()),
+        tty: Some(false),
+        container: Some(true),
+        wsl: Some(false),
+        name: None,
+        error: Some(ErrorInfo {
+            kind: "http.timeout".into(),
+            message: "timed out after 30s".into(),
+            location: Some("src/deploy.rs:42:9".into()),
+        }),
+        deps: [("git".to_owned(), "2.43.0".to_owned())].into(),
+        properties: [
+            ("regions".to_owned(), PropertyValue::Int(3)),
+            ("mode".to_owned(), PropertyValue::String("fast".into())),
+            ("dry".to_owned(), PropertyValue::Bool(false)),
+            ("ratio".to_owned(), PropertyValue::Float(0.5)),
+        ]
+        .into(),
+    }
 }
 
 /// The JSON body of `POST /v1/batch` with `events` (typed events, or JSON

@@ -91,14 +91,19 @@ impl RunningServer {
 
     /// Every stored event of `app`, as `GET /api/v1/export` gives it.
     pub fn export(&self, app: &str) -> Vec<Value> {
+        self.export_text(app)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson"))
+            .collect()
+    }
+
+    /// The NDJSON text `GET /api/v1/export` gives for `app`, as sent.
+    pub fn export_text(&self, app: &str) -> String {
         let mut response = ureq::get(format!("{}/api/v1/export?app={app}", self.url))
             .header("Authorization", &format!("Bearer {}", self.admin))
             .call()
             .expect("export");
-        let text = response.body_mut().read_to_string().expect("export body");
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("ndjson"))
-            .collect()
+        response.body_mut().read_to_string().expect("export body")
     }
 }
 

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use crate::target::{SERVER_FILE, ServerFile, StoreArgs};
+use anyhow::{Context, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

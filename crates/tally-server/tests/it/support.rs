@@ -7,11 +7,12 @@ use serde_json::{Value, json};
 use tally_server::{Config, Server};
 use tower::ServiceExt;
 
-/// An answer: status, `Retry-After` if any, and the body as JSON (the text
-/// as a JSON string when it is not JSON).
+/// An answer: status, `Retry-After` and `Connection` if any, and the body
+/// as JSON (the text as a JSON string when it is not JSON).
 pub struct Answer {
     pub status: StatusCode,
     pub retry_after: Option<String>,
+    pub connection: Option<String>,
     pub body: Value,
 }
 
@@ -51,10 +52,13 @@ impl Harness {
             .await
             .expect("infallible");
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+        };
+        let (retry_after, connection) = (header("retry-after"), header("connection"));
         let bytes = response
             .into_body()
             .collect()
@@ -65,6 +69,7 @@ impl Harness {
         Answer {
             status,
             retry_after,
+            connection,
             body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
         }
     }

@@ -185,7 +185,7 @@ pub(super) fn migrate(http: &Http) -> Result<(), StoreError> {
         for sql in statements {
             http.execute(sql)?;
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
+        let now = tally_rollup::micros(time::OffsetDateTime::now_utc());
         http.execute(&format!(
             "INSERT INTO tally_schema VALUES ({}, {now})",
             i + 1

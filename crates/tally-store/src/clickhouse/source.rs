@@ -55,7 +55,7 @@ impl Dense {
 
 /// How a query sends the installs of each row.
 #[derive(Clone, Copy)]
-enum Installs {
+enum InstallsSent {
     /// Not at all.
     Skip,
     /// The set, to be merged further in Rust.
@@ -73,7 +73,7 @@ impl ClickHouseSource<'_> {
         &self,
         kind: Kind,
         by: Parts,
-        (installs, durations): (Installs, bool),
+        (installs, durations): (InstallsSent, bool),
         (first, last): (Option<i32>, Option<i32>),
     ) -> Result<Vec<(Row, u64)>, StoreError> {
         let mut group_by = Vec::new();
@@ -99,9 +99,9 @@ impl ClickHouseSource<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let (set, count) = match installs {
-            Installs::Skip => ("emptyArrayUInt32()", "toUInt64(0)"),
-            Installs::Set => ("groupUniqArrayMerge(installs)", "toUInt64(0)"),
-            Installs::Count => (
+            InstallsSent::Skip => ("emptyArrayUInt32()", "toUInt64(0)"),
+            InstallsSent::Set => ("groupUniqArrayMerge(installs)", "toUInt64(0)"),
+            InstallsSent::Count => (
                 "emptyArrayUInt32()",
                 "toUInt64(length(groupUniqArrayMerge(installs)))",
             ),
@@ -179,9 +179,9 @@ impl Source for ClickHouseSource<'_> {
         each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let installs = if need.installs {
-            Installs::Set
+            InstallsSent::Set
         } else {
-            Installs::Skip
+            InstallsSent::Skip
         };
         let rows = self.query(need.kind, need.parts(), (installs, need.durations), days)?;
         rows.into_iter().try_for_each(|(row, _)| each(row))
@@ -204,9 +204,9 @@ impl Source for ClickHouseSource<'_> {
             return Ok(vec![Vec::new(); need.groupings.len()]);
         }
         let installs = if need.installs {
-            Installs::Count
+            InstallsSent::Count
         } else {
-            Installs::Skip
+            InstallsSent::Skip
         };
         need.groupings
             .iter()

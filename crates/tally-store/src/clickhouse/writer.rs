@@ -51,8 +51,8 @@ impl ClickHouseWriter {
 }
 
 impl Writer for ClickHouseWriter {
-    fn insert(&mut self, batch: &mut Staged) -> Result<Vec<bool>, StoreError> {
-        let events = batch.events();
+    fn insert(&mut self, staged: &mut Staged) -> Result<Vec<bool>, StoreError> {
+        let events = staged.events();
         let mut in_batch = HashSet::new();
         let firsts: Vec<bool> = events.iter().map(|e| in_batch.insert(e.event.id)).collect();
         let candidates: Vec<&StoredEvent> = events
@@ -78,7 +78,7 @@ impl Writer for ClickHouseWriter {
             // and the rollups view counts it in the same statement.
             self.http.insert("events", &lines)?;
         }
-        batch.take();
+        staged.take();
         Ok(new)
     }
 }

@@ -13,6 +13,7 @@ mod loader;
 mod rollups;
 mod rows;
 mod schema;
+mod source;
 mod writer;
 
 use std::ops::ControlFlow;
@@ -157,7 +158,7 @@ impl Store for DuckDbStore {
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
         self.handoff.wait_loaded();
         tally_rollup::answer(
-            &rollups::DuckDbSource {
+            &source::DuckDbSource {
                 store: self,
                 filter: &query.filter,
             },

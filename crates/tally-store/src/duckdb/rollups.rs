@@ -8,10 +8,8 @@ use foldhash::HashMap;
 
 use duckdb::{Connection, ToSql, params};
 use tally_protocol::{Event, StoredEvent};
-use tally_report::{Env, Filter};
-use tally_rollup::{
-    Agg, Histogram, Installs, Key, Kind, Need, Rollups, Row, Source, day_of, day_start,
-};
+use tally_report::Env;
+use tally_rollup::{Agg, Histogram, Installs, Key, Kind, Rollups, day_of, day_start};
 
 use super::EXPORT_COLUMNS;
 use super::rows::row_to_event;
@@ -53,9 +51,9 @@ pub(super) fn append(conn: &Connection, rollups: &Rollups) -> Result<usize, Stor
 
 /// Which of a row's sets to read: the bulk of a row, and of the work.
 #[derive(Clone, Copy)]
-struct Sets {
-    installs: bool,
-    durations: bool,
+pub(super) struct Sets {
+    pub(super) installs: bool,
+    pub(super) durations: bool,
 }
 
 const ALL_SETS: Sets = Sets {
@@ -66,7 +64,7 @@ const ALL_SETS: Sets = Sets {
 /// Reads rollup rows selected by `condition` (SQL over the rollup columns),
 /// with the sets that `sets` asks for (the others are left empty), handing
 /// each to `each` as it comes.
-fn read(
+pub(super) fn read(
     conn: &Connection,
     condition: &str,
     args: &[Box<dyn ToSql>],
@@ -219,69 +217,6 @@ pub(super) fn raw(
         out.push((event.event, install));
     }
     Ok(out)
-}
-
-/// Report rows from the embedded store: stored rollups for whole days, raw
-/// events rolled up on the fly for partial days. Each read has a connection
-/// of its own, so a report may read several kinds at once.
-pub(super) struct DuckDbSource<'a> {
-    pub(super) store: &'a super::DuckDbStore,
-    pub(super) filter: &'a Filter,
-}
-
-impl Source for DuckDbSource<'_> {
-    type Error = StoreError;
-
-    fn filter(&self) -> &Filter {
-        self.filter
-    }
-
-    // Install sets merge in Rust here, so rows are returned as stored.
-    fn stored(
-        &self,
-        need: &Need,
-        (first, last): (Option<i32>, Option<i32>),
-        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let f = self.filter;
-        let mut condition = String::from("app = ? AND kind = ?");
-        let mut args: Vec<Box<dyn ToSql>> =
-            vec![Box::new(f.app.clone()), Box::new(need.kind.as_str())];
-        let mut bind = |sql: &str, arg: Box<dyn ToSql>| {
-            condition.push_str(sql);
-            args.push(arg);
-        };
-        if let Some(first) = first {
-            bind(" AND day >= ?", Box::new(first));
-        }
-        if let Some(last) = last {
-            bind(" AND day <= ?", Box::new(last));
-        }
-        if let Some(version) = &f.version {
-            bind(" AND version = ?", Box::new(version.clone()));
-        }
-        if let Some(os) = &f.os {
-            bind(" AND os = ?", Box::new(os.clone()));
-        }
-        if let Some(env) = f.env {
-            bind(" AND env = ?", Box::new(env.as_str()));
-        }
-        let sets = Sets {
-            installs: need.installs,
-            durations: need.durations,
-        };
-        read(
-            &self.store.connection()?,
-            &condition,
-            &args,
-            sets,
-            &mut |key, agg| each(Row::new(key, agg)),
-        )
-    }
-
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
-        raw(&self.store.connection()?, Some(&self.filter.app), from, to)
-    }
 }
 
 /// Install numbers for the new events of a batch: known ones, and fresh

@@ -135,23 +135,23 @@ impl DuckDbWriter {
 }
 
 impl Writer for DuckDbWriter {
-    fn insert(&mut self, batch: &mut Staged) -> Result<Vec<bool>, StoreError> {
-        let mut seen = self.recent.classify(batch.events());
-        self.resolve(batch.events(), &mut seen)?;
+    fn insert(&mut self, staged: &mut Staged) -> Result<Vec<bool>, StoreError> {
+        let mut seen = self.recent.classify(staged.events());
+        self.resolve(staged.events(), &mut seen)?;
         let new: Vec<bool> = seen.iter().map(|&s| s == Seen::New).collect();
         let count = new.iter().filter(|&&n| n).count();
         if count == 0 {
-            batch.take();
+            staged.take();
             return Ok(new);
         }
         self.handoff.wait_for_room()?;
         // Encoded in the request's thread (see `DuckDbStore::stage`), unless
-        // the batch was staged without it.
+        // the events were staged without it.
         let made;
-        let encoded = match batch.prepared_as::<Encoded>() {
+        let encoded = match staged.prepared_as::<Encoded>() {
             Some(encoded) => encoded,
             None => {
-                made = Encoded::new(batch.events());
+                made = Encoded::new(staged.events());
                 &made
             }
         };
@@ -161,7 +161,7 @@ impl Writer for DuckDbWriter {
             let pieces = (0..new.len()).filter(|&i| new[i]).map(|i| encoded.event(i));
             self.journal.append(pieces)?
         };
-        let events: Vec<StoredEvent> = batch
+        let events: Vec<StoredEvent> = staged
             .take()
             .into_iter()
             .zip(&new)

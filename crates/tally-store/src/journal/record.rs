@@ -385,6 +385,33 @@ mod tests {
         assert_eq!(decode(tail.event(0)).expect("decode"), [events[4].clone()]);
     }
 
+    /// Regression guard: if a group commit lost the encoding made in the
+    /// requests' threads, the commit thread would quietly encode every
+    /// event again, and nothing else would fail.
+    #[test]
+    fn staged_events_keep_their_encoding_through_join_and_split() {
+        let events = events();
+        let stage = |events: &[StoredEvent]| {
+            crate::Staged::prepared(events.to_vec(), Box::new(Encoded::new(events)))
+        };
+        let mut group = stage(&events[..10]);
+        group.append(stage(&events[10..]));
+        assert_eq!(group.prepared_as::<Encoded>(), Some(&Encoded::new(&events)));
+        let tail = group.split_off(4);
+        assert_eq!(
+            group.prepared_as::<Encoded>(),
+            Some(&Encoded::new(&events[..4]))
+        );
+        assert_eq!(
+            tail.prepared_as::<Encoded>(),
+            Some(&Encoded::new(&events[4..]))
+        );
+        // Joined with events staged without an encoding, there is none to
+        // trust: the writer makes it.
+        group.append(crate::Staged::from(events[..1].to_vec()));
+        assert_eq!(group.prepared_as::<Encoded>(), None);
+    }
+
     #[test]
     fn a_payload_cut_anywhere_inside_an_event_is_malformed() {
         let events = events();

@@ -38,17 +38,18 @@ impl Server {
         self.running.export("democli")
     }
 
-    /// The stored democli events as the export's text.
+    /// The stored democli events, the export's text as the server sent it.
     pub fn export_text(&self) -> String {
-        self.events().iter().map(|e| format!("{e}\n")).collect()
+        self.running.export_text("democli")
     }
 
     /// Waits until `n` events are stored (fails beyond the deadline).
     pub fn wait_for(&self, n: usize) -> Vec<Value> {
-        eventually(DELIVERY_DEADLINE, &format!("{n} events stored"), || {
+        let stored = tally_testkit::within(DELIVERY_DEADLINE, || {
             let events = self.events();
             (events.len() >= n).then_some(events)
-        })
+        });
+        stored.unwrap_or_else(|| panic!("not {n} events stored in time: {:?}", self.events()))
     }
 }
 
