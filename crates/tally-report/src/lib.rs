@@ -1,5 +1,5 @@
 //! Tally's reports as data: which reports exist, the filters they take, and
-//! the tables they answer with. Backends compute them (`tally-store`); the
+//! the tables they answer with. `tally-rollup` computes them; the
 //! server, the CLI and the dashboard ask for and show them.
 //!
 //! ```

@@ -206,7 +206,10 @@ impl Open {
 
     /// Appends `events` (the whole of `batches` journal records, the last
     /// ending at `end`) with their install numbers, new installs too, and
-    /// adds their rollups to those written at commit.
+    /// adds their rollups to those written at commit. New installs are
+    /// numbered in `installs` at once, within the open transaction, as
+    /// later batches must see them; should it roll back, the loader stops
+    /// and the next start numbers them again from what was committed.
     fn append(
         &mut self,
         conn: &Connection,
@@ -227,11 +230,6 @@ impl Open {
             appender.append_row(params![id, n])?;
         }
         appender.flush()?;
-        // Numbered within the open transaction: later batches must see them.
-        // Should it roll back, the loader stops and the next start reloads.
-        for (id, n) in fresh {
-            installs.insert(id.as_u128(), n);
-        }
         self.rows += events.len();
         self.batches += batches;
         self.end = end;

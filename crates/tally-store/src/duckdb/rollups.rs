@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use foldhash::HashMap;
-
 use duckdb::{Connection, ToSql, params};
 use tally_protocol::{Event, StoredEvent};
 use tally_report::Env;
@@ -219,26 +217,25 @@ pub(super) fn raw(
     Ok(out)
 }
 
-/// Install numbers for the new events of a batch: known ones, and fresh
-/// ones for installs seen for the first time (returned to be stored).
+/// The install numbers of a batch's new events, handing out numbers to
+/// installs seen for the first time; those are also returned, to be stored.
 pub(super) fn number_installs<'a>(
-    installs: &Installs,
+    installs: &mut Installs,
     events: impl IntoIterator<Item = &'a StoredEvent>,
 ) -> (Vec<u32>, Vec<(uuid::Uuid, u32)>) {
-    let mut fresh: HashMap<u128, u32> = HashMap::default();
-    let mut made = Vec::new();
+    let known = installs.len();
+    let mut fresh = Vec::new();
     let numbers = events
         .into_iter()
         .map(|e| {
             let id = e.event.install_id;
-            installs.get(id.as_u128()).unwrap_or_else(|| {
-                *fresh.entry(id.as_u128()).or_insert_with(|| {
-                    let n = (installs.len() + made.len()) as u32;
-                    made.push((id, n));
-                    n
-                })
-            })
+            let number = installs.number(id.as_u128());
+            // Numbers are handed out in order: a new one is the next.
+            if number as usize == known + fresh.len() {
+                fresh.push((id, number));
+            }
+            number
         })
         .collect();
-    (numbers, made)
+    (numbers, fresh)
 }
