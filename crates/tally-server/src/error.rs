@@ -169,3 +169,22 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a failed commit mapped through the request-path
+    /// mapping answered 400 for `StoreError::Invalid`, which tells an SDK
+    /// not to retry events that were never stored.
+    #[test]
+    fn a_failed_commit_is_503_whatever_the_store_said() {
+        for e in [
+            StoreError::Invalid("batch too large for one journal record".into()),
+            StoreError::Unavailable("disk full".into()),
+        ] {
+            let response = ApiError::commit_failed(Arc::new(e)).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+}

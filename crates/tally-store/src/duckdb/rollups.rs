@@ -223,15 +223,14 @@ pub(super) fn number_installs<'a>(
     installs: &mut Installs,
     events: impl IntoIterator<Item = &'a StoredEvent>,
 ) -> (Vec<u32>, Vec<(uuid::Uuid, u32)>) {
-    let known = installs.len();
     let mut fresh = Vec::new();
     let numbers = events
         .into_iter()
         .map(|e| {
             let id = e.event.install_id;
+            let before = installs.len();
             let number = installs.number(id.as_u128());
-            // Numbers are handed out in order: a new one is the next.
-            if number as usize == known + fresh.len() {
+            if installs.len() > before {
                 fresh.push((id, number));
             }
             number

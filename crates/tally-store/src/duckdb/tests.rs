@@ -204,3 +204,23 @@ fn a_second_writer_is_refused_until_the_first_closes() {
     drop(first);
     store.writer().expect("after the first closed");
 }
+
+/// New installs get the next numbers, once each, in order of first sight;
+/// known ones keep theirs.
+#[test]
+fn installs_are_numbered_in_order_of_first_sight() {
+    let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
+    let with_install = |install: u128| {
+        let mut stored = sample(1, "numbers", at);
+        stored.event.install_id = uuid::Uuid::from_u128(install);
+        stored
+    };
+    let mut installs = tally_rollup::Installs::default();
+    installs.insert(0xa, 0);
+    let events: Vec<_> = [0xb, 0xa, 0xb, 0xc].map(with_install).into();
+    let (numbers, fresh) = rollups::number_installs(&mut installs, &events);
+    assert_eq!(numbers, [1, 0, 1, 2]);
+    let ids = |n: u128| uuid::Uuid::from_u128(n);
+    assert_eq!(fresh, [(ids(0xb), 1), (ids(0xc), 2)]);
+    assert_eq!(installs.len(), 3);
+}

@@ -394,7 +394,9 @@ mod tests {
         let stage = |events: &[StoredEvent]| {
             crate::Staged::prepared(events.to_vec(), Box::new(Encoded::new(events)))
         };
-        let mut group = stage(&events[..10]);
+        // Joined as a group commit joins requests: into an empty batch.
+        let mut group = crate::Staged::default();
+        group.append(stage(&events[..10]));
         group.append(stage(&events[10..]));
         assert_eq!(group.prepared_as::<Encoded>(), Some(&Encoded::new(&events)));
         let tail = group.split_off(4);
