@@ -31,8 +31,7 @@
 //! #     "os": "linux", "arch": "x86_64"}"#)?;
 //! let events = tally_rollup::MemorySource::number([event]);
 //! let query = Query::from_params(ReportName::Commands, &[("app".into(), "mycli".into())].into())?;
-//! let source = tally_rollup::MemorySource::new(&events, &query.filter);
-//! let report = tally_rollup::answer(&source, &query)?;
+//! let report = tally_rollup::answer(&tally_rollup::MemorySource::new(&events), &query)?;
 //! assert_eq!(report.tables[0].rows[0][0], tally_report::Cell::Text("deploy".into()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -12,13 +12,12 @@ use crate::{Installs, Need, Row, Source, day_start, micros, rows_from_events};
 #[derive(Debug, Clone, Copy)]
 pub struct MemorySource<'a> {
     events: &'a [(Event, u32)],
-    filter: &'a Filter,
 }
 
 impl<'a> MemorySource<'a> {
-    /// A source over `events` for a query with `filter`.
-    pub fn new(events: &'a [(Event, u32)], filter: &'a Filter) -> Self {
-        Self { events, filter }
+    /// A source over `events`.
+    pub fn new(events: &'a [(Event, u32)]) -> Self {
+        Self { events }
     }
 
     /// `events` with install numbers handed out in order of first
@@ -34,8 +33,13 @@ impl<'a> MemorySource<'a> {
             .collect()
     }
 
-    fn between(&self, from: i64, to: i64) -> impl Iterator<Item = (&'a Event, u32)> + use<'a> {
-        let app: &'a str = &self.filter.app;
+    /// `app`'s invocation events in `[from, to)`.
+    fn between<'q>(
+        &self,
+        app: &'q str,
+        from: i64,
+        to: i64,
+    ) -> impl Iterator<Item = (&'a Event, u32)> + use<'a, 'q> {
         self.events.iter().filter_map(move |(event, install)| {
             let at = micros(event.timestamp);
             (event.app == app && event.name.is_none() && (from..to).contains(&at))
@@ -47,26 +51,23 @@ impl<'a> MemorySource<'a> {
 impl Source for MemorySource<'_> {
     type Error = crate::Error;
 
-    fn filter(&self) -> &Filter {
-        self.filter
-    }
-
     fn stored(
         &self,
+        filter: &Filter,
         need: &Need,
         (first, last): (Option<i32>, Option<i32>),
         each: &mut dyn FnMut(Row) -> Result<(), crate::Error>,
     ) -> Result<(), crate::Error> {
         let from = first.map_or(i64::MIN, day_start);
         let to = last.map_or(i64::MAX, |l| day_start(l + 1));
-        rows_from_events(self.between(from, to), need.kind, self.filter)
+        rows_from_events(self.between(&filter.app, from, to), need.kind, filter)
             .into_iter()
             .try_for_each(each)
     }
 
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(Event, u32)>, crate::Error> {
+    fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, crate::Error> {
         Ok(self
-            .between(from, to)
+            .between(app, from, to)
             .map(|(event, install)| (event.clone(), install))
             .collect())
     }

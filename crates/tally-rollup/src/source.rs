@@ -13,34 +13,35 @@ use crate::{Agg, Dim, Dims, Key, Kind, Rollups, Span, env_of};
 
 /// Where reports get rollup rows: a backend's stored rollups for whole
 /// days plus the raw events of the partial days at the edges of a range,
-/// rolled up here, all filtered by the query's app, version, OS and
-/// environment. A backend implements [`stored`](Source::stored) and
-/// [`events`](Source::events); the rest has defaults it may do faster.
+/// rolled up here, all filtered by a query's app, version, OS and
+/// environment (its [`Filter`], which each call is given). A backend
+/// implements [`stored`](Source::stored) and [`events`](Source::events);
+/// the rest has defaults it may do faster.
 pub trait Source {
     /// The backend's error; rollup errors (corrupt stored data, say)
     /// become one.
     type Error: From<crate::Error> + Send;
 
-    /// The query's filter.
-    fn filter(&self) -> &Filter;
-
     /// Stored rows for the whole days `first..=last` (unbounded where
-    /// `None`) that pass [`Source::filter`], as `need` asks, each handed
-    /// to `each` as it is read.
+    /// `None`) that pass `filter` (its time range aside), as `need` asks,
+    /// each handed to `each` as it is read.
     fn stored(
         &self,
+        filter: &Filter,
         need: &Need,
         days: (Option<i32>, Option<i32>),
         each: &mut dyn FnMut(Row) -> Result<(), Self::Error>,
     ) -> Result<(), Self::Error>;
 
-    /// The filter's app's invocation events in `[from, to)` (microseconds),
-    /// each with its install number.
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(Event, u32)>, Self::Error>;
+    /// `app`'s invocation events in `[from, to)` (microseconds), each with
+    /// its install number.
+    fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, Self::Error>;
 
-    /// Rows within `[since, until)`, as `need` asks, each handed to `each`.
+    /// Rows within `[since, until)` that pass `filter`, as `need` asks,
+    /// each handed to `each`.
     fn each_row(
         &self,
+        filter: &Filter,
         need: &Need,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
@@ -48,46 +49,44 @@ pub trait Source {
     ) -> Result<(), Self::Error> {
         let span = Span::new(since, until);
         if span.any_days {
-            self.stored(need, span.days, each)?;
+            self.stored(filter, need, span.days, each)?;
         }
         for &(from, to) in &span.edges {
-            let events = self.events(from, to)?;
-            rows_from_events(
-                events.iter().map(|(e, n)| (e, *n)),
-                need.kind,
-                self.filter(),
-            )
-            .into_iter()
-            .try_for_each(&mut *each)?;
+            let events = self.events(&filter.app, from, to)?;
+            rows_from_events(events.iter().map(|(e, n)| (e, *n)), need.kind, filter)
+                .into_iter()
+                .try_for_each(&mut *each)?;
         }
         Ok(())
     }
 
-    /// Rows within `[since, until)`, as `need` asks.
+    /// Rows within `[since, until)` that pass `filter`, as `need` asks.
     fn rows(
         &self,
+        filter: &Filter,
         need: &Need,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
     ) -> Result<Vec<Row>, Self::Error> {
         let mut out = Vec::new();
-        self.each_row(need, since, until, &mut |row| {
+        self.each_row(filter, need, since, until, &mut |row| {
             out.push(row);
             Ok(())
         })?;
         Ok(out)
     }
 
-    /// Rows within `[since, until)` grouped each of the ways `need` asks,
-    /// in that order. A backend that counts distinct installs itself
-    /// answers without sending the sets.
+    /// Rows within `[since, until)` that pass `filter`, grouped each of
+    /// the ways `need` asks, in that order. A backend that counts distinct
+    /// installs itself answers without sending the sets.
     fn grouped(
         &self,
+        filter: &Filter,
         need: &Need,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
     ) -> Result<Vec<Vec<Group>>, Self::Error> {
-        grouped_in_rust(self, need, since, until)
+        grouped_in_rust(self, filter, need, since, until)
     }
 }
 
@@ -327,13 +326,14 @@ impl Grouper {
 /// here.
 pub fn grouped_in_rust<S: Source + ?Sized>(
     source: &S,
+    filter: &Filter,
     need: &Need,
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
 ) -> Result<Vec<Vec<Group>>, S::Error> {
     // Rows are merged as they are read, so only the groups are ever held.
     let mut groupers: Vec<Grouper> = need.groupings.iter().map(|by| Grouper::new(*by)).collect();
-    source.each_row(need, since, until, &mut |row| {
+    source.each_row(filter, need, since, until, &mut |row| {
         if let Some((last, others)) = groupers.split_last_mut() {
             for grouper in others {
                 grouper.add(&row);

@@ -509,7 +509,7 @@ pub fn answers_match_events(ask: Ask<'_>, events: &[StoredEvent], phase: &str) {
     let numbered = tally_rollup::MemorySource::number(events.iter().map(|e| e.event.clone()));
     for query in varied_queries() {
         let answer = ask(&query);
-        let source = tally_rollup::MemorySource::new(&numbered, &query.filter);
+        let source = tally_rollup::MemorySource::new(&numbered);
         let expected = tally_rollup::answer(&source, &query).expect("in memory");
         assert_eq!(answer, expected, "{phase}: {query:?}");
         assert!(

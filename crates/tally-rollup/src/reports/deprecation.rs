@@ -61,12 +61,13 @@ pub(super) fn answer<E: From<Error> + Send>(
     let since = Some(filter.since.map_or(window_start, |s| s.max(window_start)));
     let [active] = read(
         source,
+        filter,
         &Need::new(Kind::Environment, &[&[]]),
         since,
         filter.until,
     )?;
     let active = active.first().map_or(0, |g| g.installs);
-    let candidates = source.rows(&what.need(), since, filter.until)?;
+    let candidates = source.rows(filter, &what.need(), since, filter.until)?;
     let matching: Vec<&Row> = candidates.iter().filter(|r| what.used_in(r)).collect();
     let mut used = Agg::default();
     for row in &matching {

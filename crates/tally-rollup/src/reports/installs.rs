@@ -15,7 +15,8 @@ pub(super) fn answer<E: From<Error> + Send>(
     query: &Query,
 ) -> Result<Vec<Table>, E> {
     let need = Need::new(Kind::Environment, &[&[Part::Day]]);
-    let rows = source.rows(&need, query.filter.since, query.filter.until)?;
+    let filter = &query.filter;
+    let rows = source.rows(filter, &need, filter.since, filter.until)?;
     Ok(activity(&rows))
 }
 

@@ -19,7 +19,7 @@ mod platforms;
 mod table;
 mod versions;
 
-use tally_report::{Query, Report, ReportName};
+use tally_report::{Filter, Query, Report, ReportName};
 use time::OffsetDateTime;
 
 use crate::{Error, Group, Need, Source};
@@ -27,7 +27,7 @@ use crate::{Error, Group, Need, Source};
 /// A source as reports read it: shared by the threads of one report.
 type Src<'s, E> = &'s (dyn Source<Error = E> + Sync);
 
-/// Answers `query` from `source`, whose filter is the query's.
+/// Answers `query` from `source`.
 pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Report, E> {
     let tables = match query.report {
         ReportName::Versions => versions::answer(source, query)?,
@@ -52,11 +52,12 @@ pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Resul
 /// ways it asks.
 fn read<const N: usize, E: From<Error> + Send>(
     source: Src<'_, E>,
+    filter: &Filter,
     need: &Need,
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
 ) -> Result<[Vec<Group>; N], E> {
-    let groupings = source.grouped(need, since, until)?;
+    let groupings = source.grouped(filter, need, since, until)?;
     let got = groupings.len();
     groupings
         .try_into()
@@ -69,5 +70,6 @@ fn read_range<const N: usize, E: From<Error> + Send>(
     need: &Need,
     query: &Query,
 ) -> Result<[Vec<Group>; N], E> {
-    read(source, need, query.filter.since, query.filter.until)
+    let filter = &query.filter;
+    read(source, filter, need, filter.since, filter.until)
 }

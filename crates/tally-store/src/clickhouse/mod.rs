@@ -130,7 +130,6 @@ impl Store for ClickHouseStore {
         tally_rollup::answer(
             &source::ClickHouseSource {
                 http: &self.http,
-                filter: &query.filter,
                 dense: source::Dense::default(),
             },
             query,

@@ -18,7 +18,6 @@ use crate::StoreError;
 
 pub(super) struct ClickHouseSource<'a> {
     pub(super) http: &'a Http,
-    pub(super) filter: &'a Filter,
     /// Dense numbers for the install hashes this report has seen.
     pub(super) dense: Dense,
 }
@@ -71,6 +70,7 @@ impl ClickHouseSource<'_> {
     /// not kept are sent as constants (env as any value it has).
     fn query(
         &self,
+        filter: &Filter,
         kind: Kind,
         by: Parts,
         (installs, durations): (InstallsSent, bool),
@@ -124,7 +124,7 @@ impl ClickHouseSource<'_> {
                 minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
                 {set} AS install_set, {count} AS installs_n, {durations} AS durations
              FROM ({}) GROUP BY {}",
-            self.selected(kind, (first, last)),
+            selected(filter, kind, (first, last)),
             group_by.join(", "),
         );
         let mut out = Vec::new();
@@ -136,44 +136,12 @@ impl ClickHouseSource<'_> {
     }
 }
 
-impl ClickHouseSource<'_> {
-    /// The stored rollup rows of `kind` on the days `first..=last` that
-    /// pass the filter, as SQL.
-    fn selected(&self, kind: Kind, (first, last): (Option<i32>, Option<i32>)) -> String {
-        let f = self.filter;
-        let mut sql = format!(
-            "SELECT * FROM rollups WHERE app = {} AND kind = {}",
-            quote(&f.app),
-            quote(kind.as_str()),
-        );
-        if let Some(first) = first {
-            sql.push_str(&format!(" AND day >= toDate({first})"));
-        }
-        if let Some(last) = last {
-            sql.push_str(&format!(" AND day <= toDate({last})"));
-        }
-        for (column, value) in [
-            ("version", f.version.as_deref()),
-            ("os", f.os.as_deref()),
-            ("env", f.env.map(|e| e.as_str())),
-        ] {
-            if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = {}", quote(value)));
-            }
-        }
-        sql
-    }
-}
-
 impl Source for ClickHouseSource<'_> {
     type Error = StoreError;
 
-    fn filter(&self) -> &Filter {
-        self.filter
-    }
-
     fn stored(
         &self,
+        filter: &Filter,
         need: &Need,
         days: (Option<i32>, Option<i32>),
         each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
@@ -183,7 +151,13 @@ impl Source for ClickHouseSource<'_> {
         } else {
             InstallsSent::Skip
         };
-        let rows = self.query(need.kind, need.parts(), (installs, need.durations), days)?;
+        let rows = self.query(
+            filter,
+            need.kind,
+            need.parts(),
+            (installs, need.durations),
+            days,
+        )?;
         rows.into_iter().try_for_each(|(row, _)| each(row))
     }
 
@@ -192,13 +166,14 @@ impl Source for ClickHouseSource<'_> {
     // up here, so sets are sent to be merged with theirs.
     fn grouped(
         &self,
+        filter: &Filter,
         need: &Need,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
     ) -> Result<Vec<Vec<Group>>, StoreError> {
         let span = Span::new(since, until);
         if !span.edges.is_empty() {
-            return grouped_in_rust(self, need, since, until);
+            return grouped_in_rust(self, filter, need, since, until);
         }
         if !span.any_days {
             return Ok(vec![Vec::new(); need.groupings.len()]);
@@ -211,7 +186,13 @@ impl Source for ClickHouseSource<'_> {
         need.groupings
             .iter()
             .map(|by| {
-                let rows = self.query(need.kind, *by, (installs, need.durations), span.days)?;
+                let rows = self.query(
+                    filter,
+                    need.kind,
+                    *by,
+                    (installs, need.durations),
+                    span.days,
+                )?;
                 Ok(rows
                     .into_iter()
                     .map(|(row, installs)| Group { row, installs })
@@ -220,11 +201,11 @@ impl Source for ClickHouseSource<'_> {
             .collect()
     }
 
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
+    fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE app = {} AND isNull(name)
              AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
-            quote(&self.filter.app)
+            quote(app)
         );
         let events: Vec<(Event, u32)> = self
             .http
@@ -288,4 +269,30 @@ fn row(r: Stored, dense: &Dense) -> Result<(Row, u64), StoreError> {
         },
     };
     Ok((row, r.installs_n))
+}
+
+/// The stored rollup rows of `kind` on the days `first..=last` that
+/// pass `f`, as SQL.
+fn selected(f: &Filter, kind: Kind, (first, last): (Option<i32>, Option<i32>)) -> String {
+    let mut sql = format!(
+        "SELECT * FROM rollups WHERE app = {} AND kind = {}",
+        quote(&f.app),
+        quote(kind.as_str()),
+    );
+    if let Some(first) = first {
+        sql.push_str(&format!(" AND day >= toDate({first})"));
+    }
+    if let Some(last) = last {
+        sql.push_str(&format!(" AND day <= toDate({last})"));
+    }
+    for (column, value) in [
+        ("version", f.version.as_deref()),
+        ("os", f.os.as_deref()),
+        ("env", f.env.map(|e| e.as_str())),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = {}", quote(value)));
+        }
+    }
+    sql
 }

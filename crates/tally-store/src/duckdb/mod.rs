@@ -157,13 +157,7 @@ impl Store for DuckDbStore {
 
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
         self.handoff.wait_loaded();
-        tally_rollup::answer(
-            &source::DuckDbSource {
-                store: self,
-                filter: &query.filter,
-            },
-            query,
-        )
+        tally_rollup::answer(self, query)
     }
 
     fn retain_days(&self, days: u32) -> Result<(), StoreError> {

@@ -11,26 +11,17 @@ use crate::StoreError;
 /// Report rows from the embedded store: stored rollups for whole days, raw
 /// events rolled up on the fly for partial days. Each read has a connection
 /// of its own, so a report may read several kinds at once.
-pub(super) struct DuckDbSource<'a> {
-    pub(super) store: &'a super::DuckDbStore,
-    pub(super) filter: &'a Filter,
-}
-
-impl Source for DuckDbSource<'_> {
+impl Source for super::DuckDbStore {
     type Error = StoreError;
-
-    fn filter(&self) -> &Filter {
-        self.filter
-    }
 
     // Install sets merge in Rust here, so rows are returned as stored.
     fn stored(
         &self,
+        f: &Filter,
         need: &Need,
         (first, last): (Option<i32>, Option<i32>),
         each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let f = self.filter;
         let mut condition = String::from("app = ? AND kind = ?");
         let mut args: Vec<Box<dyn ToSql>> =
             vec![Box::new(f.app.clone()), Box::new(need.kind.as_str())];
@@ -58,7 +49,7 @@ impl Source for DuckDbSource<'_> {
             durations: need.durations,
         };
         read(
-            &self.store.connection()?,
+            &self.connection()?,
             &condition,
             &args,
             sets,
@@ -66,7 +57,7 @@ impl Source for DuckDbSource<'_> {
         )
     }
 
-    fn events(&self, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
-        raw(&self.store.connection()?, Some(&self.filter.app), from, to)
+    fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
+        raw(&self.connection()?, Some(app), from, to)
     }
 }
