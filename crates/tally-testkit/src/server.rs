@@ -1,7 +1,6 @@
 //! A Tally server in the test process, on a loopback port of its own.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use serde_json::Value;
 
@@ -20,7 +19,7 @@ pub struct RunningServer {
     admin: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    data: tempfile::TempDir,
+    _data: tempfile::TempDir,
 }
 
 impl RunningServer {
@@ -65,18 +64,13 @@ impl RunningServer {
             admin,
             shutdown: Some(shutdown),
             thread: Some(thread),
-            data,
+            _data: data,
         }
     }
 
     /// The admin token.
     pub fn admin_token(&self) -> &str {
         &self.admin
-    }
-
-    /// The data dir.
-    pub fn data_dir(&self) -> &Path {
-        self.data.path()
     }
 
     /// Registers `app` and returns its ingest key.
