@@ -7,17 +7,20 @@
 //! wall-clock limit whatever the network does. Failures open a circuit
 //! breaker kept on disk, so later runs do not even start a flusher until the
 //! backoff (or the server's `Retry-After`) has passed.
+//!
+//! A batch the server finds too large (413) is split in halves, each sent
+//! the same way, down to single events; one still too large is dropped and
+//! counted in the spool's drop count, which the next batch reports.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tally_protocol::{Batch, IngestResponse};
+use tally_protocol::Batch;
 
 use crate::Shared;
-use crate::fsutil::write_atomic;
-use crate::spool::remove_all;
+use crate::breaker::{self, may_send, record_failure, record_success};
+use crate::send::{Sent, failure_line, send};
+use crate::spool::{Spooled, remove_all};
 
 /// The argument and variable that start an executable in flush mode.
 pub(crate) const FLUSH_ARG: &str = "__tally_flush";
@@ -32,76 +35,6 @@ const BATCH_BYTES: usize = 512 * 1024;
 /// Longest wait for one request, kept under the flusher's hard limit so a
 /// black-holed endpoint ends in a recorded failure, not the watchdog.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Backoff after the first failure, doubled per failure up to the cap.
-const BACKOFF_BASE: Duration = Duration::from_secs(5);
-const BACKOFF_CAP: Duration = Duration::from_secs(6 * 3600);
-
-/// Persisted circuit-breaker state: how often sending failed in a row and
-/// when to try again. Kept per endpoint, so pointing the CLI somewhere else
-/// starts afresh.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Breaker {
-    endpoint: String,
-    failures: u32,
-    /// Milliseconds since the Unix epoch.
-    retry_at_ms: u64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn breaker_path(cache: &Path) -> PathBuf {
-    cache.join("breaker.json")
-}
-
-fn load_breaker(cache: &Path, endpoint: &str) -> Breaker {
-    std::fs::read(breaker_path(cache))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Breaker>(&b).ok())
-        .filter(|b| b.endpoint == endpoint)
-        .unwrap_or_else(|| Breaker {
-            endpoint: endpoint.to_owned(),
-            ..Breaker::default()
-        })
-}
-
-/// Whether the breaker lets a flush happen now.
-pub(crate) fn may_send(cache: &Path, endpoint: &str) -> bool {
-    load_breaker(cache, endpoint).retry_at_ms <= now_ms()
-}
-
-fn record_failure(cache: &Path, endpoint: &str, retry_after: Option<Duration>) {
-    let mut breaker = load_breaker(cache, endpoint);
-    breaker.failures = breaker.failures.saturating_add(1);
-    let backoff = BACKOFF_BASE
-        .saturating_mul(1 << breaker.failures.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
-    let wait = retry_after.map_or(backoff, |r| r.min(BACKOFF_CAP));
-    breaker.retry_at_ms = now_ms() + wait.as_millis() as u64;
-    save_breaker(cache, &breaker);
-}
-
-fn record_success(cache: &Path, endpoint: &str) {
-    let breaker = load_breaker(cache, endpoint);
-    if breaker.failures > 0 || breaker.retry_at_ms > 0 {
-        save_breaker(
-            cache,
-            &Breaker {
-                endpoint: endpoint.to_owned(),
-                ..Breaker::default()
-            },
-        );
-    }
-}
-
-fn save_breaker(cache: &Path, breaker: &Breaker) {
-    if let Ok(json) = serde_json::to_vec(breaker) {
-        let _ = write_atomic(&breaker_path(cache), &json);
-    }
-}
 
 /// Starts a detached flusher if there is an endpoint and the breaker allows.
 /// Costs one process spawn; never waits for it.
@@ -110,7 +43,11 @@ pub(crate) fn start_flusher(shared: &Shared) {
     else {
         return;
     };
-    if !may_send(&dirs.cache, endpoint) || flusher_at_work(&dirs.cache) {
+    if let Some(open) = breaker::open(&dirs.cache, endpoint) {
+        shared.debug(format_args!("not sending to {endpoint} yet: {open}"));
+        return;
+    }
+    if flusher_at_work(&dirs.cache) {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -122,7 +59,13 @@ pub(crate) fn start_flusher(shared: &Shared) {
         .env(FLUSH_ENV, &shared.app)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        // In debug mode it says on the run's stderr why a send failed: the
+        // lines may come after the run has exited.
+        .stderr(if shared.debug {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        });
     // Its own process group: a Ctrl-C meant for the user's next command in
     // this terminal does not reach it, and it does not hold the terminal.
     #[cfg(unix)]
@@ -215,118 +158,158 @@ impl Flush<'_> {
     /// Sends batches until the spool is empty (true) or sending must stop for
     /// now (false).
     fn send_spool(&self) -> bool {
-        let Flush {
-            shared,
-            spool,
-            url,
-            key,
-            endpoint,
-            cache,
-            deadline,
-        } = *self;
-        while may_send(cache, endpoint) {
-            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
-                return false;
-            };
-            let Ok(batch) = spool.oldest(BATCH_EVENTS, BATCH_BYTES) else {
+        while may_send(self.cache, self.endpoint) {
+            let Ok(batch) = self.spool.oldest(BATCH_EVENTS, BATCH_BYTES) else {
                 return false;
             };
             if batch.is_empty() {
                 return true;
             }
-            let (dropped, markers) = spool.dropped();
-            let body = Batch {
-                sent_at: time::OffsetDateTime::now_utc(),
-                events: batch.iter().map(|s| s.event.clone()).collect(),
-                dropped,
-            };
-            let timeout = left
-                .saturating_sub(Duration::from_millis(500))
-                .min(REQUEST_TIMEOUT);
-            match send(url, key, &shared.user_agent(), &body, timeout) {
-                Sent::Stored => {
-                    record_success(cache, endpoint);
-                    remove_all(batch.iter().map(|s| s.path.as_path()));
-                    remove_all(markers.iter().map(PathBuf::as_path));
-                }
-                Sent::Refused(status) => {
-                    // The server will never take this batch as it is (a malformed
-                    // request is our bug, not a reason to resend forever).
-                    shared.debug(format_args!(
-                        "the server refused a batch with {status}; dropping it"
-                    ));
-                    remove_all(batch.iter().map(|s| s.path.as_path()));
-                }
-                Sent::Later(retry_after) => {
-                    record_failure(cache, endpoint, retry_after);
-                    return false;
-                }
+            if !self.send_batch(&batch) {
+                return false;
             }
         }
         false
     }
-}
 
-enum Sent {
-    Stored,
-    Refused(u16),
-    Later(Option<Duration>),
-}
-
-fn send(url: &str, key: &str, user_agent: &str, batch: &Batch, budget: Duration) -> Sent {
-    let Ok(json) = serde_json::to_vec(batch) else {
-        return Sent::Refused(0);
-    };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    if gz.write_all(&json).is_err() {
-        return Sent::Refused(0);
-    }
-    let Ok(body) = gz.finish() else {
-        return Sent::Refused(0);
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(budget))
-        .timeout_connect(Some(budget.min(Duration::from_secs(3))))
-        .max_redirects(0)
-        .build()
-        .into();
-    let response = agent
-        .post(url)
-        .header("Authorization", &format!("Bearer {key}"))
-        .header("Content-Type", "application/json")
-        .header("Content-Encoding", "gzip")
-        .header("User-Agent", user_agent)
-        .send(&body[..]);
-    let mut response = match response {
-        Ok(r) => r,
-        Err(_) => return Sent::Later(None),
-    };
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    match status {
-        200..=299 => {
-            // The body is checked so a proxy's 200 page does not count as stored.
-            let mut text = String::new();
-            let parsed = response
-                .body_mut()
-                .as_reader()
-                .take(1 << 20)
-                .read_to_string(&mut text)
-                .ok()
-                .and_then(|_| serde_json::from_str::<IngestResponse>(&text).ok());
-            if parsed.is_some() {
-                Sent::Stored
-            } else {
-                Sent::Later(None)
+    /// Sends `batch` with the drop count. A batch the server finds too large
+    /// (413) is sent again as two halves, each the same way, so what the
+    /// server can take arrives; a single event still too large is dropped
+    /// and counted. False when sending must stop for now.
+    fn send_batch(&self, batch: &[Spooled]) -> bool {
+        let Some(left) = self
+            .deadline
+            .checked_duration_since(std::time::Instant::now())
+        else {
+            return false;
+        };
+        let dropped = self.spool.dropped();
+        let body = Batch {
+            sent_at: time::OffsetDateTime::now_utc(),
+            events: batch.iter().map(|s| s.event.clone()).collect(),
+            dropped,
+        };
+        let timeout = left
+            .saturating_sub(Duration::from_millis(500))
+            .min(REQUEST_TIMEOUT);
+        let shared = self.shared;
+        match send(self.url, self.key, &shared.user_agent(), &body, timeout) {
+            Sent::Stored => {
+                record_success(self.cache, self.endpoint);
+                remove_all(batch.iter().map(|s| s.path.as_path()));
+                if let Err(e) = self.spool.reported_dropped(dropped) {
+                    shared.debug(format_args!("could not reset the drop count: {e}"));
+                }
+                true
+            }
+            Sent::TooLarge if batch.len() > 1 => {
+                let (first, second) = batch.split_at(batch.len() / 2);
+                self.send_batch(first) && self.send_batch(second)
+            }
+            Sent::TooLarge => {
+                shared.debug(format_args!(
+                    "the server refused an event as too large (413); dropping it"
+                ));
+                remove_all(batch.iter().map(|s| s.path.as_path()));
+                if let Err(e) = self.spool.count_dropped(1) {
+                    shared.debug(format_args!("could not count the dropped event: {e}"));
+                }
+                true
+            }
+            Sent::Refused(status) => {
+                // The server will never take this batch as it is (a malformed
+                // request is our bug, not a reason to resend forever).
+                shared.debug(format_args!(
+                    "the server refused a batch with {status}; dropping it"
+                ));
+                remove_all(batch.iter().map(|s| s.path.as_path()));
+                true
+            }
+            Sent::Later { retry_after, why } => {
+                shared.debug(format_args!("{}", failure_line(self.url, &why)));
+                record_failure(self.cache, self.endpoint, retry_after, &why);
+                false
             }
         }
-        400 | 413 | 415 => Sent::Refused(status),
-        _ => Sent::Later(retry_after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::SpoolLimits;
+    use crate::testing::{Endpoint, Received, closed_port, event};
+
+    fn commands(batch: &Batch) -> Vec<String> {
+        batch.events.iter().map(|e| e.command.clone()).collect()
+    }
+
+    /// Regression: a 413 deleted the whole batch, uncounted.
+    #[test]
+    fn a_batch_too_large_is_split_and_a_single_event_too_large_is_counted() {
+        let endpoint = Endpoint::start(|batch| {
+            let huge = batch.events.iter().any(|e| e.command == "huge");
+            if huge || batch.events.len() > 3 {
+                413
+            } else {
+                200
+            }
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = Shared::for_test(&endpoint.url, dir.path(), SpoolLimits::default());
+        let spool = shared.spool();
+        for n in 0..10 {
+            let mut e = event(n);
+            if n == 6 {
+                e.command = "huge".into();
+            }
+            spool.append(&e).expect("append");
+        }
+        flush(&shared, Duration::from_secs(30));
+
+        let received = endpoint.received();
+        assert_eq!(received[0].batch.events.len(), 10);
+        assert_eq!(received[0].status, 413);
+        let stored: Vec<&Received> = received.iter().filter(|r| r.status == 200).collect();
+        assert!(stored.iter().all(|r| r.batch.events.len() <= 3));
+        let mut delivered: Vec<String> = stored.iter().flat_map(|r| commands(&r.batch)).collect();
+        delivered.sort();
+        assert_eq!(
+            delivered,
+            ["c0", "c1", "c2", "c3", "c4", "c5", "c7", "c8", "c9"]
+        );
+        assert!(spool.is_empty());
+        // The batch after the drop reports it; once that is stored, the count is reset.
+        let reported: Vec<u64> = stored.iter().map(|r| r.batch.dropped).collect();
+        assert_eq!(reported, [0, 0, 0, 1]);
+        assert_eq!(spool.dropped(), 0);
+    }
+
+    #[test]
+    fn drops_while_the_endpoint_is_down_are_one_count_reported_when_it_is_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = SpoolLimits {
+            events: 5,
+            bytes: 1 << 20,
+        };
+        let down = Shared::for_test(&closed_port(), dir.path(), limits);
+        for n in 0..50 {
+            down.spool().append(&event(n)).expect("append");
+            flush(&down, Duration::from_secs(30));
+        }
+        let spool_dir = dir.path().join("spool");
+        let files = std::fs::read_dir(&spool_dir).expect("spool").count();
+        assert_eq!(files, 5 + 2, "five events, the counter and its lock");
+        assert_eq!(down.spool().dropped(), 45);
+
+        let endpoint = Endpoint::start(|_| 200);
+        let up = Shared::for_test(&endpoint.url, dir.path(), limits);
+        flush(&up, Duration::from_secs(30));
+        let received = endpoint.received();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].batch.events.len(), 5);
+        assert_eq!(received[0].batch.dropped, 45);
+        assert_eq!(up.spool().dropped(), 0);
+        assert!(!spool_dir.join("dropped").exists());
     }
 }

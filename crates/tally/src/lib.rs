@@ -43,9 +43,17 @@
 //!
 //! Environment variables, for `mycli` (the prefix is the app name in upper
 //! case, `-` as `_`): `MYCLI_TELEMETRY_DISABLED=1` turns it off,
-//! `MYCLI_TELEMETRY_DEBUG=1` prints each event to stderr and sends nothing,
-//! `MYCLI_TELEMETRY_ENDPOINT` and `MYCLI_TELEMETRY_KEY` override the endpoint
-//! and key (self-hosters, tests). `DO_NOT_TRACK=1` wins over everything.
+//! `MYCLI_TELEMETRY_DEBUG=1` prints each event to stderr and, from the
+//! flusher, one line for each send that failed and why (connection refused,
+//! the status the server answered, an https endpoint without the `tls`
+//! feature ...), `MYCLI_TELEMETRY_ENDPOINT` and `MYCLI_TELEMETRY_KEY` override
+//! the endpoint and key (self-hosters, tests). `DO_NOT_TRACK=1` wins over
+//! everything.
+//!
+//! Features: `tls` (on by default) sends to `https://` endpoints, through
+//! rustls with the webpki roots; turn it off with `default-features = false`
+//! when the endpoint is plain HTTP (an internal network, tests). `clap` reads
+//! the command path and the typed flag names from clap's `ArgMatches`.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -55,6 +63,7 @@ use std::time::Duration;
 
 use tally_scrub::{Identity, Scrubber};
 
+mod breaker;
 #[cfg(feature = "clap")]
 mod clap_support;
 mod consent;
@@ -62,7 +71,10 @@ mod context;
 mod deliver;
 mod fsutil;
 mod run;
+mod send;
 mod spool;
+#[cfg(test)]
+mod testing;
 mod tools;
 
 #[cfg(feature = "clap")]
@@ -295,14 +307,45 @@ impl Shared {
         .to_string()
     }
 
-    /// Puts a finished event in the spool, or on stderr in debug mode.
+    /// Puts a finished event in the spool (and on stderr in debug mode).
     fn record(&self, event: &tally_protocol::Event) {
-        if self.debug {
-            if let Ok(json) = serde_json::to_string(event) {
-                self.debug(format_args!("{json}"));
-            }
-        } else if let Err(e) = self.spool().append(event) {
+        if self.debug
+            && let Ok(json) = serde_json::to_string(event)
+        {
+            self.debug(format_args!("{json}"));
+        }
+        if let Err(e) = self.spool().append(event) {
             self.debug(format_args!("could not spool the event: {e}"));
+        }
+    }
+
+    /// Settings for a test: telemetry on, `cache` as the cache dir, no
+    /// config file, nothing read from the environment.
+    #[cfg(test)]
+    fn for_test(endpoint: &str, cache: &std::path::Path, spool_limits: SpoolLimits) -> Self {
+        Shared {
+            app: "t".to_owned(),
+            version: "1".to_owned(),
+            prefix: "T".to_owned(),
+            endpoint: Some(endpoint.to_owned()),
+            key: Some("tk_test".to_owned()),
+            dirs: Some(Dirs {
+                config_file: cache.join("telemetry.json"),
+                cache: cache.to_owned(),
+            }),
+            consent: Consent {
+                enabled: true,
+                source: Source::Program,
+            },
+            settings: None,
+            debug: false,
+            notice: String::new(),
+            value_flags: Vec::new(),
+            catch_interrupts: false,
+            spool_limits,
+            flush_limit: Duration::from_secs(15),
+            context: OnceLock::new(),
+            scrubber: OnceLock::new(),
         }
     }
 
@@ -398,7 +441,7 @@ impl Tally {
                 if shared.debug {
                     writeln!(
                         out,
-                        "Debug mode ({}_TELEMETRY_DEBUG): events are printed, never sent.",
+                        "Debug mode ({}_TELEMETRY_DEBUG): events are printed as they are recorded, and a failed send says why.",
                         shared.prefix
                     )?;
                 }

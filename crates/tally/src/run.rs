@@ -45,7 +45,7 @@ impl Run {
     pub(crate) fn start(
         shared: &Arc<Shared>,
         command: &str,
-        mut flags: Vec<String>,
+        flags: Vec<String>,
         properties: BTreeMap<String, PropertyValue>,
     ) -> Self {
         if !shared.consent.enabled {
@@ -58,14 +58,7 @@ impl Run {
             return Self::off();
         };
         let running = dirs.cache.join("running");
-        if !shared.debug {
-            recover_killed(shared, &running);
-        }
-        // Each flag once, in the order typed (`dedup` alone only drops
-        // neighbours).
-        let mut seen = std::collections::HashSet::new();
-        flags.retain(|f| seen.insert(f.clone()));
-        flags.truncate(strings::FLAGS);
+        recover_killed(shared, &running);
         let context = shared.context();
         let event = Event {
             id: uuid::Uuid::now_v7(),
@@ -75,7 +68,7 @@ impl Run {
             install_id: settings.install_id,
             name: None,
             command: command.to_owned(),
-            flags,
+            flags: flag_names(flags),
             // What a later run reports if this one vanishes (SIGKILL, OOM).
             exit_code: 137,
             outcome: Some(Outcome::Killed),
@@ -102,9 +95,7 @@ impl Run {
         // panic must find this run.
         *lock(&CURRENT) = Some(Arc::downgrade(&active));
         install_hooks(shared.catch_interrupts);
-        if !shared.debug
-            && let Some(event) = lock(&active.event).as_ref()
-        {
+        if let Some(event) = lock(&active.event).as_ref() {
             *lock(&active.marker) = write_marker(&running, event);
         }
         Self {
@@ -261,9 +252,7 @@ impl Active {
             let _ = std::fs::remove_file(path);
             drop(file);
         }
-        if !shared.debug {
-            deliver::start_flusher(shared);
-        }
+        deliver::start_flusher(shared);
     }
 }
 
@@ -322,6 +311,25 @@ fn recover_killed(shared: &Shared, dir: &Path) {
             let _ = std::fs::remove_file(&path);
         }
     }
+}
+
+/// The flag names an event carries: each cut at its first `=`, so a flag
+/// given as `--token=abc` is sent as `--token` and its value never leaves;
+/// each once, in the order typed (`dedup` alone only drops neighbours); at
+/// most [`strings::FLAGS`].
+fn flag_names(flags: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    flags
+        .into_iter()
+        .map(|mut flag| {
+            if let Some(at) = flag.find('=') {
+                flag.truncate(at);
+            }
+            flag
+        })
+        .filter(|flag| !flag.is_empty() && seen.insert(flag.clone()))
+        .take(strings::FLAGS)
+        .collect()
 }
 
 fn bounded(value: PropertyValue) -> PropertyValue {
@@ -403,3 +411,31 @@ fn catch_signals() {
 
 #[cfg(not(unix))]
 fn catch_signals() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(flags: &[&str]) -> Vec<String> {
+        flag_names(flags.iter().map(|f| (*f).to_owned()).collect())
+    }
+
+    /// Regression: `start("login", &["--token=abc"])` sent the token.
+    #[test]
+    fn a_flag_with_its_value_is_sent_by_name_only() {
+        assert_eq!(
+            names(&["--token=abc", "--region=eu=west", "-k=v", "--force"]),
+            ["--token", "--region", "-k", "--force"]
+        );
+    }
+
+    #[test]
+    fn flag_names_are_sent_once_in_the_order_typed() {
+        assert_eq!(
+            names(&["--b", "--a=1", "--b", "--a=2", "=nameless", "--a"]),
+            ["--b", "--a"]
+        );
+        let many: Vec<String> = (0..strings::FLAGS + 5).map(|n| format!("--f{n}")).collect();
+        assert_eq!(flag_names(many).len(), strings::FLAGS);
+    }
+}

@@ -5,9 +5,20 @@
 //! "remove what the server acknowledged" a plain delete. File names are the
 //! events' UUIDv7 ids, so name order is time order and the oldest go first
 //! when the spool is over its caps.
+//!
+//! What is lost is counted in one small file, `dropped`: the number of events
+//! thrown away (trimmed over the caps, or refused by the server one by one)
+//! since the last acknowledged batch that reported them. The next batch
+//! carries it; once that batch is acknowledged, the number it carried is
+//! taken off (drops counted meanwhile stay). Runs and the flusher change it
+//! under a lock (`.dropped.lock`, waited for briefly, never long: a stopped
+//! process may hold it), through a temporary file and a rename, so it is
+//! one file whatever the endpoint does, and a reader never sees half a number.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tally_protocol::Event;
 
@@ -32,7 +43,11 @@ impl Default for SpoolLimits {
 }
 
 const EVENT_EXT: &str = "json";
-const DROPPED_PREFIX: &str = "dropped-";
+/// The drop counter and its lock; neither ends in `.json`, so neither is an event.
+const DROPPED: &str = "dropped";
+const DROPPED_LOCK: &str = ".dropped.lock";
+/// Longest wait for the counter's lock, so no run hangs on another.
+const LOCK_WAIT: Duration = Duration::from_millis(50);
 
 pub(crate) struct Spool {
     dir: PathBuf,
@@ -77,11 +92,7 @@ impl Spool {
             count -= 1;
             bytes -= len;
         }
-        if dropped > 0 {
-            let name = format!("{DROPPED_PREFIX}{}", uuid::Uuid::now_v7());
-            write_atomic(&self.dir.join(name), dropped.to_string().as_bytes())?;
-        }
-        Ok(())
+        self.count_dropped(dropped)
     }
 
     /// Event files with their sizes, in no particular order.
@@ -145,31 +156,64 @@ impl Spool {
             .collect())
     }
 
-    /// How many events were dropped since the last acknowledged batch, and
-    /// the marker files that say so (removed once a batch carried them).
-    pub(crate) fn dropped(&self) -> (u64, Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return (0, Vec::new());
-        };
-        let mut total = 0;
-        let mut markers = Vec::new();
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(DROPPED_PREFIX)
-            {
-                let path = entry.path();
-                if let Some(n) = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                {
-                    total += n;
+    /// How many events were dropped since the last acknowledged batch.
+    pub(crate) fn dropped(&self) -> u64 {
+        read_count(&self.dir.join(DROPPED))
+    }
+
+    /// Counts `n` more events as dropped.
+    pub(crate) fn count_dropped(&self, n: u64) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.update_dropped(|count| count.saturating_add(n))
+    }
+
+    /// Takes off the `n` drops that an acknowledged batch reported.
+    pub(crate) fn reported_dropped(&self, n: u64) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.update_dropped(|count| count.saturating_sub(n))
+    }
+
+    fn update_dropped(&self, change: impl FnOnce(u64) -> u64) -> io::Result<()> {
+        let _lock = self.lock_dropped()?;
+        let path = self.dir.join(DROPPED);
+        match change(read_count(&path)) {
+            0 => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            count => write_atomic(&path, count.to_string().as_bytes()),
+        }
+    }
+
+    /// The counter's lock, held until the file is dropped.
+    fn lock_dropped(&self) -> io::Result<File> {
+        std::fs::create_dir_all(&self.dir)?;
+        // Not truncated: another process may hold a lock on it.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(DROPPED_LOCK))?;
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                markers.push(path);
+                Err(TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "another run holds the drop counter's lock",
+                    ));
+                }
+                Err(TryLockError::Error(e)) => return Err(e),
             }
         }
-        (total, markers)
     }
 
     /// Deletes everything in the spool; returns how many events were in it.
@@ -178,6 +222,14 @@ impl Spool {
         remove_dir_contents(&self.dir)?;
         Ok(count)
     }
+}
+
+/// The number in a counter file; 0 when it is missing or unreadable.
+fn read_count(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Removes `paths`, ignoring the ones already gone.
@@ -203,17 +255,7 @@ fn remove_dir_contents(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(n: u8) -> Event {
-        let mut e: Event = serde_json::from_value(serde_json::json!({
-            "id": uuid::Uuid::now_v7(), "timestamp": "2026-11-25T12:00:00Z", "app": "t",
-            "app_version": "1", "install_id": uuid::Uuid::nil(), "command": format!("c{n}"),
-            "flags": [], "exit_code": 0, "duration_ms": 1, "os": "linux", "arch": "x86_64"
-        }))
-        .expect("event");
-        e.exit_code = i32::from(n);
-        e
-    }
+    use crate::testing::event;
 
     #[test]
     fn overflow_drops_the_oldest_and_counts_them() {
@@ -235,7 +277,45 @@ mod tests {
             .map(|e| e.exit_code)
             .collect();
         assert_eq!(kept, [2, 3, 4]);
-        assert_eq!(spool.dropped().0, 2);
+        assert_eq!(spool.dropped(), 2);
+    }
+
+    /// Regression: every trim wrote a new `dropped-*` file, outside the caps.
+    #[test]
+    fn many_trims_keep_one_counter_and_the_spool_within_its_caps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = SpoolLimits {
+            events: 5,
+            bytes: 1 << 20,
+        };
+        let spool = Spool::new(dir.path().to_owned(), limits);
+        for n in 0..200 {
+            spool.append(&event(n)).expect("append");
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with(".json"))
+            .collect();
+        names.sort();
+        assert_eq!(names, [DROPPED_LOCK, DROPPED]);
+        assert_eq!(spool.event_files().expect("files").len(), 5);
+        let count = std::fs::read_to_string(dir.path().join(DROPPED)).expect("counter");
+        assert_eq!(count, "195");
+    }
+
+    #[test]
+    fn an_acknowledged_report_takes_off_only_what_it_carried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::new(dir.path().to_owned(), SpoolLimits::default());
+        spool.count_dropped(3).expect("count");
+        let carried = spool.dropped();
+        spool.count_dropped(2).expect("count"); // dropped while the batch was on its way
+        spool.reported_dropped(carried).expect("report");
+        assert_eq!(spool.dropped(), 2);
+        spool.reported_dropped(2).expect("report");
+        assert_eq!(spool.dropped(), 0);
+        assert!(!dir.path().join(DROPPED).exists());
     }
 
     #[test]
