@@ -1,10 +1,15 @@
 //! A batch request: decoding, per-event rejection and clock-skew correction.
 
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::{Event, Limits, validate};
+use crate::{Event, Limits, clock, validate};
 
 /// The body of `POST /v1/batch`, as an SDK builds it.
 ///
@@ -40,7 +45,8 @@ pub struct DecodedBatch {
     /// The events that were not accepted and why.
     pub rejected: Vec<Rejection>,
     /// The client's original timestamp of each valid event (parallel to
-    /// `events`): unlike the corrected one it is the same on every retry.
+    /// `events`), on UTC: unlike the corrected one it is the same on every
+    /// retry.
     pub client_timestamps: Vec<OffsetDateTime>,
     /// Events the client reports it dropped before sending (see [`Batch::dropped`]).
     pub dropped: u64,
@@ -92,33 +98,139 @@ pub enum BatchError {
         /// What the parser said.
         reason: String,
     },
-    /// More events than [`Limits::max_events_per_batch`].
-    #[error("batch has {count} events, more than the limit of {limit}")]
+    /// More events than [`Limits::max_events_per_batch`]; the decoder stops
+    /// reading at the first one beyond the limit, so how many more is not
+    /// known.
+    #[error("batch has more than the limit of {limit} events")]
     TooManyEvents {
-        /// Events in the request.
-        count: usize,
         /// The limit.
         limit: usize,
     },
 }
 
-#[derive(Deserialize)]
+/// A batch's top level as parsed: its events are still text, each decoded
+/// on its own so that one bad event does not cost the others.
 struct RawBatch<'a> {
-    #[serde(with = "time::serde::rfc3339")]
     sent_at: OffsetDateTime,
-    #[serde(borrow)]
     events: Vec<&'a RawValue>,
-    #[serde(default)]
     dropped: u64,
+}
+
+/// The top-level fields of format v1; any other is refused (the top level
+/// is closed, so a body cannot carry padding).
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    SentAt,
+    Events,
+    Dropped,
+}
+
+const FIELDS: &[&str] = &["sent_at", "events", "dropped"];
+
+#[derive(Deserialize)]
+struct SentAt(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+
+/// Parses a [`RawBatch`] whose `events` hold at most `limit` elements: at
+/// the one after, it stops, sets `too_many` and fails, without reading (or
+/// allocating for) the rest of the array.
+#[derive(Clone, Copy)]
+struct BatchSeed<'s> {
+    limit: usize,
+    too_many: &'s Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = RawBatch<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_struct("Batch", FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = RawBatch<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a batch object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut sent_at, mut events, mut dropped) = (None, None, None);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::SentAt => once(&mut sent_at, "sent_at", map.next_value::<SentAt>()?.0)?,
+                Field::Events => once(
+                    &mut events,
+                    "events",
+                    map.next_value_seed(EventsSeed(self))?,
+                )?,
+                Field::Dropped => once(&mut dropped, "dropped", map.next_value()?)?,
+            }
+        }
+        Ok(RawBatch {
+            sent_at: sent_at.ok_or_else(|| de::Error::missing_field("sent_at"))?,
+            events: events.ok_or_else(|| de::Error::missing_field("events"))?,
+            dropped: dropped.unwrap_or(0),
+        })
+    }
+}
+
+/// Fills a field's slot, refusing a second value: a repeated field could
+/// hide a second `events` array.
+fn once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
+    match slot.replace(value) {
+        Some(_) => Err(E::duplicate_field(name)),
+        None => Ok(()),
+    }
+}
+
+/// The `events` array of a [`BatchSeed`], each element left as text.
+#[derive(Clone, Copy)]
+struct EventsSeed<'s>(BatchSeed<'s>);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let BatchSeed { limit, too_many } = self.0;
+        let mut events = Vec::new();
+        while let Some(event) = seq.next_element::<&RawValue>()? {
+            if events.len() == limit {
+                too_many.set(true);
+                return Err(de::Error::custom(format!(
+                    "more than the limit of {limit} events"
+                )));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
 }
 
 /// Decodes and validates a batch body (already decompressed) sent with an
 /// ingest key of `app`, at server time `now`.
 ///
-/// The body must be a JSON batch; each event is then judged on its own, so
-/// one bad event does not cost the good ones. When the client clock is off by
-/// more than [`Limits::skew_tolerance`], every timestamp is shifted by the
-/// difference between `now` and `sent_at`.
+/// The body must be a JSON batch with no top-level field but `sent_at`,
+/// `events` and `dropped`, at most [`Limits::max_events_per_batch`] events
+/// (the parser stops at the first one past it) and a `sent_at` that is
+/// [believable](clock::believable); each event is then judged on its own,
+/// so one bad event does not cost the good ones. When the client clock is
+/// off by more than [`Limits::skew_tolerance`], every timestamp is shifted
+/// by the difference between `now` and `sent_at`. Every time returned is on
+/// UTC and believable, so every store can hold it.
 ///
 /// ```
 /// use tally_protocol::{decode_batch, BatchError, Limits};
@@ -131,20 +243,25 @@ pub fn decode_batch(
     now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<DecodedBatch, BatchError> {
-    let raw: RawBatch = parse(|| serde_json::de::SliceRead::new(body))?;
-    if raw.events.len() > limits.max_events_per_batch {
-        return Err(BatchError::TooManyEvents {
-            count: raw.events.len(),
-            limit: limits.max_events_per_batch,
-        });
-    }
-
-    let skew = now - raw.sent_at;
-    let shift = if skew.abs() > limits.skew_tolerance {
-        skew
-    } else {
-        time::Duration::ZERO
+    let too_many = Cell::new(false);
+    let seed = BatchSeed {
+        limit: limits.max_events_per_batch,
+        too_many: &too_many,
     };
+    let raw = parse(seed, || serde_json::de::SliceRead::new(body)).map_err(|e| {
+        if too_many.get() {
+            BatchError::TooManyEvents {
+                limit: limits.max_events_per_batch,
+            }
+        } else {
+            e
+        }
+    })?;
+    let sent_at = clock::believable(raw.sent_at).map_err(|reason| BatchError::InvalidJson {
+        path: "sent_at".into(),
+        reason,
+    })?;
+    let shift = clock::shift(now, sent_at, limits.skew_tolerance);
     let mut decoded = DecodedBatch {
         events: Vec::with_capacity(raw.events.len()),
         rejected: Vec::new(),
@@ -187,46 +304,45 @@ fn decode_event(
     }
     // Text the batch parsed is valid UTF-8: read as a str, it is not
     // checked again.
-    let mut event: Event = parse(|| serde_json::de::StrRead::new(text)).map_err(|e| match e {
+    let read = || serde_json::de::StrRead::new(text);
+    let mut event = parse(PhantomData::<Event>, read).map_err(|e| match e {
         BatchError::InvalidJson { path, reason } => (path, reason),
         other => (String::new(), other.to_string()),
     })?;
     validate::event(&event, app).map_err(|e| (e.field, e.reason))?;
 
-    let client_timestamp = event.timestamp;
-    event.timestamp = (event.timestamp + shift).to_offset(time::UtcOffset::UTC);
-    if event.timestamp > now + limits.max_future {
-        return Err((
-            "timestamp".into(),
-            format!(
-                "is in the future ({} after the server's clock, after correcting the client's clock)",
-                event.timestamp - now
-            ),
-        ));
-    }
-    if event.timestamp < now - limits.max_age {
-        return Err((
-            "timestamp".into(),
-            format!("is older than {} days", limits.max_age.whole_days()),
-        ));
-    }
+    // Both times are checked before anything is computed from them: the
+    // client's is stored as the dedupe key, the corrected one is reported.
+    let at = |reason| ("timestamp".to_owned(), reason);
+    let client_timestamp = clock::believable(event.timestamp).map_err(at)?;
+    event.timestamp = clock::corrected(
+        client_timestamp,
+        shift,
+        now,
+        limits.max_future,
+        limits.max_age,
+    )
+    .map_err(at)?;
     Ok((event, client_timestamp))
 }
 
-/// Parses the JSON `read` gives as a `T`. Tracking the path costs time on
-/// every value, so it is only done to say where JSON that failed to parse
+/// Parses the JSON `read` gives with `seed`. Tracking the path costs time
+/// on every value, so it is only done to say where JSON that failed to parse
 /// went wrong.
-fn parse<'de, T, R>(read: impl Fn() -> R) -> Result<T, BatchError>
+fn parse<'de, S, R>(seed: S, read: impl Fn() -> R) -> Result<S::Value, BatchError>
 where
-    T: Deserialize<'de>,
+    S: DeserializeSeed<'de> + Copy,
     R: serde_json::de::Read<'de>,
 {
     let mut de = serde_json::Deserializer::new(read());
-    if let Ok(value) = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
+    if let Ok(value) = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
         return Ok(value);
     }
     let mut de = serde_json::Deserializer::new(read());
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid_json(&e))?;
+    let mut track = serde_path_to_error::Track::new();
+    let value = seed
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .map_err(|e| invalid_json(track.path(), &e))?;
     de.end().map_err(|e| BatchError::InvalidJson {
         path: ".".into(),
         reason: message_of(&e),
@@ -234,14 +350,16 @@ where
     Ok(value)
 }
 
-fn invalid_json(e: &serde_path_to_error::Error<serde_json::Error>) -> BatchError {
-    let reason = message_of(e.inner());
-    let mut path = e.path().to_string();
-    // A missing field is reported by serde at its parent; name the field.
-    if let Some(name) = reason
-        .strip_prefix("missing field `")
-        .and_then(|r| r.strip_suffix('`'))
-    {
+fn invalid_json(path: serde_path_to_error::Path, e: &serde_json::Error) -> BatchError {
+    let reason = message_of(e);
+    let mut path = path.to_string();
+    // serde reports a missing or repeated field at its parent (an unknown
+    // one at itself); name the field.
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| reason.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    if let Some(name) = named {
         path = if path == "." {
             name.to_owned()
         } else {

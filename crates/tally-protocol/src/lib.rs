@@ -27,6 +27,7 @@
 //! ```
 
 mod batch;
+pub mod clock;
 mod event;
 mod limits;
 mod stored;

@@ -114,10 +114,7 @@ fn broken_batches_fail_as_a_whole() {
     let too_many = batch((0..1001).map(full_event).collect());
     assert_eq!(
         decode(&too_many),
-        Err(BatchError::TooManyEvents {
-            count: 1001,
-            limit: 1000
-        })
+        Err(BatchError::TooManyEvents { limit: 1000 })
     );
 }
 

@@ -1,7 +1,9 @@
-//! Tests of the wire format: decoding, rejection, skew, and a fuzz of the decoder.
+//! Tests of the wire format: decoding, rejection, skew, hostile bodies and
+//! times, and a fuzz of the decoder.
 
 mod decode;
 mod fuzz;
+mod hostile;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
