@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use tally_protocol::StoredEvent;
 use tally_store::{App, ExportFilter};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -68,6 +69,12 @@ fn time_param(field: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>
 
 /// Streams the selected events as NDJSON, read on a blocking thread and
 /// sent in chunks; a client that goes away stops the read.
+///
+/// The status is sent before the first row is read, so an export that fails
+/// midway (the store fails, or an event cannot be written) cannot change it
+/// to an error: instead the body ends with an error, which cuts the chunked
+/// transfer off before its last chunk. The client sees an incomplete
+/// response, never one that looks whole, and never half a line.
 pub(crate) async fn export(
     _: Admin,
     State(store): State<StoreHandle>,
@@ -78,34 +85,57 @@ pub(crate) async fn export(
         since: time_param("since", query.since.as_deref())?,
         until: time_param("until", query.until.as_deref())?,
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let store = store.shared();
     tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let result = store.export(&filter, &mut |event| {
-            if serde_json::to_writer(&mut chunk, &event).is_err() {
-                return ControlFlow::Break(());
-            }
-            chunk.push(b'\n');
-            if chunk.len() >= CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                if tx.blocking_send(Ok(full.into())).is_err() {
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        });
-        let last = match result {
-            Ok(_) => Ok(chunk.into()),
-            Err(e) => {
-                tracing::error!(error = %e, "Export failed midway; the response is cut off.");
-                Err(std::io::Error::other(e.to_string()))
-            }
+        let mut lines = Lines {
+            tx,
+            chunk: Vec::with_capacity(CHUNK),
+            failure: None,
         };
-        let _ = tx.blocking_send(last);
+        let result = store.export(&filter, &mut |event| lines.push(&event));
+        lines.finish(result.err().map(|e| e.to_string()));
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
 const CHUNK: usize = 64 * 1024;
+
+/// An export's NDJSON lines, sent in chunks of about [`CHUNK`] bytes.
+struct Lines {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    chunk: Vec<u8>,
+    /// Why the export stopped before the store's last row, unless the
+    /// client left.
+    failure: Option<String>,
+}
+
+impl Lines {
+    fn push(&mut self, event: &StoredEvent) -> ControlFlow<()> {
+        let start = self.chunk.len();
+        if let Err(e) = serde_json::to_writer(&mut self.chunk, event) {
+            self.chunk.truncate(start);
+            self.failure = Some(format!("event {} cannot be written: {e}", event.event.id));
+            return ControlFlow::Break(());
+        }
+        self.chunk.push(b'\n');
+        if self.chunk.len() >= CHUNK {
+            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            if self.tx.blocking_send(Ok(full.into())).is_err() {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Sends the lines still held, then the failure if there is one: the
+    /// store's (`store_failure`) or the one that stopped [`push`](Self::push).
+    fn finish(self, store_failure: Option<String>) {
+        let _ = self.tx.blocking_send(Ok(self.chunk.into()));
+        if let Some(failure) = store_failure.or(self.failure) {
+            tracing::error!(%failure, "Export failed midway; the response is cut off.");
+            let _ = self.tx.blocking_send(Err(std::io::Error::other(failure)));
+        }
+    }
+}

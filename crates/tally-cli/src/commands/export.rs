@@ -4,6 +4,7 @@ use std::io::{BufWriter, Write};
 use std::ops::ControlFlow;
 
 use anyhow::{Context, Result};
+use tally_protocol::StoredEvent;
 use tally_store::ExportFilter;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -50,16 +51,14 @@ pub fn run(args: Args) -> Result<()> {
             }
             let mut response = client.get(&format!("/api/v1/export?{}", query.join("&")))?;
             std::io::copy(&mut response.body_mut().as_reader(), &mut out)
-                .context("reading the export from the server")?;
+                .context("the export from the server stopped midway (its log says why)")?;
         }
         Target::Store(store) => {
+            let mut line = Vec::new();
             let mut failed = None;
             store.export(
                 &filter,
-                &mut |event| match serde_json::to_writer(&mut out, &event)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|()| Ok(out.write_all(b"\n")?))
-                {
+                &mut |event| match write_line(&mut out, &mut line, &event) {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(e) => {
                         failed = Some(e);
@@ -68,10 +67,20 @@ pub fn run(args: Args) -> Result<()> {
                 },
             )?;
             if let Some(e) = failed {
-                return Err(e.context("writing the export"));
+                return Err(e);
             }
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// Writes `event` and a newline to `out` whole, made in `line` first so
+/// that an event that cannot be written leaves no half line behind.
+fn write_line(out: &mut impl Write, line: &mut Vec<u8>, event: &StoredEvent) -> Result<()> {
+    line.clear();
+    serde_json::to_writer(&mut *line, event)
+        .with_context(|| format!("event {} cannot be written", event.event.id))?;
+    line.push(b'\n');
+    out.write_all(line).context("writing the export")
 }

@@ -221,3 +221,51 @@ fn the_server_scrubs_what_an_sdk_let_through() {
         "/Users/<user>/src/main.rs:3:1"
     );
 }
+
+/// A store holding a good event and, after it, one no export line can hold,
+/// as a Tally before time validation could store it (a client clock that
+/// read year 0000 at offset +00:01, year -1 on UTC).
+fn store_with_an_unwritable_event(dir: &std::path::Path, app: &str) {
+    let store = tally_store::StoreSpec::new(dir, None)
+        .open()
+        .expect("store");
+    let at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let good = tally_testkit::events::sample(1, app, at);
+    let mut bad = tally_testkit::events::sample(2, app, at + time::Duration::minutes(1));
+    bad.client_timestamp =
+        time::OffsetDateTime::from_unix_timestamp(-62_167_219_260).expect("year -1");
+    let new = store
+        .writer()
+        .expect("writer")
+        .insert(&mut store.stage(vec![good, bad]))
+        .expect("insert");
+    assert_eq!(new, [true, true]);
+}
+
+/// `tally export` that cannot finish exits non-zero with one line on
+/// stderr, and what it wrote before is whole lines: from the store itself
+/// and through a running server (whose cut-off response it must notice).
+#[test]
+fn an_export_that_fails_midway_exits_non_zero() {
+    let dir = data_dir();
+    store_with_an_unwritable_event(dir.path(), "cut");
+    let data = dir.path().to_str().expect("utf-8");
+    let check = |how: &str| {
+        let (ok, stdout, stderr) = tally(&["export", "--app", "cut", "--data", data]);
+        assert!(!ok, "{how}: the export must fail");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{how}: {stderr}");
+        assert!(
+            stdout.is_empty() || stdout.ends_with('\n'),
+            "{how}: half a line"
+        );
+        for line in stdout.lines() {
+            let event: serde_json::Value = serde_json::from_str(line).expect("whole lines");
+            assert_eq!(event["app"], "cut");
+        }
+        stderr
+    };
+    let direct = check("from the store");
+    assert!(direct.contains("cannot be written"), "{direct}");
+    let _server = TestServer::start(dir.path());
+    check("through the server");
+}

@@ -403,3 +403,103 @@ type Case<'a> = (
     u16,
     &'a str,
 );
+
+/// The times: year 0000 with a matching `sent_at` was stored and
+/// stopped every later export; 9999-12-31T23:59:59-23:59 panicked.
+#[tokio::test]
+async fn client_times_no_store_can_hold_are_refused() {
+    let server = Harness::new();
+    let key = server.add_app("clocks").await;
+    let with_times = |sent_at: &str, timestamp: &str| {
+        let mut e = event("clocks");
+        e["timestamp"] = json!(timestamp);
+        serde_json::to_vec(&json!({"sent_at": sent_at, "events": [e]})).expect("json")
+    };
+    let answer = server
+        .ingest(
+            &key,
+            &[],
+            with_times("0000-01-01T00:00:02+00:01", "0000-01-01T00:00:00+00:01"),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.body["field"], "sent_at", "{}", answer.body);
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("now");
+    for timestamp in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-23:59"] {
+        let answer = server.ingest(&key, &[], with_times(&now, timestamp)).await;
+        assert_eq!(answer.status, 400, "{timestamp}: {}", answer.body);
+        assert_eq!(
+            answer.body["rejected"][0]["field"], "timestamp",
+            "{timestamp}: {}",
+            answer.body
+        );
+    }
+    // A clock that reads 1970 is believed to be wrong, not refused.
+    let answer = server
+        .ingest(
+            &key,
+            &[],
+            with_times("1970-01-01T00:10:00Z", "1970-01-01T00:09:58Z"),
+        )
+        .await;
+    assert_eq!(answer.body["accepted"], 1, "{}", answer.body);
+    let stored = server.export("clocks").await;
+    assert_eq!(stored[0]["client_timestamp"], "1970-01-01T00:09:58Z");
+}
+
+/// An event no export line can hold, as a Tally before time validation
+/// stored it: the client's clock read year 0000 at offset +00:01, which
+/// is year -1 on UTC.
+fn unwritable(n: u32, app: &str) -> tally_protocol::StoredEvent {
+    let mut stored = tally_testkit::events::sample(n, app, time::OffsetDateTime::now_utc());
+    stored.client_timestamp =
+        time::OffsetDateTime::from_unix_timestamp(-62_167_219_260).expect("year -1");
+    stored
+}
+
+/// An export that fails midway must not look whole: the chunked body is
+/// cut off, so the client's read fails, after whole lines only.
+#[test]
+fn an_export_that_fails_midway_is_cut_off() {
+    let server = RunningServer::start_with(|config| {
+        let store = config.store.open().expect("store");
+        let at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let events = vec![
+            tally_testkit::events::sample(1, "cut", at),
+            unwritable(2, "cut"),
+        ];
+        let new = store
+            .writer()
+            .expect("writer")
+            .insert(&mut store.stage(events))
+            .expect("insert");
+        assert_eq!(new, [true, true]);
+    });
+    let mut response = ureq::get(format!("{}/api/v1/export?app=cut", server.url))
+        .header("Authorization", &format!("Bearer {}", server.admin_token()))
+        .call()
+        .expect("export starts");
+    assert_eq!(response.status().as_u16(), 200, "sent before the first row");
+    let mut reader = response.body_mut().as_reader();
+    let mut received = Vec::new();
+    let mut buf = [0; 4096];
+    let ended = loop {
+        match std::io::Read::read(&mut reader, &mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(ended.is_err(), "the transfer must end as a failure");
+    let text = String::from_utf8(received).expect("utf-8");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "half a line: {text:?}"
+    );
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).expect("whole lines");
+        assert_eq!(event["app"], "cut");
+    }
+}
