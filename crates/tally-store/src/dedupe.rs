@@ -2,21 +2,70 @@
 //!
 //! A unique index over 100M UUIDs costs gigabytes of memory, so a backend
 //! instead keeps the ids of its most recent events in memory ([`RecentIds`])
-//! and remembers from which client timestamp on that memory is complete:
-//! every stored event whose client timestamp is at or after
-//! `complete_from` has its id in the set. Most retries are of recent events,
-//! decided in memory; an event older than `complete_from` (one that sat in
-//! a CLI's spool for days) is looked up in the store itself, by id within a
-//! narrow range of client timestamps, which the backend answers from its
-//! time-ordered storage without a full scan.
+//! and remembers from which *dedupe time* on that memory is complete: every
+//! stored event whose dedupe time is at or after `complete_from` has its id
+//! in the set. Most retries are of recent events, decided in memory; an
+//! event presented with an earlier dedupe time (one that sat in a CLI's
+//! spool for days) is looked up in the store itself, by id within a narrow
+//! range of client timestamps (the one time every retry repeats), which the
+//! backend answers from its time-ordered storage without a full scan.
 //!
 //! Memory is bounded by the capacity whatever the store holds; evicting the
-//! oldest entry advances `complete_from` past that entry's timestamp.
+//! oldest entry advances `complete_from` past that entry's dedupe time.
+//!
+//! # Dedupe times, and why no client clock can move the mark
+//!
+//! The mark only ever rises, so if a client could choose an entry's dedupe
+//! time, one event claiming year 2099 would, once evicted, send every later
+//! event down the slow path. So the two sides differ:
+//!
+//! - An incoming event *presents* [`presented`]: the earlier of its client
+//!   timestamp and its corrected timestamp.
+//! - A stored event is remembered at [`latest`]: the latest time any retry
+//!   of it can present, and never later than [`SKEW`] after the server
+//!   received it, whatever the client's clock says.
+//!
+//! A retry presents at most its original's `latest` (so an evicted
+//! original is never missed): always when the client's clock was not ahead
+//! of the server's by more than [`SKEW`] at the original (its client
+//! timestamp is then at most `received_at + SKEW`, and it is repeated
+//! exactly); for a clock further ahead, whose timestamps the server moved
+//! back, as long as that clock did not fall back by more than [`JITTER`]
+//! between the two attempts. For every clock in step with the server's
+//! both sides are its client timestamp, as they would be on a mark of
+//! client timestamps alone.
 
 use hashbrown::HashTable;
 
 use tally_protocol::StoredEvent;
 use tally_rollup::micros;
+
+/// How far ahead of the server's a client clock may run and still have its
+/// timestamps kept as sent: the protocol's default skew tolerance (a server
+/// may be configured stricter, never looser).
+pub(crate) const SKEW: time::Duration = time::Duration::seconds(10);
+
+/// How much a clock that runs ahead, and so is corrected, may lose against
+/// the server's between an event's first attempt and a retry (network
+/// delays included) without dedupe missing the retry. Small, because it is
+/// also how far past its corrected time such an event raises the mark.
+pub(crate) const JITTER: time::Duration = time::Duration::seconds(1);
+
+/// The dedupe time `e` presents when it arrives (see the module docs), in
+/// microseconds.
+pub(crate) fn presented(e: &StoredEvent) -> i64 {
+    micros(e.client_timestamp).min(micros(e.event.timestamp))
+}
+
+/// The latest dedupe time a retry of the stored event `e` can present (see
+/// the module docs), in microseconds: never more than [`SKEW`] after the
+/// server received it.
+pub(crate) fn latest(e: &StoredEvent) -> i64 {
+    let after = |t, by: time::Duration| micros(t).saturating_add(by.whole_microseconds() as i64);
+    micros(e.client_timestamp)
+        .min(after(e.event.timestamp, JITTER))
+        .min(after(e.received_at, SKEW))
+}
 
 /// What is known of one event of a batch before it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +105,8 @@ struct Remembered {
     /// The id's two halves (not a `u128`, whose 16-byte alignment would
     /// pad each slot to 32 bytes).
     id: [u64; 2],
-    client_micros: i64,
+    /// Its [`latest`] dedupe time.
+    latest: i64,
 }
 
 fn halves(id: u128) -> [u64; 2] {
@@ -84,8 +134,9 @@ impl RecentIds {
     /// 35 MB).
     pub const DEFAULT_CAPACITY: usize = 1_000_000;
 
-    /// An empty memory of at most `capacity` ids that is complete for client
-    /// timestamps (microseconds since the epoch) from `complete_from` on.
+    /// An empty memory of at most `capacity` ids that is complete for dedupe
+    /// times (microseconds since the epoch, see the module docs) from
+    /// `complete_from` on.
     pub fn new(capacity: usize, complete_from: i64) -> Self {
         let capacity = capacity.clamp(1, u32::MAX as usize);
         Self {
@@ -108,18 +159,20 @@ impl RecentIds {
         self.slot_of(halves(id)).is_some()
     }
 
-    /// Whether memory holds every stored id with this client timestamp.
-    pub fn covers(&self, client_micros: i64) -> bool {
-        client_micros >= self.complete_from
+    /// Whether memory holds every stored id that an event presenting this
+    /// dedupe time can have.
+    pub fn covers(&self, presented: i64) -> bool {
+        presented >= self.complete_from
     }
 
-    /// Remembers a stored event, forgetting the oldest if full.
-    pub fn insert(&mut self, id: u128, client_micros: i64) {
+    /// Remembers a stored event by its id and its latest dedupe time,
+    /// forgetting the oldest if full.
+    pub fn insert(&mut self, id: u128, latest: i64) {
         let id = halves(id);
         if self.slot_of(id).is_some() {
             return;
         }
-        let new = Remembered { id, client_micros };
+        let new = Remembered { id, latest };
         let slot = if self.ring.len() < self.capacity {
             self.ring.push(new);
             self.ring.len() - 1
@@ -130,12 +183,17 @@ impl RecentIds {
             if let Ok(found) = self.index.find_entry(hash(old.id), |&s| s as usize == slot) {
                 found.remove();
             }
-            self.complete_from = self.complete_from.max(old.client_micros.saturating_add(1));
+            self.complete_from = self.complete_from.max(old.latest.saturating_add(1));
             slot
         };
         let ring = &self.ring;
         self.index
             .insert_unique(hash(id), slot as u32, |&s| hash(ring[s as usize].id));
+    }
+
+    /// Remembers the stored event `e`.
+    pub fn remember(&mut self, e: &StoredEvent) {
+        self.insert(e.event.id.as_u128(), latest(e));
     }
 
     /// Sorts each event of `batch` into new, duplicate, or ask-the-store.
@@ -148,7 +206,7 @@ impl RecentIds {
                 let id = e.event.id.as_u128();
                 if !in_batch.insert(id) || self.contains(id) {
                     Seen::Duplicate
-                } else if self.covers(micros(e.client_timestamp)) {
+                } else if self.covers(presented(e)) {
                     Seen::New
                 } else {
                     Seen::Unknown
@@ -161,6 +219,101 @@ impl RecentIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+    /// Event `n` with the client's timestamp, the corrected one, and when
+    /// the server received it.
+    fn event(
+        n: u32,
+        client: OffsetDateTime,
+        corrected: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> StoredEvent {
+        let mut e = tally_testkit::events::sample(n, "dedupe", corrected);
+        (e.client_timestamp, e.received_at) = (client, at);
+        e
+    }
+
+    /// An event from a clock in step with the server's, received at `at`.
+    fn in_step(n: u32, at: OffsetDateTime) -> StoredEvent {
+        event(n, at, at, at)
+    }
+
+    #[test]
+    fn the_skew_is_the_protocols_default_tolerance() {
+        assert_eq!(SKEW, tally_protocol::Limits::default().skew_tolerance);
+    }
+
+    /// Regression: one event claiming 2099, once evicted, raised the mark
+    /// to 2099 and sent every later event to the store.
+    #[test]
+    fn a_client_clock_cannot_raise_the_mark_past_the_servers() {
+        let mut recent = RecentIds::new(2, i64::MIN);
+        // Sent with a matching sent_at (so moved back to now), and with a
+        // sent_at of now (so kept as sent, up to the 5 minutes of future).
+        let max_future = NOW + time::Duration::minutes(5);
+        let hostile = [
+            event(1, datetime!(2099-12-31 23:59 UTC), NOW, NOW),
+            event(2, max_future, max_future, NOW),
+        ];
+        let later = NOW + time::Duration::seconds(30);
+        for e in hostile
+            .iter()
+            .chain(&[in_step(3, later), in_step(4, later)])
+        {
+            recent.remember(e);
+        }
+        assert!(
+            hostile
+                .iter()
+                .all(|e| !recent.contains(e.event.id.as_u128()))
+        );
+        assert!(
+            recent.complete_from <= micros(NOW + SKEW) + 1,
+            "the mark is {}",
+            tally_rollup::from_micros(recent.complete_from)
+        );
+        let next = in_step(5, later);
+        assert_eq!(recent.classify(&[next]), [Seen::New], "the fast path");
+    }
+
+    /// A clock that reads 1970 neither moves the mark nor gets a retry of
+    /// its forgotten events wrong.
+    #[test]
+    fn a_clock_far_behind_is_asked_of_the_store_once_forgotten() {
+        let mut recent = RecentIds::new(1, i64::MIN);
+        let behind = event(1, datetime!(1970-01-01 0:00 UTC), NOW, NOW);
+        recent.remember(&behind);
+        recent.remember(&in_step(2, NOW));
+        assert_eq!(
+            recent.complete_from,
+            micros(datetime!(1970-01-01 0:00 UTC)) + 1
+        );
+        assert_eq!(recent.classify(&[behind]), [Seen::Unknown]);
+    }
+
+    /// A clock an hour ahead is corrected; its retry, minutes later with the
+    /// clock still ahead, presents about the same corrected time, which the
+    /// evicted original's dedupe time covers: the store is asked.
+    #[test]
+    fn a_retry_from_a_clock_ahead_is_not_missed() {
+        let mut recent = RecentIds::new(1, i64::MIN);
+        let client = NOW + time::Duration::hours(1);
+        let corrected = NOW - time::Duration::seconds(1);
+        recent.remember(&event(1, client, corrected, NOW));
+        recent.remember(&in_step(2, NOW + time::Duration::minutes(1)));
+        let later = NOW + time::Duration::minutes(5);
+        let retry = event(
+            1,
+            client,
+            corrected + time::Duration::milliseconds(200),
+            later,
+        );
+        assert_eq!(recent.classify(&[retry]), [Seen::Unknown]);
+    }
 
     #[test]
     fn eviction_moves_completeness_past_the_evicted_timestamp() {

@@ -16,7 +16,7 @@ use super::loader::{self, Handoff, Loader};
 use tally_protocol::StoredEvent;
 use tally_rollup::micros;
 
-use crate::dedupe::Seen;
+use crate::dedupe::{self, Seen};
 use crate::journal::{Encoded, Journal};
 use crate::{RecentIds, Staged, StoreError, Writer};
 
@@ -56,16 +56,9 @@ impl DuckDbWriter {
         journal_dir: PathBuf,
         handoff: Arc<Handoff>,
     ) -> Result<Self, StoreError> {
-        let mut stmt = conn.prepare(
-            "SELECT id, epoch_us(client_timestamp) AS ts FROM events
-             ORDER BY ts DESC LIMIT ?",
-        )?;
-        let mut newest: Vec<(uuid::Uuid, i64)> = stmt
-            .query_map([capacity as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        drop(stmt);
-        // Rows sharing the oldest loaded timestamp may have been cut off by
-        // the limit, so memory is complete only after it.
+        let mut newest = newest(&conn, capacity)?;
+        // Rows sharing the oldest loaded dedupe time may have been cut off
+        // by the limit, so memory is complete only after it.
         let complete_from = match newest.last() {
             Some(&(_, oldest)) if newest.len() == capacity => oldest.saturating_add(1),
             _ => i64::MIN,
@@ -134,6 +127,20 @@ impl DuckDbWriter {
     }
 }
 
+/// The ids and [`dedupe::latest`] times of the `capacity` stored events
+/// latest by it, latest first.
+fn newest(conn: &Connection, capacity: usize) -> Result<Vec<(uuid::Uuid, i64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, least(epoch_us(client_timestamp), epoch_us(timestamp) + ?,
+                epoch_us(received_at) + ?) AS latest
+         FROM events ORDER BY latest DESC LIMIT ?",
+    )?;
+    let slack = |d: time::Duration| d.whole_microseconds() as i64;
+    let params = [slack(dedupe::JITTER), slack(dedupe::SKEW), capacity as i64];
+    let rows = stmt.query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl Writer for DuckDbWriter {
     fn insert(&mut self, staged: &mut Staged) -> Result<Vec<bool>, StoreError> {
         let mut seen = self.recent.classify(staged.events());
@@ -168,8 +175,7 @@ impl Writer for DuckDbWriter {
             .filter_map(|(e, &n)| n.then_some(e))
             .collect();
         for stored in &events {
-            self.recent
-                .insert(stored.event.id.as_u128(), micros(stored.client_timestamp));
+            self.recent.remember(stored);
         }
         self.handoff.push(events, end);
         Ok(new)
@@ -192,5 +198,51 @@ impl Drop for DuckDbWriter {
             tracing::warn!(error = %e, "Recycling the journal failed.");
         }
         self.handoff.close_writer();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use tally_testkit::events::sample;
+    use time::macros::datetime;
+
+    /// A restarted writer remembers events by the same dedupe time as the
+    /// running one: the SQL of [`newest`] is [`dedupe::latest`].
+    #[test]
+    fn memory_refilled_at_start_uses_the_dedupe_time_of_the_running_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::DuckDbStore::open(dir.path()).expect("open");
+        let now = datetime!(2026-11-25 12:00 UTC);
+        let clocks = [
+            (now, now),
+            (datetime!(1970-01-01 0:00 UTC), now),
+            (datetime!(2099-06-01 0:00 UTC), now),
+            (
+                now + time::Duration::minutes(5),
+                now + time::Duration::minutes(5),
+            ),
+        ];
+        let events: Vec<StoredEvent> = (0..)
+            .zip(clocks)
+            .map(|(n, (client, corrected))| {
+                let mut e = sample(n, "memory", corrected);
+                e.client_timestamp = client;
+                e
+            })
+            .collect();
+        store
+            .writer()
+            .expect("writer")
+            .insert(&mut store.stage(events.clone()))
+            .expect("insert");
+        let mut expected: Vec<(uuid::Uuid, i64)> = events
+            .iter()
+            .map(|e| (e.event.id, dedupe::latest(e)))
+            .collect();
+        expected.sort_by_key(|&(_, latest)| std::cmp::Reverse(latest));
+        let conn = store.connection().expect("connection");
+        assert_eq!(newest(&conn, 10).expect("newest"), expected);
     }
 }
