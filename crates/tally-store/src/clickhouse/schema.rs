@@ -50,25 +50,61 @@ impl Server {
     }
 }
 
+/// A migration: what it runs against a server.
+type Migration = fn(&Http, Server) -> Result<(), StoreError>;
+
 /// The migrations, in order; index + 1 is the version each produces.
-fn migrations(server: Server) -> Vec<Vec<String>> {
+const MIGRATIONS: &[Migration] = &[create_tables, partition_by_received_day];
+
+/// 1: the tables, with events partitioned by the client's day (which 2
+/// replaces).
+fn create_tables(http: &Http, server: Server) -> Result<(), StoreError> {
     let few = server.few();
-    vec![vec![
-        events_table(few),
+    for sql in [
+        events_table("events", few, Partition::ClientDay),
         APPS_TABLE.to_owned(),
         rollups_table(few),
         ROLLUPS_VIEW.to_owned(),
-    ]]
+    ] {
+        http.execute(&sql)?;
+    }
+    Ok(())
+}
+
+/// What the events table is partitioned (and so retained) by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Partition {
+    /// The month of `cday`, the client's day: a clock that reads 1970 put
+    /// acknowledged events in a partition retention drops at once, a clock
+    /// far ahead in one it never drops, and clocks spread over many months
+    /// made inserts that span more partitions than ClickHouse allows.
+    ClientDay,
+    /// The month of `rday`, the day the server received the event.
+    ReceivedDay,
 }
 
 /// Every event, all fields; `few` is the type of columns of few values.
-fn events_table(few: &str) -> String {
+/// Both layouts have the same columns to insert, in the same order (`rday`
+/// is computed), so `INSERT INTO new SELECT * FROM old` copies one into the
+/// other.
+fn events_table(name: &str, few: &str, partition: Partition) -> String {
+    let (rday, key) = match partition {
+        Partition::ClientDay => ("", "cday"),
+        Partition::ReceivedDay => (
+            "-- The day the server received the event: what partitions and
+            -- retention go by, whatever the client's clock says. Computed,
+            -- so that collectors of every version agree on it.
+            rday Date MATERIALIZED toDate(intDiv(received_at_us, 86400000000)),",
+            "rday",
+        ),
+    };
     format!(
-        "CREATE TABLE IF NOT EXISTS events (
+        "CREATE TABLE IF NOT EXISTS {name} (
             id UUID,
             timestamp_us Int64,
             client_timestamp_us Int64,
             received_at_us Int64,
+            {rday}
             -- The day of the client's timestamp, which every retry
             -- repeats: with the id, what dedupe looks up.
             cday Date,
@@ -104,7 +140,7 @@ fn events_table(few: &str) -> String {
             -- NUL for a missing value; read by rollups_mv.
             rk Nested(kind String, d1 String, d2 String, d3 String, d4 String)
         ) ENGINE = MergeTree
-        PARTITION BY toYYYYMM(cday)
+        PARTITION BY toYYYYMM({key})
         ORDER BY (app, cday, id)"
     )
 }
@@ -174,17 +210,14 @@ pub(super) fn migrate(http: &Http) -> Result<(), StoreError> {
     )?;
     let rows = http.rows("SELECT max(version) AS v FROM tally_schema")?;
     let version = rows.first().and_then(|r| r["v"].as_u64()).unwrap_or(0) as usize;
-    let migrations = migrations(server);
-    if version > migrations.len() {
+    if version > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this Tally knows ({}); upgrade Tally",
-            migrations.len()
+            MIGRATIONS.len()
         )));
     }
-    for (i, statements) in migrations.iter().enumerate().skip(version) {
-        for sql in statements {
-            http.execute(sql)?;
-        }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        migration(http, server)?;
         let now = tally_rollup::micros(time::OffsetDateTime::now_utc());
         http.execute(&format!(
             "INSERT INTO tally_schema VALUES ({}, {now})",
@@ -194,9 +227,123 @@ pub(super) fn migrate(http: &Http) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The events table in the client's-day layout, while it is copied.
+const BY_CLIENT_DAY: &str = "events_by_client_day";
+/// The events table in the received-day layout, until it is complete.
+const BY_RECEIVED_DAY: &str = "events_by_received_day";
+
+/// 2: events partitioned by the day they were received, copied from the
+/// client's-day layout (ClickHouse cannot change a table's partitioning).
+///
+/// The old table is first renamed away, so that from then on no collector
+/// (of this version or an older one) can insert until the new table takes
+/// its name: inserts fail (503, and SDKs keep their events and send them
+/// again), none is lost, and none lands in the old table after the copy.
+/// `rollups_mv` reads the table *named* `events` (ClickHouse resolves a
+/// view's source by name), so it rolls up what is inserted into the new
+/// table and not the copy, whose events are rolled up already. Each step
+/// can be run again: a collector stopped midway carries on where it left.
+fn partition_by_received_day(http: &Http, server: Server) -> Result<(), StoreError> {
+    let before = tables(http)?;
+    if before.iter().any(|t| t == "events") {
+        if has_column(http, "events", "rday")? {
+            return Ok(()); // another collector did it
+        }
+        if http
+            .execute(&format!("RENAME TABLE events TO {BY_CLIENT_DAY}"))
+            .is_err()
+        {
+            // Another collector renamed it first and is copying it.
+            return wait_for_other_copy(http);
+        }
+    } else if !before.iter().any(|t| t == BY_CLIENT_DAY) {
+        return Err(StoreError::Corrupt(
+            "the ClickHouse database has no events table".into(),
+        ));
+    } else if copy_running(http)? {
+        return wait_for_other_copy(http);
+    }
+    let count = |table: &str| -> Result<Option<u64>, StoreError> {
+        let rows = http.rows(&format!("SELECT count() AS n FROM {table}"))?;
+        Ok(rows.first().and_then(|r| r["n"].as_u64()))
+    };
+    let copied = tables(http)?.iter().any(|t| t == BY_RECEIVED_DAY)
+        && count(BY_RECEIVED_DAY)? == count(BY_CLIENT_DAY)?;
+    if !copied {
+        http.execute(&format!("DROP TABLE IF EXISTS {BY_RECEIVED_DAY}"))?;
+        http.execute(&events_table(
+            BY_RECEIVED_DAY,
+            server.few(),
+            Partition::ReceivedDay,
+        ))?;
+        http.execute(&format!(
+            "INSERT INTO {BY_RECEIVED_DAY} SELECT * FROM {BY_CLIENT_DAY}"
+        ))?;
+        if count(BY_RECEIVED_DAY)? != count(BY_CLIENT_DAY)? {
+            return Err(StoreError::Unavailable(
+                "copying the events table to partition it by received day left rows behind; \
+                 start again to copy it anew"
+                    .into(),
+            ));
+        }
+    }
+    http.execute(&format!("RENAME TABLE {BY_RECEIVED_DAY} TO events"))?;
+    http.execute(&format!("DROP TABLE {BY_CLIENT_DAY}"))
+}
+
+/// Whether a collector is copying the events table into the new layout.
+fn copy_running(http: &Http) -> Result<bool, StoreError> {
+    let rows = http.rows(&format!(
+        "SELECT count() AS n FROM system.processes
+         WHERE query LIKE 'INSERT INTO {BY_RECEIVED_DAY} %' AND query NOT LIKE '%system.processes%'"
+    ))?;
+    Ok(rows.first().and_then(|r| r["n"].as_u64()) != Some(0))
+}
+
+/// Waits a minute at most for another collector's copy to finish (at once
+/// for a new, empty database), so collectors started together all start.
+fn wait_for_other_copy(http: &Http) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if tables(http)?.iter().any(|t| t == "events") && has_column(http, "events", "rday")? {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Err(StoreError::Unavailable(
+        "another collector is copying the events table to partition it by the day events \
+         are received; start this one again once it is done"
+            .into(),
+    ))
+}
+
+/// The tables of the database.
+fn tables(http: &Http) -> Result<Vec<String>, StoreError> {
+    let rows = http.rows(&format!(
+        "SELECT name FROM system.tables WHERE database = {}",
+        super::http::quote(http.database())
+    ))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+fn has_column(http: &Http, table: &str, column: &str) -> Result<bool, StoreError> {
+    let rows = http.rows(&format!(
+        "SELECT count() AS n FROM system.columns WHERE database = {} AND table = {} AND name = {}",
+        super::http::quote(http.database()),
+        super::http::quote(table),
+        super::http::quote(column),
+    ))?;
+    Ok(rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0) > 0)
+}
+
 /// Keeps `days` whole days: every server drops the monthly partitions that
 /// end before the cutoff; servers with TTL also forget the days before it
-/// in the months that remain, as they merge.
+/// in the months that remain, as they merge. Events go by the day they were
+/// received (`rday`), rollups by the day they count (`day`, the corrected
+/// timestamp's), so no client clock keeps an event longer or shorter.
 pub(super) fn retain_days(http: &Http, days: u32) -> Result<(), StoreError> {
     let cutoff = tally_rollup::retention_cutoff(days);
     let first_kept = tally_rollup::from_micros(tally_rollup::day_start(cutoff)).date();
@@ -217,11 +364,95 @@ pub(super) fn retain_days(http: &Http, days: u32) -> Result<(), StoreError> {
         }
     }
     if Server::detect(http)?.ttl() {
-        for (table, column) in [("events", "cday"), ("rollups", "day")] {
+        for (table, column) in [("events", "rday"), ("rollups", "day")] {
             http.execute(&format!(
                 "ALTER TABLE {table} MODIFY TTL {column} + INTERVAL {days} DAY"
             ))?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Writer;
+    use tally_testkit::clickhouse::LocalServer;
+    use tally_testkit::events::sample;
+
+    use super::super::http::Target;
+
+    fn sum(http: &Http, sql: &str) -> u64 {
+        let rows = http.rows(sql).expect("query");
+        rows.first().and_then(|r| r["n"].as_u64()).expect("a count")
+    }
+
+    /// An invocation event (rolled up), received about an hour ago.
+    fn invocation(n: u32) -> tally_protocol::StoredEvent {
+        let mut e = sample(
+            n,
+            "legacy",
+            time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+        );
+        e.event.name = None;
+        e
+    }
+
+    fn insert(http: &Http, events: Vec<tally_protocol::StoredEvent>) {
+        let mut writer = super::super::writer::ClickHouseWriter { http: http.clone() };
+        let new = writer.insert(&mut events.into()).expect("insert");
+        assert!(new.iter().all(|&n| n));
+    }
+
+    /// A database of schema 1, events in it, then this Tally's migration:
+    /// every event is kept, in partitions of the day it was received, its
+    /// rollups are not counted again, and later inserts are rolled up.
+    #[test]
+    fn events_partitioned_by_client_day_are_moved_to_received_day() {
+        let server = LocalServer::start();
+        let http = Http::new(&Target::parse(&server.store_url("legacy"), None).expect("url"));
+        http.execute_global("CREATE DATABASE legacy")
+            .expect("database");
+        let detected = Server::detect(&http).expect("version");
+        create_tables(&http, detected).expect("schema 1");
+        http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
+            .expect("versions");
+        http.execute("INSERT INTO tally_schema VALUES (1, 0)")
+            .expect("version 1");
+        let old: Vec<_> = (0..30)
+            .map(|n| {
+                let mut e = invocation(n);
+                // A client clock that read 1970, and one a month apart per event.
+                e.client_timestamp =
+                    tally_rollup::from_micros(i64::from(n) * 31 * tally_rollup::DAY_US);
+                e
+            })
+            .collect();
+        insert(&http, old);
+        let months = "SELECT count(DISTINCT partition) AS n FROM system.parts
+                      WHERE database = 'legacy' AND table = 'events' AND active";
+        assert!(
+            sum(&http, months) > 20,
+            "schema 1 partitions by the client's month"
+        );
+        let runs = "SELECT sumMerge(runs) AS n FROM rollups WHERE kind = 'command'";
+        assert_eq!(sum(&http, runs), 30);
+
+        migrate(&http).expect("migrate");
+        assert_eq!(sum(&http, "SELECT count() AS n FROM events"), 30);
+        assert_eq!(sum(&http, months), 1, "the month the events were received");
+        assert_eq!(sum(&http, runs), 30, "the copy is not rolled up again");
+        assert_eq!(
+            tables(&http)
+                .expect("tables")
+                .iter()
+                .filter(|t| t.starts_with("events"))
+                .count(),
+            1
+        );
+        insert(&http, vec![invocation(99)]);
+        assert_eq!(sum(&http, runs), 31, "what is inserted after is rolled up");
+        migrate(&http).expect("a second start finds nothing to do");
+        assert_eq!(sum(&http, "SELECT count() AS n FROM events"), 31);
+    }
 }

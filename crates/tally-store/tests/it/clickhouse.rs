@@ -50,3 +50,56 @@ fn a_large_group_commit_is_stored_and_recognised() {
     );
     assert!(insert(fixture.store(), events).iter().all(|new| !new));
 }
+
+/// What ClickHouse answers to `sql` on `server`, as text.
+fn ask(server: &LocalServer, sql: &str) -> String {
+    let url = server.store_url("");
+    let base = url
+        .trim_end_matches('/')
+        .replace("clickhouse://", "http://");
+    let mut response = ureq::post(format!("{base}/"))
+        .send(sql)
+        .expect("ClickHouse answers");
+    response.body_mut().read_to_string().expect("text")
+}
+
+/// Regression: partitions went by the client's day, so a clock that read
+/// 1970 had acknowledged events dropped by the next retention run, and
+/// clocks spread over more than 100 months made the INSERT fail. They go by
+/// the day the server received the event, the client's time kept as data.
+#[test]
+fn client_clocks_choose_neither_partition_nor_retention() {
+    let server = LocalServer::start();
+    let store = ClickHouseStore::open(&server.store_url("clocks")).expect("open");
+    let at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let events: Vec<_> = (0..150u32)
+        .map(|n| {
+            let mut e = sample(n, "clocks", at);
+            // 1970, then a month apart from 2000 on: 150 client months.
+            let months = if n == 0 { 0 } else { 360 + i64::from(n) };
+            e.client_timestamp =
+                time::macros::datetime!(1970-01-01 0:00 UTC) + time::Duration::days(months * 30);
+            e
+        })
+        .collect();
+    assert!(insert(&store, events.clone()).iter().all(|&new| new));
+    let partitions = ask(
+        &server,
+        "SELECT DISTINCT partition FROM system.parts
+         WHERE database = 'clocks' AND table = 'events' AND active",
+    );
+    let received = at + time::Duration::milliseconds(250);
+    let month = format!("{}{:02}", received.year(), u8::from(received.month()));
+    assert_eq!(
+        partitions.trim(),
+        month,
+        "one partition, the server's month"
+    );
+    store.retain_days(30).expect("retain");
+    let kept = tally_testkit::conformance::export(&store, &Default::default());
+    assert_eq!(kept.len(), events.len(), "no acknowledged event is dropped");
+    assert!(
+        insert(&store, events).iter().all(|&new| !new),
+        "and each is still recognised"
+    );
+}
