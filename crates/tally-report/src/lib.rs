@@ -11,6 +11,7 @@
 //! # Ok::<(), tally_report::QueryError>(())
 //! ```
 
+mod escape;
 mod query;
 mod table;
 mod version;

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::escape;
+
 /// One value in a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -37,6 +39,15 @@ impl Cell {
             }
             Cell::Text(s) => s.clone(),
             Cell::Bool(b) => b.to_string(),
+        }
+    }
+
+    /// What a CSV cell holds: text neutralised for spreadsheets (see
+    /// [`Report::to_csv`]); numbers as they are, so `-3` stays a number.
+    fn csv_text(&self) -> String {
+        match self {
+            Cell::Text(s) => escape::for_csv(s).into_owned(),
+            other => other.text(),
         }
     }
 }
@@ -83,6 +94,24 @@ impl Report {
 
     /// Aligned columns for a terminal; a heading per table when there are
     /// several.
+    ///
+    /// Control characters (C0, DEL, C1) and bidi controls are shown as
+    /// `\u{..}` escapes, so a client's text cannot drive the reader's
+    /// terminal (an OSC 52 sequence would write their clipboard).
+    ///
+    /// ```
+    /// use tally_report::{Cell, Report, Table};
+    /// let osc52 = "\u{1b}]52;c;cm0gLXJm\u{7}";
+    /// let report = Report {
+    ///     report: "commands".into(),
+    ///     tables: vec![Table {
+    ///         name: "commands".into(),
+    ///         columns: vec!["command".into()],
+    ///         rows: vec![vec![Cell::Text(osc52.into())]],
+    ///     }],
+    /// };
+    /// assert_eq!(report.to_text(), "command\n\\u{1b}]52;c;cm0gLXJm\\u{7}\n");
+    /// ```
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for (i, table) in self.tables.iter().enumerate() {
@@ -90,15 +119,23 @@ impl Report {
                 out.push('\n');
             }
             if self.tables.len() > 1 {
-                let _ = writeln!(out, "== {} ==", table.name);
+                let _ = writeln!(out, "== {} ==", escape::for_terminal(&table.name));
             }
             let cells: Vec<Vec<String>> = table
                 .rows
                 .iter()
-                .map(|r| r.iter().map(Cell::text).collect())
+                .map(|r| {
+                    r.iter()
+                        .map(|cell| escape::for_terminal(&cell.text()).into_owned())
+                        .collect()
+                })
                 .collect();
-            let widths: Vec<usize> = table
+            let columns: Vec<String> = table
                 .columns
+                .iter()
+                .map(|name| escape::for_terminal(name).into_owned())
+                .collect();
+            let widths: Vec<usize> = columns
                 .iter()
                 .enumerate()
                 .map(|(c, name)| {
@@ -133,7 +170,7 @@ impl Report {
                 out.push_str(text.trim_end());
                 out.push('\n');
             };
-            line(&mut out, &table.columns);
+            line(&mut out, &columns);
             for row in &cells {
                 line(&mut out, row);
             }
@@ -146,6 +183,27 @@ impl Report {
 
     /// CSV: the tables one after another, each with its header row and a
     /// blank line between them.
+    ///
+    /// Text comes from clients, so it is neutralised for whoever opens the
+    /// file: by OWASP's CSV-injection rule, a text cell (or header) that
+    /// starts with `=`, `+`, `-`, `@`, tab, CR or NUL, which a spreadsheet
+    /// would evaluate as a formula, gets a `'` in front; numeric cells are
+    /// written as they are, so a count of `-3` stays a number. Control and
+    /// bidi characters are escaped as in [`Report::to_text`], since CSV is
+    /// often printed to a terminal. [`Report`]'s JSON keeps the exact text.
+    ///
+    /// ```
+    /// use tally_report::{Cell, Report, Table};
+    /// let report = Report {
+    ///     report: "commands".into(),
+    ///     tables: vec![Table {
+    ///         name: "commands".into(),
+    ///         columns: vec!["command".into(), "change".into()],
+    ///         rows: vec![vec![Cell::Text("=HYPERLINK(\"http://x\")".into()), Cell::Int(-3)]],
+    ///     }],
+    /// };
+    /// assert_eq!(report.to_csv(), "command,change\n\"'=HYPERLINK(\"\"http://x\"\")\",-3\n");
+    /// ```
     pub fn to_csv(&self) -> String {
         let mut out = Vec::new();
         for (i, table) in self.tables.iter().enumerate() {
@@ -153,12 +211,61 @@ impl Report {
                 out.push(b'\n');
             }
             let mut writer = csv::Writer::from_writer(&mut out);
-            let _ = writer.write_record(&table.columns);
+            let _ = writer.write_record(
+                table
+                    .columns
+                    .iter()
+                    .map(|name| escape::for_csv(name).into_owned()),
+            );
             for row in &table.rows {
-                let _ = writer.write_record(row.iter().map(Cell::text));
+                let _ = writer.write_record(row.iter().map(Cell::csv_text));
             }
             let _ = writer.flush();
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(columns: &[&str], rows: Vec<Vec<Cell>>) -> Report {
+        Report {
+            report: "r".into(),
+            tables: vec![Table {
+                name: "t".into(),
+                columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+                rows,
+            }],
+        }
+    }
+
+    #[test]
+    fn csv_quotes_client_text_that_looks_negative_but_not_numbers() {
+        let report = report(
+            &["version", "change", "share"],
+            vec![vec![
+                Cell::Text("-3".into()),
+                Cell::Int(-3),
+                Cell::Float(-0.5),
+            ]],
+        );
+        assert_eq!(report.to_csv(), "version,change,share\n'-3,-3,-0.5\n");
+    }
+
+    #[test]
+    fn escaped_cells_keep_the_table_aligned() {
+        let report = report(
+            &["flag", "runs"],
+            vec![
+                vec![Cell::Text("--a\u{202e}".into()), Cell::Int(1)],
+                vec![Cell::Text("--bb".into()), Cell::Int(22)],
+            ],
+        );
+        assert_eq!(
+            report.to_text(),
+            "flag           runs\n--a\\u{202e}       1\n--bb             22\n"
+        );
     }
 }

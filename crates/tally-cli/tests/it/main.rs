@@ -5,5 +5,6 @@ mod browser;
 mod cluster;
 mod crash;
 mod demo;
+mod hostile;
 mod ingest;
 mod support;
