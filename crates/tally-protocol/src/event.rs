@@ -42,6 +42,9 @@ pub struct Event {
     /// The command path, e.g. "deploy create"; empty for the root command.
     pub command: String,
     /// The names of the flags the user typed, e.g. `["--force"]`; never values.
+    /// Each is read up to its first `=` ([`flag_name`]): whatever sent
+    /// `--token=abc`, only `--token` is ever decoded, so never stored.
+    #[serde(deserialize_with = "flag_names")]
     pub flags: Vec<String>,
     /// The process exit code.
     pub exit_code: i32,
@@ -81,6 +84,26 @@ pub struct Event {
     /// A small flat map of custom values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, PropertyValue>,
+}
+
+/// The name in a flag as typed: what comes before its first `=`, so that a
+/// value given as `--token=abc` is never taken for part of the name.
+///
+/// ```
+/// assert_eq!(tally_protocol::flag_name("--token=abc"), "--token");
+/// assert_eq!(tally_protocol::flag_name("--force"), "--force");
+/// ```
+pub fn flag_name(typed: &str) -> &str {
+    typed.split_once('=').map_or(typed, |(name, _)| name)
+}
+
+fn flag_names<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let mut flags = Vec::<String>::deserialize(deserializer)?;
+    for flag in &mut flags {
+        let name = flag_name(flag).len();
+        flag.truncate(name);
+    }
+    Ok(flags)
 }
 
 /// How an invocation ended.
@@ -235,5 +258,58 @@ impl<'de> serde::de::Visitor<'de> for PropertyVisitor {
     }
     fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
         Ok(PropertyValue::Bool(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    use crate::{Limits, decode_batch};
+
+    fn decode_flags(flags: serde_json::Value) -> crate::DecodedBatch {
+        let now = OffsetDateTime::now_utc();
+        let body = json!({
+            "sent_at": now.format(&time::format_description::well_known::Rfc3339).expect("format"),
+            "events": [{
+                "id": "0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a01",
+                "timestamp": now.format(&time::format_description::well_known::Rfc3339).expect("format"),
+                "app": "mycli", "app_version": "1.0.0",
+                "install_id": "6f9619ff-8b86-4d01-b42d-00cf4fc964ff",
+                "command": "login", "flags": flags, "exit_code": 0, "duration_ms": 5,
+                "os": "linux", "arch": "x86_64",
+            }],
+        });
+        decode_batch(
+            body.to_string().as_bytes(),
+            "mycli",
+            now,
+            &Limits::default(),
+        )
+        .expect("the batch decodes")
+    }
+
+    #[test]
+    fn a_value_typed_after_equals_is_never_decoded() {
+        let decoded = decode_flags(json!([
+            "--token=abc",
+            "--force",
+            "-o=a=b",
+            "--name=with space"
+        ]));
+        assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+        assert_eq!(
+            decoded.events[0].flags,
+            ["--token", "--force", "-o", "--name"]
+        );
+    }
+
+    #[test]
+    fn a_flag_that_is_only_a_value_is_rejected() {
+        let decoded = decode_flags(json!(["=abc"]));
+        assert!(decoded.events.is_empty());
+        assert_eq!(decoded.rejected[0].field, "flags.0");
+        assert_eq!(decoded.rejected[0].reason, "must not be empty");
     }
 }

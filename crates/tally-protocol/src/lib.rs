@@ -35,7 +35,7 @@ mod user_agent;
 mod validate;
 
 pub use batch::{Batch, BatchError, DecodedBatch, IngestResponse, Rejection, decode_batch};
-pub use event::{ErrorInfo, Event, Outcome, PropertyValue};
+pub use event::{ErrorInfo, Event, Outcome, PropertyValue, flag_name};
 pub use limits::{Limits, strings};
 pub use stored::StoredEvent;
 pub use user_agent::{NotTallyUserAgent, UserAgent};

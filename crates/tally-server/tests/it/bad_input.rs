@@ -245,6 +245,19 @@ async fn a_partly_bad_batch_stores_the_good_events() {
 }
 
 #[tokio::test]
+async fn a_flag_value_typed_after_equals_is_never_stored() {
+    let server = Harness::new();
+    let key = server.add_app("leaky").await;
+    let body = event_with("leaky", "flags", json!(["--token=s3cr3t", "--force"]));
+    let answer = server.ingest(&key, &[], body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["accepted"], 1);
+    let stored = server.export("leaky").await;
+    assert_eq!(stored[0]["flags"], json!(["--token", "--force"]));
+    assert!(!stored[0].to_string().contains("s3cr3t"), "{}", stored[0]);
+}
+
+#[tokio::test]
 async fn reading_needs_the_admin_token() {
     let server = Harness::new();
     let key = server.add_app("private").await;
