@@ -28,17 +28,18 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> Result<String, ServeError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),
     }
-    std::fs::create_dir_all(data_dir).map_err(err)?;
+    tally_store::owner_only::create_dir(data_dir).map_err(err)?;
     let token = format!(
         "ta_{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(err)?;
+    let mut file = tally_store::owner_only::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(err)?;
     file.write_all(token.as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     Ok(token)

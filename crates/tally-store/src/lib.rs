@@ -38,6 +38,7 @@ mod error;
 #[cfg(feature = "duckdb")]
 mod journal;
 mod model;
+pub mod owner_only;
 mod spec;
 mod staged;
 

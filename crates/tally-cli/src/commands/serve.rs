@@ -1,5 +1,6 @@
 //! `tally serve`: the server, until SIGTERM or Ctrl-C.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // What the server makes in its data dir is its owner's only, as with
+    // PostgreSQL: DuckDB makes its files with the umask's mode, its WAL
+    // again after every checkpoint, where Tally cannot set a mode.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
     let mut config = tally_server::Config::new(args.store.data.clone());
     config.store = args.store.spec();
     config.retention_days = args.retention_days;
@@ -59,14 +65,18 @@ fn serve(config: tally_server::Config, listen: SocketAddr) -> Result<()> {
 /// Writes `DIR/server.json` so admin commands on the data dir find this
 /// server, and tells the user where it is.
 fn announce(data: &Path, addr: SocketAddr) -> Result<PathBuf> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    tally_store::owner_only::create_dir(data)
+        .with_context(|| format!("creating {}", data.display()))?;
     let url = format!("http://{addr}");
     let path = data.join(SERVER_FILE);
-    std::fs::write(
-        &path,
-        serde_json::to_string(&ServerFile { url: url.clone() })?,
-    )
-    .with_context(|| format!("writing {}", path.display()))?;
+    let json = serde_json::to_string(&ServerFile { url: url.clone() })?;
+    tally_store::owner_only::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(json.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("Tally is running at {url} (data in {})", data.display());
     eprintln!(
         "Dashboard: {url}/ (log in with the token in {})",

@@ -7,4 +7,5 @@ mod crash;
 mod demo;
 mod hostile;
 mod ingest;
+mod secrets;
 mod support;

@@ -61,10 +61,13 @@ impl DuckDbStore {
 
     /// Opens the store in `dir` with a writer that remembers `recent_ids`.
     pub fn open_with(dir: &Path, recent_ids: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+        let data_dir_error = |source| StoreError::DataDir {
             path: dir.to_owned(),
             source,
-        })?;
+        };
+        // Private before DuckDB makes a file in it: DuckDB makes its files
+        // with the umask's mode, and remakes its WAL after each checkpoint.
+        crate::owner_only::create_dir(dir).map_err(data_dir_error)?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path).map_err(|e| {
             if e.to_string().contains("lock") {
@@ -73,6 +76,9 @@ impl DuckDbStore {
                 StoreError::DuckDb(e)
             }
         })?;
+        for file in [path.clone(), dir.join(format!("{DB_FILE}.wal"))] {
+            crate::owner_only::restrict(&file).map_err(data_dir_error)?;
+        }
         // DuckDB's buffer pool otherwise grows to most of the machine's
         // memory; reports read rollups and ingest appends, so a small pool
         // does (DuckDB spills to disk beyond it).

@@ -143,8 +143,13 @@ impl Files {
     /// after it hold no record (a crash's were loaded when the store
     /// opened, and the next record goes after them).
     fn scan(dir: &Path, loaded: u64) -> Result<Self, StoreError> {
-        fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
+        crate::owner_only::create_dir(dir).map_err(|e| io_error("creating", dir, e))?;
         let found = segments(dir)?;
+        // Segments of a Tally that made them with the umask's mode.
+        for &segment in &found {
+            let path = segment_path(dir, segment);
+            crate::owner_only::restrict(&path).map_err(|e| io_error("restricting", &path, e))?;
+        }
         Ok(Self {
             dir: dir.to_owned(),
             current: 0,
@@ -209,7 +214,12 @@ impl Files {
 /// Makes a segment file at `path`, [`MAGIC`] and zeros to the full size,
 /// synced with its size, so that appends to it overwrite and never grow it.
 fn zeroed(path: &Path) -> Result<File, StoreError> {
-    let mut file = File::create(path).map_err(|e| io_error("creating", path, e))?;
+    let mut file = crate::owner_only::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| io_error("creating", path, e))?;
     let written = (|| {
         file.write_all(MAGIC)?;
         let zeros = vec![0u8; 1 << 20];
