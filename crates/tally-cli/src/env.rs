@@ -5,6 +5,9 @@ pub const DATA: &str = "TALLY_DATA";
 /// A shared store instead of the data dir's embedded one (`--store`), e.g.
 /// `clickhouse://127.0.0.1:8123/tally`.
 pub const STORE: &str = "TALLY_STORE";
+/// The ClickHouse password for `--store`, so that it is not in the URL,
+/// where `ps` shows it (`--clickhouse-password-file` is the other way).
+pub const CLICKHOUSE_PASSWORD: &str = "TALLY_CLICKHOUSE_PASSWORD";
 /// Days of events `tally serve` keeps (`--retention-days`).
 pub const RETENTION_DAYS: &str = "TALLY_RETENTION_DAYS";
 /// The listen address of `tally serve` (`--listen`).

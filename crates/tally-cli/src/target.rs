@@ -30,17 +30,34 @@ pub struct StoreArgs {
     #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
     pub data: PathBuf,
     /// A shared store in place of the data dir's, e.g.
-    /// clickhouse://127.0.0.1:8123/tally (user and password in the URL or
-    /// in CLICKHOUSE_USER / CLICKHOUSE_PASSWORD); takes precedence over
-    /// --data.
-    #[arg(long, env = crate::env::STORE)]
+    /// clickhouse://tally@127.0.0.1:8123/tally; takes precedence over
+    /// --data. Give the password with --clickhouse-password-file or
+    /// TALLY_CLICKHOUSE_PASSWORD rather than in the URL, which `ps` shows.
+    #[arg(long, env = crate::env::STORE, hide_env_values = true)]
     pub store: Option<String>,
+    /// A file whose first line is the ClickHouse password for --store.
+    #[arg(long, value_name = "PATH", requires = "store")]
+    pub clickhouse_password_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
-    /// The store the arguments name.
-    pub fn spec(&self) -> StoreSpec {
-        StoreSpec::new(&self.data, self.store.as_deref())
+    /// The store the arguments name, with the ClickHouse password from
+    /// --clickhouse-password-file or the environment if either gives one.
+    pub fn spec(&self) -> Result<StoreSpec> {
+        let spec = StoreSpec::new(&self.data, self.store.as_deref());
+        let password = match &self.clickhouse_password_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).with_context(|| {
+                    format!("reading the ClickHouse password in {}", file.display())
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_owned())
+            }
+            None => std::env::var(crate::env::CLICKHOUSE_PASSWORD).ok(),
+        };
+        Ok(match password {
+            Some(password) => spec.with_password(password),
+            None => spec,
+        })
     }
 }
 
@@ -76,7 +93,7 @@ impl TargetArgs {
             };
             return Ok(Target::Server(Client::new(url, token)));
         }
-        let spec = self.store.spec();
+        let spec = self.store.spec()?;
         match spec.open() {
             Ok(store) => Ok(Target::Store(store)),
             // DuckDB lets one process open a data dir: if it is the

@@ -17,7 +17,9 @@ use crate::{RecentIds, Store, StoreError};
 /// let shared = StoreSpec::new(Path::new("tally-data"), Some("clickhouse://u:secret@db:8123/tally"));
 /// assert_eq!(shared.to_string(), "clickhouse://u:***@db:8123/tally", "no password in messages");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Neither its `Display` nor its `Debug` shows a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     /// The embedded store (DuckDB) in a data dir.
     Embedded {
@@ -31,6 +33,9 @@ pub enum StoreSpec {
     ClickHouse {
         /// The URL.
         url: String,
+        /// The password, when it is given apart from the URL (which `ps`
+        /// shows when it is an argument).
+        password: Option<String>,
     },
 }
 
@@ -41,11 +46,32 @@ impl StoreSpec {
         match url {
             Some(url) => StoreSpec::ClickHouse {
                 url: url.to_owned(),
+                password: None,
             },
             None => StoreSpec::Embedded {
                 dir: data_dir.to_owned(),
                 recent_ids: RecentIds::DEFAULT_CAPACITY,
             },
+        }
+    }
+
+    /// The same store, with the ClickHouse password given apart from its
+    /// URL (read from a file or the environment); an embedded store has none.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use tally_store::StoreSpec;
+    /// let spec = StoreSpec::new(Path::new("d"), Some("clickhouse://ana@db:8123/tally"))
+    ///     .with_password("s3cret".into());
+    /// assert!(!format!("{spec} {spec:?}").contains("s3cret"));
+    /// ```
+    pub fn with_password(self, password: String) -> Self {
+        match self {
+            StoreSpec::ClickHouse { url, .. } => StoreSpec::ClickHouse {
+                url,
+                password: Some(password),
+            },
+            embedded => embedded,
         }
     }
 
@@ -59,7 +85,9 @@ impl StoreSpec {
             #[cfg(not(feature = "duckdb"))]
             StoreSpec::Embedded { .. } => Err(StoreError::NotBuilt("embedded store (DuckDB)")),
             #[cfg(feature = "clickhouse")]
-            StoreSpec::ClickHouse { url } => Ok(Box::new(crate::ClickHouseStore::open(url)?)),
+            StoreSpec::ClickHouse { url, password } => Ok(Box::new(
+                crate::ClickHouseStore::open_with_password(url, password.as_deref())?,
+            )),
             #[cfg(not(feature = "clickhouse"))]
             StoreSpec::ClickHouse { .. } => Err(StoreError::NotBuilt("ClickHouse store")),
         }
@@ -71,16 +99,79 @@ impl fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreSpec::Embedded { dir, .. } => write!(f, "{}", dir.display()),
-            StoreSpec::ClickHouse { url } => {
-                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-                match rest.split_once('@') {
-                    Some((user, host)) if user.contains(':') => {
-                        let name = user.split(':').next().unwrap_or_default();
-                        write!(f, "{scheme}://{name}:***@{host}")
-                    }
-                    _ => f.write_str(url),
-                }
-            }
+            StoreSpec::ClickHouse { url, .. } => f.write_str(&redacted(url)),
         }
+    }
+}
+
+/// As [`fmt::Display`], so that a logged config shows no password.
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Embedded { dir, recent_ids } => f
+                .debug_struct("Embedded")
+                .field("dir", dir)
+                .field("recent_ids", recent_ids)
+                .finish(),
+            StoreSpec::ClickHouse { url, password } => f
+                .debug_struct("ClickHouse")
+                .field("url", &redacted(url))
+                .field("password", &password.as_ref().map(|_| "***"))
+                .finish(),
+        }
+    }
+}
+
+/// `url` with the password in it, if any, replaced by `***`.
+///
+/// The credentials end at the authority's last `@`, as a URL parser reads
+/// them (a password may hold `@`), and the authority at the first `/`.
+pub(crate) fn redacted(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_part_of_a_password_is_shown() {
+        for (url, shown) in [
+            (
+                "clickhouse://u:p@ss@db:8123/t",
+                "clickhouse://u:***@db:8123/t",
+            ),
+            ("clickhouse://u:secret@db/t", "clickhouse://u:***@db/t"),
+            ("clickhouse://u:@db/t", "clickhouse://u:***@db/t"),
+            ("clickhouse://u@db/t", "clickhouse://u@db/t"),
+            ("clickhouse://db:8123/a@b", "clickhouse://db:8123/a@b"),
+            ("u:secret@db/t", "u:***@db/t"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let spec = StoreSpec::new(Path::new("d"), Some("clickhouse://u:secret@db/t"))
+            .with_password("other".into());
+        let debug = format!("{spec:?}");
+        assert!(
+            !debug.contains("secret") && !debug.contains("other"),
+            "{debug}"
+        );
+        assert!(debug.contains("u:***@db/t"), "{debug}");
     }
 }

@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let spec = args.store.spec();
+    let spec = args.store.spec()?;
     let store = spec.open().with_context(|| format!("opening {spec}"))?;
     if !store.apps()?.iter().any(|a| a.name == args.app) {
         store.add_app(&args.app)?;

@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Result<()> {
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
     let mut config = tally_server::Config::new(args.store.data.clone());
-    config.store = args.store.spec();
+    config.store = args.store.spec()?;
     config.retention_days = args.retention_days;
     if args.demo {
         let spec = &config.store;

@@ -1,8 +1,11 @@
-//! What must stay private: the data dir from other users of the machine.
+//! What must stay private: the data dir from other users of the machine,
+//! the ClickHouse password from messages and `ps`.
+
+use std::process::Command;
 
 use tally_testkit::events::fresh;
 
-use crate::support::{TestServer, add_app, data_dir, export};
+use crate::support::{TALLY, TestServer, add_app, data_dir, export, tally};
 
 /// Every folder in `dir` (and itself) as `0700`, every file as `0600`.
 #[cfg(unix)]
@@ -51,4 +54,66 @@ fn the_data_dir_is_its_owners_only() {
     std::fs::set_permissions(data.join("journal"), open).expect("chmod");
     assert_eq!(export(&data, "private").len(), 1);
     assert_private(&data);
+}
+
+/// Runs `tally` with `env` set; returns exit status, stdout, stderr.
+fn tally_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(TALLY)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run tally");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_clickhouse_password_is_never_shown() {
+    // Nothing listens on port 1: every attempt fails, and says so.
+    let in_url = "clickhouse://ana:s3cret@127.0.0.1:1/tally";
+    let report = ["report", "commands", "--app", "mycli", "--store"];
+    let (ok, _, stderr) = tally(&[&report[..], &[in_url]].concat());
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ana:***@127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    let dir = data_dir();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "fr0m-file\n").expect("write");
+    let file = file.to_str().expect("utf-8");
+    let apart = "clickhouse://ana@127.0.0.1:1/tally";
+    let (ok, _, stderr) =
+        tally(&[&report[..], &[apart, "--clickhouse-password-file", file]].concat());
+    assert!(!ok);
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("fr0m-file"), "{stderr}");
+    let (ok, _, stderr) = tally_with_env(
+        &[&report[..], &[apart]].concat(),
+        &[("TALLY_CLICKHOUSE_PASSWORD", "fr0m-env")],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("127.0.0.1:1") && !stderr.contains("fr0m-env"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) =
+        tally(&[&report[..], &[in_url, "--clickhouse-password-file", file]].concat());
+    assert!(!ok);
+    assert!(stderr.contains("give one"), "two passwords: {stderr}");
+    assert!(
+        !stderr.contains("s3cret") && !stderr.contains("fr0m-file"),
+        "{stderr}"
+    );
+
+    // --help shows where the store comes from, not the URL in it.
+    let (ok, help, _) = tally_with_env(&["report", "--help"], &[("TALLY_STORE", in_url)]);
+    assert!(ok);
+    assert!(
+        help.contains("TALLY_STORE") && !help.contains("s3cret"),
+        "{help}"
+    );
 }

@@ -3,6 +3,7 @@
 //! Plain HTTP with JSONEachRow works the same on every ClickHouse from 18.x
 //! (Debian's) to today's, which the native protocol and newer formats do not.
 
+use std::fmt;
 use std::io::BufRead;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ pub(super) struct Http {
 }
 
 /// Where a store URL points: `clickhouse://[user[:password]@]host[:port]/database`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(super) struct Target {
     pub(super) host: String,
     pub(super) port: u16,
@@ -31,11 +32,28 @@ pub(super) struct Target {
     pub(super) password: Option<String>,
 }
 
+/// Shows no password.
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 impl Target {
-    /// Parses a store URL; the user and password may instead come from
-    /// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`.
-    pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
-        let bad = |why: &str| StoreError::Invalid(format!("store URL {url:?}: {why}"));
+    /// Parses a store URL. The password is `password` if given (then the
+    /// URL must hold none), else the URL's, else `CLICKHOUSE_PASSWORD`'s;
+    /// the user is the URL's, else `CLICKHOUSE_USER`'s, else `default`
+    /// when there is a password. Errors show the URL without its password.
+    pub(super) fn parse(url: &str, password: Option<&str>) -> Result<Target, StoreError> {
+        let bad = |why: &str| {
+            StoreError::Invalid(format!("store URL {:?}: {why}", crate::spec::redacted(url)))
+        };
         let rest = url
             .strip_prefix("clickhouse://")
             .ok_or_else(|| bad("must start with clickhouse://"))?;
@@ -46,10 +64,20 @@ impl Target {
             Some((c, h)) => (Some(c), h),
             None => (None, authority),
         };
-        let (user, password) = match credentials.map(|c| c.split_once(':')) {
+        let (user, in_url) = match credentials.map(|c| c.split_once(':')) {
             Some(Some((u, p))) => (Some(u.to_owned()), Some(p.to_owned())),
             Some(None) => (credentials.map(str::to_owned), None),
             None => (None, None),
+        };
+        let password = match (in_url, password) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "holds a password, and another was given apart; give one",
+                ));
+            }
+            (in_url, apart) => in_url
+                .or_else(|| apart.map(str::to_owned))
+                .or_else(|| std::env::var("CLICKHOUSE_PASSWORD").ok()),
         };
         let (host, port) = match host_port.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().map_err(|_| bad("the port is not a number"))?),
@@ -68,8 +96,10 @@ impl Target {
             host: host.to_owned(),
             port,
             database: database.to_owned(),
-            user: user.or_else(|| std::env::var("CLICKHOUSE_USER").ok()),
-            password: password.or_else(|| std::env::var("CLICKHOUSE_PASSWORD").ok()),
+            user: user
+                .or_else(|| std::env::var("CLICKHOUSE_USER").ok())
+                .or_else(|| password.as_ref().map(|_| "default".to_owned())),
+            password,
         })
     }
 }
@@ -211,7 +241,8 @@ mod tests {
 
     #[test]
     fn store_urls_parse_with_their_parts() {
-        let t = Target::parse("clickhouse://ana:s3cret@db.internal:9123/tally").expect("parses");
+        let t =
+            Target::parse("clickhouse://ana:s3cret@db.internal:9123/tally", None).expect("parses");
         assert_eq!(
             (t.host.as_str(), t.port, t.database.as_str()),
             ("db.internal", 9123, "tally")
@@ -221,7 +252,9 @@ mod tests {
             (Some("ana"), Some("s3cret"))
         );
         assert_eq!(
-            Target::parse("clickhouse://h/db").expect("parses").port,
+            Target::parse("clickhouse://h/db", None)
+                .expect("parses")
+                .port,
             8123
         );
         for bad in [
@@ -230,8 +263,38 @@ mod tests {
             "clickhouse://h:x/db",
             "clickhouse://h/d-b",
         ] {
-            assert!(Target::parse(bad).is_err(), "{bad}");
+            assert!(Target::parse(bad, None).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_password_given_apart_is_used_with_the_urls_user() {
+        let t = Target::parse("clickhouse://ana@db/tally", Some("s3cret")).expect("parses");
+        assert_eq!(
+            (t.user.as_deref(), t.password.as_deref()),
+            (Some("ana"), Some("s3cret"))
+        );
+        let err = Target::parse("clickhouse://ana:s3cret@db/tally", Some("other"))
+            .expect_err("two passwords are refused");
+        assert!(err.to_string().contains("give one"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn no_error_shows_the_password() {
+        let bad_port = Target::parse("clickhouse://ana:s3cret@db:port/tally", None)
+            .expect_err("the port is refused");
+        assert!(!bad_port.to_string().contains("s3cret"), "{bad_port}");
+        let target =
+            Target::parse("clickhouse://ana:s3cret@127.0.0.1:1/tally", None).expect("parses");
+        assert!(!format!("{target:?}").contains("s3cret"));
+        // Nothing listens on port 1: the connection is refused.
+        let unreachable = Http::new(&target)
+            .execute("SELECT 1")
+            .expect_err("nothing listens on port 1");
+        let shown = format!("{unreachable} {unreachable:?}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]

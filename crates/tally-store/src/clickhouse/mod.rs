@@ -43,7 +43,22 @@ pub struct ClickHouseStore {
 impl ClickHouseStore {
     /// Connects, creating the database and tables if needed.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let http = Http::new(&Target::parse(url)?);
+        Self::open_with_password(url, None)
+    }
+
+    /// Connects with `password`, if given, in place of one in the URL, so
+    /// that the URL can be an argument without a secret (`ps` shows
+    /// arguments). The user is the URL's, else `CLICKHOUSE_USER`, else
+    /// ClickHouse's `default`.
+    ///
+    /// ```no_run
+    /// use tally_store::ClickHouseStore;
+    /// let password = std::fs::read_to_string("/run/secrets/clickhouse")?;
+    /// let store = ClickHouseStore::open_with_password("clickhouse://tally@db:8123/tally", Some(password.trim_end()))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with_password(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let http = Http::new(&Target::parse(url, password)?);
         schema::migrate(&http)?;
         Ok(Self { http })
     }
