@@ -10,6 +10,12 @@ pub const STORE: &str = "TALLY_STORE";
 pub const CLICKHOUSE_PASSWORD: &str = "TALLY_CLICKHOUSE_PASSWORD";
 /// Days of events `tally serve` keeps (`--retention-days`).
 pub const RETENTION_DAYS: &str = "TALLY_RETENTION_DAYS";
+/// The token `GET /metrics` needs (`--metrics-token-file` is the other way);
+/// unset, the metrics are open.
+pub const METRICS_TOKEN: &str = "TALLY_METRICS_TOKEN";
+/// Events per second one app may send to `tally serve`
+/// (`--app-events-per-second`).
+pub const APP_EVENTS_PER_SECOND: &str = "TALLY_APP_EVENTS_PER_SECOND";
 /// The listen address of `tally serve` (`--listen`).
 pub const LISTEN: &str = "TALLY_LISTEN";
 /// A running server's URL for admin commands (`--server`).

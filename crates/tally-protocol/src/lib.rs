@@ -36,7 +36,7 @@ mod validate;
 
 pub use batch::{Batch, BatchError, DecodedBatch, IngestResponse, Rejection, decode_batch};
 pub use event::{ErrorInfo, Event, Outcome, PropertyValue, flag_name};
-pub use limits::{Limits, strings};
+pub use limits::{Limits, MAX_REPORTED_DROPPED, strings};
 pub use stored::StoredEvent;
 pub use user_agent::{NotTallyUserAgent, UserAgent};
 

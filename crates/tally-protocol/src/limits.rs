@@ -72,3 +72,8 @@ pub mod strings {
     /// a string value of `deps` or `properties`
     pub const MAP_VALUE: usize = 256;
 }
+
+/// Most spool drops one batch reports in `dropped`: a server counts no
+/// more than this per request (a hostile number cannot inflate its metric),
+/// so an SDK with more to report sends this many and the rest later.
+pub const MAX_REPORTED_DROPPED: u64 = 100_000;

@@ -69,7 +69,7 @@ impl AdminToken {
     }
 
     /// Whether `token` is this token, compared in constant time.
-    fn is(&self, token: &str) -> bool {
+    pub(crate) fn is(&self, token: &str) -> bool {
         let (a, b) = (token.as_bytes(), self.0.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }

@@ -1,23 +1,45 @@
-//! Reading a request body within the limits: the size as sent, the
-//! encoding, and the size after decompression (a gzip bomb stops at the
-//! limit, it is never inflated in full).
+//! Reading a request body within the limits: the size as sent, the time it
+//! takes to arrive, the encoding, and the size after decompression (a gzip
+//! bomb stops at the limit, it is never inflated in full). Every byte kept
+//! is held in the memory budget first.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::BodyExt;
 use tally_protocol::Limits;
 
+use crate::budget::{Budget, Held};
 use crate::error::ApiError;
 
-/// The decompressed body of an ingest request.
+/// How a body was compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+/// A body as sent, with the bytes it holds in the budget.
+pub(crate) struct Sent {
+    pub(crate) bytes: Bytes,
+    pub(crate) encoding: Encoding,
+    pub(crate) held: Held,
+}
+
+/// Reads the body of an ingest request as sent, holding its size in
+/// `budget` before reading it and refusing it if it does not arrive in
+/// `timeout`.
 pub(crate) async fn read(
     body: Body,
     headers: &HeaderMap,
     limits: &Limits,
-) -> Result<Vec<u8>, ApiError> {
+    budget: &Budget,
+    timeout: Duration,
+) -> Result<Sent, ApiError> {
     if let Some(kind) = header(headers, CONTENT_TYPE)
         && !kind.starts_with("application/json")
     {
@@ -25,27 +47,37 @@ pub(crate) async fn read(
             "Content-Type {kind:?} is not supported; send application/json"
         )));
     }
-    let encoding = header(headers, CONTENT_ENCODING).unwrap_or("identity");
-    if !matches!(encoding, "identity" | "gzip" | "zstd") {
-        return Err(ApiError::Unsupported(format!(
-            "Content-Encoding {encoding:?} is not supported; use gzip, zstd or none"
-        )));
-    }
+    let encoding = match header(headers, CONTENT_ENCODING).unwrap_or("identity") {
+        "identity" => Encoding::Identity,
+        "gzip" => Encoding::Gzip,
+        "zstd" => Encoding::Zstd,
+        other => {
+            return Err(ApiError::Unsupported(format!(
+                "Content-Encoding {other:?} is not supported; use gzip, zstd or none"
+            )));
+        }
+    };
     let too_large = || {
         ApiError::TooLarge(format!(
             "the body is over the limit of {} bytes",
             limits.max_body_bytes
         ))
     };
-    if header(headers, CONTENT_LENGTH)
-        .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n > limits.max_body_bytes)
-    {
+    let length = header(headers, CONTENT_LENGTH).and_then(|n| n.parse::<usize>().ok());
+    if length.is_some_and(|n| n > limits.max_body_bytes) {
         return Err(too_large());
     }
-    let sent = http_body_util::Limited::new(body, limits.max_body_bytes)
-        .collect()
+    // A body of unknown length may be as large as the limit.
+    let mut held = budget.hold(length.unwrap_or(limits.max_body_bytes))?;
+    let reading = http_body_util::Limited::new(body, limits.max_body_bytes).collect();
+    let bytes = tokio::time::timeout(timeout, reading)
         .await
+        .map_err(|_| {
+            ApiError::Timeout(format!(
+                "the body did not arrive within {} seconds",
+                timeout.as_secs()
+            ))
+        })?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()
@@ -58,50 +90,104 @@ pub(crate) async fn read(
             }
         })?
         .to_bytes();
-    match encoding {
+    held.resize(bytes.len())?;
+    Ok(Sent {
+        bytes,
+        encoding,
+        held,
+    })
+}
+
+impl Sent {
+    /// The body decompressed. Blocking work: call it off the async workers.
+    /// The bytes it inflates are held in the budget as they come, so a bomb
+    /// costs its limit only when the budget has room for it.
+    pub(crate) fn decode(&mut self, limits: &Limits) -> Result<Vec<u8>, ApiError> {
         // The body is in memory already: the decoders read it in place
         // rather than through a buffer of their own.
-        "gzip" => inflate(
-            flate2::bufread::MultiGzDecoder::new(&sent[..]),
-            &sent,
-            "gzip",
-            limits,
-        ),
-        "zstd" => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(&sent[..])
-                .map_err(|e| ApiError::bad("invalid_encoding", "", format!("zstd: {e}")))?;
-            inflate(decoder, &sent, "zstd", limits)
+        let sent = &self.bytes[..];
+        match self.encoding {
+            Encoding::Identity => Ok(sent.to_vec()),
+            Encoding::Gzip => inflate(
+                flate2::bufread::MultiGzDecoder::new(sent),
+                "gzip",
+                &mut self.held,
+                limits,
+            ),
+            Encoding::Zstd => {
+                let decoder = zstd::stream::read::Decoder::with_buffer(sent)
+                    .map_err(|e| ApiError::bad("invalid_encoding", "", format!("zstd: {e}")))?;
+                inflate(decoder, "zstd", &mut self.held, limits)
+            }
         }
-        _ => Ok(sent.to_vec()),
     }
 }
 
 fn inflate(
     decoder: impl Read,
-    sent: &[u8],
     name: &str,
+    held: &mut Held,
     limits: &Limits,
 ) -> Result<Vec<u8>, ApiError> {
     let max = limits.max_decoded_bytes;
-    // Batches of JSON events compress about eightfold: room for that up
-    // front spares the copies of a buffer grown by doubling.
-    let mut out = Vec::with_capacity(sent.len().saturating_mul(8).min(max + 1));
-    decoder
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            ApiError::bad(
-                "invalid_encoding",
-                "",
-                format!("the body is not valid {name}: {e}"),
-            )
-        })?;
-    if out.len() > max {
+    let mut out = Growing {
+        out: Vec::new(),
+        held,
+        base: 0,
+        busy: None,
+    };
+    out.base = out.held.bytes();
+    let copied = std::io::copy(&mut decoder.take(max as u64 + 1), &mut out);
+    if let Some(busy) = out.busy {
+        return Err(busy);
+    }
+    copied.map_err(|e| {
+        ApiError::bad(
+            "invalid_encoding",
+            "",
+            format!("the body is not valid {name}: {e}"),
+        )
+    })?;
+    if out.out.len() > max {
         return Err(ApiError::TooLarge(format!(
             "the body decompresses to more than the limit of {max} bytes"
         )));
     }
-    Ok(out)
+    Ok(out.out)
+}
+
+/// The inflated body, growing its hold on the budget a step at a time.
+struct Growing<'a> {
+    out: Vec<u8>,
+    held: &'a mut Held,
+    /// What was held before inflating (the body as sent).
+    base: usize,
+    /// Why growing stopped, when the budget had no room.
+    busy: Option<ApiError>,
+}
+
+/// The first hold of an inflated body, in bytes.
+const STEP: usize = 256 * 1024;
+
+impl Write for Growing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let need = self.out.len() + buf.len();
+        if need > self.out.capacity() {
+            // Doubling keeps the copies of a growing buffer linear in all.
+            let capacity = need.max(2 * self.out.capacity()).max(STEP);
+            if let Err(busy) = self.held.resize(self.base + capacity) {
+                self.busy = Some(busy);
+                return Err(std::io::Error::other("no room in the memory budget"));
+            }
+            self.out.reserve_exact(capacity - self.out.len());
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<&str> {

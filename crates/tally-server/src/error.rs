@@ -55,6 +55,9 @@ pub enum ApiError {
     /// 409: the thing exists already.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the body did not arrive in time (a client that trickles it).
+    #[error("{0}")]
+    Timeout(String),
     /// 413: the body, compressed or not, is over a size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -67,6 +70,18 @@ pub enum ApiError {
         /// Seconds to wait, sent as `Retry-After`.
         retry_after_s: u32,
     },
+    /// 429: this ingest key or this client sent more than its rate allows.
+    #[error("{what} is over its rate limit; retry after {retry_after_s} s")]
+    RateLimited {
+        /// Whose rate: "this ingest key" or "this client".
+        what: &'static str,
+        /// Seconds until the limit lets the request through.
+        retry_after_s: u32,
+    },
+    /// 503: the store holds acknowledged events it cannot show now, so an
+    /// answer would leave them out; the reason says why.
+    #[error("{0}")]
+    Incomplete(String),
     /// 503: the store failed; nothing of the request was stored, so a retry
     /// is safe. The source is logged, not sent.
     #[error("storage is unavailable")]
@@ -91,9 +106,12 @@ impl ApiError {
             Self::BadRequest { code, .. } => code,
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::Timeout(_) => "timeout",
             Self::TooLarge(_) => "too_large",
             Self::Unsupported(_) => "unsupported",
             Self::Busy { .. } => "busy",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Incomplete(_) => "incomplete",
             Self::Unavailable(_) => "unavailable",
         }
     }
@@ -133,10 +151,11 @@ impl IntoResponse for ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Incomplete(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         match &self {
             Self::Unavailable(source) => tracing::error!(%source, "Request failed in the store."),
@@ -155,13 +174,13 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            Self::Busy { retry_after_s } => {
+            Self::Busy { retry_after_s } | Self::RateLimited { retry_after_s, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
             // Answered before the body is read (or read in full): the rest
             // of it is still on the connection, which cannot carry another
             // request. Saying so keeps clients from reusing it and failing.
-            Self::Unauthorized(_) | Self::TooLarge(_) | Self::Unsupported(_) => {
+            Self::Unauthorized(_) | Self::Timeout(_) | Self::TooLarge(_) | Self::Unsupported(_) => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

@@ -1,24 +1,31 @@
 //! `POST /v1/batch`: events in, exactly once, acknowledged when durable.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use tally_protocol::{BatchError, IngestResponse, StoredEvent, decode_batch};
+use tally_protocol::{BatchError, IngestResponse, Rejection, StoredEvent, decode_batch};
+use tally_store::Staged;
 use time::OffsetDateTime;
 
+use crate::body::Sent;
+use crate::budget::Held;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::listen::Peer;
 use crate::state::AppState;
 
 pub(crate) async fn batch(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
     let started = Instant::now();
-    let result = ingest(&state, &headers, body).await;
+    let result = ingest(&state, peer, &headers, body).await;
     let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
     state.metrics().observe_request(outcome, started.elapsed());
     result.map(Json)
@@ -26,6 +33,7 @@ pub(crate) async fn batch(
 
 async fn ingest(
     state: &AppState,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<IngestResponse, ApiError> {
@@ -35,11 +43,70 @@ async fn ingest(
     let app = state
         .app_of_key(key)
         .ok_or(ApiError::Unauthorized("unknown ingest key"))?;
-    let limits = &state.config().limits;
-    let raw = crate::body::read(body, headers, limits).await?;
+    let limiter = state.limiter();
+    limiter.client(limiter.client_of(peer, headers))?;
+    let config = state.config();
+    let sent = crate::body::read(
+        body,
+        headers,
+        &config.limits,
+        state.budget(),
+        config.connections.body_timeout,
+    )
+    .await?;
 
+    // Inflating, parsing, scrubbing and encoding take CPU in proportion to
+    // the body: off the async workers, so health checks, metrics and other
+    // requests keep being answered whatever comes in.
     let now = OffsetDateTime::now_utc();
-    let decoded = decode_batch(&raw, &app, now, limits).map_err(|e| match e {
+    let (preparing, owner) = (state.clone(), Arc::clone(&app));
+    let prepared = tokio::task::spawn_blocking(move || prepare(&preparing, sent, &owner, now))
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))??;
+    let Prepared {
+        staged,
+        held,
+        rejected,
+        dropped,
+    } = prepared;
+    // The body is gone by now; only the events wait for the commit, and
+    // `held` keeps their bytes counted until it answers.
+    let new = state.committer().commit(staged).await?;
+    drop(held);
+    let accepted = new.iter().filter(|&&n| n).count();
+    let duplicates = new.len() - accepted;
+    state.metrics().count_events(accepted, duplicates);
+    if accepted > 0 {
+        // A retry (all duplicates) already had its drops counted.
+        state
+            .metrics()
+            .count_client_dropped(dropped.min(tally_protocol::MAX_REPORTED_DROPPED));
+    }
+    Ok(IngestResponse {
+        accepted,
+        duplicates,
+        rejected,
+    })
+}
+
+/// A request's events, ready to commit.
+struct Prepared {
+    staged: Staged,
+    held: Held,
+    rejected: Vec<Rejection>,
+    dropped: u64,
+}
+
+/// Decodes, checks, scrubs and stages the events of `sent`. Blocking.
+fn prepare(
+    state: &AppState,
+    mut sent: Sent,
+    app: &Arc<str>,
+    now: OffsetDateTime,
+) -> Result<Prepared, ApiError> {
+    let limits = &state.config().limits;
+    let body = sent.decode(limits)?;
+    let decoded = decode_batch(&body, app, now, limits).map_err(|e| match e {
         BatchError::InvalidJson { ref path, .. } => {
             ApiError::bad("invalid_json", path.clone(), e.to_string())
         }
@@ -56,8 +123,8 @@ async fn ingest(
             rejected: decoded.rejected,
         });
     }
+    state.limiter().app(app, decoded.events.len())?;
 
-    let dropped = decoded.dropped;
     let events: Vec<StoredEvent> = decoded
         .events
         .into_iter()
@@ -71,21 +138,16 @@ async fn ingest(
             }
         })
         .collect();
-    let new = state
-        .committer()
-        .commit(state.store().store().stage(events))
-        .await?;
-    let accepted = new.iter().filter(|&&n| n).count();
-    let duplicates = new.len() - accepted;
-    state.metrics().count_events(accepted, duplicates);
-    if accepted > 0 {
-        // A retry (all duplicates) already had its drops counted.
-        state.metrics().count_client_dropped(dropped);
-    }
-    Ok(IngestResponse {
-        accepted,
-        duplicates,
+    let mut held = sent.held;
+    let staged_bytes = crate::budget::staged_bytes(&events);
+    held.resize(held.bytes() + staged_bytes)?;
+    drop((body, sent.bytes));
+    held.resize(staged_bytes)?;
+    Ok(Prepared {
+        staged: state.store().store().stage(events),
+        held,
         rejected: decoded.rejected,
+        dropped: decoded.dropped,
     })
 }
 

@@ -36,19 +36,26 @@
 mod admin;
 mod auth;
 mod body;
+mod budget;
+mod cardinality;
 mod commit;
 mod config;
 mod dashboard;
 mod error;
 mod extract;
 mod ingest;
+mod listen;
 mod metrics;
 mod ops;
+mod rate;
 mod reports;
 mod state;
 
 pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};
+pub use cardinality::CardinalityLimits;
 pub use config::Config;
+pub use listen::ConnectionLimits;
+pub use rate::{Rate, RateLimits};
 pub use error::ServeError;
 pub use state::AppState;
 
@@ -108,8 +115,9 @@ impl Server {
         self.state.admin_token()
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then stops accepting
-    /// and commits everything accepted before returning.
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting,
+    /// gives open requests the drain timeout to finish, and commits
+    /// everything accepted before returning.
     pub async fn run(
         self,
         listener: tokio::net::TcpListener,
@@ -117,13 +125,15 @@ impl Server {
     ) -> Result<(), ServeError> {
         let addr = listener.local_addr().map_err(ServeError::Listen)?;
         tracing::info!(%addr, "Tally is listening.");
+        let mut background = tokio::task::JoinSet::new();
         if let Some(days) = self.state.config().retention_days {
-            tokio::spawn(retention(self.state.store().shared(), days));
+            background.spawn(retention(self.state.store().shared(), days));
         }
-        axum::serve(listener, app(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServeError::Listen)?;
+        background.spawn(self.state.clone().refresh_keys());
+        let limits = self.state.config().connections.clone();
+        let metrics = self.state.metrics().clone();
+        listen::serve(listener, app(self.state), &limits, &metrics, shutdown).await;
+        background.shutdown().await;
         tracing::info!("Draining: committing what was accepted.");
         self.committer.finish();
         tracing::info!("Stopped.");

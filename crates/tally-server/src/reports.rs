@@ -25,5 +25,6 @@ pub(crate) async fn report(
     })?;
     let query = tally_report::Query::from_params(report, &params)
         .map_err(|e| ApiError::bad("invalid_query", e.field, e.reason))?;
+    store.complete()?;
     Ok(Json(store.call(move |store| store.report(&query)).await?))
 }

@@ -3,15 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use tally_store::{App, Store, StoreError};
 
 use crate::auth::AdminToken;
+use crate::budget::Budget;
 use crate::commit::{Committer, CommitterHandle};
 use crate::config::Config;
 use crate::error::{ApiError, ServeError};
 use crate::metrics::Metrics;
+use crate::rate::Limiter;
 
 /// The state of a running server; cheap to clone.
 #[derive(Clone)]
@@ -28,12 +31,16 @@ struct Inner {
     keys: RwLock<HashMap<String, Arc<str>>>,
     committer: CommitterHandle,
     metrics: Metrics,
-    /// When an unknown key last made the server read the apps.
-    apps_reloaded: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Woken by an unknown key: the key refresher reads the apps again.
+    keys_wanted: tokio::sync::Notify,
+    budget: Budget,
+    limiter: Limiter,
 }
 
-/// Unknown keys reread the apps at most this often.
-const APPS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The apps are read again at most this often when unknown keys come in,
+const KEYS_RELOAD_AT_MOST: Duration = Duration::from_secs(1);
+/// and at least this often, for apps added through another collector.
+const KEYS_RELOAD_AT_LEAST: Duration = Duration::from_secs(30);
 
 /// The server's store, for handlers: its calls block, so they run on
 /// tokio's blocking threads ([`StoreHandle::call`]).
@@ -57,6 +64,17 @@ impl StoreHandle {
             .await
             .map_err(|e| ApiError::Unavailable(Box::new(e)))?
             .map_err(ApiError::from)
+    }
+
+    /// Fails when the store cannot show every event it acknowledged, so
+    /// that a report or export is refused rather than silently short.
+    pub(crate) fn complete(&self) -> Result<(), ApiError> {
+        match self.0.failure() {
+            Some(failure) => Err(ApiError::Incomplete(format!(
+                "answers would leave out acknowledged events: {failure}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The store itself, for work that outlives a request's call (a
@@ -85,15 +103,19 @@ impl AppState {
             .into_iter()
             .map(|app| (app.ingest_key, Arc::from(app.name)))
             .collect();
+        let budget = Budget::new(config.max_in_flight_bytes);
+        let limiter = Limiter::new(&config.rate_limits, config.limits.max_events_per_batch);
         let state = Self {
             inner: Arc::new(Inner {
+                budget,
+                limiter,
                 config,
                 store: StoreHandle(store),
                 admin_token: AdminToken::new(&admin_token),
                 keys: RwLock::new(keys),
                 committer: committer.handle(),
                 metrics,
-                apps_reloaded: std::sync::Mutex::new(None),
+                keys_wanted: tokio::sync::Notify::new(),
             }),
         };
         Ok((state, committer))
@@ -119,38 +141,49 @@ impl AppState {
         self.inner.admin_token.as_str()
     }
 
-    /// The app of an ingest key. An unknown key makes the server read the
-    /// apps again (at most once a second), since with a shared store an app
-    /// may have been added through another collector or directly.
+    /// Whether `token` is the admin token (compared in constant time).
+    pub(crate) fn is_admin(&self, token: &str) -> bool {
+        self.inner.admin_token.is(token)
+    }
+
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
+    pub(crate) fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    /// The app of an ingest key, from memory: never a call to the store on
+    /// the request's path, so unknown keys are answered at once. An unknown
+    /// key wakes the key refresher (see [`AppState::refresh_keys`]), since
+    /// with a shared store an app may have been added through another
+    /// collector; the client's retry then finds it.
     pub(crate) fn app_of_key(&self, key: &str) -> Option<Arc<str>> {
-        {
-            let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(app) = keys.get(key) {
-                return Some(Arc::clone(app));
+        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+        let app = keys.get(key).cloned();
+        if app.is_none() {
+            self.inner.keys_wanted.notify_one();
+        }
+        app
+    }
+
+    /// Reads the apps again whenever an unknown key asks for it (at most
+    /// once a second) and every 30 seconds in any case; forgets idle rate
+    /// limit buckets on the way. Runs until aborted.
+    pub(crate) async fn refresh_keys(self) {
+        loop {
+            tokio::select! {
+                () = self.inner.keys_wanted.notified() => {}
+                () = tokio::time::sleep(KEYS_RELOAD_AT_LEAST) => {}
             }
-        }
-        let mut reloaded = self
-            .inner
-            .apps_reloaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if reloaded.is_some_and(|at| at.elapsed() < APPS_RELOAD_EVERY) {
-            return None;
-        }
-        *reloaded = Some(std::time::Instant::now());
-        let apps = match self.inner.store.store().apps() {
-            Ok(apps) => apps,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the apps failed");
-                return None;
+            match self.store().call(|store| store.apps()).await {
+                Ok(apps) => apps.iter().for_each(|app| self.register(app)),
+                Err(e) => tracing::warn!(error = %e, "Reading the apps failed."),
             }
-        };
-        for app in &apps {
-            self.register(app);
+            self.inner.limiter.forget_idle();
+            tokio::time::sleep(KEYS_RELOAD_AT_MOST).await;
         }
-        apps.into_iter()
-            .find(|a| a.ingest_key == key)
-            .map(|a| Arc::from(a.name))
     }
 
     pub(crate) fn register(&self, app: &App) {

@@ -97,6 +97,14 @@ pub trait Store: Send + Sync {
     fn unloaded_events(&self) -> usize {
         0
     }
+
+    /// Why the store cannot take more events or show all it acknowledged
+    /// (the embedded store's loader stopped on an error), if it cannot: a
+    /// server fails its readiness check and refuses reports and exports,
+    /// which would be incomplete, until it is fixed.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Inserts events, exactly once each.

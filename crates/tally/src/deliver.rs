@@ -183,7 +183,7 @@ impl Flush<'_> {
         else {
             return false;
         };
-        let dropped = self.spool.dropped();
+        let dropped = self.spool.dropped().min(tally_protocol::MAX_REPORTED_DROPPED);
         let body = Batch {
             sent_at: time::OffsetDateTime::now_utc(),
             events: batch.iter().map(|s| s.event.clone()).collect(),

@@ -21,6 +21,81 @@ pub struct Args {
     /// realistic demo data first.
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What the public endpoint allows (docs/security.md gives each limit's
+/// reason).
+#[derive(clap::Args, Debug)]
+struct LimitArgs {
+    /// Most client connections open at once; more are answered 503.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Events per second one app's ingest key may send, sustained (bursts
+    /// of four times as many pass).
+    #[arg(long, env = crate::env::APP_EVENTS_PER_SECOND, default_value_t = 50_000)]
+    app_events_per_second: u32,
+    /// An app with a rate of its own, as APP=EVENTS_PER_SECOND (repeatable).
+    #[arg(long = "app-rate", value_parser = parse_app_rate)]
+    app_rates: Vec<(String, u32)>,
+    /// Ingest requests per second one client address may make, sustained
+    /// (bursts of ten times as many pass).
+    #[arg(long, default_value_t = 20)]
+    client_requests_per_second: u32,
+    /// Behind a reverse proxy: the header holding the client's address,
+    /// e.g. X-Forwarded-For (its last entry is taken). Only with a proxy
+    /// in front of every request.
+    #[arg(long)]
+    client_ip_header: Option<String>,
+    /// Most memory requests in flight may hold, in MiB.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight_mib: usize,
+    /// A file holding the token that `GET /metrics` then needs.
+    #[arg(long, conflicts_with = "metrics_token")]
+    metrics_token_file: Option<PathBuf>,
+    /// The token `GET /metrics` needs (prefer the file or the environment:
+    /// `ps` shows arguments).
+    #[arg(long, env = crate::env::METRICS_TOKEN, hide_env_values = true)]
+    metrics_token: Option<String>,
+}
+
+impl LimitArgs {
+    fn apply(self, config: &mut tally_server::Config) -> Result<()> {
+        use tally_server::Rate;
+        config.connections.max_connections = self.max_connections;
+        let rate = |n: u32, burst: u32| Rate::per_second(n, n.saturating_mul(burst));
+        let limits = &mut config.rate_limits;
+        limits.events_per_app = rate(self.app_events_per_second, 4);
+        limits.apps = self
+            .app_rates
+            .into_iter()
+            .map(|(app, n)| (app, rate(n, 4)))
+            .collect();
+        limits.requests_per_client = rate(self.client_requests_per_second, 10);
+        limits.client_header = self.client_ip_header;
+        config.max_in_flight_bytes = self.max_in_flight_mib.saturating_mul(1024 * 1024);
+        config.metrics_token = match self.metrics_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => self.metrics_token,
+        };
+        Ok(())
+    }
+}
+
+fn parse_app_rate(text: &str) -> Result<(String, u32), String> {
+    let (app, n) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not APP=EVENTS_PER_SECOND"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("{n:?} is not a number of events per second"))?;
+    Ok((app.to_owned(), n))
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -32,6 +107,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut config = tally_server::Config::new(args.store.data.clone());
     config.store = args.store.spec()?;
     config.retention_days = args.retention_days;
+    args.limits.apply(&mut config)?;
     if args.demo {
         let spec = &config.store;
         let store = spec.open().with_context(|| format!("opening {spec}"))?;

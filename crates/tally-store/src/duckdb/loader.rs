@@ -160,6 +160,16 @@ impl Handoff {
         self.lock().unloaded
     }
 
+    /// Why the loader stopped, if it did.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.lock().failure.as_ref().map(|failure| {
+            format!(
+                "loading acknowledged events into the store failed ({failure}); \
+                 they are safe in the journal and are loaded when the server starts again"
+            )
+        })
+    }
+
     /// Whether everything handed over is committed.
     pub(super) fn all_loaded(&self) -> bool {
         let state = self.lock();

@@ -181,6 +181,10 @@ impl Store for DuckDbStore {
         self.handoff.unloaded()
     }
 
+    fn failure(&self) -> Option<String> {
+        self.handoff.failure()
+    }
+
     fn add_app(&self, name: &str) -> Result<App, StoreError> {
         tally_protocol::check_app_name(name).map_err(StoreError::InvalidAppName)?;
         let conn = self.connection()?;

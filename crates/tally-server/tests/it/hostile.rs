@@ -1,0 +1,258 @@
+//! Clients that mean harm, over real sockets: ones that send half a header
+//! and wait, trickle a body, hold connections open, send bombs, or send more
+//! than their share. Each test gives the server short limits and checks that
+//! it ends what they started and keeps serving everyone else.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tally_server::{Rate, RateLimits};
+use tally_testkit::events::{batch_body, fresh, gzip};
+use tally_testkit::server::RunningServer;
+
+/// Long enough that a server that should act never makes a test wait this
+/// long, short enough that one that does not act fails rather than hangs.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn connect(server: &RunningServer) -> TcpStream {
+    let stream = TcpStream::connect(addr(server)).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+}
+
+fn addr(server: &RunningServer) -> &str {
+    server.url.trim_start_matches("http://")
+}
+
+/// Reads until the server closes: what it sent, or an error if it kept
+/// the connection open past [`PATIENCE`].
+fn read_to_close(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut text = Vec::new();
+    stream.read_to_end(&mut text)?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// Reads one response's status and JSON body.
+fn read_response(stream: &TcpStream) -> (u16, Value) {
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header");
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn healthz(server: &RunningServer) -> u16 {
+    ureq::get(format!("{}/healthz", server.url))
+        .call()
+        .map_or(0, |r| r.status().as_u16())
+}
+
+/// Posts `body` (sent as is, with `headers`) to `/v1/batch` with `key`.
+fn post(server: &RunningServer, key: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+    let mut request = ureq::post(format!("{}/v1/batch", server.url))
+        .header("Authorization", &format!("Bearer {key}"))
+        .config()
+        .http_status_as_error(false)
+        .build();
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.send(&body[..]).expect("POST");
+    let status = response.status().as_u16();
+    let answer = response.body_mut().read_json().unwrap_or(Value::Null);
+    (status, answer)
+}
+
+fn batch_of(app: &str, n: usize) -> Vec<u8> {
+    batch_body(&(0..n).map(|_| fresh(app)).collect::<Vec<_>>())
+}
+
+#[test]
+fn half_a_header_is_cut_off_after_the_header_timeout() {
+    let server = RunningServer::start_with(|c| c.connections.header_timeout = Duration::from_millis(300));
+    let mut stream = connect(&server);
+    write!(stream, "POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthor").expect("half a header");
+    read_to_close(&mut stream).expect("the server closes the connection");
+    assert_eq!(healthz(&server), 200);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed() {
+    let server = RunningServer::start_with(|c| c.connections.header_timeout = Duration::from_millis(300));
+    let mut stream = connect(&server);
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let (status, body) = read_response(&stream);
+    assert_eq!((status, &body["status"]), (200, &json!("ok")));
+    // Nothing more is sent: the server must not keep the socket forever.
+    assert_eq!(read_to_close(&mut stream).expect("closed"), "");
+}
+
+#[test]
+fn connections_over_the_cap_are_refused_at_once_and_served_again_later() {
+    let server = RunningServer::start_with(|c| {
+        c.connections.max_connections = 3;
+        c.connections.header_timeout = Duration::from_secs(60);
+    });
+    let mut held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
+    // The three are open once the server answers on one of them.
+    write!(held[0], "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    assert_eq!(read_response(&held[0]).0, 200);
+
+    let mut fourth = connect(&server);
+    let refused = read_to_close(&mut fourth).expect("refused and closed, not left hanging");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("Retry-After: 1"), "{refused}");
+
+    held.clear();
+    tally_testkit::eventually(PATIENCE, "a connection is served once others closed", || {
+        (healthz(&server) == 200).then_some(())
+    });
+    let metrics = ureq::get(format!("{}/metrics", server.url))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("tally_connections_refused_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
+/// Writes `headers` and then the body a byte at a time, until the server
+/// answers or closes; returns the status it answered.
+fn trickle(server: &RunningServer, key: &str) -> u16 {
+    let mut stream = connect(server);
+    let body = batch_of("slow", 3);
+    write!(
+        stream,
+        "POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("headers");
+    let mut writer = stream.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        for byte in body {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    read_response(&stream).0
+}
+
+#[test]
+fn a_trickled_body_gets_408() {
+    let server = RunningServer::start_with(|c| c.connections.body_timeout = Duration::from_millis(500));
+    let key = server.add_app("slow");
+    assert_eq!(trickle(&server, &key), 408);
+    assert!(server.export("slow").is_empty());
+}
+
+#[test]
+fn a_trickled_body_cannot_hold_the_drain() {
+    let server = RunningServer::start_with(|c| {
+        c.connections.body_timeout = Duration::from_secs(600);
+        c.connections.drain_timeout = Duration::from_millis(300);
+    });
+    let key = server.add_app("slow");
+    let mut stream = connect(&server);
+    write!(
+        stream,
+        "POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 100000\r\n\r\n{{"
+    )
+    .expect("a body that never ends");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(server);
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(PATIENCE)
+        .expect("the server stops after its drain timeout");
+    read_to_close(&mut stream).expect("the connection was closed");
+}
+
+#[test]
+fn a_bomb_gets_no_room_while_ordinary_batches_go_in() {
+    let server = RunningServer::start_with(|c| c.max_in_flight_bytes = 2 * 1024 * 1024);
+    let key = server.add_app("bombed");
+    // 8 MB of spaces inside a JSON string, a few KB gzipped.
+    let mut bomb = b"{\"sent_at\":\"2026-01-01T00:00:00Z\",\"events\":[\"".to_vec();
+    bomb.resize(bomb.len() + 7 * 1024 * 1024, b' ');
+    bomb.extend_from_slice(b"\"]}");
+    let (status, answer) = post(&server, &key, &[("Content-Encoding", "gzip")], gzip(&bomb));
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["error"], "busy", "{answer}");
+
+    let (status, answer) = post(&server, &key, &[], batch_of("bombed", 100));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.export("bombed").len(), 100);
+}
+
+#[test]
+fn one_app_over_its_rate_does_not_stop_the_others() {
+    let server = RunningServer::start_with(|c| {
+        c.rate_limits.events_per_app = Rate::per_second(1, 1000);
+    });
+    let (noisy, quiet) = (server.add_app("noisy"), server.add_app("quiet"));
+    assert_eq!(post(&server, &noisy, &[], batch_of("noisy", 1000)).0, 200);
+    let mut response = ureq::post(format!("{}/v1/batch", server.url))
+        .header("Authorization", &format!("Bearer {noisy}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(&batch_of("noisy", 10)[..])
+        .expect("POST");
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(retry_after >= 1);
+    let answer: Value = response.body_mut().read_json().expect("json");
+    assert_eq!(answer["error"], "rate_limited", "{answer}");
+
+    assert_eq!(post(&server, &quiet, &[], batch_of("quiet", 10)).0, 200);
+    assert_eq!(server.export("noisy").len(), 1000);
+}
+
+#[test]
+fn one_client_over_its_rate_does_not_stop_the_others() {
+    let server = RunningServer::start_with(|c| {
+        c.rate_limits = RateLimits {
+            requests_per_client: Rate::per_second(1, 2),
+            client_header: Some("X-Forwarded-For".into()),
+            ..RateLimits::default()
+        };
+    });
+    let key = server.add_app("shared");
+    let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+    for _ in 0..2 {
+        assert_eq!(post(&server, &key, &from("198.51.100.1"), batch_of("shared", 1)).0, 200);
+    }
+    let (status, answer) = post(&server, &key, &from("198.51.100.1"), batch_of("shared", 1));
+    assert_eq!((status, &answer["error"]), (429, &json!("rate_limited")), "{answer}");
+    assert_eq!(post(&server, &key, &from("198.51.100.2"), batch_of("shared", 1)).0, 200);
+}
