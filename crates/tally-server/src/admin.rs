@@ -85,6 +85,7 @@ pub(crate) async fn export(
         since: time_param("since", query.since.as_deref())?,
         until: time_param("until", query.until.as_deref())?,
     };
+    store.complete()?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let store = store.shared();
     tokio::task::spawn_blocking(move || {

@@ -91,6 +91,16 @@ CREATE TABLE rollups (
 CREATE TABLE journal_loaded (segment BIGINT NOT NULL, "offset" BIGINT NOT NULL);
 INSERT INTO journal_loaded VALUES (0, 0);
 "#,
+    // 5: client times that Tally before 0.1 stored unchecked (year 0 or
+    // 9999), which no export could write, clamped into the window every
+    // store holds (`tally_protocol::clock`); the times themselves were
+    // the client's clock and meant nothing.
+    r#"
+UPDATE events SET client_timestamp = TIMESTAMP '1970-01-01 00:00:00'
+    WHERE client_timestamp < TIMESTAMP '1970-01-01 00:00:00';
+UPDATE events SET client_timestamp = TIMESTAMP '2099-12-31 23:59:59.999999'
+    WHERE client_timestamp >= TIMESTAMP '2100-01-01 00:00:00';
+"#,
 ];
 
 /// Brings the database to the newest schema.

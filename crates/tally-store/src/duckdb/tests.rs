@@ -224,3 +224,38 @@ fn installs_are_numbered_in_order_of_first_sight() {
     assert_eq!(fresh, [(ids(0xb), 1), (ids(0xc), 2)]);
     assert_eq!(installs.len(), 3);
 }
+
+/// Regression: a client time of year 0, stored by a Tally that did not
+/// check it, stopped every export at its row; migrating the store clamps it.
+#[test]
+fn client_times_stored_unchecked_are_clamped_so_exports_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
+    {
+        let store = DuckDbStore::open(dir.path()).expect("open");
+        store.add_app("old").expect("add");
+        let events = vec![sample(1, "old", at), sample(2, "old", at)];
+        store.writer().expect("w").insert(&mut events.into()).expect("insert");
+    }
+    {
+        // What an older Tally left behind (years 0 and 9999), at the
+        // schema before the clamp.
+        let conn = Connection::open(dir.path().join("tally.duckdb")).expect("db");
+        conn.execute_batch(
+            "UPDATE events SET client_timestamp = make_timestamp(-62167219200000000) WHERE id = (SELECT min(id) FROM events);
+             UPDATE events SET client_timestamp = make_timestamp(253402300799000000) WHERE id = (SELECT max(id) FROM events);
+             DELETE FROM tally_schema WHERE version = 5;",
+        )
+        .expect("old rows");
+    }
+    let store = DuckDbStore::open(dir.path()).expect("migrate");
+    let mut times = Vec::new();
+    store
+        .export(&ExportFilter::default(), &mut |e| {
+            times.push(e.client_timestamp.year());
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("every row exports");
+    times.sort_unstable();
+    assert_eq!(times, [1970, 2099]);
+}
