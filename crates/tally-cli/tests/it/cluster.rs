@@ -143,3 +143,25 @@ fn a_clickhouse_outage_gives_503_and_the_collector_recovers_alone() {
     let stored = ids(&export(&store, "flaky"));
     assert_eq!(stored.len(), 20);
 }
+
+/// A collector learns keys added through another one in the background;
+/// an unknown key is answered from memory, even while ClickHouse hangs.
+#[test]
+fn keys_added_elsewhere_are_learnt_and_unknown_keys_never_wait_for_clickhouse() {
+    let mut clickhouse = LocalServer::start();
+    let store = clickhouse.store_url("keys");
+    let dir = data_dir();
+    let server = TestServer::start_with(dir.path(), &["--store", &store]);
+    let key = add_app(&store, "late");
+    tally_testkit::eventually(
+        std::time::Duration::from_secs(60),
+        "the collector learns a key added after it started",
+        || (server.send(&key, &[fresh("late")]).0 == 200).then_some(()),
+    );
+
+    clickhouse.stop();
+    let (status, body) = server.send("tk_nobody", &[fresh("late")]);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "unknown ingest key", "{body}");
+    clickhouse.resume();
+}
