@@ -125,7 +125,7 @@ fn prepare(
     }
     state.limiter().app(app, decoded.events.len())?;
 
-    let events: Vec<StoredEvent> = decoded
+    let mut events: Vec<StoredEvent> = decoded
         .events
         .into_iter()
         .zip(decoded.client_timestamps)
@@ -138,6 +138,12 @@ fn prepare(
             }
         })
         .collect();
+    // Every value is the client's to choose: beyond the day's cap on a
+    // field's distinct values, new ones are stored as "(other)".
+    let folded = state.cardinality().fold(app, now.date(), &mut events);
+    for (dimension, n) in folded.iter() {
+        state.metrics().count_folded(dimension, n);
+    }
     let mut held = sent.held;
     let staged_bytes = crate::budget::staged_bytes(&events);
     held.resize(held.bytes() + staged_bytes)?;

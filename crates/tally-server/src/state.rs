@@ -10,6 +10,7 @@ use tally_store::{App, Store, StoreError};
 
 use crate::auth::AdminToken;
 use crate::budget::Budget;
+use crate::cardinality::Cardinality;
 use crate::commit::{Committer, CommitterHandle};
 use crate::config::Config;
 use crate::error::{ApiError, ServeError};
@@ -35,6 +36,7 @@ struct Inner {
     keys_wanted: tokio::sync::Notify,
     budget: Budget,
     limiter: Limiter,
+    cardinality: Cardinality,
 }
 
 /// The apps are read again at most this often when unknown keys come in,
@@ -105,8 +107,10 @@ impl AppState {
             .collect();
         let budget = Budget::new(config.max_in_flight_bytes);
         let limiter = Limiter::new(&config.rate_limits, config.limits.max_events_per_batch);
+        let cardinality = Cardinality::new(config.cardinality.clone());
         let state = Self {
             inner: Arc::new(Inner {
+                cardinality,
                 budget,
                 limiter,
                 config,
@@ -152,6 +156,10 @@ impl AppState {
 
     pub(crate) fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    pub(crate) fn cardinality(&self) -> &Cardinality {
+        &self.inner.cardinality
     }
 
     /// The app of an ingest key, from memory: never a call to the store on

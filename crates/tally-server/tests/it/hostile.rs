@@ -256,3 +256,36 @@ fn one_client_over_its_rate_does_not_stop_the_others() {
     assert_eq!((status, &answer["error"]), (429, &json!("rate_limited")), "{answer}");
     assert_eq!(post(&server, &key, &from("198.51.100.2"), batch_of("shared", 1)).0, 200);
 }
+
+#[test]
+fn values_beyond_a_days_cap_are_stored_as_other_and_counted() {
+    let server = RunningServer::start_with(|c| c.cardinality.app_versions = 2);
+    let key = server.add_app("spray");
+    let events: Vec<_> = (0..5)
+        .map(|n| {
+            let mut event = fresh("spray");
+            event.app_version = format!("0.0.{n}");
+            event
+        })
+        .collect();
+    let (status, answer) = post(&server, &key, &[], batch_body(&events));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 5, "folded events are still stored");
+    let mut versions: Vec<String> = server
+        .export("spray")
+        .iter()
+        .map(|e| e["app_version"].as_str().expect("version").to_owned())
+        .collect();
+    versions.sort();
+    assert_eq!(versions, ["(other)", "(other)", "(other)", "0.0.0", "0.0.1"]);
+    let metrics = ureq::get(format!("{}/metrics", server.url))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("tally_values_folded_total{") && l.ends_with(" 3")),
+        "{metrics}"
+    );
+}
