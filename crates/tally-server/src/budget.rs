@@ -27,7 +27,9 @@ pub(crate) struct Held {
 impl Budget {
     pub(crate) fn new(total_bytes: usize) -> Self {
         // The semaphore counts in u32 permits (and caps them further).
-        let total = total_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        let total = total_bytes
+            .min(Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize);
         Self {
             room: Arc::new(Semaphore::new(total)),
             total,
@@ -53,7 +55,9 @@ impl Budget {
 impl Held {
     /// Bytes held.
     pub(crate) fn bytes(&self) -> usize {
-        self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+        self.permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits)
     }
 
     /// Holds `bytes` in all from now on: gives back what is over, or takes
@@ -97,9 +101,12 @@ fn event_bytes(e: &Event) -> usize {
         text(&err.kind) + text(&err.message) + opt(&err.location)
     });
     // A map entry: the key, the value and the tree's node share.
-    let entries: usize = e.deps.iter().map(|(k, v)| 48 + text(k) + text(v)).sum::<usize>()
-        + e
-            .properties
+    let entries: usize = e
+        .deps
+        .iter()
+        .map(|(k, v)| 48 + text(k) + text(v))
+        .sum::<usize>()
+        + e.properties
             .iter()
             .map(|(k, v)| {
                 48 + text(k)

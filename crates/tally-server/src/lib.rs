@@ -54,9 +54,9 @@ mod state;
 pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};
 pub use cardinality::CardinalityLimits;
 pub use config::Config;
+pub use error::ServeError;
 pub use listen::ConnectionLimits;
 pub use rate::{Rate, RateLimits};
-pub use error::ServeError;
 pub use state::AppState;
 
 use std::future::Future;

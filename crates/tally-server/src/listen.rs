@@ -120,22 +120,21 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
-                let mut request = request.map(axum::body::Body::new);
-                request.extensions_mut().insert(PeerAddr(addr));
-                request
-            });
+        let service =
+            router
+                .clone()
+                .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let mut request = request.map(axum::body::Body::new);
+                    request.extensions_mut().insert(PeerAddr(addr));
+                    request
+                });
         let builder = Arc::clone(&builder);
         let mut stop = stop_rx.clone();
         let metrics = metrics.clone();
         connections.spawn(async move {
             let _open = metrics.connection_opened();
-            let conn = builder.serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => log_end(result),

@@ -208,7 +208,9 @@ mod tests {
             refused,
             ApiError::RateLimited { what: "this ingest key", retry_after_s } if retry_after_s >= 1
         ));
-        limiter.app(&b, 100).expect("another app has its own bucket");
+        limiter
+            .app(&b, 100)
+            .expect("another app has its own bucket");
     }
 
     #[test]
@@ -224,7 +226,9 @@ mod tests {
     #[test]
     fn a_batch_larger_than_the_burst_can_still_pass() {
         let limiter = limiter(Rate::per_second(1, 10), Rate::per_second(1, 1));
-        limiter.app(&"a".into(), 100).expect("the bucket holds a batch");
+        limiter
+            .app(&"a".into(), 100)
+            .expect("the bucket holds a batch");
     }
 
     #[test]
@@ -244,8 +248,15 @@ mod tests {
         let direct = Limiter::new(&limits, 100);
         let peer: IpAddr = [203, 0, 113, 7].into();
         let mut headers = axum::http::HeaderMap::new();
-        headers.insert("x-forwarded-for", "198.51.100.1, 192.0.2.9".parse().expect("value"));
-        assert_eq!(direct.client_of(Some(peer), &headers), Some(peer), "no proxy is trusted");
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.1, 192.0.2.9".parse().expect("value"),
+        );
+        assert_eq!(
+            direct.client_of(Some(peer), &headers),
+            Some(peer),
+            "no proxy is trusted"
+        );
         let local: IpAddr = [127, 0, 0, 1].into();
         assert_eq!(direct.client_of(Some(local), &headers), None);
         limits.client_header = Some("X-Forwarded-For".into());

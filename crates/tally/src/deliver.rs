@@ -183,7 +183,10 @@ impl Flush<'_> {
         else {
             return false;
         };
-        let dropped = self.spool.dropped().min(tally_protocol::MAX_REPORTED_DROPPED);
+        let dropped = self
+            .spool
+            .dropped()
+            .min(tally_protocol::MAX_REPORTED_DROPPED);
         let body = Batch {
             sent_at: time::OffsetDateTime::now_utc(),
             events: batch.iter().map(|s| s.event.clone()).collect(),

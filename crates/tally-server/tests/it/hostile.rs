@@ -67,7 +67,12 @@ fn healthz(server: &RunningServer) -> u16 {
 }
 
 /// Posts `body` (sent as is, with `headers`) to `/v1/batch` with `key`.
-fn post(server: &RunningServer, key: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+fn post(
+    server: &RunningServer,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut request = ureq::post(format!("{}/v1/batch", server.url))
         .header("Authorization", &format!("Bearer {key}"))
         .config()
@@ -88,7 +93,8 @@ fn batch_of(app: &str, n: usize) -> Vec<u8> {
 
 #[test]
 fn half_a_header_is_cut_off_after_the_header_timeout() {
-    let server = RunningServer::start_with(|c| c.connections.header_timeout = Duration::from_millis(300));
+    let server =
+        RunningServer::start_with(|c| c.connections.header_timeout = Duration::from_millis(300));
     let mut stream = connect(&server);
     write!(stream, "POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthor").expect("half a header");
     read_to_close(&mut stream).expect("the server closes the connection");
@@ -97,7 +103,8 @@ fn half_a_header_is_cut_off_after_the_header_timeout() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed() {
-    let server = RunningServer::start_with(|c| c.connections.header_timeout = Duration::from_millis(300));
+    let server =
+        RunningServer::start_with(|c| c.connections.header_timeout = Duration::from_millis(300));
     let mut stream = connect(&server);
     write!(stream, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
     let (status, body) = read_response(&stream);
@@ -123,9 +130,11 @@ fn connections_over_the_cap_are_refused_at_once_and_served_again_later() {
     assert!(refused.contains("Retry-After: 1"), "{refused}");
 
     held.clear();
-    tally_testkit::eventually(PATIENCE, "a connection is served once others closed", || {
-        (healthz(&server) == 200).then_some(())
-    });
+    tally_testkit::eventually(
+        PATIENCE,
+        "a connection is served once others closed",
+        || (healthz(&server) == 200).then_some(()),
+    );
     let metrics = ureq::get(format!("{}/metrics", server.url))
         .call()
         .expect("metrics")
@@ -133,7 +142,9 @@ fn connections_over_the_cap_are_refused_at_once_and_served_again_later() {
         .read_to_string()
         .expect("text");
     assert!(
-        metrics.lines().any(|l| l.starts_with("tally_connections_refused_total ") && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tally_connections_refused_total ") && !l.ends_with(" 0")),
         "{metrics}"
     );
 }
@@ -163,7 +174,8 @@ fn trickle(server: &RunningServer, key: &str) -> u16 {
 
 #[test]
 fn a_trickled_body_gets_408() {
-    let server = RunningServer::start_with(|c| c.connections.body_timeout = Duration::from_millis(500));
+    let server =
+        RunningServer::start_with(|c| c.connections.body_timeout = Duration::from_millis(500));
     let key = server.add_app("slow");
     assert_eq!(trickle(&server, &key), 408);
     assert!(server.export("slow").is_empty());
@@ -250,11 +262,21 @@ fn one_client_over_its_rate_does_not_stop_the_others() {
     let key = server.add_app("shared");
     let from = |ip: &'static str| [("X-Forwarded-For", ip)];
     for _ in 0..2 {
-        assert_eq!(post(&server, &key, &from("198.51.100.1"), batch_of("shared", 1)).0, 200);
+        assert_eq!(
+            post(&server, &key, &from("198.51.100.1"), batch_of("shared", 1)).0,
+            200
+        );
     }
     let (status, answer) = post(&server, &key, &from("198.51.100.1"), batch_of("shared", 1));
-    assert_eq!((status, &answer["error"]), (429, &json!("rate_limited")), "{answer}");
-    assert_eq!(post(&server, &key, &from("198.51.100.2"), batch_of("shared", 1)).0, 200);
+    assert_eq!(
+        (status, &answer["error"]),
+        (429, &json!("rate_limited")),
+        "{answer}"
+    );
+    assert_eq!(
+        post(&server, &key, &from("198.51.100.2"), batch_of("shared", 1)).0,
+        200
+    );
 }
 
 #[test]
@@ -277,7 +299,10 @@ fn values_beyond_a_days_cap_are_stored_as_other_and_counted() {
         .map(|e| e["app_version"].as_str().expect("version").to_owned())
         .collect();
     versions.sort();
-    assert_eq!(versions, ["(other)", "(other)", "(other)", "0.0.0", "0.0.1"]);
+    assert_eq!(
+        versions,
+        ["(other)", "(other)", "(other)", "0.0.0", "0.0.1"]
+    );
     let metrics = ureq::get(format!("{}/metrics", server.url))
         .call()
         .expect("metrics")
@@ -285,7 +310,9 @@ fn values_beyond_a_days_cap_are_stored_as_other_and_counted() {
         .read_to_string()
         .expect("text");
     assert!(
-        metrics.lines().any(|l| l.starts_with("tally_values_folded_total{") && l.ends_with(" 3")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tally_values_folded_total{") && l.ends_with(" 3")),
         "{metrics}"
     );
 }

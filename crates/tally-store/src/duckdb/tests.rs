@@ -235,7 +235,11 @@ fn client_times_stored_unchecked_are_clamped_so_exports_work() {
         let store = DuckDbStore::open(dir.path()).expect("open");
         store.add_app("old").expect("add");
         let events = vec![sample(1, "old", at), sample(2, "old", at)];
-        store.writer().expect("w").insert(&mut events.into()).expect("insert");
+        store
+            .writer()
+            .expect("w")
+            .insert(&mut events.into())
+            .expect("insert");
     }
     {
         // What an older Tally left behind (years 0 and 9999), at the
