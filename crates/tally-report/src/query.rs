@@ -157,7 +157,20 @@ pub struct Query {
     pub command: Option<String>,
     /// For `deprecation`: the window in days (default 30).
     pub days: u32,
+    /// Most rows of distinct values a table lists, ranked by its main
+    /// count (installs or runs); the rest are summed in one `(other)` row
+    /// (see [`Table::total_rows`](crate::Table::total_rows)). `None` lists
+    /// every row. Tables of days and weeks (`installs`) are not limited.
+    pub limit: Option<usize>,
 }
+
+/// How many rows a table lists unless the query says: what a reader takes
+/// in, while an app with 100,000 versions in the field still answers in a
+/// small page.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// The most a query may ask for, short of `all`.
+const MAX_LIMIT: usize = 1_000_000;
 
 /// A parameter that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,13 +191,25 @@ fn bad(field: &str, reason: impl Into<String>) -> QueryError {
 
 /// Parameters every report accepts, and the deprecation report's own.
 const KNOWN: &[&str] = &[
-    "app", "since", "until", "version", "os", "env", "flag", "command", "days",
+    "app", "since", "until", "version", "os", "env", "flag", "command", "days", "limit",
 ];
 
 impl Query {
     /// Reads a query from URL-style parameters (`app`, `since`, `until` as
-    /// RFC 3339 or `YYYY-MM-DD`, `version`, `os`, `env`, and for
-    /// deprecation `flag` or `command` and `days`).
+    /// RFC 3339 or `YYYY-MM-DD`, `version`, `os`, `env`, `limit` as a
+    /// number or `all`, and for deprecation `flag` or `command` and
+    /// `days`).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use tally_report::{DEFAULT_LIMIT, Query, ReportName};
+    /// let mut params = BTreeMap::from([("app".to_owned(), "mycli".to_owned())]);
+    /// let query = Query::from_params(ReportName::Versions, &params)?;
+    /// assert_eq!(query.limit, Some(DEFAULT_LIMIT));
+    /// params.insert("limit".into(), "all".into());
+    /// assert_eq!(Query::from_params(ReportName::Versions, &params)?.limit, None);
+    /// # Ok::<(), tally_report::QueryError>(())
+    /// ```
     pub fn from_params(
         report: ReportName,
         params: &BTreeMap<String, String>,
@@ -215,6 +240,21 @@ impl Query {
                 .filter(|d| (1..=3650).contains(d))
                 .ok_or_else(|| bad("days", "must be a whole number of days from 1 to 3650"))?,
         };
+        let limit = match get("limit") {
+            None => Some(DEFAULT_LIMIT),
+            Some("all") => None,
+            Some(v) => Some(
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        bad(
+                            "limit",
+                            format!("must be a whole number of rows from 1 to {MAX_LIMIT}, or all"),
+                        )
+                    })?,
+            ),
+        };
         let flag = get("flag").map(str::to_owned);
         let command = get("command").map(str::to_owned);
         if report == ReportName::Deprecation && flag.is_none() && command.is_none() {
@@ -236,6 +276,7 @@ impl Query {
             flag,
             command,
             days,
+            limit,
         })
     }
 }
@@ -287,6 +328,12 @@ mod tests {
             "colour"
         );
         assert_eq!(err(&[("app", "a")], ReportName::Deprecation), "flag");
+        for limit in ["0", "-1", "ten", "1000001"] {
+            assert_eq!(
+                err(&[("app", "a"), ("limit", limit)], ReportName::Commands),
+                "limit"
+            );
+        }
         assert_eq!(
             err(
                 &[

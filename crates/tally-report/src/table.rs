@@ -61,7 +61,19 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Rows, each as long as `columns`.
     pub rows: Vec<Vec<Cell>>,
+    /// How many rows the table has without the query's limit
+    /// ([`Query::limit`](crate::Query::limit)). When there are more than
+    /// the limit, the table lists those that count most and sums the rest
+    /// in a last row whose key cells read [`OTHER`]; its runs are their
+    /// sum, its installs empty (an install may be in several of them).
+    #[serde(default)]
+    pub total_rows: usize,
 }
+
+/// What the key cells of a row read when it holds several values: those
+/// beyond a report's limit, or values the server stored as `(other)`
+/// because their field had too many distinct values that day.
+pub const OTHER: &str = "(other)";
 
 /// A report's answer: one or more tables.
 ///
@@ -73,6 +85,7 @@ pub struct Table {
 ///         name: "commands".into(),
 ///         columns: vec!["command".into(), "runs".into()],
 ///         rows: vec![vec![Cell::Text("build".into()), Cell::Int(3)]],
+///         total_rows: 1,
 ///     }],
 /// };
 /// assert_eq!(report.to_csv(), "command,runs\nbuild,3\n");
@@ -108,6 +121,7 @@ impl Report {
     ///         name: "commands".into(),
     ///         columns: vec!["command".into()],
     ///         rows: vec![vec![Cell::Text(osc52.into())]],
+    ///         total_rows: 1,
     ///     }],
     /// };
     /// assert_eq!(report.to_text(), "command\n\\u{1b}]52;c;cm0gLXJm\\u{7}\n");
@@ -177,6 +191,10 @@ impl Report {
             if table.rows.is_empty() {
                 out.push_str("(no data)\n");
             }
+            if table.total_rows > table.rows.len() {
+                let total = table.total_rows;
+                let _ = writeln!(out, "({total} rows in all; the rest are summed in {OTHER})");
+            }
         }
         out
     }
@@ -200,6 +218,7 @@ impl Report {
     ///         name: "commands".into(),
     ///         columns: vec!["command".into(), "change".into()],
     ///         rows: vec![vec![Cell::Text("=HYPERLINK(\"http://x\")".into()), Cell::Int(-3)]],
+    ///         total_rows: 1,
     ///     }],
     /// };
     /// assert_eq!(report.to_csv(), "command,change\n\"'=HYPERLINK(\"\"http://x\"\")\",-3\n");
@@ -236,6 +255,7 @@ mod tests {
             tables: vec![Table {
                 name: "t".into(),
                 columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+                total_rows: rows.len(),
                 rows,
             }],
         }
@@ -252,6 +272,26 @@ mod tests {
             ]],
         );
         assert_eq!(report.to_csv(), "version,change,share\n'-3,-3,-0.5\n");
+    }
+
+    #[test]
+    fn a_limited_table_says_how_many_rows_there_are() {
+        let mut limited = report(
+            &["version", "runs"],
+            vec![
+                vec![Cell::Text("1.0".into()), Cell::Int(3)],
+                vec![Cell::Text(OTHER.into()), Cell::Int(5)],
+            ],
+        );
+        assert!(!limited.to_text().contains("in all"));
+        limited.tables[0].total_rows = 12;
+        assert!(
+            limited
+                .to_text()
+                .ends_with("(other)       5\n(12 rows in all; the rest are summed in (other))\n"),
+            "{}",
+            limited.to_text()
+        );
     }
 
     #[test]

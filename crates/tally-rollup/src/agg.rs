@@ -44,6 +44,22 @@ impl Agg {
 
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Agg) {
+        self.merge_counts(other);
+        self.installs |= &other.installs;
+    }
+
+    /// Adds `other` into `self`, all but its installs: for sums of rows
+    /// whose installs are not wanted, or were counted without sending the
+    /// sets.
+    ///
+    /// ```
+    /// let mut row = tally_rollup::Agg { runs: 2, ..Default::default() };
+    /// row.installs.insert(7);
+    /// let mut sum = tally_rollup::Agg::default();
+    /// sum.merge_counts(&row);
+    /// assert_eq!((sum.runs, sum.installs.len()), (2, 0));
+    /// ```
+    pub fn merge_counts(&mut self, other: &Agg) {
         if self.runs == 0 {
             self.first_us = other.first_us;
             self.last_us = other.last_us;
@@ -54,7 +70,6 @@ impl Agg {
         self.runs += other.runs;
         self.ok += other.ok;
         self.crashes += other.crashes;
-        self.installs |= &other.installs;
         self.durations.merge(&other.durations);
     }
 

@@ -465,11 +465,186 @@ pub fn deps(s: Ask<'_>) {
     );
 }
 
-/// Every report over [`varied`](crate::events::varied) data, unfiltered and
-/// with filters that cut days, pick versions, OSes and environments.
+/// The rows and total of table `name` with `limit`, keeping `columns`.
+fn limited(
+    s: Ask<'_>,
+    report: ReportName,
+    name: &str,
+    limit: &str,
+    columns: &[&str],
+) -> (Vec<Vec<Cell>>, usize) {
+    let report = ask(s, report, &[("limit", limit)]);
+    let total = report.table(name).map_or(0, |t| t.total_rows);
+    (rows(&report, name, columns), total)
+}
+
+/// Each report with a `limit`: the rows that count most, the rest summed
+/// in one `(other)` row (empty installs, as those of several rows do not
+/// add up), and how many rows there are in all.
+pub fn limits(s: Ask<'_>) {
+    let other = || t(tally_report::OTHER);
+    // OS: linux (2 installs, 3 runs) is kept; macos and windows are 3 runs.
+    assert_eq!(
+        limited(
+            s,
+            ReportName::Platforms,
+            "os",
+            "1",
+            &["os", "installs", "runs"]
+        ),
+        (
+            vec![
+                vec![t("linux"), i(2), i(3)],
+                vec![other(), Cell::Null, i(3)]
+            ],
+            3
+        )
+    );
+    // Humans (runs 1, 2, 6) are kept; CI (3, 4) and the agent (5) folded.
+    assert_eq!(
+        limited(
+            s,
+            ReportName::Environments,
+            "env",
+            "1",
+            &["env", "installs", "runs"]
+        ),
+        (
+            vec![
+                vec![t("human"), i(2), i(3)],
+                vec![other(), Cell::Null, i(3)]
+            ],
+            3
+        )
+    );
+    // Flags, two runs each but --force: the first two in the table's order.
+    assert_eq!(
+        limited(
+            s,
+            ReportName::Flags,
+            "flags",
+            "2",
+            &["command", "flag", "runs", "installs"]
+        ),
+        (
+            vec![
+                vec![t("build"), t("--legacy"), i(2), i(2)],
+                vec![t("build"), t("--verbose"), i(2), i(2)],
+                vec![other(), other(), i(3), Cell::Null],
+            ],
+            4
+        )
+    );
+    // Runs 4 of success, then the crash (5) and the failure (3) together.
+    assert_eq!(
+        limited(
+            s,
+            ReportName::Errors,
+            "outcomes",
+            "1",
+            &["outcome", "runs", "installs"]
+        ),
+        (
+            vec![
+                vec![t("success"), i(4), i(3)],
+                vec![other(), i(2), Cell::Null]
+            ],
+            3
+        )
+    );
+    // The deploys (300 and 400 ms) are folded: percentiles of both.
+    assert_eq!(
+        limited(
+            s,
+            ReportName::Durations,
+            "durations",
+            "2",
+            &["command", "version", "runs", "p50_ms", "p99_ms"]
+        ),
+        (
+            vec![
+                vec![t("build"), t("1.0.0"), i(2), i(100), i(200)],
+                vec![t("build"), t("1.1.0"), i(2), i(500), i(600)],
+                vec![other(), other(), i(2), i(300), i(400)],
+            ],
+            4
+        )
+    );
+    // Health per command: deploy's two versions (run 4 succeeded, run 3
+    // failed) make the (other) row, with no previous version to compare.
+    assert_eq!(
+        limited(
+            s,
+            ReportName::Health,
+            "commands",
+            "2",
+            &[
+                "command",
+                "version",
+                "runs",
+                "success_rate",
+                "crash_rate",
+                "previous_version",
+                "regression"
+            ]
+        ),
+        (
+            vec![
+                vec![
+                    t("build"),
+                    t("1.1.0"),
+                    i(2),
+                    f(0.5),
+                    f(0.5),
+                    t("1.0.0"),
+                    Cell::Bool(false)
+                ],
+                vec![
+                    t("build"),
+                    t("1.0.0"),
+                    i(2),
+                    f(1.0),
+                    f(0.0),
+                    Cell::Null,
+                    Cell::Bool(false)
+                ],
+                vec![
+                    other(),
+                    other(),
+                    i(2),
+                    f(0.5),
+                    f(0.0),
+                    Cell::Null,
+                    Cell::Null
+                ],
+            ],
+            4
+        )
+    );
+    // One row beyond the limit is listed as itself: folding it would
+    // hide its name for nothing.
+    assert_eq!(
+        limited(
+            s,
+            ReportName::Commands,
+            "commands",
+            "1",
+            &["command", "runs"]
+        ),
+        (vec![vec![t("build"), i(4)], vec![t("deploy"), i(2)]], 2)
+    );
+    // Tables of days are not limited.
+    let (active, total) = limited(s, ReportName::Installs, "active", "1", &["day"]);
+    assert_eq!((active.len(), total), (4, 4));
+}
+
+/// Every report over [`varied`](crate::events::varied) data, unfiltered,
+/// limited to two rows a table, and with filters that cut days, pick
+/// versions, OSes and environments.
 pub fn varied_queries() -> Vec<Query> {
-    let filters: [&[(&str, &str)]; 7] = [
+    let filters: [&[(&str, &str)]; 8] = [
         &[],
+        &[("limit", "2")],
         &[("since", "2026-10-25"), ("until", "2026-11-03")],
         &[
             ("since", "2026-10-25T13:30:00Z"),
@@ -526,7 +701,7 @@ pub fn answers_match_events(ask: Ask<'_>, events: &[StoredEvent], phase: &str) {
 macro_rules! report_tests {
     ($ask:expr) => {
         $crate::report_tests!(@each $ask; versions platforms commands flags errors durations
-            installs environments deprecation health deps);
+            installs environments deprecation health deps limits);
     };
     (@each $ask:expr; $($report:ident)*) => {
         $(

@@ -41,6 +41,10 @@ pub struct Args {
     /// deprecation: how many days back.
     #[arg(long)]
     days: Option<u32>,
+    /// Most rows a table lists (default 100), the rest summed in one
+    /// (other) row: a number, or "all".
+    #[arg(long)]
+    limit: Option<String>,
     /// How to print it.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -77,6 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         ("flag", args.flag),
         ("command", args.command),
         ("days", args.days.map(|d| d.to_string())),
+        ("limit", args.limit),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_owned(), v?)))

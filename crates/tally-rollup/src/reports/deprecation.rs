@@ -1,9 +1,10 @@
 //! `deprecation`: who still uses a flag or a command, in the last `days`
 //! days, and on which versions.
 
-use tally_report::{Cell, Query, Table};
+use tally_report::{Cell, OTHER, Query, Table};
 
-use super::table::{columns, installs, newest_first, ratio, runs, timestamp};
+use super::table::{installs, newest_first, ratio, runs, timestamp};
+use super::top::{Top, whole};
 use super::{Src, read};
 use crate::{Agg, Dim, Error, Kind, Need, Part, Row, day_of, day_start, from_micros, micros};
 
@@ -73,10 +74,10 @@ pub(super) fn answer<E: From<Error> + Send>(
     for row in &matching {
         used.merge(&row.agg);
     }
-    let usage = Table {
-        name: "usage".into(),
-        columns: columns(&["runs", "installs", "active_installs", "share", "last_seen"]),
-        rows: vec![vec![
+    let usage = whole(
+        "usage",
+        &["runs", "installs", "active_installs", "share", "last_seen"],
+        vec![vec![
             runs(&used),
             installs(&used),
             Cell::Int(active as i64),
@@ -87,21 +88,30 @@ pub(super) fn answer<E: From<Error> + Send>(
                 Cell::Null
             },
         ]],
-    };
-    let by_version = Table {
-        name: "by_version".into(),
-        columns: columns(&["version", "runs", "installs", "last_seen"]),
-        rows: newest_first(matching.iter().copied())
-            .into_iter()
-            .map(|(version, agg)| {
-                vec![
-                    Cell::Text(version),
-                    runs(&agg),
-                    installs(&agg),
-                    timestamp(agg.last_us),
-                ]
-            })
-            .collect(),
-    };
-    Ok(vec![usage, by_version])
+    );
+    Ok(vec![usage, by_version(&matching, query.limit)])
+}
+
+/// Runs and installs of what is asked about per version, newest first; the
+/// first `limit` versions by installs. The `(other)` row's installs are the
+/// exact union, from the rows' sets.
+fn by_version(matching: &[&Row], limit: Option<usize>) -> Table {
+    let cells =
+        |version: Cell, agg: &Agg| vec![version, runs(agg), installs(agg), timestamp(agg.last_us)];
+    Top::new(
+        newest_first(matching.iter().copied()),
+        limit,
+        |(version, _)| version == OTHER,
+        |a, b| (b.1.installs.len(), b.1.runs).cmp(&(a.1.installs.len(), a.1.runs)),
+    )
+    .table(
+        "by_version",
+        &["version", "runs", "installs", "last_seen"],
+        |(version, agg)| cells(Cell::Text(version), &agg),
+        |rest| {
+            let mut sum = Agg::default();
+            rest.iter().for_each(|(_, agg)| sum.merge(agg));
+            cells(Cell::Text(OTHER.to_owned()), &sum)
+        },
+    )
 }

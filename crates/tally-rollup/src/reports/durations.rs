@@ -2,7 +2,8 @@
 
 use tally_report::{Cell, Query, Table};
 
-use super::table::{columns, command_cell, group, runs};
+use super::table::{command_cell, group, runs};
+use super::top::{Top, is_other, other_key, summed};
 use super::{Src, read_range};
 use crate::{Agg, Dim, Error, Kind, Need, Part};
 
@@ -31,21 +32,25 @@ pub(super) fn answer<E: From<Error> + Send>(
             .quantile(q)
             .map_or(Cell::Null, |v| Cell::Int(v as i64))
     };
-    Ok(vec![Table {
-        name: "durations".into(),
-        columns: columns(&["command", "version", "runs", "p50_ms", "p95_ms", "p99_ms"]),
-        rows: groups
-            .into_iter()
-            .map(|(k, agg)| {
-                vec![
-                    k.0[0].clone(),
-                    k.0[1].clone(),
-                    runs(&agg),
-                    p(&agg, 0.5),
-                    p(&agg, 0.95),
-                    p(&agg, 0.99),
-                ]
-            })
-            .collect(),
-    }])
+    let top = Top::new(
+        groups.into_iter().collect(),
+        query.limit,
+        |(k, _)| is_other(&k.0),
+        |a, b| b.1.runs.cmp(&a.1.runs),
+    );
+    let timings = |agg: &Agg| [runs(agg), p(agg, 0.5), p(agg, 0.95), p(agg, 0.99)];
+    Ok(vec![top.table(
+        "durations",
+        &["command", "version", "runs", "p50_ms", "p95_ms", "p99_ms"],
+        |(k, agg)| {
+            let mut cells = k.0;
+            cells.extend(timings(&agg));
+            cells
+        },
+        |rest| {
+            let mut cells = other_key(2);
+            cells.extend(timings(&summed(rest.iter().map(|(_, agg)| agg))));
+            cells
+        },
+    )])
 }

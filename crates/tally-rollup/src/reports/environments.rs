@@ -18,9 +18,14 @@ pub(super) fn answer<E: From<Error> + Send>(
     );
     let [env, ci, agents, tty] = read_range(source, &need, query)?;
     Ok(vec![
-        breakdown("env", env, &[("env", Column::Env)]),
-        breakdown("ci", ci, &[("ci", Column::Text(Dim::Ci))]),
-        breakdown("agents", agents, &[("agent", Column::Text(Dim::Agent))]),
-        breakdown("tty", tty, &[("tty", Column::Bool(Dim::Tty))]),
+        breakdown("env", env, &[("env", Column::Env)], query.limit),
+        breakdown("ci", ci, &[("ci", Column::Text(Dim::Ci))], query.limit),
+        breakdown(
+            "agents",
+            agents,
+            &[("agent", Column::Text(Dim::Agent))],
+            query.limit,
+        ),
+        breakdown("tty", tty, &[("tty", Column::Bool(Dim::Tty))], query.limit),
     ])
 }

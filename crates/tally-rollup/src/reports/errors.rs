@@ -1,11 +1,13 @@
 //! `errors`: runs and installs per error kind and location, the versions
 //! each was seen in; and runs per outcome.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use tally_report::{Cell, Query, Table};
 
-use super::table::{CellKey, Column, breakdown_ordered, columns, distinct, runs, timestamp};
+use super::table::{CellKey, Column, breakdown_ordered, distinct, runs, timestamp};
+use super::top::{Top, is_other, other_key, summed};
 use super::{Src, read_range};
 use crate::{Dim, Error, Group, Kind, Need, Part, Row};
 
@@ -37,18 +39,20 @@ pub(super) fn answer<E: From<Error> + Send>(
     });
     let ([errors], [versions], [outcomes]) = (errors?, versions?, outcomes?);
     Ok(vec![
-        table(errors, &versions),
+        table(errors, &versions, query.limit),
         breakdown_ordered(
             "outcomes",
             outcomes,
             &[("outcome", Column::Text(Dim::Outcome))],
             false,
+            query.limit,
         ),
     ])
 }
 
-/// `groups` per error kind and location; `versions` per version too.
-fn table(groups: Vec<Group>, versions: &[Group]) -> Table {
+/// `groups` per error kind and location, the first `limit` by runs;
+/// `versions` per version too.
+fn table(groups: Vec<Group>, versions: &[Group], limit: Option<usize>) -> Table {
     // A missing location shows as empty text.
     let key = |row: &Row| {
         vec![
@@ -74,9 +78,11 @@ fn table(groups: Vec<Group>, versions: &[Group]) -> Table {
             .cmp(&a.1.row.agg.runs)
             .then_with(|| a.0.cmp(&b.0))
     });
-    Table {
-        name: "errors".into(),
-        columns: columns(&[
+    // The table's order is its ranking.
+    let top = Top::new(out, limit, |(k, _)| is_other(&k.0), |_, _| Ordering::Equal);
+    top.table(
+        "errors",
+        &[
             "kind",
             "location",
             "runs",
@@ -84,23 +90,32 @@ fn table(groups: Vec<Group>, versions: &[Group]) -> Table {
             "versions",
             "first_seen",
             "last_seen",
-        ]),
-        rows: out
-            .into_iter()
-            .map(|(k, g)| {
-                let versions = seen_in
-                    .get(&k)
-                    .map(|v| v.iter().copied().collect::<Vec<_>>());
-                let mut cells = k.0;
-                cells.extend([
-                    runs(&g.row.agg),
-                    distinct(&g),
-                    Cell::Text(versions.unwrap_or_default().join(" ")),
-                    timestamp(g.row.agg.first_us),
-                    timestamp(g.row.agg.last_us),
-                ]);
-                cells
-            })
-            .collect(),
-    }
+        ],
+        |(k, g)| {
+            let versions = seen_in
+                .get(&k)
+                .map(|v| v.iter().copied().collect::<Vec<_>>());
+            let mut cells = k.0;
+            cells.extend([
+                runs(&g.row.agg),
+                distinct(&g),
+                Cell::Text(versions.unwrap_or_default().join(" ")),
+                timestamp(g.row.agg.first_us),
+                timestamp(g.row.agg.last_us),
+            ]);
+            cells
+        },
+        |rest| {
+            let sum = summed(rest.iter().map(|(_, g)| &g.row.agg));
+            let mut cells = other_key(2);
+            cells.extend([
+                runs(&sum),
+                Cell::Null,
+                Cell::Null,
+                timestamp(sum.first_us),
+                timestamp(sum.last_us),
+            ]);
+            cells
+        },
+    )
 }

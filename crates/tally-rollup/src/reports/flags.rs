@@ -1,8 +1,9 @@
 //! `flags`: runs and installs per command and flag.
 
-use tally_report::{Query, Table};
+use tally_report::{Cell, Query, Table};
 
-use super::table::{Column, cmp_cells, columns, command_cell, distinct, runs};
+use super::table::{Column, cmp_cells, command_cell, distinct, runs};
+use super::top::{Top, is_other, other_key, summed};
 use super::{Src, read_range};
 use crate::{Dim, Error, Group, Kind, Need, Part};
 
@@ -21,12 +22,27 @@ pub(super) fn answer<E: From<Error> + Send>(
             .then(b.row.agg.runs.cmp(&a.row.agg.runs))
             .then_with(|| cmp_cells(&flag(a), &flag(b)))
     });
-    Ok(vec![Table {
-        name: "flags".into(),
-        columns: columns(&["command", "flag", "runs", "installs"]),
-        rows: groups
-            .iter()
-            .map(|g| vec![command_cell(&g.row), flag(g), runs(&g.row.agg), distinct(g)])
-            .collect(),
-    }])
+    let top = Top::new(
+        groups,
+        query.limit,
+        |g| is_other(&[command_cell(&g.row), flag(g)]),
+        |a, b| b.row.agg.runs.cmp(&a.row.agg.runs),
+    );
+    Ok(vec![top.table(
+        "flags",
+        &["command", "flag", "runs", "installs"],
+        |g| {
+            vec![
+                command_cell(&g.row),
+                flag(&g),
+                runs(&g.row.agg),
+                distinct(&g),
+            ]
+        },
+        |rest| {
+            let mut cells = other_key(2);
+            cells.extend([runs(&summed(rest.iter().map(|g| &g.row.agg))), Cell::Null]);
+            cells
+        },
+    )])
 }

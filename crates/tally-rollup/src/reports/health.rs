@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use tally_report::{Cell, Query, Table, compare_versions};
 
-use super::table::{columns, ratio, runs};
+use super::table::{ratio, runs};
+use super::top::{Top, is_other, other_key, summed};
 use super::{Src, read_range};
 use crate::{Agg, Dim, Error, Group, Kind, Need, Part};
 
@@ -15,92 +16,117 @@ pub(super) fn answer<E: From<Error> + Send>(
 ) -> Result<Vec<Table>, E> {
     let need = Need::new(Kind::Command, &[&[Part::Version, Part::Dim(Dim::Command)]]).counts_only();
     let [groups] = read_range(source, &need, query)?;
-    Ok(tables(&groups))
+    Ok(tables(&groups, query.limit))
 }
 
-fn tables(groups: &[Group]) -> Vec<Table> {
+/// A row of a health table, with the counts it was made of.
+struct Line {
+    cells: Vec<Cell>,
+    counts: Agg,
+    regression: bool,
+}
+
+fn tables(groups: &[Group], limit: Option<usize>) -> Vec<Table> {
     let mut by_version: BTreeMap<String, Agg> = BTreeMap::new();
     let mut by_command: BTreeMap<String, BTreeMap<String, Agg>> = BTreeMap::new();
     for row in groups.iter().map(|g| &g.row) {
-        let counts = Agg {
-            runs: row.agg.runs,
-            ok: row.agg.ok,
-            crashes: row.agg.crashes,
-            ..Agg::default()
-        };
         by_version
             .entry(row.version.clone())
             .or_default()
-            .merge(&counts);
+            .merge_counts(&row.agg);
         by_command
             .entry(row.dim(Dim::Command).unwrap_or_default().to_owned())
             .or_default()
             .entry(row.version.clone())
             .or_default()
-            .merge(&counts);
+            .merge_counts(&row.agg);
     }
-    let names = |first: &[&str]| -> Vec<String> {
-        let mut all = first.to_vec();
-        all.extend([
-            "version",
-            "runs",
-            "success_rate",
-            "previous_version",
-            "previous_success_rate",
-            "crash_rate",
-            "previous_crash_rate",
-            "regression",
-        ]);
-        columns(&all)
-    };
-    let versions = Table {
-        name: "versions".into(),
-        columns: names(&[]),
-        rows: rows_for(&[], &by_version),
-    };
-    let mut command_rows: Vec<Vec<Cell>> = by_command
+    let versions = lines_for(&[], &by_version);
+    let mut commands: Vec<Line> = by_command
         .iter()
-        .flat_map(|(command, versions)| rows_for(&[Cell::Text(command.clone())], versions))
+        .flat_map(|(command, versions)| lines_for(&[Cell::Text(command.clone())], versions))
         .collect();
     // Regressions first: they are what a maintainer opens this page for.
-    command_rows.sort_by_key(|row| row.last() != Some(&Cell::Bool(true)));
-    let commands = Table {
-        name: "commands".into(),
-        columns: names(&["command"]),
-        rows: command_rows,
-    };
-    vec![versions, commands]
+    commands.sort_by_key(|line| !line.regression);
+    vec![
+        table("versions", &[], versions, limit),
+        table("commands", &["command"], commands, limit),
+    ]
 }
 
-/// One row per version, newest first, each against the version before it,
-/// after the cells of `prefix`.
-fn rows_for(prefix: &[Cell], versions: &BTreeMap<String, Agg>) -> Vec<Vec<Cell>> {
+/// The table of `lines`, whose key is the columns `first` and the version;
+/// the first `limit` lines by regression, then runs.
+fn table(name: &str, first: &[&str], lines: Vec<Line>, limit: Option<usize>) -> Table {
+    let mut names = first.to_vec();
+    names.extend([
+        "version",
+        "runs",
+        "success_rate",
+        "previous_version",
+        "previous_success_rate",
+        "crash_rate",
+        "previous_crash_rate",
+        "regression",
+    ]);
+    let key = first.len() + 1;
+    let top = Top::new(
+        lines,
+        limit,
+        |line| is_other(&line.cells[..key]),
+        |a, b| (b.regression, b.counts.runs).cmp(&(a.regression, a.counts.runs)),
+    );
+    top.table(
+        name,
+        &names,
+        |line| line.cells,
+        |rest| {
+            let t = summed(rest.iter().map(|line| &line.counts));
+            let mut cells = other_key(key);
+            cells.extend([runs(&t), ratio(t.ok, t.runs), Cell::Null, Cell::Null]);
+            cells.extend([ratio(t.crashes, t.runs), Cell::Null, Cell::Null]);
+            cells
+        },
+    )
+}
+
+/// One line per version, newest first, each against the version before
+/// it, after the cells of `prefix`.
+fn lines_for(prefix: &[Cell], versions: &BTreeMap<String, Agg>) -> Vec<Line> {
     let mut ordered: Vec<(&String, &Agg)> = versions.iter().collect();
     ordered.sort_by(|a, b| compare_versions(a.0, b.0));
     let mut out = Vec::new();
     for (i, (version, t)) in ordered.iter().enumerate() {
         let mut row = prefix.to_vec();
         row.extend([Cell::Text((*version).clone()), runs(t), ratio(t.ok, t.runs)]);
-        match i.checked_sub(1).map(|p| ordered[p]) {
-            Some((pv, p)) => row.extend([
-                Cell::Text(pv.clone()),
-                ratio(p.ok, p.runs),
-                ratio(t.crashes, t.runs),
-                ratio(p.crashes, p.runs),
-                Cell::Bool(
-                    worse(t.ok, t.runs, p.ok, p.runs, false)
-                        || worse(t.crashes, t.runs, p.crashes, p.runs, true),
-                ),
-            ]),
-            None => row.extend([
-                Cell::Null,
-                Cell::Null,
-                ratio(t.crashes, t.runs),
-                Cell::Null,
-                Cell::Bool(false),
-            ]),
-        }
-        out.push(row);
+        let regression = match i.checked_sub(1).map(|p| ordered[p]) {
+            Some((pv, p)) => {
+                let regression = worse(t.ok, t.runs, p.ok, p.runs, false)
+                    || worse(t.crashes, t.runs, p.crashes, p.runs, true);
+                row.extend([
+                    Cell::Text(pv.clone()),
+                    ratio(p.ok, p.runs),
+                    ratio(t.crashes, t.runs),
+                    ratio(p.crashes, p.runs),
+                    Cell::Bool(regression),
+                ]);
+                regression
+            }
+            None => {
+                row.extend([
+                    Cell::Null,
+                    Cell::Null,
+                    ratio(t.crashes, t.runs),
+                    Cell::Null,
+                    Cell::Bool(false),
+                ]);
+                false
+            }
+        };
+        out.push(Line {
+            cells: row,
+            counts: (*t).clone(),
+            regression,
+        });
     }
     out.reverse(); // newest first
     out

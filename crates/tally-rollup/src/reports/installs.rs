@@ -7,7 +7,8 @@ use roaring::RoaringBitmap;
 use tally_report::{Cell, Query, Table};
 
 use super::Src;
-use super::table::{columns, date};
+use super::table::date;
+use super::top::whole;
 use crate::{Error, Kind, Need, Part, Row};
 
 pub(super) fn answer<E: From<Error> + Send>(
@@ -38,11 +39,10 @@ fn activity(rows: &[Row]) -> Vec<Table> {
         }
         set.len()
     };
-    let active = Table {
-        name: "active".into(),
-        columns: columns(&["day", "daily", "weekly", "monthly"]),
-        rows: days
-            .iter()
+    let active = whole(
+        "active",
+        &["day", "daily", "weekly", "monthly"],
+        days.iter()
             .map(|(&day, set)| {
                 vec![
                     Cell::Text(date(day)),
@@ -52,7 +52,7 @@ fn activity(rows: &[Row]) -> Vec<Table> {
                 ]
             })
             .collect(),
-    };
+    );
     // Cohorts: the week each install was first seen in.
     let mut seen = RoaringBitmap::new();
     let mut cohorts: BTreeMap<i32, RoaringBitmap> = BTreeMap::new();
@@ -64,14 +64,14 @@ fn activity(rows: &[Row]) -> Vec<Table> {
         *weeks.entry(week_of(day)).or_default() |= set;
     }
     cohorts.retain(|_, c| !c.is_empty());
-    let new = Table {
-        name: "new".into(),
-        columns: columns(&["week", "new_installs"]),
-        rows: cohorts
+    let new = whole(
+        "new",
+        &["week", "new_installs"],
+        cohorts
             .iter()
             .map(|(&week, c)| vec![Cell::Text(date(week)), Cell::Int(c.len() as i64)])
             .collect(),
-    };
+    );
     let mut retention = Vec::new();
     for (&cohort, members) in &cohorts {
         for (&week, active) in weeks.range(cohort..) {
@@ -85,11 +85,7 @@ fn activity(rows: &[Row]) -> Vec<Table> {
             }
         }
     }
-    let retention = Table {
-        name: "retention".into(),
-        columns: columns(&["cohort", "week", "installs"]),
-        rows: retention,
-    };
+    let retention = whole("retention", &["cohort", "week", "installs"], retention);
     vec![active, new, retention]
 }
 

@@ -17,6 +17,7 @@ mod health;
 mod installs;
 mod platforms;
 mod table;
+mod top;
 mod versions;
 
 use tally_report::{Filter, Query, Report, ReportName};

@@ -39,6 +39,6 @@ pub(super) fn answer<E: From<Error> + Send>(
     Ok(tables
         .into_iter()
         .zip(groups)
-        .map(|((name, columns), groups)| breakdown(name, groups, columns))
+        .map(|((name, columns), groups)| breakdown(name, groups, columns, query.limit))
         .collect())
 }

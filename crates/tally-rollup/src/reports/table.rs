@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use tally_report::{Cell, Table, compare_versions};
 use time::macros::format_description;
 
+use super::top::{Top, is_other, other_key};
 use crate::{Agg, Dim, Group, Row, day_start, from_micros};
 
 /// A column of a breakdown: which part of a row it shows.
@@ -132,36 +133,40 @@ pub(super) fn command_cell(row: &Row) -> Cell {
     Column::Text(Dim::Command).cell(row)
 }
 
-/// Installs and runs per value of some dimensions, most installs first.
-pub(super) fn breakdown(name: &str, groups: Vec<Group>, dims: &[(&str, Column)]) -> Table {
-    breakdown_ordered(name, groups, dims, true)
+/// Installs and runs per value of some dimensions, most installs first,
+/// the first `limit` of them (see [`Top`]).
+pub(super) fn breakdown(
+    name: &str,
+    groups: Vec<Group>,
+    dims: &[(&str, Column)],
+    limit: Option<usize>,
+) -> Table {
+    breakdown_ordered(name, groups, dims, true, limit)
 }
 
 /// Runs and installs per value of some dimensions (the parts `groups` are
 /// grouped by), most runs first (or installs and runs, most installs
-/// first).
+/// first); the first `limit` of them (see [`Top`]).
 pub(super) fn breakdown_ordered(
     name: &str,
     groups: Vec<Group>,
     dims: &[(&str, Column)],
     by_installs: bool,
+    limit: Option<usize>,
 ) -> Table {
+    // (key cells, installs, runs)
     let mut out: Vec<(Vec<Cell>, u64, u64)> = groups
         .into_iter()
         .map(|g| {
-            let (i, r) = (g.installs, g.row.agg.runs);
-            (
-                dims.iter().map(|(_, d)| d.cell(&g.row)).collect(),
-                if by_installs { i } else { r },
-                if by_installs { r } else { i },
-            )
+            let key = dims.iter().map(|(_, d)| d.cell(&g.row)).collect();
+            (key, g.installs, g.row.agg.runs)
         })
         .collect();
     out.sort_by(|a, b| {
         let counts = if by_installs {
             b.1.cmp(&a.1).then(b.2.cmp(&a.2))
         } else {
-            b.1.cmp(&a.1)
+            b.2.cmp(&a.2)
         };
         counts.then_with(|| cmp_keys(&a.0, &b.0))
     });
@@ -171,17 +176,28 @@ pub(super) fn breakdown_ordered(
     } else {
         ["runs", "installs"]
     });
-    Table {
-        name: name.to_owned(),
-        columns: columns(&names),
-        rows: out
-            .into_iter()
-            .map(|(mut cells, first, second)| {
-                cells.extend([Cell::Int(first as i64), Cell::Int(second as i64)]);
-                cells
-            })
-            .collect(),
-    }
+    let counts = |installs: Cell, runs: u64| {
+        let runs = Cell::Int(runs as i64);
+        if by_installs {
+            [installs, runs]
+        } else {
+            [runs, installs]
+        }
+    };
+    // The table's order is its ranking.
+    Top::new(out, limit, |r| is_other(&r.0), |_, _| Ordering::Equal).table(
+        name,
+        &names,
+        |(mut cells, installs, runs)| {
+            cells.extend(counts(Cell::Int(installs as i64), runs));
+            cells
+        },
+        |rest| {
+            let mut cells = other_key(dims.len());
+            cells.extend(counts(Cell::Null, rest.iter().map(|r| r.2).sum()));
+            cells
+        },
+    )
 }
 
 /// Rows merged per version, the newest version first.
