@@ -7,7 +7,7 @@
 //!   the request, not the client's clock), one set of the values seen per
 //!   [`Dimension`]. A value already in its set stays as it is; a new one
 //!   joins the set while it has room ([`CardinalityLimits`]); beyond that
-//!   it is replaced by the literal [`OTHER`], `(other)`.
+//!   it is replaced by the literal `(other)` ([`OTHER`]).
 //! - Folding rewrites the event itself before it is staged, so the journal,
 //!   the stored event, `tally export` and the rollups all hold the same
 //!   `(other)`; the event is stored and counted as any other. Each folded
@@ -36,22 +36,13 @@
 //! dep versions at their longest), so 13 MB per app. Apps are made by the
 //! admin, so their number is bounded too. Lookups are hash lookups with
 //! std's randomly keyed SipHash, so crafted values cannot make them slow.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the ingest path calls it once wired into ingest.rs"
-    )
-)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tally_protocol::{Event, PropertyValue, StoredEvent};
+use tally_report::OTHER;
 use time::Date;
-
-/// What a value beyond its dimension's cap becomes.
-pub(crate) const OTHER: &str = "(other)";
 
 /// The most distinct values each dimension of one app's events may take
 /// per day (of the server's clock, UTC); beyond that, new values become

@@ -266,10 +266,6 @@ impl Metrics {
 
     /// Counts `n` values of `dimension` (one of a fixed set of field
     /// names, see `cardinality.rs`) stored as `(other)`.
-    #[expect(
-        dead_code,
-        reason = "the ingest path calls it once wired into ingest.rs"
-    )]
     pub(crate) fn count_folded(&self, dimension: &'static str, n: u64) {
         self.inner
             .folded
