@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::support::{TestServer, data_dir};
+use crate::support::{TestServer, add_app, data_dir};
 
 /// A headless Chromium; killed on drop.
 struct Browser {
@@ -204,6 +204,86 @@ fn the_dashboard_works_on_clickhouse() {
     let data = data_dir();
     let server = TestServer::start_with(data.path(), &["--demo", "--store", &store]);
     use_the_dashboard(&server, "clickhouse-");
+}
+
+/// An app with 5,000 versions in the field, each sent by its own install
+/// through the real server: the pages list the top versions and an
+/// `(other)` row with the total, with no error in the page.
+#[test]
+fn the_dashboard_stays_usable_with_thousands_of_versions() {
+    let data = data_dir();
+    let server = TestServer::start(data.path());
+    let key = add_app(data.path(), "many");
+    let events: Vec<tally_protocol::Event> = (0..5_000)
+        .map(|i| {
+            let mut event = tally_testkit::events::fresh("many");
+            event.app_version = format!("1.{}.{}", i / 100, i % 100);
+            event
+        })
+        .collect();
+    for batch in events.chunks(1_000) {
+        let (status, body) = server.send(&key, batch);
+        assert_eq!(status, 200, "{body}");
+    }
+    let token = server.admin_token();
+    let versions: Value = server
+        .agent
+        .get(format!("{}/api/v1/reports/versions?app=many", server.url))
+        .header("Authorization", format!("Bearer {}", token.trim()))
+        .call()
+        .expect("report")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    let table = &versions["tables"][0];
+    let rows = table["rows"].as_array().expect("rows");
+    let total = table["total_rows"].as_u64().expect("total_rows");
+    // 100 versions and the (other) row, whose runs are the rest (if the
+    // server folded versions at ingest, into its own (other) too).
+    assert_eq!(rows.len(), tally_report::DEFAULT_LIMIT + 1, "{table}");
+    let other = rows.last().expect("a last row");
+    assert_eq!(other[0], tally_report::OTHER, "{other}");
+    assert!(total > rows.len() as u64, "{total} rows in all");
+    let runs: i64 = rows.iter().map(|r| r[2].as_i64().expect("runs")).sum();
+    assert_eq!(runs, 5_000, "every run is counted, listed or in (other)");
+
+    let mut browser = Browser::launch();
+    browser.call("Page.navigate", json!({"url": format!("{}/", server.url)}));
+    browser.wait_for(
+        "document.readyState === 'complete' && !document.getElementById('login').hidden",
+        "the login form",
+    );
+    browser.eval(&format!(
+        "document.getElementById('token').value = {}; \
+         document.getElementById('login-form').requestSubmit()",
+        json!(token.trim())
+    ));
+    browser.wait_for(
+        "document.querySelector('#report-overview svg')",
+        "the overview",
+    );
+    browser.screenshot("many-versions-overview");
+    browser.eval("location.hash = '#/versions'");
+    let listed =
+        "document.querySelectorAll('#report-versions table[data-table=versions] tbody tr')";
+    browser.wait_for(&format!("{listed}.length > 0"), "the versions page");
+    assert_eq!(browser.eval(&format!("{listed}.length")), json!(rows.len()));
+    assert_eq!(
+        browser.eval(&format!("[...{listed}].pop().cells[0].textContent")),
+        json!(tally_report::OTHER)
+    );
+    assert_eq!(
+        browser.eval(
+            "document.querySelector('#report-versions [data-total-rows]')?.dataset.totalRows"
+        ),
+        json!(total.to_string())
+    );
+    browser.screenshot("many-versions");
+    assert!(
+        browser.errors.is_empty(),
+        "console errors: {:#?}",
+        browser.errors
+    );
 }
 
 /// Logs in, opens every page, applies a filter; screenshots are named

@@ -22,6 +22,11 @@ const TABLE_TITLES = {
   "deprecation/by_version": "By version", "health/versions": "Per version, against the previous one",
   "health/commands": "Per command and version", "deps/deps": "Tool versions",
 };
+// The key of the row that sums what a report's limit left out (and values
+// the server stored as "(other)").
+const OTHER = "(other)";
+// What the overview lists per table.
+const OVERVIEW_LIMIT = 10;
 const COLORS = ["#3367d6", "#e8710a", "#2e7d32", "#c62828", "#8e24aa", "#00897b", "#6d4c41", "#5c6bc0"];
 
 const state = { token: sessionStorage.getItem("tally-token") || "", apps: [] };
@@ -99,6 +104,7 @@ function params(page) {
     const value = $("f-" + id).value.trim();
     if (value) p.set(id, value);
   }
+  if (page === "overview") p.set("limit", String(OVERVIEW_LIMIT));
   if (page === "deprecation") {
     for (const id of ["flag", "command", "days"]) {
       const value = $("f-" + id).value.trim();
@@ -123,21 +129,42 @@ function formatCell(column, value) {
   return String(value);
 }
 
-function tableView(table, limit) {
+function isOther(row) { return row[0] === OTHER; }
+
+/// The largest of `values`, at least 1; a loop, since `Math.max(...values)`
+/// throws once there are more values than a call may take arguments.
+function maxOf(values) {
+  let max = 1;
+  for (const v of values) if (typeof v === "number" && v > max) max = v;
+  return max;
+}
+
+/// A table of every row the API answered; when a limit left rows out, the
+/// last row sums them and a note says how many there are in all.
+function tableView(table) {
   if (table.rows.length === 0) return el("p", { class: "empty" }, "No data for these filters.");
-  const rows = limit ? table.rows.slice(0, limit) : table.rows;
-  return el("table", { "data-table": table.name },
+  const view = el("table", { "data-table": table.name },
     el("thead", {}, el("tr", {}, table.columns.map((c) => el("th", {}, c.replaceAll("_", " "))))),
-    el("tbody", {}, rows.map((row) => el("tr", {}, row.map((value, i) => {
+    el("tbody", {}, table.rows.map((row) => el("tr", isOther(row) ? { class: "other" } : {}, row.map((value, i) => {
       const classes = [];
       if (typeof value === "number") classes.push("num");
       if (table.columns[i] === "regression" && value === true) classes.push("flag-true");
-      return el("td", { class: classes.join(" ") }, formatCell(table.columns[i], value));
+      // The (other) row's installs are not the sum of its rows' installs.
+      const text = value === null && isOther(row) ? "–" : formatCell(table.columns[i], value);
+      return el("td", { class: classes.join(" ") }, text);
     })))));
+  const total = table.total_rows || 0;
+  if (total <= table.rows.length) return view;
+  const listed = (table.rows.length - 1).toLocaleString("en-US");
+  return el("div", {}, view, el("p", { class: "note total", "data-total-rows": total },
+    `The top ${listed} of ${total.toLocaleString("en-US")} rows; ${OTHER} sums the rest.`));
 }
 
+/// The rows a chart shows: not the (other) row, whose scale is not theirs.
+function charted(table) { return table.rows.filter((r) => !isOther(r)); }
+
 function barChart(labels, values, format) {
-  const max = Math.max(1, ...values);
+  const max = maxOf(values);
   const height = labels.length * 24 + 4;
   const chart = svg("svg", { viewBox: `0 0 480 ${height}`, width: "100%", role: "img" });
   labels.forEach((label, i) => {
@@ -146,14 +173,14 @@ function barChart(labels, values, format) {
     chart.append(
       svg("text", { x: 0, y: y + 15 }, String(label).slice(0, 20)),
       svg("rect", { x: 130, y, width, height: 18, rx: 3, fill: COLORS[0] }),
-      svg("text", { x: 136 + width, y: y + 15 }, format ? format(values[i]) : values[i].toLocaleString("en-US")));
+      svg("text", { x: 136 + width, y: y + 15 }, format ? format(values[i]) : Number(values[i]).toLocaleString("en-US")));
   });
   return chart;
 }
 
 function lineChart(xs, series) {
   const W = 800, H = 240, L = 48, B = 26;
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const max = maxOf(series.flatMap((s) => s.values));
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img" });
   const x = (i) => L + (xs.length <= 1 ? 0 : (i / (xs.length - 1)) * (W - L - 10));
   const y = (v) => H - B - (v / max) * (H - B - 10);
@@ -184,6 +211,7 @@ function pivotChart(table, xName, seriesName, valueName, top) {
   const xs = [...new Set(column(table, xName))].sort();
   const totals = new Map();
   for (const row of table.rows) {
+    if (row[table.columns.indexOf(seriesName)] === OTHER) continue;
     const s = row[table.columns.indexOf(seriesName)];
     totals.set(s, (totals.get(s) || 0) + row[table.columns.indexOf(valueName)]);
   }
@@ -211,17 +239,17 @@ function chartFor(reportName, table) {
   }
   if (key === "installs/new") return barChart(column(table, "week").slice(-12), column(table, "new_installs").slice(-12));
   if (key === "commands/commands") {
-    const rows = table.rows.slice(0, 12);
+    const rows = charted(table).slice(0, 12);
     return barChart(rows.map((r) => r[0]), rows.map((r) => r[1]));
   }
   if (["platforms", "environments"].includes(reportName) || key === "versions/versions") {
-    const rows = table.rows.slice(0, 12);
+    const rows = charted(table).slice(0, 12);
     const label = (r) => table.columns.indexOf("installs") > 1 ? r.slice(0, table.columns.indexOf("installs")).join(" ") : r[0];
     return barChart(rows.map((r) => label(r) === "" || label(r) === null ? "(none)" : label(r)),
       rows.map((r) => r[table.columns.indexOf("installs")]));
   }
   if (key === "health/versions") {
-    const rows = [...table.rows].reverse();
+    const rows = charted(table).reverse();
     return lineChart(rows.map((r) => r[0]), [
       { name: "success rate %", values: rows.map((r) => Math.round(r[2] * 1000) / 10) },
       { name: "crash rate %", values: rows.map((r) => Math.round(r[5] * 1000) / 10) },
@@ -255,9 +283,9 @@ async function renderOverview() {
     card("Versions over time", chartFor("versions", versions.tables.find((t) => t.name === "adoption")) ||
       el("p", { class: "empty" }, "No data for these filters.")),
     card("Operating systems", chartFor("platforms", platforms.tables[0]) || el("p", { class: "empty" }, "No data.")),
-    card("Top commands", chartFor("commands", cmd), tableView(cmd, 10)),
-    card("Top errors", tableView(errors.tables[0], 10)),
-    card("Durations", tableView(durations.tables[0], 10)));
+    card("Top commands", chartFor("commands", cmd), tableView(cmd)),
+    card("Top errors", tableView(errors.tables[0])),
+    card("Durations", tableView(durations.tables[0])));
 }
 
 async function route() {
