@@ -115,8 +115,12 @@ impl Sent {
                 limits,
             ),
             Encoding::Zstd => {
-                let decoder = zstd::stream::read::Decoder::with_buffer(sent)
-                    .map_err(|e| ApiError::bad("invalid_encoding", "", format!("zstd: {e}")))?;
+                let zstd_error = |e| ApiError::bad("invalid_encoding", "", format!("zstd: {e}"));
+                let mut decoder =
+                    zstd::stream::read::Decoder::with_buffer(sent).map_err(zstd_error)?;
+                // A frame may ask for a 128 MiB window, allocated uncounted:
+                // no window larger than the decoded limit (8 MiB) is needed.
+                decoder.window_log_max(23).map_err(zstd_error)?;
                 inflate(decoder, "zstd", &mut self.held, limits)
             }
         }

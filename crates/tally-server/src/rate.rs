@@ -128,7 +128,10 @@ impl Limiter {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .next_back()
-                .and_then(|last| last.trim().parse().ok()),
+                .and_then(|last| last.trim().parse().ok())
+                // Without the proxy's word, the peer is all there is: a
+                // request that skips the header is not left unlimited.
+                .or_else(|| peer.filter(|ip| !ip.is_loopback())),
             None => peer.filter(|ip| !ip.is_loopback()),
         }
     }
