@@ -86,7 +86,18 @@ pub enum ApiError {
     /// is safe. The source is logged, not sent.
     #[error("storage is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 507: the store's disk is full; nothing of the request was stored.
+    /// Its own status, not 503, so that an operator's monitoring tells it
+    /// apart from a store that is down: it needs room, not a restart. It
+    /// passes by itself once there is room, so clients retry it, after
+    /// `Retry-After`. The source (file names) is logged, not sent.
+    #[error("the server's disk is full; nothing of the request was stored, retry later")]
+    DiskFull(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// What a client told the disk is full waits before it tries again, in
+/// seconds: room comes back when an operator makes it, not in a second.
+const DISK_FULL_RETRY_AFTER_S: u32 = 60;
 
 impl ApiError {
     /// A 400 about one field.
@@ -113,6 +124,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Incomplete(_) => "incomplete",
             Self::Unavailable(_) => "unavailable",
+            Self::DiskFull(_) => "disk_full",
         }
     }
 }
@@ -125,6 +137,7 @@ impl From<StoreError> for ApiError {
             StoreError::AppExists(_) => Self::Conflict(e.to_string()),
             StoreError::InvalidAppName(reason) => Self::bad("invalid_name", "name", reason),
             StoreError::Invalid(reason) => Self::bad("invalid_query", "", reason),
+            StoreError::DiskFull(_) => Self::DiskFull(Box::new(e)),
             other => Self::Unavailable(Box::new(other)),
         }
     }
@@ -132,14 +145,18 @@ impl From<StoreError> for ApiError {
 
 impl ApiError {
     /// A failed commit: whatever the store said, nothing of the request was
-    /// stored and a retry is safe (503). Shared, because one failed group
-    /// commit answers every request in it.
+    /// stored and a retry is safe (503, or 507 on a full disk). Shared,
+    /// because one failed group commit answers every request in it.
     pub(crate) fn commit_failed(e: Arc<StoreError>) -> Self {
-        Self::Unavailable(Box::new(SharedStoreError(e)))
+        if e.is_disk_full() {
+            Self::DiskFull(Box::new(SharedStoreError(e)))
+        } else {
+            Self::Unavailable(Box::new(SharedStoreError(e)))
+        }
     }
 }
 
-/// A store error, as the source of a 503 (logged, never sent).
+/// A store error, as the source of a 503 or 507 (logged, never sent).
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 struct SharedStoreError(Arc<StoreError>);
@@ -156,9 +173,12 @@ impl IntoResponse for ApiError {
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Busy { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Incomplete(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         };
         match &self {
-            Self::Unavailable(source) => tracing::error!(%source, "Request failed in the store."),
+            Self::Unavailable(source) | Self::DiskFull(source) => {
+                tracing::error!(%source, "Request failed in the store.")
+            }
             _ => tracing::debug!(code = self.code(), reason = %self, "Request refused."),
         }
         let mut body = json!({"error": self.code(), "reason": self.to_string()});
@@ -176,6 +196,12 @@ impl IntoResponse for ApiError {
         match self {
             Self::Busy { retry_after_s } | Self::RateLimited { retry_after_s, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            Self::DiskFull(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(DISK_FULL_RETRY_AFTER_S),
+                );
             }
             // Answered before the body is read (or read in full): the rest
             // of it is still on the connection, which cannot carry another
@@ -200,10 +226,37 @@ mod tests {
     fn a_failed_commit_is_503_whatever_the_store_said() {
         for e in [
             StoreError::Invalid("batch too large for one journal record".into()),
-            StoreError::Unavailable("disk full".into()),
+            StoreError::Unavailable("connection refused".into()),
         ] {
             let response = ApiError::commit_failed(Arc::new(e)).into_response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+
+    /// A full disk is 507 with a reason that names no file, and a delay.
+    #[tokio::test]
+    async fn a_full_disk_is_507_disk_full_with_retry_after() {
+        let full = || {
+            let enospc = std::io::Error::from_raw_os_error(28);
+            StoreError::io("journal writing /srv/tally/journal/1.journal", enospc)
+        };
+        for error in [
+            ApiError::commit_failed(Arc::new(full())),
+            ApiError::from(full()),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "60");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(body["error"], "disk_full");
+            let reason = body["reason"].as_str().expect("reason");
+            assert!(
+                reason.contains("disk is full") && !reason.contains("/srv"),
+                "{reason}"
+            );
         }
     }
 }

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// The store cannot be reached; nothing was stored.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The file system of the store is full (or over a quota); nothing was
+    /// stored. It passes once there is room again.
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
     /// ClickHouse refused a statement.
     #[cfg(feature = "clickhouse")]
     #[error("clickhouse: {0}")]
@@ -42,7 +46,56 @@ pub enum StoreError {
     /// The database failed.
     #[cfg(feature = "duckdb")]
     #[error("duckdb: {0}")]
-    DuckDb(#[from] ::duckdb::Error),
+    DuckDb(::duckdb::Error),
+}
+
+impl StoreError {
+    /// An I/O error while doing `what` (a sentence's start such as
+    /// "journal writing FILE"): [`StoreError::DiskFull`] when the file
+    /// system is full, else [`StoreError::Unavailable`].
+    ///
+    /// ```
+    /// use tally_store::StoreError;
+    /// let full = std::io::Error::from_raw_os_error(28); // ENOSPC
+    /// assert!(StoreError::io("writing x", full).is_disk_full());
+    /// ```
+    pub fn io(what: &str, e: std::io::Error) -> Self {
+        if is_disk_full(&e) {
+            Self::DiskFull(format!("{what}: {e}"))
+        } else {
+            Self::Unavailable(format!("{what}: {e}"))
+        }
+    }
+
+    /// Whether this is [`StoreError::DiskFull`]: a failure that passes by
+    /// itself once there is room, so retrying later is the remedy.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::DiskFull(_))
+    }
+}
+
+/// Whether `e` says the file system has no room (ENOSPC, or EDQUOT: over a
+/// quota is as full, for the one who writes).
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+}
+
+/// DuckDB says which system call failed only in its message; the text is
+/// strerror's, as on every libc Tally runs on.
+#[cfg(feature = "duckdb")]
+impl From<::duckdb::Error> for StoreError {
+    fn from(e: ::duckdb::Error) -> Self {
+        let message = e.to_string();
+        if ["No space left on device", "Disk quota exceeded"]
+            .iter()
+            .any(|full| message.contains(full))
+        {
+            Self::DiskFull(format!("duckdb: {message}"))
+        } else {
+            Self::DuckDb(e)
+        }
+    }
 }
 
 /// Rollup data read back wrong is stored data that is corrupt; a report
@@ -53,5 +106,28 @@ impl From<tally_rollup::Error> for StoreError {
             tally_rollup::Error::Corrupt(what) => StoreError::Corrupt(what),
             tally_rollup::Error::Invalid(why) => StoreError::Invalid(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_system_is_told_apart_from_other_io_errors() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::io("journal writing x", enospc).is_disk_full());
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!StoreError::io("journal writing x", denied).is_disk_full());
+    }
+
+    #[cfg(feature = "duckdb")]
+    #[test]
+    fn duckdb_out_of_room_is_disk_full() {
+        let full = ::duckdb::Error::DuckDBFailure(
+            ::duckdb::ffi::Error::new(1),
+            Some(r#"Could not write file "x.wal": No space left on device"#.into()),
+        );
+        assert!(StoreError::from(full).is_disk_full());
     }
 }

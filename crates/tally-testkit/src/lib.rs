@@ -2,7 +2,7 @@
 //! way: the events ([`events`]), the hand-counted report answers
 //! ([`reports`], and [`report_tests!`] to run them), the store conformance
 //! suite (`conformance`, feature `store`, and `store_tests!`), a private
-//! ClickHouse server ([`clickhouse`]), Tally servers in the test process
+//! ClickHouse server ([`clickhouse`]), a full disk ([`disk`]), Tally servers in the test process
 //! (`server`, feature `server`), and [`eventually`] in place of hand-written
 //! poll loops.
 //!
@@ -21,6 +21,8 @@
 pub mod clickhouse;
 #[cfg(feature = "store")]
 pub mod conformance;
+#[cfg(unix)]
+pub mod disk;
 pub mod events;
 pub mod reports;
 #[cfg(feature = "server")]

@@ -65,10 +65,16 @@ impl Spool {
         Self { dir, limits }
     }
 
-    /// Adds an event, then trims the oldest beyond the caps.
+    /// Adds an event, then trims the oldest beyond the caps. An event that
+    /// cannot be written (a full disk, a cache dir the user cannot write)
+    /// is lost: it is counted as dropped if the counter can be written,
+    /// else lost uncounted. Neither waits: the CLI goes on.
     pub(crate) fn append(&self, event: &Event) -> io::Result<()> {
         let json = serde_json::to_vec(event).map_err(io::Error::other)?;
-        write_atomic(&self.dir.join(format!("{}.{EVENT_EXT}", event.id)), &json)?;
+        if let Err(e) = write_atomic(&self.dir.join(format!("{}.{EVENT_EXT}", event.id)), &json) {
+            let _ = self.count_dropped(1);
+            return Err(e);
+        }
         self.trim()
     }
 
@@ -316,6 +322,37 @@ mod tests {
         spool.reported_dropped(2).expect("report");
         assert_eq!(spool.dropped(), 0);
         assert!(!dir.path().join(DROPPED).exists());
+    }
+
+    /// A full disk (a real one, a tmpfs of fixed size) fails the append at
+    /// once, leaves no temporary file behind to take the room, and counts
+    /// the event as dropped; once there is room, events are spooled again.
+    #[test]
+    fn an_event_that_a_full_disk_refuses_is_counted_as_dropped() {
+        let Some(disk) = tally_testkit::disk::Tmpfs::mount("256k") else {
+            return;
+        };
+        let dir = disk.path().join("spool");
+        let spool = Spool::new(dir.clone(), SpoolLimits::default());
+        spool.append(&event(1)).expect("append");
+        // Room for the drop counter, none for an event of several pages.
+        let filler = disk.fill_but(4096);
+        let mut large = event(2);
+        large.command = "c".repeat(20_000);
+        let refused = spool.append(&large).expect_err("no room for the event");
+        assert_eq!(refused.kind(), io::ErrorKind::StorageFull, "{refused}");
+        assert_eq!(spool.dropped(), 1);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with(".json"))
+            .collect();
+        names.sort();
+        assert_eq!(names, [DROPPED_LOCK, DROPPED], "no temporary file left");
+        assert_eq!(spool.event_files().expect("files").len(), 1);
+        std::fs::remove_file(filler).expect("remove filler");
+        spool.append(&large).expect("append once there is room");
+        assert_eq!(spool.event_files().expect("files").len(), 2);
     }
 
     #[test]

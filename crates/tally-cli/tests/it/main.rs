@@ -5,6 +5,7 @@ mod browser;
 mod cluster;
 mod crash;
 mod demo;
+mod disk_full;
 mod hostile;
 mod ingest;
 mod secrets;

@@ -11,15 +11,23 @@
 //!
 //! Readers of the store ask for a commit of what was handed over and wait
 //! for it, so an export or a report sees every event acknowledged.
+//!
+//! A failed load is rolled back; the events stay in the journal. When the
+//! disk was full, the loader looks for room every [`RETRY_EVERY`] and then
+//! catches up on the journal from the position the database records as
+//! loaded, as an open after a crash does (see [`super::handoff`] for why
+//! that loads each record once); any other failure stops it until the
+//! store is opened again.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use duckdb::{Connection, params};
 
 use super::compactor::Compactor;
+use super::handoff::{Handoff, Resume};
 use super::rollups;
 use super::rows::events_batch;
 use tally_protocol::StoredEvent;
@@ -28,9 +36,6 @@ use tally_rollup::{Installs, Rollups};
 use crate::StoreError;
 use crate::journal::{self, Position, Recycler};
 
-/// Events handed over and not yet appended, at most: the writer waits
-/// beyond it, so memory stays bounded when DuckDB is slower than requests.
-const MAX_BACKLOG: usize = 20_000;
 /// DuckDB's row group size: a transaction with this many rows takes the
 /// bulk path.
 const ROW_GROUP_ROWS: usize = 122_880;
@@ -41,141 +46,8 @@ const COMMIT_EVERY: Duration = Duration::from_secs(5);
 /// for the loader but readers, who ask for what there is.
 const MIN_APPEND: usize = 4096;
 const MAX_WAIT: Duration = Duration::from_millis(100);
-
-/// The hand-over between the writer, the loader thread and the readers.
-#[derive(Default)]
-pub(super) struct Handoff {
-    state: Mutex<State>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    /// Journaled batches not yet taken by the loader, and where each ends.
-    queue: VecDeque<(Vec<StoredEvent>, Position)>,
-    /// Events in `queue`.
-    backlog: usize,
-    /// Events handed over and not yet committed.
-    unloaded: usize,
-    /// When the oldest batch in `queue` came.
-    oldest: Option<Instant>,
-    /// Batches handed over, and committed, ever.
-    sent: u64,
-    committed: u64,
-    /// A reader waits for a commit.
-    commit_wanted: bool,
-    /// The writer is gone: commit and stop.
-    closing: bool,
-    /// Why the loader stopped, if it did.
-    failure: Option<String>,
-    /// Whether a writer is open (there may be one at a time).
-    writing: bool,
-}
-
-impl Handoff {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.changed
-            .wait(state)
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Marks a writer open; fails if one is.
-    pub(super) fn open_writer(&self) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        if state.writing {
-            return Err(StoreError::Unavailable(
-                "the store has a writer already".into(),
-            ));
-        }
-        // A new loader would record positions past the failed one's
-        // records, and the next open would then skip them.
-        if let Some(failure) = &state.failure {
-            return Err(StoreError::Unavailable(format!(
-                "loading events failed earlier ({failure}); open the store again to load its journal"
-            )));
-        }
-        // The last writer's loader committed everything before it stopped.
-        state.writing = true;
-        state.closing = false;
-        state.commit_wanted = false;
-        Ok(())
-    }
-
-    /// Tells the loader to commit what it has and stop.
-    pub(super) fn close(&self) {
-        self.lock().closing = true;
-        self.changed.notify_all();
-    }
-
-    /// Marks the writer closed, once its loader has stopped.
-    pub(super) fn close_writer(&self) {
-        self.lock().writing = false;
-    }
-
-    /// Waits until the backlog has room; fails if the loader stopped.
-    pub(super) fn wait_for_room(&self) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        loop {
-            if let Some(failure) = &state.failure {
-                return Err(StoreError::Unavailable(format!(
-                    "loading events into the store failed: {failure}"
-                )));
-            }
-            if state.backlog < MAX_BACKLOG {
-                return Ok(());
-            }
-            state = self.wait(state);
-        }
-    }
-
-    /// Hands journaled `events`, whose record ends at `end`, to the loader.
-    pub(super) fn push(&self, events: Vec<StoredEvent>, end: Position) {
-        let mut state = self.lock();
-        state.backlog += events.len();
-        state.unloaded += events.len();
-        state.oldest.get_or_insert_with(Instant::now);
-        state.sent += 1;
-        state.queue.push_back((events, end));
-        self.changed.notify_all();
-    }
-
-    /// Waits until everything handed over so far is committed (or the
-    /// loader stopped).
-    pub(super) fn wait_loaded(&self) {
-        let mut state = self.lock();
-        let target = state.sent;
-        while state.committed < target && state.failure.is_none() {
-            state.commit_wanted = true;
-            self.changed.notify_all();
-            state = self.wait(state);
-        }
-    }
-
-    /// Events handed over and not yet committed.
-    pub(super) fn unloaded(&self) -> usize {
-        self.lock().unloaded
-    }
-
-    /// Why the loader stopped, if it did.
-    pub(super) fn failure(&self) -> Option<String> {
-        self.lock().failure.as_ref().map(|failure| {
-            format!(
-                "loading acknowledged events into the store failed ({failure}); \
-                 they are safe in the journal and are loaded when the server starts again"
-            )
-        })
-    }
-
-    /// Whether everything handed over is committed.
-    pub(super) fn all_loaded(&self) -> bool {
-        let state = self.lock();
-        state.committed == state.sent && state.failure.is_none()
-    }
-}
+/// How often a loader stopped by a full disk looks for room again.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 /// What the loader thread should do next.
 enum Step {
@@ -190,7 +62,10 @@ pub(super) struct Loader {
     installs: Installs,
     compactor: Compactor,
     journal: Recycler,
+    journal_dir: PathBuf,
     open: Option<Open>,
+    /// The last recycling failed.
+    recycle_failing: bool,
 }
 
 /// What a transaction that loads journaled events holds until it commits.
@@ -218,8 +93,8 @@ impl Open {
     /// ending at `end`) with their install numbers, new installs too, and
     /// adds their rollups to those written at commit. New installs are
     /// numbered in `installs` at once, within the open transaction, as
-    /// later batches must see them; should it roll back, the loader stops
-    /// and the next start numbers them again from what was committed.
+    /// later batches must see them; should it roll back, `installs` is
+    /// read again from what was committed before it is used again.
     fn append(
         &mut self,
         conn: &Connection,
@@ -246,43 +121,69 @@ impl Open {
         Ok(())
     }
 
-    /// Writes what waits for the commit: the rollups, and how far the
-    /// journal is loaded. Returns how many rollup rows.
-    fn finish(&self, conn: &Connection) -> Result<usize, StoreError> {
+    /// Writes what waits for the commit (the rollups, and how far the
+    /// journal is loaded) and commits. Returns how many rollup rows.
+    fn commit(&self, conn: &Connection) -> Result<usize, StoreError> {
         let appended = rollups::append(conn, &self.rollups)?;
         conn.execute(
             "UPDATE journal_loaded SET segment = ?, \"offset\" = ?",
             params![self.end.segment as i64, self.end.offset as i64],
         )?;
+        conn.execute_batch("COMMIT")?;
         Ok(appended)
     }
 }
 
 impl Loader {
-    pub(super) fn new(conn: &Connection, journal: Recycler) -> Result<Self, StoreError> {
+    pub(super) fn new(
+        conn: &Connection,
+        journal: Recycler,
+        journal_dir: PathBuf,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             installs: rollups::load_installs(conn)?,
             compactor: Compactor::start(conn.try_clone()?)?,
             conn: conn.try_clone()?,
             journal,
+            journal_dir,
             open: None,
+            recycle_failing: false,
         })
     }
 
     /// Hands the journal's segments before `below` back for reuse (and
-    /// makes the writer's next one, if none is ready).
-    fn recycle(&self, below: u64) {
-        if let Err(e) = self.journal.recycle(below) {
-            tracing::warn!(error = %e, "Recycling loaded journal segments failed.");
+    /// makes the writer's next one, if none is ready). A failure is said
+    /// once until it passes: on a full disk it comes with every commit.
+    fn recycle(&mut self, below: u64) {
+        match self.journal.recycle(below) {
+            Ok(()) => self.recycle_failing = false,
+            Err(e) if self.recycle_failing => {
+                tracing::debug!(error = %e, "Recycling loaded journal segments failed again.");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Recycling loaded journal segments failed.");
+                self.recycle_failing = true;
+            }
         }
     }
 
-    /// Loads what the writer hands over until it closes.
+    /// Loads what the writer hands over until it closes. A store that could
+    /// not load its journal when it opened starts failed, and catches up
+    /// first.
     pub(super) fn run(mut self, handoff: &Handoff) {
         self.recycle(0);
+        while self.resume(handoff) {
+            match self.load(handoff) {
+                Ok(()) => return,
+                Err(e) => self.fail(handoff, &e),
+            }
+        }
+    }
+
+    /// Loads until the writer closes (`Ok`) or a step fails.
+    fn load(&mut self, handoff: &Handoff) -> Result<(), StoreError> {
         loop {
-            let step = self.next_step(handoff);
-            let result = match step {
+            match self.next_step(handoff) {
                 Step::Append(batches) => {
                     let taken: usize = batches.iter().map(|(b, _)| b.len()).sum();
                     let appended = self.append(&batches);
@@ -290,24 +191,58 @@ impl Loader {
                     state.backlog -= taken;
                     handoff.changed.notify_all();
                     drop(state);
-                    appended.and_then(|()| {
-                        let full = self.open.as_ref().is_some_and(|o| o.rows >= ROW_GROUP_ROWS);
-                        if full { self.commit(handoff) } else { Ok(()) }
-                    })
-                }
-                Step::Commit => self.commit(handoff),
-                Step::Stop => {
-                    if let Err(e) = self.commit(handoff) {
-                        self.fail(handoff, &e);
+                    appended?;
+                    if self.open.as_ref().is_some_and(|o| o.rows >= ROW_GROUP_ROWS) {
+                        self.commit(handoff)?;
                     }
-                    return;
                 }
-            };
-            if let Err(e) = result {
-                self.fail(handoff, &e);
-                return;
+                Step::Commit => self.commit(handoff)?,
+                Step::Stop => return self.commit(handoff),
             }
         }
+    }
+
+    /// Whether to load: at once if nothing failed; after the full disk has
+    /// room again and the journal is caught up; not after another failure
+    /// or once the writer closes.
+    fn resume(&mut self, handoff: &Handoff) -> bool {
+        loop {
+            match handoff.resume(RETRY_EVERY) {
+                Resume::Load => return true,
+                Resume::Stop => return false,
+                Resume::CatchUp => {}
+            }
+            if !journal::has_room(&self.journal_dir) {
+                tracing::debug!("The disk is still full; loading waits.");
+                continue;
+            }
+            if let Err(e) = self.catch_up(handoff) {
+                self.fail(handoff, &e);
+            }
+        }
+    }
+
+    /// Loads what the journal holds beyond what the database has (what
+    /// failed to load, and all handed over since), then lets the writer go
+    /// on. Runs while no [`super::handoff::Room`] is held, so the journal
+    /// does not change meanwhile.
+    fn catch_up(&mut self, handoff: &Handoff) -> Result<(), StoreError> {
+        let mut installs = None;
+        let caught = catch_up(&self.conn, &self.journal_dir, &mut installs)?;
+        // The numbers given in the transaction that failed were not stored.
+        self.installs = match installs {
+            Some(installs) => installs,
+            None => rollups::load_installs(&self.conn)?,
+        };
+        self.compactor
+            .appended(caught.days.iter().copied(), caught.rollup_rows);
+        handoff.recovered(caught.end);
+        self.recycle(caught.end.segment);
+        tracing::warn!(
+            events = caught.events,
+            "The disk has room again: the journaled events are loaded, and ingest goes on."
+        );
+        Ok(())
     }
 
     fn next_step(&self, handoff: &Handoff) -> Step {
@@ -350,15 +285,17 @@ impl Loader {
         }
     }
 
-    /// Rolls back what is open; the events stay in the journal, which the
-    /// next start loads.
+    /// Rolls back what is open (the events stay in the journal) and says
+    /// why loading stopped.
     fn fail(&mut self, handoff: &Handoff, e: &StoreError) {
-        tracing::error!(error = %e, "Loading journaled events failed; they stay in the journal and are loaded at the next start.");
-        if self.open.take().is_some() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        if e.is_disk_full() {
+            tracing::error!(error = %e, "Loading journaled events failed on a full disk; they stay in the journal and are loaded once it has room.");
+        } else {
+            tracing::error!(error = %e, "Loading journaled events failed; they stay in the journal and are loaded at the next start.");
         }
-        handoff.lock().failure = Some(e.to_string());
-        handoff.changed.notify_all();
+        self.open = None;
+        roll_back(&self.conn);
+        handoff.failed(e);
     }
 
     fn append(&mut self, batches: &[(Vec<StoredEvent>, Position)]) -> Result<(), StoreError> {
@@ -386,17 +323,19 @@ impl Loader {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
-        let appended = open.finish(&self.conn)?;
-        self.conn.execute_batch("COMMIT")?;
+        let appended = open.commit(&self.conn)?;
         self.compactor.appended(open.rollups.days(), appended);
-        let mut state = handoff.lock();
-        state.committed += open.batches;
-        state.unloaded -= open.rows;
-        handoff.changed.notify_all();
-        drop(state);
+        handoff.committed(open.batches, open.rows);
         self.recycle(open.end.segment);
         Ok(())
     }
+}
+
+/// Ends the connection's transaction, if one is open: after a failed
+/// statement or a failed commit it may be, or not, and a connection left
+/// in an aborted transaction could never begin another.
+fn roll_back(conn: &Connection) {
+    let _ = conn.execute_batch("ROLLBACK");
 }
 
 /// How far the journal is loaded, as recorded by the last commit.
@@ -411,33 +350,84 @@ pub(super) fn loaded_position(conn: &Connection) -> Result<Position, StoreError>
     })
 }
 
-/// Loads what the journal holds beyond the loaded position (the events a
-/// crash left unloaded) in one transaction, then recycles the journal's
-/// segments. Runs
-/// when the store opens, before any writer.
-pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), StoreError> {
-    let from = loaded_position(conn)?;
-    let mut loaded: Option<(Installs, Open)> = None;
-    let tx = conn.transaction()?;
-    journal::replay(journal_dir, from, |events, end| {
-        let (installs, open) = match &mut loaded {
-            Some(state) => state,
-            None => loaded.insert((rollups::load_installs(&tx)?, Open::new(end))),
+/// What [`catch_up`] loaded.
+struct CaughtUp {
+    /// Where the last record loaded ends (the loaded position if none was).
+    end: Position,
+    events: usize,
+    /// The days it added rollup rows to, and how many rows.
+    days: BTreeSet<i32>,
+    rollup_rows: usize,
+}
+
+/// Loads what the journal in `dir` holds beyond the position the database
+/// records as loaded, in transactions of about a row group, each recording
+/// how far it loaded: memory stays bounded whatever the journal holds, and
+/// what one committed stays loaded if a later one fails. `installs` is read
+/// when first needed; on an error it holds numbers that were rolled back.
+fn catch_up(
+    conn: &Connection,
+    dir: &Path,
+    installs: &mut Option<Installs>,
+) -> Result<CaughtUp, StoreError> {
+    let mut caught = CaughtUp {
+        end: loaded_position(conn)?,
+        events: 0,
+        days: BTreeSet::new(),
+        rollup_rows: 0,
+    };
+    let mut open: Option<Open> = None;
+    let commit = |open: Open, caught: &mut CaughtUp| -> Result<(), StoreError> {
+        caught.rollup_rows += open.commit(conn)?;
+        caught.days.extend(open.rollups.days());
+        caught.events += open.rows;
+        caught.end = open.end;
+        Ok(())
+    };
+    let loaded = journal::replay(dir, caught.end, |events, end| {
+        let installs = match installs {
+            Some(installs) => installs,
+            None => installs.insert(rollups::load_installs(conn)?),
+        };
+        let tx = match &mut open {
+            Some(tx) => tx,
+            None => {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                open.insert(Open::new(end))
+            }
         };
         let refs: Vec<&StoredEvent> = events.iter().collect();
-        open.append(&tx, installs, &refs, 1, end)
-    })?;
-    let Some((_, open)) = loaded else {
-        drop(tx);
-        return journal::recycle_loaded(journal_dir, from.segment);
-    };
-    open.finish(&tx)?;
-    tx.commit()?;
-    tracing::info!(
-        events = open.rows,
-        "Loaded the events a previous run had journaled but not stored."
-    );
-    let days: BTreeSet<i32> = open.rollups.days().collect();
-    rollups::compact(conn, &days)?;
-    journal::recycle_loaded(journal_dir, open.end.segment)
+        tx.append(conn, installs, &refs, 1, end)?;
+        match open.take_if(|tx| tx.rows >= ROW_GROUP_ROWS) {
+            Some(full) => commit(full, &mut caught),
+            None => Ok(()),
+        }
+    })
+    .and_then(|()| match open.take() {
+        Some(last) => commit(last, &mut caught),
+        None => Ok(()),
+    });
+    if let Err(e) = loaded {
+        roll_back(conn);
+        return Err(e);
+    }
+    Ok(caught)
+}
+
+/// Loads what the journal holds beyond the loaded position (the events a
+/// crash left unloaded), then recycles the journal's segments. Runs when
+/// the store opens, before any writer.
+pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), StoreError> {
+    let caught = catch_up(conn, journal_dir, &mut None)?;
+    if caught.events > 0 {
+        tracing::info!(
+            events = caught.events,
+            "Loaded the events a previous run had journaled but not stored."
+        );
+        // Merging rows is for speed: readers merge the rows they find.
+        if let Err(e) = rollups::compact(conn, &caught.days) {
+            tracing::warn!(error = %e, "Compacting the rollups of the loaded events failed.");
+        }
+    }
+    journal::recycle_loaded(journal_dir, caught.end.segment)
 }

@@ -9,6 +9,7 @@
 //! loads.
 
 mod compactor;
+mod handoff;
 mod loader;
 mod rollups;
 mod rows;
@@ -50,7 +51,7 @@ pub struct DuckDbStore {
     root: Mutex<Connection>,
     recent_ids: usize,
     journal_dir: PathBuf,
-    handoff: Arc<loader::Handoff>,
+    handoff: Arc<handoff::Handoff>,
 }
 
 impl DuckDbStore {
@@ -73,7 +74,7 @@ impl DuckDbStore {
             if e.to_string().contains("lock") {
                 StoreError::Locked { path: path.clone() }
             } else {
-                StoreError::DuckDb(e)
+                StoreError::from(e)
             }
         })?;
         for file in [path.clone(), dir.join(format!("{DB_FILE}.wal"))] {
@@ -88,13 +89,25 @@ impl DuckDbStore {
         schema::migrate(&mut conn)?;
         rollups::rebuild_if_missing(&mut conn)?;
         let journal_dir = dir.join(JOURNAL_DIR);
-        loader::recover(&mut conn, &journal_dir)?;
+        let handoff = Arc::new(handoff::Handoff::default());
+        // A store that cannot load its journal for want of room opens all
+        // the same, failed: a server on it starts (and refuses ingest and
+        // reads), and its loader loads the journal once there is room. A
+        // store that refused to open would restart in a loop.
+        match loader::recover(&mut conn, &journal_dir) {
+            Ok(()) => {}
+            Err(e) if e.is_disk_full() => {
+                tracing::error!(error = %e, "Loading the journal failed on a full disk; it is loaded once there is room.");
+                handoff.failed(&e);
+            }
+            Err(e) => return Err(e),
+        }
         Ok(Self {
             path,
             root: Mutex::new(conn),
             recent_ids,
             journal_dir,
-            handoff: Arc::default(),
+            handoff,
         })
     }
 
@@ -132,7 +145,7 @@ impl Store for DuckDbStore {
         filter: &ExportFilter,
         sink: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> Result<u64, StoreError> {
-        self.handoff.wait_loaded();
+        self.handoff.wait_complete()?;
         let conn = self.connection()?;
         let mut sql = format!("SELECT {EXPORT_COLUMNS} FROM events WHERE true");
         let mut args: Vec<Box<dyn ToSql>> = Vec::new();
@@ -162,7 +175,7 @@ impl Store for DuckDbStore {
     }
 
     fn report(&self, query: &tally_report::Query) -> Result<tally_report::Report, StoreError> {
-        self.handoff.wait_loaded();
+        self.handoff.wait_complete()?;
         tally_rollup::answer(self, query)
     }
 

@@ -12,12 +12,13 @@ use std::thread::JoinHandle;
 
 use duckdb::Connection;
 
-use super::loader::{self, Handoff, Loader};
+use super::handoff::Handoff;
+use super::loader::{self, Loader};
 use tally_protocol::StoredEvent;
 use tally_rollup::micros;
 
 use crate::dedupe::{self, Seen};
-use crate::journal::{Encoded, Journal};
+use crate::journal::{self, Encoded, Journal};
 use crate::{RecentIds, Staged, StoreError, Writer};
 
 pub(super) struct DuckDbWriter {
@@ -68,8 +69,12 @@ impl DuckDbWriter {
         for (id, ts) in newest {
             recent.insert(id.as_u128(), ts);
         }
-        let journal = Journal::create(&journal_dir, loader::loaded_position(&conn)?.segment)?;
-        let loader = Loader::new(&conn, journal.recycler())?;
+        // After the last record, loaded or not: a store that could not load
+        // its journal at open (a full disk) loads it later, and a segment
+        // reused meanwhile would lose it.
+        let loaded = loader::loaded_position(&conn)?;
+        let journal = Journal::create(&journal_dir, journal::end(&journal_dir, loaded)?.segment)?;
+        let loader = Loader::new(&conn, journal.recycler(), journal_dir)?;
         let thread = {
             let handoff = Arc::clone(&handoff);
             std::thread::Builder::new()
@@ -143,15 +148,19 @@ fn newest(conn: &Connection, capacity: usize) -> Result<Vec<(uuid::Uuid, i64)>, 
 
 impl Writer for DuckDbWriter {
     fn insert(&mut self, staged: &mut Staged) -> Result<Vec<bool>, StoreError> {
+        // Taken before the database is asked for duplicates: a loader that
+        // failed and catches up waits for it, so the answer holds until
+        // the batch is journaled (see `handoff`).
+        let room = self.handoff.wait_for_room()?;
         let mut seen = self.recent.classify(staged.events());
         self.resolve(staged.events(), &mut seen)?;
+        room.check()?;
         let new: Vec<bool> = seen.iter().map(|&s| s == Seen::New).collect();
         let count = new.iter().filter(|&&n| n).count();
         if count == 0 {
             staged.take();
             return Ok(new);
         }
-        self.handoff.wait_for_room()?;
         // Encoded in the request's thread (see `DuckDbStore::stage`), unless
         // the events were staged without it.
         let made;
@@ -177,7 +186,7 @@ impl Writer for DuckDbWriter {
         for stored in &events {
             self.recent.remember(stored);
         }
-        self.handoff.push(events, end);
+        room.push(events, end);
         Ok(new)
     }
 }

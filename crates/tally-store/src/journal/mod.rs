@@ -30,16 +30,16 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tally_protocol::StoredEvent;
-
 use crate::StoreError;
 
+mod read;
 mod record;
 
+pub(crate) use read::{end, replay};
 pub(crate) use record::Encoded;
 
 /// The size segments are made at; a record that does not fit in the rest
@@ -70,7 +70,9 @@ pub(crate) struct Journal {
     /// The segment written (the files' `current`, kept here so that an
     /// append never waits for the lock the loader holds while it recycles).
     segment: u64,
-    file: File,
+    /// The segment's file; none after a failed append, or when none could
+    /// be had (a full disk), until the next append moves on to a new one.
+    file: Option<File>,
     len: u64,
     buf: Vec<u8>,
 }
@@ -94,7 +96,7 @@ struct Files {
 pub(crate) struct Recycler(Arc<Mutex<Files>>);
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> StoreError {
-    StoreError::Unavailable(format!("journal {what} {}: {e}", path.display()))
+    StoreError::io(&format!("journal {what} {}", path.display()), e)
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -213,6 +215,8 @@ impl Files {
 
 /// Makes a segment file at `path`, [`MAGIC`] and zeros to the full size,
 /// synced with its size, so that appends to it overwrite and never grow it.
+/// A file that could not be made whole is removed: on a full disk, what it
+/// took is the room the database needs to go on.
 fn zeroed(path: &Path) -> Result<File, StoreError> {
     let mut file = crate::owner_only::file_options()
         .write(true)
@@ -220,19 +224,44 @@ fn zeroed(path: &Path) -> Result<File, StoreError> {
         .truncate(true)
         .open(path)
         .map_err(|e| io_error("creating", path, e))?;
-    let written = (|| {
-        file.write_all(MAGIC)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = SEGMENT_BYTES - MAGIC.len() as u64;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            file.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        file.sync_all()
-    })();
-    written.map_err(|e| io_error("creating", path, e))?;
+    let written = file
+        .write_all(MAGIC)
+        .and_then(|()| zeros(&mut file, SEGMENT_BYTES - MAGIC.len() as u64))
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(io_error("creating", path, e));
+    }
     Ok(file)
+}
+
+/// Writes `len` zero bytes to `file`.
+fn zeros(file: &mut File, len: u64) -> io::Result<()> {
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Whether the file system of the journal in `dir` has room for a segment
+/// (and so, most likely, for the database's next commit): a file of that
+/// size is written and removed. The question costs little when the answer
+/// is no, as a write to a full disk fails at once.
+pub(crate) fn has_room(dir: &Path) -> bool {
+    let probe = dir.join("room.probe");
+    let written = crate::owner_only::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .and_then(|mut file| zeros(&mut file, SEGMENT_BYTES));
+    let _ = fs::remove_file(&probe);
+    written.is_ok()
 }
 
 /// Whether the file at `path` starts with this format's [`MAGIC`].
@@ -280,9 +309,16 @@ impl Journal {
     /// Starts writing in `dir`, whose segments up to `after` are loaded and
     /// after it hold no record (a crash's were loaded when the store
     /// opened), at the first segment after it.
+    /// On a full disk without a segment made ahead, the journal opens all
+    /// the same, and appends fail until there is room for a segment: a
+    /// store must open on a full disk, or its server restarts in a loop.
     pub(crate) fn create(dir: &Path, after: u64) -> Result<Self, StoreError> {
         let mut files = Files::scan(dir, after)?;
-        let file = files.next()?;
+        let file = match files.next() {
+            Ok(file) => Some(file),
+            Err(e) if e.is_disk_full() => None,
+            Err(e) => return Err(e),
+        };
         let segment = files.current;
         Ok(Self {
             files: Recycler(Arc::new(Mutex::new(files))),
@@ -296,14 +332,6 @@ impl Journal {
     /// What the loader recycles loaded segments with.
     pub(crate) fn recycler(&self) -> Recycler {
         self.files.clone()
-    }
-
-    fn rotate(&mut self) -> Result<(), StoreError> {
-        let mut files = self.files.lock();
-        self.file = files.next()?;
-        self.segment = files.current;
-        self.len = MAGIC.len() as u64;
-        Ok(())
     }
 
     /// Appends encoded events, given as pieces of [`Encoded`] bytes, as one
@@ -324,19 +352,34 @@ impl Journal {
             .filter(|&n| n <= MAX_RECORD)
             .ok_or_else(|| StoreError::Invalid("batch too large for one journal record".into()))?;
         if self.len > MAGIC.len() as u64 && self.len + self.buf.len() as u64 > SEGMENT_BYTES {
-            self.rotate()?;
+            self.file = None;
         }
+        let file = match self.file {
+            Some(ref mut file) => file,
+            None => {
+                let mut files = self.files.lock();
+                let file = files.next()?;
+                self.segment = files.current;
+                self.len = MAGIC.len() as u64;
+                self.file.insert(file)
+            }
+        };
         let crc = checksum(self.segment, &self.buf[HEADER..]);
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-        let written = self
-            .file
-            .write_all(&self.buf)
-            .and_then(|()| self.file.sync_data());
+        let written = file.write_all(&self.buf).and_then(|()| file.sync_data());
         if let Err(e) = written {
-            // What reached the file fails its checksum or is never
-            // reached: the next record starts a new segment.
-            self.len = SEGMENT_BYTES;
+            // What reached the file fails its checksum, or is never
+            // reached: the next record starts a new segment. The record
+            // may yet be whole if only the sync failed; its header is
+            // zeroed (the bytes are there, so this needs no room), as a
+            // catching-up loader would otherwise load what the client was
+            // told failed, and its retry once more.
+            let _ = file
+                .seek(SeekFrom::Start(self.len))
+                .and_then(|_| file.write_all(&[0; HEADER]))
+                .and_then(|()| file.sync_data());
+            self.file = None;
             let path = segment_path(&self.files.lock().dir, self.segment);
             return Err(io_error("writing", &path, e));
         }
@@ -345,107 +388,6 @@ impl Journal {
             segment: self.segment,
             offset: self.len,
         })
-    }
-}
-
-/// Calls `each` with every record after `from`, in order, and the position
-/// where it ends. A record cut short ends its segment.
-pub(crate) fn replay(
-    dir: &Path,
-    from: Position,
-    mut each: impl FnMut(Vec<StoredEvent>, Position) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    for segment in segments(dir)? {
-        if segment < from.segment {
-            continue;
-        }
-        let path = segment_path(dir, segment);
-        let file = File::open(&path).map_err(|e| io_error("opening", &path, e))?;
-        let mut reader = BufReader::new(file);
-        let mut magic = [0u8; MAGIC.len()];
-        // A segment cut short before its magic was synced holds no record.
-        if !read_full(&mut reader, &mut magic).map_err(|e| io_error("reading", &path, e))? {
-            continue;
-        }
-        let ndjson = match &magic {
-            MAGIC => false,
-            MAGIC_NDJSON => true,
-            // Made by a writer that stopped before it was synced.
-            [0, 0, 0, 0, 0, 0, 0, 0] => continue,
-            _ => {
-                return Err(StoreError::Corrupt(format!(
-                    "journal segment {} is not of a format this Tally reads; \
-                     load it with the Tally that wrote it",
-                    path.display()
-                )));
-            }
-        };
-        let corrupt = |e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!("journal {}: {e}", path.display()))
-        };
-        let mut offset = MAGIC.len() as u64;
-        let mut payload = Vec::new();
-        loop {
-            let mut header = [0u8; HEADER];
-            // The first format's checksums are of the payload alone.
-            let number = (!ndjson).then_some(segment);
-            match read_record(&mut reader, number, &mut header, &mut payload) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(io_error("reading", &path, e)),
-            }
-            offset += (HEADER + payload.len()) as u64;
-            let at = Position { segment, offset };
-            if at <= from {
-                continue;
-            }
-            let events = if ndjson {
-                payload
-                    .split(|&b| b == b'\n')
-                    .filter(|line| !line.is_empty())
-                    .map(serde_json::from_slice)
-                    .collect::<Result<Vec<StoredEvent>, _>>()
-                    .map_err(|e| corrupt(&e))?
-            } else {
-                record::decode(&payload).map_err(|e| corrupt(&e))?
-            };
-            each(events, at)?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads one whole, intact record of segment `number` into `payload`;
-/// false at the end of the segment: where the file or its records end
-/// (zeros, or the records of its last use), or at a record cut short.
-fn read_record(
-    reader: &mut impl Read,
-    number: Option<u64>,
-    header: &mut [u8; HEADER],
-    payload: &mut Vec<u8>,
-) -> io::Result<bool> {
-    if !read_full(reader, header)? {
-        return Ok(false);
-    }
-    let [l0, l1, l2, l3, c0, c1, c2, c3] = *header;
-    let len = u32::from_le_bytes([l0, l1, l2, l3]);
-    if len == 0 || len > MAX_RECORD {
-        return Ok(false);
-    }
-    payload.resize(len as usize, 0);
-    if !read_full(reader, payload)? {
-        return Ok(false);
-    }
-    let crc = number.map_or_else(|| crc32fast::hash(payload), |n| checksum(n, payload));
-    Ok(crc == u32::from_le_bytes([c0, c1, c2, c3]))
-}
-
-/// Fills `buf`; false if the input ends first.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    match reader.read_exact(buf) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
     }
 }
 
@@ -458,6 +400,7 @@ pub(crate) fn recycle_loaded(dir: &Path, loaded: u64) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_protocol::StoredEvent;
     use tally_testkit::events::sample;
     use time::macros::datetime;
 
@@ -546,6 +489,33 @@ mod tests {
         let mut bytes = fs::read(&path).expect("read");
         change(&mut bytes);
         fs::write(&path, bytes).expect("write");
+    }
+
+    /// A store that could not load its journal at open (a full disk) has
+    /// records past its loaded position in later segments: its writer
+    /// starts after them rather than reuse their segment.
+    #[test]
+    fn a_writer_starts_after_the_records_not_yet_loaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let loaded = one_record(dir.path(), 0, 1);
+        let unloaded = one_record(dir.path(), loaded.segment, 2);
+        let after = end(dir.path(), loaded).expect("end");
+        assert_eq!(after, unloaded);
+        let next = one_record(dir.path(), after.segment, 3);
+        assert!(next.segment > unloaded.segment, "{next:?}");
+        let ids: Vec<Vec<u128>> = all(dir.path(), loaded).into_iter().map(|r| r.0).collect();
+        let id = |n: u32| {
+            sample(n, "j", datetime!(2026-11-20 10:00:00 UTC))
+                .event
+                .id
+                .as_u128()
+        };
+        assert_eq!(ids, [vec![id(2)], vec![id(3)]]);
+        assert_eq!(
+            end(dir.path(), next).expect("end"),
+            next,
+            "nothing after the last"
+        );
     }
 
     #[test]
