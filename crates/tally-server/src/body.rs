@@ -1,7 +1,8 @@
 //! Reading a request body within the limits: the size as sent, the time it
 //! takes to arrive, the encoding, and the size after decompression (a gzip
 //! bomb stops at the limit, it is never inflated in full). Every byte kept
-//! is held in the memory budget first.
+//! is held in the memory budget first, as it comes: a client that
+//! announces a large body and sends little holds little.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -30,8 +31,8 @@ pub(crate) struct Sent {
     pub(crate) held: Held,
 }
 
-/// Reads the body of an ingest request as sent, holding its size in
-/// `budget` before reading it and refusing it if it does not arrive in
+/// Reads the body of an ingest request as sent, holding each byte in
+/// `budget` as it arrives and refusing it if it does not arrive in
 /// `timeout`.
 pub(crate) async fn read(
     body: Body,
@@ -67,9 +68,10 @@ pub(crate) async fn read(
     if length.is_some_and(|n| n > limits.max_body_bytes) {
         return Err(too_large());
     }
-    // A body of unknown length may be as large as the limit.
-    let mut held = budget.hold(length.unwrap_or(limits.max_body_bytes))?;
-    let reading = http_body_util::Limited::new(body, limits.max_body_bytes).collect();
+    // Held as it arrives, not as announced: a client that announces a
+    // megabyte and sends nothing holds nothing.
+    let mut held = budget.hold(0)?;
+    let reading = collect(body, limits.max_body_bytes, &mut held);
     let bytes = tokio::time::timeout(timeout, reading)
         .await
         .map_err(|_| {
@@ -78,36 +80,62 @@ pub(crate) async fn read(
                 timeout.as_secs()
             ))
         })?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                ApiError::bad(
-                    "unreadable_body",
-                    "",
-                    format!("the body could not be read: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
-    held.resize(bytes.len())?;
+        .map_err(|e| match e {
+            Collect::TooLarge => too_large(),
+            Collect::Busy(busy) => busy,
+            Collect::Unreadable(e) => ApiError::bad(
+                "unreadable_body",
+                "",
+                format!("the body could not be read: {e}"),
+            ),
+        })?;
     Ok(Sent {
-        bytes,
+        bytes: Bytes::from(bytes),
         encoding,
         held,
     })
+}
+
+/// Why a body could not be collected.
+enum Collect {
+    TooLarge,
+    Busy(ApiError),
+    Unreadable(axum::Error),
+}
+
+/// The body's bytes, up to `max`, each held in the budget before it is
+/// kept (with the room its buffer has, as it grows).
+async fn collect(mut body: Body, max: usize, held: &mut Held) -> Result<Vec<u8>, Collect> {
+    let mut out = Growing::new(held, max);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Collect::Unreadable)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if out.out.len() + data.len() > max {
+            return Err(Collect::TooLarge);
+        }
+        if out.write_all(&data).is_err() {
+            return Err(Collect::Busy(
+                out.busy
+                    .take()
+                    .unwrap_or(ApiError::Busy { retry_after_s: 1 }),
+            ));
+        }
+    }
+    Ok(out.out)
 }
 
 impl Sent {
     /// The body decompressed. Blocking work: call it off the async workers.
     /// The bytes it inflates are held in the budget as they come, so a bomb
     /// costs its limit only when the budget has room for it.
-    pub(crate) fn decode(&mut self, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+    pub(crate) fn decode(&mut self, limits: &Limits) -> Result<Bytes, ApiError> {
         // The body is in memory already: the decoders read it in place
         // rather than through a buffer of their own.
         let sent = &self.bytes[..];
-        match self.encoding {
-            Encoding::Identity => Ok(sent.to_vec()),
+        let inflated = match self.encoding {
+            Encoding::Identity => return Ok(self.bytes.clone()),
             Encoding::Gzip => inflate(
                 flate2::bufread::MultiGzDecoder::new(sent),
                 "gzip",
@@ -123,7 +151,8 @@ impl Sent {
                 decoder.window_log_max(23).map_err(zstd_error)?;
                 inflate(decoder, "zstd", &mut self.held, limits)
             }
-        }
+        };
+        inflated.map(Bytes::from)
     }
 }
 
@@ -134,13 +163,7 @@ fn inflate(
     limits: &Limits,
 ) -> Result<Vec<u8>, ApiError> {
     let max = limits.max_decoded_bytes;
-    let mut out = Growing {
-        out: Vec::new(),
-        held,
-        base: 0,
-        busy: None,
-    };
-    out.base = out.held.bytes();
+    let mut out = Growing::new(held, max + 1);
     let copied = std::io::copy(&mut decoder.take(max as u64 + 1), &mut out);
     if let Some(busy) = out.busy {
         return Err(busy);
@@ -160,30 +183,59 @@ fn inflate(
     Ok(out.out)
 }
 
-/// The inflated body, growing its hold on the budget a step at a time.
+/// A body (as sent, or inflated) growing its hold on the budget a step at
+/// a time.
 struct Growing<'a> {
     out: Vec<u8>,
     held: &'a mut Held,
-    /// What was held before inflating (the body as sent).
+    /// What was held before it (for an inflated body, the body as sent).
     base: usize,
+    /// The most room it is given unasked (its size limit).
+    limit: usize,
     /// Why growing stopped, when the budget had no room.
     busy: Option<ApiError>,
 }
 
-/// The first hold of an inflated body, in bytes.
-const STEP: usize = 256 * 1024;
+/// The first hold of a growing buffer, in bytes: small, as most bodies
+/// are, and every open connection may hold one.
+const STEP: usize = 16 * 1024;
+
+impl<'a> Growing<'a> {
+    /// An empty buffer that is never given more than `limit` bytes of
+    /// room, held on top of what `held` holds already.
+    fn new(held: &'a mut Held, limit: usize) -> Self {
+        Self {
+            out: Vec::new(),
+            base: held.bytes(),
+            held,
+            limit,
+            busy: None,
+        }
+    }
+
+    /// Makes room for `capacity` bytes in all, held first.
+    fn reserve_for(&mut self, capacity: usize) -> Result<(), ApiError> {
+        if capacity > self.out.capacity() {
+            self.held.resize(self.base + capacity)?;
+            self.out.reserve_exact(capacity - self.out.len());
+        }
+        Ok(())
+    }
+}
 
 impl Write for Growing<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let need = self.out.len() + buf.len();
         if need > self.out.capacity() {
             // Doubling keeps the copies of a growing buffer linear in all.
-            let capacity = need.max(2 * self.out.capacity()).max(STEP);
-            if let Err(busy) = self.held.resize(self.base + capacity) {
+            let capacity = (2 * self.out.capacity())
+                .max(STEP)
+                .min(self.limit)
+                .max(need);
+            if let Err(busy) = self.reserve_for(capacity) {
                 self.busy = Some(busy);
                 return Err(std::io::Error::other("no room in the memory budget"));
             }
-            self.out.reserve_exact(capacity - self.out.len());
         }
         self.out.extend_from_slice(buf);
         Ok(buf.len())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use tally_protocol::Limits;
 use tally_store::StoreSpec;
 
-use crate::{CardinalityLimits, ConnectionLimits, RateLimits};
+use crate::{CardinalityLimits, ConnectionLimits, RateLimits, ServeError};
 
 /// The settings of one server.
 ///
@@ -62,5 +62,59 @@ impl Config {
             queue_events: 200_000,
             max_group_events: 50_000,
         }
+    }
+
+    /// Refuses settings a server could not keep: a memory budget smaller
+    /// than one body of the largest size would refuse every such body (429)
+    /// forever, and a client header that is no header name would leave
+    /// clients unlimited. A budget smaller than a body inflated to the
+    /// largest size is allowed (bombs then get no room at all), and said.
+    ///
+    /// ```
+    /// let mut config = tally_server::Config::new("tally-data".into());
+    /// assert!(config.check().is_ok());
+    /// config.max_in_flight_bytes = 1024;
+    /// assert!(config.check().unwrap_err().to_string().contains("max_in_flight_bytes"));
+    /// ```
+    pub fn check(&self) -> Result<(), ServeError> {
+        let limits = &self.limits;
+        if self.max_in_flight_bytes < limits.max_body_bytes {
+            return Err(ServeError::Config(format!(
+                "max_in_flight_bytes is {} bytes, less than one body of the largest size \
+                 ({} bytes), which would be refused forever",
+                self.max_in_flight_bytes, limits.max_body_bytes
+            )));
+        }
+        let inflated = limits.max_body_bytes + limits.max_decoded_bytes;
+        if self.max_in_flight_bytes < inflated {
+            tracing::warn!(
+                max_in_flight_bytes = self.max_in_flight_bytes,
+                inflated,
+                "The memory budget is smaller than one body inflated to the largest size: such bodies are refused (429) whenever they come."
+            );
+        }
+        if let Some(name) = &self.rate_limits.client_header
+            && axum::http::HeaderName::try_from(name.as_str()).is_err()
+        {
+            return Err(ServeError::Config(format!(
+                "client_header {name:?} is not an HTTP header name"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_header_that_is_no_header_name_is_refused() {
+        let mut config = Config::new("tally-data".into());
+        config.rate_limits.client_header = Some("X Forwarded For".into());
+        let refused = config.check().expect_err("not a header name");
+        assert!(refused.to_string().contains("client_header"), "{refused}");
+        config.rate_limits.client_header = Some("X-Forwarded-For".into());
+        config.check().expect("a header name");
     }
 }

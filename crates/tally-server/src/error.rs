@@ -28,6 +28,9 @@ pub enum ServeError {
     /// The commit thread could not be started.
     #[error("starting the commit thread: {0}")]
     Thread(std::io::Error),
+    /// The settings cannot work (see [`Config::check`](crate::Config::check)).
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// Every way a request can fail; each maps to one status and a JSON body

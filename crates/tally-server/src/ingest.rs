@@ -58,11 +58,16 @@ async fn ingest(
     // Inflating, parsing, scrubbing and encoding take CPU in proportion to
     // the body: off the async workers, so health checks, metrics and other
     // requests keep being answered whatever comes in.
+    let turn = state.preparing().await?;
     let now = OffsetDateTime::now_utc();
     let (preparing, owner) = (state.clone(), Arc::clone(&app));
-    let prepared = tokio::task::spawn_blocking(move || prepare(&preparing, sent, &owner, now))
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))??;
+    let prepared = tokio::task::spawn_blocking(move || {
+        let prepared = prepare(&preparing, sent, &owner, now);
+        drop(turn);
+        prepared
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(Box::new(e)))??;
     let Prepared {
         staged,
         held,

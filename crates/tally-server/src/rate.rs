@@ -106,6 +106,7 @@ impl Limiter {
                 .collect(),
             clients: RateLimiter::keyed(limits.requests_per_client.quota(1)),
             salt: std::hash::RandomState::new(),
+            // `Config::check` refused a name that is not one.
             client_header: limits
                 .client_header
                 .as_deref()

@@ -35,9 +35,17 @@ struct Inner {
     /// Woken by an unknown key: the key refresher reads the apps again.
     keys_wanted: tokio::sync::Notify,
     budget: Budget,
+    /// Leave to prepare a request's events (inflate, parse, scrub, encode)
+    /// on a blocking thread: a few per core, so that what requests hold
+    /// while they are parsed, before their events can be counted, is
+    /// bounded, and the blocking pool never grows to a thread a request.
+    preparing: Arc<tokio::sync::Semaphore>,
     limiter: Limiter,
     cardinality: Cardinality,
 }
+
+/// Requests prepared at once, per core.
+const PREPARING_PER_CORE: usize = 2;
 
 /// The apps are read again at most this often when unknown keys come in,
 const KEYS_RELOAD_AT_MOST: Duration = Duration::from_secs(1);
@@ -90,6 +98,7 @@ impl AppState {
     /// Opens the configured store and starts the commit thread. The
     /// [`Committer`] must be finished after the last request is answered.
     pub(crate) fn open(config: Config) -> Result<(Self, Committer), ServeError> {
+        config.check()?;
         let admin_token = crate::auth::load_or_create_admin_token(&config.data_dir)?;
         let store: Arc<dyn Store> = Arc::from(config.store.open()?);
         let metrics = Metrics::default();
@@ -112,6 +121,10 @@ impl AppState {
             inner: Arc::new(Inner {
                 cardinality,
                 budget,
+                preparing: Arc::new(tokio::sync::Semaphore::new(
+                    PREPARING_PER_CORE
+                        * std::thread::available_parallelism().map_or(1, usize::from),
+                )),
                 limiter,
                 config,
                 store: StoreHandle(store),
@@ -152,6 +165,15 @@ impl AppState {
 
     pub(crate) fn budget(&self) -> &Budget {
         &self.inner.budget
+    }
+
+    /// Leave to prepare one request's events; waits for a turn.
+    pub(crate) async fn preparing(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        // Never closed: the error cannot come, and is a 503 if it did.
+        Arc::clone(&self.inner.preparing)
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::Unavailable(Box::new(e)))
     }
 
     pub(crate) fn limiter(&self) -> &Limiter {

@@ -87,6 +87,25 @@ fn post(
     (status, answer)
 }
 
+/// The server's metrics, as Prometheus reads them.
+fn metrics(server: &RunningServer) -> String {
+    ureq::get(format!("{}/metrics", server.url))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text")
+}
+
+/// The value of the metric `name` (without labels).
+fn metric(server: &RunningServer, name: &str) -> f64 {
+    let metrics = metrics(server);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {metrics}"))
+}
+
 fn batch_of(app: &str, n: usize) -> Vec<u8> {
     batch_body(&(0..n).map(|_| fresh(app)).collect::<Vec<_>>())
 }
@@ -135,12 +154,7 @@ fn connections_over_the_cap_are_refused_at_once_and_served_again_later() {
         "a connection is served once others closed",
         || (healthz(&server) == 200).then_some(()),
     );
-    let metrics = ureq::get(format!("{}/metrics", server.url))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("text");
+    let metrics = metrics(&server);
     assert!(
         metrics
             .lines()
@@ -220,6 +234,34 @@ fn a_bomb_gets_no_room_while_ordinary_batches_go_in() {
     let (status, answer) = post(&server, &key, &[], batch_of("bombed", 100));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(server.export("bombed").len(), 100);
+}
+
+/// A body is held in the memory budget as it arrives, not as announced:
+/// clients that announce a megabyte each and send a few bytes cannot take
+/// the budget from the clients that send their batches.
+#[test]
+fn a_body_announced_and_not_sent_holds_no_memory() {
+    let server = RunningServer::start_with(|c| c.max_in_flight_bytes = 2 * 1024 * 1024);
+    let key = server.add_app("announced");
+    let _announced: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = connect(&server);
+            write!(
+                stream,
+                "POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Length: 1000000\r\n\r\n{{\"events\":["
+            )
+            .expect("a head and a few bytes");
+            stream
+        })
+        .collect();
+    tally_testkit::eventually(PATIENCE, "the bodies are being read", || {
+        (metric(&server, "tally_in_flight_bytes") > 0.0).then_some(())
+    });
+    let held = metric(&server, "tally_in_flight_bytes");
+    assert!(held < 1_000_000.0, "{held} bytes held for a few bytes sent");
+    let (status, answer) = post(&server, &key, &[], batch_of("announced", 100));
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[test]
@@ -303,12 +345,7 @@ fn values_beyond_a_days_cap_are_stored_as_other_and_counted() {
         versions,
         ["(other)", "(other)", "(other)", "0.0.0", "0.0.1"]
     );
-    let metrics = ureq::get(format!("{}/metrics", server.url))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("text");
+    let metrics = metrics(&server);
     assert!(
         metrics
             .lines()
