@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::LoadArgs;
 use crate::server::Observed;
+use crate::stats::Latencies;
 
 /// What a load run measured.
 pub struct Report {
@@ -154,7 +155,7 @@ fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8], gzip: bool) -> b
     request.send(body).is_ok_and(|r| r.status().is_success())
 }
 
-fn time_now() -> String {
+pub(crate) fn time_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -171,7 +172,7 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
     let deadline = started + Duration::from_secs(args.seconds);
     let interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
-    let mut latencies: Vec<u32> = std::thread::scope(|s| {
+    let mut latencies = std::thread::scope(|s| {
         let workers: Vec<_> = (0..args.concurrency)
             .map(|worker| {
                 let url = &urls[worker % urls.len()];
@@ -182,7 +183,7 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
                         .http_status_as_error(false)
                         .build()
                         .new_agent();
-                    let mut mine = Vec::new();
+                    let mut mine = Latencies::default();
                     // Workers start spread over one interval, so that
                     // requests come evenly at the rate, not in bursts of
                     // one per worker.
@@ -202,7 +203,7 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
                         }
                         let sent = Instant::now();
                         let ok = post(&agent, url, key, body, !args.plain);
-                        mine.push(sent.elapsed().as_micros() as u32);
+                        mine.push(sent.elapsed());
                         requests.fetch_add(1, Ordering::Relaxed);
                         if ok {
                             events.fetch_add(args.batch as u64, Ordering::Relaxed);
@@ -214,24 +215,19 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
+        let mut all = Latencies::default();
+        for worker in workers {
+            all.extend(worker.join().unwrap_or_default());
+        }
+        all
     });
     let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |us| f64::from(*us) / 1000.0)
-    };
     Report {
         events: events.into_inner(),
         requests: requests.into_inner(),
         errors: errors.into_inner(),
         elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: latencies.percentile_ms(0.50),
+        p99_ms: latencies.percentile_ms(0.99),
     }
 }

@@ -5,16 +5,21 @@
 //! cargo run --release -p tally-bench -- ingest --batch 100 --concurrency 64
 //! cargo run --release -p tally-bench -- bare --batch 1 --concurrency 64
 //! cargo run --release -p tally-bench -- sdk --runs 200
+//! cargo run --release -p tally-bench -- hostile --seconds 30
 //! ```
 //!
 //! Each run starts its server as a child process (the release `tally` next
 //! to this binary, or a bare axum server), loads it for `--seconds`, and
 //! prints events/s, request latency p50/p99 and the server's peak RSS.
 
+mod attack;
+mod hostile;
+mod legit;
 mod load;
 mod reports;
 mod sdk;
 mod server;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +49,72 @@ struct LoadArgs {
     /// Requests per second to aim at (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+}
+
+#[derive(clap::Args)]
+struct HostileArgs {
+    /// How long each phase is measured: the baseline, then under attack.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Legitimate client threads (each stands for many installs, with an
+    /// address of its own per batch in turn).
+    #[arg(long, default_value_t = 8)]
+    legit_clients: usize,
+    /// Events per second the legitimate clients send among them, in
+    /// batches of 100 (0: as fast as they can).
+    #[arg(long, default_value_t = 20_000)]
+    legit_rate: u64,
+    /// Slowloris connections the attacker keeps open (half a head, then a
+    /// byte every 3 s).
+    #[arg(long, default_value_t = 2000)]
+    slowloris: usize,
+    /// Connections that announce a body of almost 1 MiB and trickle it.
+    #[arg(long, default_value_t = 300)]
+    trickle: usize,
+    /// Attacker threads sending gzip bombs and heavy batches in turn.
+    #[arg(long, default_value_t = 1)]
+    bomb_threads: usize,
+    /// Attacker threads sending high-cardinality batches.
+    #[arg(long, default_value_t = 1)]
+    cardinality_threads: usize,
+    /// Fake addresses the attacker's requests rotate through (1: one
+    /// client, which the per-client limit then holds back).
+    #[arg(long, default_value_t = 4096)]
+    attacker_addresses: u32,
+    /// Only the baseline, without the attacker.
+    #[arg(long)]
+    no_attack: bool,
+    /// The peak RSS the server must stay under, in MB, to say whether it
+    /// did (docs/security.md states the worst case).
+    #[arg(long)]
+    rss_bound_mb: Option<f64>,
+    /// An argument for `tally serve`, e.g. `--serve-arg=--max-connections=4096`
+    /// (repeatable).
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
+    /// The `tally` binary (default: next to this one).
+    #[arg(long)]
+    tally: Option<PathBuf>,
+}
+
+impl From<HostileArgs> for hostile::Hostile {
+    fn from(args: HostileArgs) -> Self {
+        Self {
+            seconds: args.seconds,
+            legit_clients: args.legit_clients,
+            legit_rate: args.legit_rate,
+            attack: (!args.no_attack).then_some(attack::Attack {
+                slowloris: args.slowloris,
+                trickle: args.trickle,
+                bomb_threads: args.bomb_threads,
+                cardinality_threads: args.cardinality_threads,
+                addresses: args.attacker_addresses,
+            }),
+            rss_bound_mb: args.rss_bound_mb,
+            serve_args: args.serve_args,
+            tally: args.tally,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -109,6 +180,10 @@ enum Command {
         #[arg(long)]
         posthog_cli: Option<PathBuf>,
     },
+    /// Legitimate clients and a health check, alone and then while an
+    /// attacker sends slow, padded and high-cardinality requests at full
+    /// speed, side by side in one run.
+    Hostile(HostileArgs),
     /// Fill a data dir with N events by ingesting them (for dedupe at scale).
     Fill {
         /// The data dir.
@@ -147,6 +222,7 @@ fn main() -> ExitCode {
             tally,
             posthog_cli,
         } => sdk::run(runs, democli, tally, posthog_cli),
+        Command::Hostile(args) => hostile::run(args.into()),
         Command::Fill {
             data,
             events,

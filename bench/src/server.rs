@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::LoadArgs;
 use crate::load;
 
-const APP: &str = "benchcli";
+pub(crate) const APP: &str = "benchcli";
 
 /// A child server; stopped with SIGTERM on drop.
 pub(crate) struct Running {
@@ -20,32 +20,49 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// The server's process id, for sampling its memory while it runs.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory of the server so far, in MB (Linux only).
     pub(crate) fn peak_rss_mb(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb / 1024.0)
+        memory_mb(&self.child.id().to_string(), "VmHWM:")
     }
 
     /// CPU time the server has used so far, user and system, in seconds
     /// (Linux only): per event, a measure of cost that does not drift with
     /// how busy the machine is the way a rate does.
     pub(crate) fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name (which may hold spaces): utime and
-        // stime are the 14th and 15th, in USER_HZ (100 per second on Linux).
-        let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-        let user: f64 = fields.next()?.parse().ok()?;
-        let system: f64 = fields.next()?.parse().ok()?;
-        Some((user + system) / 100.0)
+        cpu_seconds(&self.child.id().to_string())
     }
+}
+
+/// A memory figure of process `pid` (a number, or `self`) from
+/// `/proc/PID/status`, such as `VmRSS:` (now) or `VmHWM:` (peak), in MB.
+pub(crate) fn memory_mb(pid: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// CPU time, user and system, that process `pid` (a number, or `self`)
+/// has used so far, in seconds (Linux only).
+pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime and
+    // stime are the 14th and 15th, in USER_HZ (100 per second on Linux).
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / 100.0)
 }
 
 /// What a load cost the servers under test.
@@ -134,19 +151,40 @@ pub(crate) fn start_tally(
     tally: &Path,
     app: &str,
 ) -> Result<(Running, String)> {
+    start_tally_with(data, store, tally, app, |command| {
+        // The benchmark measures what the server can take, not the rate
+        // limit that keeps one app from taking all of it (an environment
+        // variable, which builds from before the limit ignore).
+        command.env("TALLY_APP_EVENTS_PER_SECOND", "100000000");
+    })
+}
+
+/// [`start_tally`] with the server's limits at their defaults, but for
+/// what `configure` adds to the `tally serve` command.
+pub(crate) fn start_tally_with(
+    data: &Path,
+    store: Option<&str>,
+    tally: &Path,
+    app: &str,
+    configure: impl FnOnce(&mut Command),
+) -> Result<(Running, String)> {
     let mut command = Command::new(tally);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
-        .env("TALLY_LOG", "warn")
-        // The benchmark measures what the server can take, not the rate
-        // limit that keeps one app from taking all of it (an environment
-        // variable, which builds from before the limit ignore).
-        .env("TALLY_APP_EVENTS_PER_SECOND", "100000000");
+        .env("TALLY_LOG", "warn");
     if let Some(store) = store {
         command.args(["--store", store]);
     }
+    configure(&mut command);
     let running = spawn(command, "Tally is running at ", true)?;
+    let key = app_key(data, store, tally, app)?;
+    Ok((running, key))
+}
+
+/// The ingest key of `app` on the running server of `data` (or `store`),
+/// adding the app if it is not there yet.
+pub(crate) fn app_key(data: &Path, store: Option<&str>, tally: &Path, app: &str) -> Result<String> {
     let data_arg = data.to_str().context("data dir is not UTF-8")?;
     let place = match store {
         Some(store) => ["--store", store],
@@ -157,23 +195,20 @@ pub(crate) fn start_tally(
         .args(place)
         .output()?;
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-    let key = match listed
+    if let Some(key) = listed
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{app}\t")))
     {
-        Some(key) => key.to_owned(),
-        None => {
-            let out = Command::new(tally)
-                .args(["app", "add", app])
-                .args(place)
-                .output()?;
-            if !out.status.success() {
-                bail!("app add: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        }
-    };
-    Ok((running, key))
+        return Ok(key.to_owned());
+    }
+    let out = Command::new(tally)
+        .args(["app", "add", app])
+        .args(place)
+        .output()?;
+    if !out.status.success() {
+        bail!("app add: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Loads `collectors` servers on one store (the data dir's, or `store`),
