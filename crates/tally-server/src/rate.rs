@@ -141,7 +141,7 @@ impl Limiter {
     /// [`Limiter::client_of`]) through, or says when to come back.
     pub(crate) fn client(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
         let Some(ip) = client else { return Ok(()) };
-        let client = self.salt.hash_one(ip);
+        let client = self.salt.hash_one(network(ip));
         self.clients
             .check_key(&client)
             .map_err(|wait| limited("this client", &wait))
@@ -177,6 +177,22 @@ impl Limiter {
     /// Client addresses remembered now.
     pub(crate) fn clients_remembered(&self) -> usize {
         self.clients.len()
+    }
+}
+
+/// What one client is known by: its IPv4 address, or the /64 network of
+/// its IPv6 address. One IPv6 host is given a /64 of its own, 2^64
+/// addresses to take a fresh one per request from; an address mapped from
+/// IPv4 is the IPv4 address it maps.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+        },
     }
 }
 
@@ -244,6 +260,24 @@ mod tests {
         assert!(limiter.client(one).is_err(), "third within a second");
         limiter.client(two).expect("another address");
         limiter.client(None).expect("no address: not limited here");
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_network_are_one_client() {
+        let limiter = limiter(Rate::per_second(1, 150), Rate::per_second(1, 2));
+        let host = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        limiter.client(host(1)).expect("first");
+        limiter.client(host(2)).expect("second, another address");
+        assert!(limiter.client(host(3)).is_err(), "third from the same /64");
+        let next_network = Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]));
+        limiter.client(next_network).expect("another /64");
+        let mapped = Some(IpAddr::from([0, 0, 0, 0, 0, 0xffff, 0x0a00, 1]));
+        limiter.client(mapped).expect("10.0.0.1, mapped");
+        limiter.client(mapped).expect("again");
+        assert!(
+            limiter.client(Some([10, 0, 0, 1].into())).is_err(),
+            "10.0.0.1 itself is the same client"
+        );
     }
 
     #[test]
