@@ -130,9 +130,20 @@ impl Server {
             background.spawn(retention(self.state.store().shared(), days));
         }
         background.spawn(self.state.clone().refresh_keys());
-        let limits = self.state.config().connections.clone();
+        let config = self.state.config();
+        let limits = config.connections.clone();
+        // Behind a proxy every connection comes from it.
+        let per_client = config.rate_limits.client_header.is_none();
         let metrics = self.state.metrics().clone();
-        listen::serve(listener, app(self.state), &limits, &metrics, shutdown).await;
+        listen::serve(
+            listener,
+            app(self.state),
+            &limits,
+            per_client,
+            &metrics,
+            shutdown,
+        )
+        .await;
         background.shutdown().await;
         tracing::info!("Draining: committing what was accepted.");
         self.committer.finish();

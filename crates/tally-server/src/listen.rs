@@ -4,9 +4,10 @@
 //! shutdown, so neither a slowloris nor a client that never finishes can
 //! exhaust the file descriptors or hold a stop forever.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +33,12 @@ pub struct ConnectionLimits {
     /// Most connections open at once; one more is answered 503 and closed
     /// without being read.
     pub max_connections: usize,
+    /// Most connections one client address (an IPv6 client's /64) may have
+    /// open at once, so that one host cannot take them all; one more is
+    /// refused as above. Not applied to loopback, nor behind a proxy
+    /// (`RateLimits::client_header` set), where every connection comes
+    /// from the proxy.
+    pub max_connections_per_client: usize,
     /// How long a client may take to send a request's headers, counted from
     /// when the connection opens or its previous response was written: it is
     /// also the idle timeout of keep-alive connections.
@@ -50,6 +57,9 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            // An office or a CI farm behind one NAT opens a connection per
+            // CLI run that reports, each for a moment.
+            max_connections_per_client: 128,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(15),
@@ -79,16 +89,63 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 71\r\n\r\n\
 {\"error\":\"busy\",\"reason\":\"too many connections; retry after 1 second\"}\n";
 
+/// Connections open per client, for [`ConnectionLimits::max_connections_per_client`].
+struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+}
+
+/// One connection counted against its client; uncounted on drop.
+struct ClientSlot(Arc<PerClient>, IpAddr);
+
+impl PerClient {
+    /// Counts a connection from `peer`, or `None` when its client has as
+    /// many open as it may. Loopback is not counted.
+    fn open(self: &Arc<Self>, peer: IpAddr) -> Option<Option<ClientSlot>> {
+        if peer.is_loopback() {
+            return Some(None);
+        }
+        let client = crate::rate::network(peer);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = open.entry(client).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(ClientSlot(Arc::clone(self), client)))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.0.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the
-/// open requests finish for at most the drain timeout.
+/// open requests finish for at most the drain timeout. `per_client` says
+/// whether connections are capped per client address.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: &ConnectionLimits,
+    per_client: bool,
     metrics: &Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
     let room = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = per_client.then(|| {
+        Arc::new(PerClient {
+            open: Mutex::default(),
+            max: limits.max_connections_per_client,
+        })
+    });
     let (stop_tx, stop_rx) = watch::channel(());
     let mut connections = JoinSet::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -114,7 +171,11 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&room).try_acquire_owned() else {
+        let slot = match &clients {
+            Some(clients) => clients.open(addr.ip()),
+            None => Some(None),
+        };
+        let (Ok(permit), Some(slot)) = (Arc::clone(&room).try_acquire_owned(), slot) else {
             metrics.count_connection_refused();
             refuse(&stream);
             continue;
@@ -143,7 +204,7 @@ pub(crate) async fn serve(
                     log_end(conn.await);
                 }
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
     drop(listener);
@@ -166,10 +227,13 @@ pub(crate) async fn serve(
     }
 }
 
-/// Tells a connection over the cap to come back later, without reading
-/// from it or waiting for it: the answer fits in a fresh socket's buffer,
-/// and whatever does not is dropped with the connection.
+/// Tells a connection over the cap to come back later, without waiting for
+/// it: the answer fits in a fresh socket's buffer. What the client sent
+/// already is read first, as closing a socket with unread data resets the
+/// connection, and a reset may reach the client before the answer does.
 fn refuse(stream: &TcpStream) {
+    let mut sent = [0; 8192];
+    let _ = stream.try_read(&mut sent);
     let _ = stream.try_write(REFUSED);
 }
 
@@ -182,7 +246,28 @@ fn log_end(result: Result<(), hyper::Error>) {
 
 #[cfg(test)]
 mod tests {
-    use super::REFUSED;
+    use super::*;
+
+    #[test]
+    fn one_client_may_open_only_its_share_of_connections() {
+        let clients = Arc::new(PerClient {
+            open: Mutex::default(),
+            max: 2,
+        });
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        let first = clients.open(host(1)).expect("room");
+        let _second = clients.open(host(2)).expect("room");
+        assert!(clients.open(host(3)).is_none(), "a third from the same /64");
+        assert!(
+            clients.open([192, 0, 2, 1].into()).is_some(),
+            "another client"
+        );
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let locals: Vec<_> = (0..5).map(|_| clients.open(local)).collect();
+        assert!(locals.iter().all(Option::is_some), "loopback is not capped");
+        drop(first);
+        assert!(clients.open(host(3)).is_some(), "room once one closed");
+    }
 
     #[test]
     fn the_refusal_is_a_complete_response() {

@@ -184,7 +184,7 @@ impl Limiter {
 /// its IPv6 address. One IPv6 host is given a /64 of its own, 2^64
 /// addresses to take a fresh one per request from; an address mapped from
 /// IPv4 is the IPv4 address it maps.
-fn network(ip: IpAddr) -> IpAddr {
+pub(crate) fn network(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -32,6 +32,10 @@ struct LimitArgs {
     /// Most client connections open at once; more are answered 503.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Most connections one client address may have open at once (not
+    /// applied with --client-ip-header, where all come from the proxy).
+    #[arg(long, default_value_t = 128)]
+    max_connections_per_client: usize,
     /// Events per second one app's ingest key may send, sustained (bursts
     /// of four times as many pass).
     #[arg(long, env = crate::env::APP_EVENTS_PER_SECOND, default_value_t = 50_000)]
@@ -64,6 +68,7 @@ impl LimitArgs {
     fn apply(self, config: &mut tally_server::Config) -> Result<()> {
         use tally_server::Rate;
         config.connections.max_connections = self.max_connections;
+        config.connections.max_connections_per_client = self.max_connections_per_client;
         let rate = |n: u32, burst: u32| Rate::per_second(n, n.saturating_mul(burst));
         let limits = &mut config.rate_limits;
         limits.events_per_app = rate(self.app_events_per_second, 4);

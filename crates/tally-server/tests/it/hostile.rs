@@ -216,7 +216,13 @@ fn a_trickled_body_cannot_hold_the_drain() {
     done_rx
         .recv_timeout(PATIENCE)
         .expect("the server stops after its drain timeout");
-    read_to_close(&mut stream).expect("the connection was closed");
+    // Closed with "{" unread (the server may stop before it reads the
+    // body) is a reset: closed all the same. A timeout is not.
+    match read_to_close(&mut stream) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection was not closed: {e}"),
+    }
 }
 
 #[test]
