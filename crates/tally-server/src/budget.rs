@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tally_protocol::{Event, StoredEvent};
+use tally_protocol::StoredEvent;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
@@ -86,49 +86,9 @@ impl Held {
 }
 
 /// What `events` take in memory until they are committed: the events
-/// themselves and, as much again, the store's encoding of them. Counted
-/// per string so that many tiny strings (64 one-letter flags) cost what
-/// they take, not what their JSON took.
+/// themselves and, as much again, the store's encoding of them.
 pub(crate) fn staged_bytes(events: &[StoredEvent]) -> usize {
-    events.iter().map(|e| 2 * event_bytes(&e.event)).sum()
-}
-
-fn event_bytes(e: &Event) -> usize {
-    // A String's own 24 bytes plus the allocator's rounding of its text.
-    let text = |s: &str| 32 + s.len();
-    let opt = |s: &Option<String>| s.as_deref().map_or(0, text);
-    let error = e.error.as_ref().map_or(0, |err| {
-        text(&err.kind) + text(&err.message) + opt(&err.location)
-    });
-    // A map entry: the key, the value and the tree's node share.
-    let entries: usize = e
-        .deps
-        .iter()
-        .map(|(k, v)| 48 + text(k) + text(v))
-        .sum::<usize>()
-        + e.properties
-            .iter()
-            .map(|(k, v)| {
-                48 + text(k)
-                    + match v {
-                        tally_protocol::PropertyValue::String(s) => text(s),
-                        _ => 0,
-                    }
-            })
-            .sum::<usize>();
-    std::mem::size_of::<StoredEvent>()
-        + text(&e.app)
-        + text(&e.app_version)
-        + text(&e.command)
-        + opt(&e.name)
-        + e.flags.iter().map(|f| text(f)).sum::<usize>()
-        + text(&e.os)
-        + text(&e.arch)
-        + opt(&e.os_version)
-        + opt(&e.ci)
-        + opt(&e.agent)
-        + error
-        + entries
+    events.iter().map(|e| 2 * e.memory_bytes()).sum()
 }
 
 #[cfg(test)]
@@ -153,16 +113,5 @@ mod tests {
     fn more_than_the_whole_budget_is_refused_at_once() {
         let budget = Budget::new(1000);
         assert!(matches!(budget.hold(1001), Err(ApiError::Busy { .. })));
-    }
-
-    #[test]
-    fn tiny_strings_cost_more_than_their_json() {
-        let at = time::macros::datetime!(2026-11-20 10:00 UTC);
-        let mut event = tally_testkit::events::sample(1, "mycli", at);
-        let plain = staged_bytes(std::slice::from_ref(&event));
-        event.event.flags = (0..64).map(|i| format!("-{}", i % 10)).collect();
-        let flagged = staged_bytes(std::slice::from_ref(&event));
-        // 64 flags are ~320 bytes of JSON but over 4 KB in memory.
-        assert!(flagged - plain >= 64 * 2 * 32, "{flagged} - {plain}");
     }
 }

@@ -22,9 +22,12 @@ use tally_protocol::StoredEvent;
 use crate::StoreError;
 use crate::journal::Position;
 
-/// Events handed over and not yet appended, at most: the writer waits
-/// beyond it, so memory stays bounded when DuckDB is slower than requests.
+/// Events handed over and not yet appended, at most, and the memory they
+/// may take (`StoredEvent::memory_bytes`): the writer waits beyond either,
+/// so memory stays bounded when DuckDB is slower than requests, whatever
+/// size the events are.
 const MAX_BACKLOG: usize = 20_000;
+const MAX_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
 
 /// The hand-over between the writer, the loader thread and the readers.
 #[derive(Default)]
@@ -36,9 +39,10 @@ pub(super) struct Handoff {
 #[derive(Default)]
 pub(super) struct State {
     /// Journaled batches not yet taken by the loader, and where each ends.
-    pub(super) queue: VecDeque<(Vec<StoredEvent>, Position)>,
-    /// Events in `queue`.
+    pub(super) queue: VecDeque<Handed>,
+    /// Events in `queue`, and the memory they take.
     pub(super) backlog: usize,
+    pub(super) backlog_bytes: usize,
     /// Events handed over and not yet committed.
     pub(super) unloaded: usize,
     /// When the oldest batch in `queue` came.
@@ -56,6 +60,13 @@ pub(super) struct State {
     writing: bool,
     /// The writer holds [`Room`]: it may append to the journal.
     appending: bool,
+}
+
+/// A journaled batch, where its record ends, and the memory it takes.
+pub(super) struct Handed {
+    pub(super) events: Vec<StoredEvent>,
+    pub(super) end: Position,
+    pub(super) bytes: usize,
 }
 
 /// Why the loader stopped.
@@ -140,7 +151,7 @@ impl Handoff {
             if let Some(failure) = &state.failure {
                 return Err(failure.refusal());
             }
-            if state.backlog < MAX_BACKLOG {
+            if state.backlog < MAX_BACKLOG && state.backlog_bytes < MAX_BACKLOG_BYTES {
                 state.appending = true;
                 return Ok(Room(Arc::clone(self)));
             }
@@ -241,8 +252,9 @@ impl Handoff {
     /// the writer may go on.
     pub(super) fn recovered(&self, end: Position) {
         let mut state = self.lock();
-        state.queue.retain(|(_, at)| *at > end);
-        let waiting: usize = state.queue.iter().map(|(batch, _)| batch.len()).sum();
+        state.queue.retain(|handed| handed.end > end);
+        let waiting: usize = state.queue.iter().map(|h| h.events.len()).sum();
+        state.backlog_bytes = state.queue.iter().map(|h| h.bytes).sum();
         state.committed = state.sent - state.queue.len() as u64;
         (state.backlog, state.unloaded) = (waiting, waiting);
         state.oldest = (waiting > 0).then(Instant::now);
@@ -280,12 +292,14 @@ impl Room {
 
     /// Hands journaled `events`, whose record ends at `end`, to the loader.
     pub(super) fn push(self, events: Vec<StoredEvent>, end: Position) {
+        let bytes = events.iter().map(StoredEvent::memory_bytes).sum();
         let mut state = self.0.lock();
         state.backlog += events.len();
+        state.backlog_bytes += bytes;
         state.unloaded += events.len();
         state.oldest.get_or_insert_with(Instant::now);
         state.sent += 1;
-        state.queue.push_back((events, end));
+        state.queue.push_back(Handed { events, end, bytes });
         self.0.changed.notify_all();
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use duckdb::{Connection, params};
 
 use super::compactor::Compactor;
-use super::handoff::{Handoff, Resume};
+use super::handoff::{Handed, Handoff, Resume};
 use super::rollups;
 use super::rows::events_batch;
 use tally_protocol::StoredEvent;
@@ -51,7 +51,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 /// What the loader thread should do next.
 enum Step {
-    Append(Vec<(Vec<StoredEvent>, Position)>),
+    Append(Vec<Handed>),
     Commit,
     Stop,
 }
@@ -185,10 +185,13 @@ impl Loader {
         loop {
             match self.next_step(handoff) {
                 Step::Append(batches) => {
-                    let taken: usize = batches.iter().map(|(b, _)| b.len()).sum();
+                    let taken: usize = batches.iter().map(|h| h.events.len()).sum();
+                    let bytes: usize = batches.iter().map(|h| h.bytes).sum();
                     let appended = self.append(&batches);
+                    drop(batches);
                     let mut state = handoff.lock();
                     state.backlog -= taken;
+                    state.backlog_bytes -= bytes;
                     handoff.changed.notify_all();
                     drop(state);
                     appended?;
@@ -298,8 +301,8 @@ impl Loader {
         handoff.failed(e);
     }
 
-    fn append(&mut self, batches: &[(Vec<StoredEvent>, Position)]) -> Result<(), StoreError> {
-        let Some(&(_, end)) = batches.last() else {
+    fn append(&mut self, batches: &[Handed]) -> Result<(), StoreError> {
+        let Some(end) = batches.last().map(|h| h.end) else {
             return Ok(());
         };
         let open = match &mut self.open {
@@ -309,7 +312,7 @@ impl Loader {
                 self.open.insert(Open::new(end))
             }
         };
-        let events: Vec<&StoredEvent> = batches.iter().flat_map(|(b, _)| b).collect();
+        let events: Vec<&StoredEvent> = batches.iter().flat_map(|h| &h.events).collect();
         open.append(
             &self.conn,
             &mut self.installs,
