@@ -49,6 +49,7 @@ mod metrics;
 mod ops;
 mod rate;
 mod reports;
+mod stall;
 mod state;
 
 pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};

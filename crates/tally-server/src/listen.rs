@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
+use crate::stall::StallTimeout;
 
 /// How connections are accepted and how long each may take.
 ///
@@ -45,6 +46,10 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body, in all.
     pub body_timeout: Duration,
+    /// How long a client may take nothing of a response it is sent before
+    /// its connection is closed (one that stops reading would otherwise
+    /// hold it with no timer running).
+    pub write_timeout: Duration,
     /// At shutdown, how long requests in progress may take to finish before
     /// their connections are closed (what they sent is committed either way
     /// once it was queued; the client retries the rest).
@@ -62,6 +67,7 @@ impl Default for ConnectionLimits {
             max_connections_per_client: 128,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(15),
             max_header_bytes: 64 * 1024,
         }
@@ -190,6 +196,7 @@ pub(crate) async fn serve(
                     request
                 });
         let builder = Arc::clone(&builder);
+        let stream = StallTimeout::new(stream, limits.write_timeout);
         let mut stop = stop_rx.clone();
         let metrics = metrics.clone();
         connections.spawn(async move {

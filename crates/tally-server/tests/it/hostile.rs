@@ -132,6 +132,37 @@ fn an_idle_keep_alive_connection_is_closed() {
     assert_eq!(read_to_close(&mut stream).expect("closed"), "");
 }
 
+/// A client that pipelines requests and never reads the answers fills the
+/// socket's buffers; no header timer runs then, so only the write timeout
+/// ends the connection.
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let server = RunningServer::start_with(|c| {
+        c.connections.write_timeout = Duration::from_millis(200);
+        c.connections.header_timeout = Duration::from_secs(60);
+    });
+    let mut stream = connect(&server);
+    // 2,000 answers of 15 KB: far more than the socket buffers hold.
+    let requests = "GET /assets/dashboard.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    stream
+        .write_all(requests.as_bytes())
+        .expect("pipelined requests");
+    // Longer than the write timeout: the server's writes stall meanwhile.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut answers = Vec::new();
+    let ended = stream.read_to_end(&mut answers);
+    assert!(
+        ended.is_ok() || ended.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection was not closed"
+    );
+    let served = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(
+        served < 2000,
+        "all {served} answers were written: never cut off"
+    );
+    assert_eq!(healthz(&server), 200);
+}
+
 #[test]
 fn connections_over_the_cap_are_refused_at_once_and_served_again_later() {
     let server = RunningServer::start_with(|c| {
