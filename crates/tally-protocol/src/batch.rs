@@ -276,8 +276,8 @@ pub fn decode_batch(
             }
             Err((field, reason)) => decoded.rejected.push(Rejection {
                 index,
-                field,
-                reason,
+                field: brief(field),
+                reason: brief(reason),
             }),
         }
     }
@@ -366,15 +366,38 @@ fn invalid_json(path: serde_path_to_error::Path, e: &serde_json::Error) -> Batch
             format!("{path}.{name}")
         };
     }
-    BatchError::InvalidJson { path, reason }
+    BatchError::InvalidJson {
+        path: brief(path),
+        reason,
+    }
 }
 
 /// serde_json's message without its " at line 1 column 7" suffix: clients
 /// see one event's text, not the line numbers of our re-parse.
 fn message_of(e: &serde_json::Error) -> String {
     let full = e.to_string();
-    match full.rfind(" at line ") {
+    brief(match full.rfind(" at line ") {
         Some(at) => full[..at].to_owned(),
         None => full,
+    })
+}
+
+/// The longest field path or reason sent back, in bytes.
+const MAX_SAID: usize = 200;
+
+/// `said` cut to [`MAX_SAID`] bytes (at a character, with an ellipsis):
+/// reasons quote what was sent (serde's "invalid type: string \"...\"",
+/// a property's name in a path), and an answer must not echo a body,
+/// several times its size once escaped, back to whoever sent it.
+fn brief(mut said: String) -> String {
+    if said.len() > MAX_SAID {
+        let mut end = MAX_SAID;
+        while !said.is_char_boundary(end) {
+            end -= 1;
+        }
+        said.truncate(end);
+        said.push('…');
+        said.shrink_to_fit();
     }
+    said
 }

@@ -101,7 +101,11 @@ fn flag_names<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>,
     let mut flags = Vec::<String>::deserialize(deserializer)?;
     for flag in &mut flags {
         let name = flag_name(flag).len();
-        flag.truncate(name);
+        if name < flag.len() {
+            // Its value's room would stay allocated, uncounted.
+            flag.truncate(name);
+            flag.shrink_to_fit();
+        }
     }
     Ok(flags)
 }

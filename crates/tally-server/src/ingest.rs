@@ -117,6 +117,11 @@ fn prepare(
         }
         BatchError::TooManyEvents { .. } => ApiError::TooLarge(e.to_string()),
     })?;
+    // Invalid events count too: a key sending only those costs the server
+    // their parsing and an answer listing them.
+    state
+        .limiter()
+        .app(app, decoded.events.len() + decoded.rejected.len())?;
     for rejection in &decoded.rejected {
         state.metrics().count_rejected(&rejection.field);
     }
@@ -128,8 +133,6 @@ fn prepare(
             rejected: decoded.rejected,
         });
     }
-    state.limiter().app(app, decoded.events.len())?;
-
     let mut events: Vec<StoredEvent> = decoded
         .events
         .into_iter()

@@ -121,8 +121,10 @@ pub fn run(args: Args) -> Result<()> {
     serve(config, args.listen)
 }
 
-fn serve(config: tally_server::Config, listen: SocketAddr) -> Result<()> {
+fn serve(mut config: tally_server::Config, listen: SocketAddr) -> Result<()> {
     init_logging();
+    #[cfg(unix)]
+    fit_open_files(&mut config.connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,6 +143,40 @@ fn serve(config: tally_server::Config, listen: SocketAddr) -> Result<()> {
         let _ = std::fs::remove_file(server_file);
         result.context("server failed")
     })
+}
+
+/// Files the server opens besides its connections: the store's, the
+/// journal's, the log, ClickHouse's connections.
+#[cfg(unix)]
+const OTHER_FILES: u64 = 256;
+
+/// Raises the soft limit on open files to the hard one, and lowers the
+/// connection cap to fit under it: at the common soft limit of 1024, a full
+/// cap of connections would leave none for the store, and a refused
+/// `open` in the loader is a failure, not a 503 that passes.
+#[cfg(unix)]
+fn fit_open_files(limits: &mut tally_server::ConnectionLimits) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    let files = match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => raised.current,
+        Err(_) => limit.current,
+    };
+    let Some(files) = files else { return }; // unlimited
+    let room = usize::try_from(files.saturating_sub(OTHER_FILES)).unwrap_or(usize::MAX);
+    if limits.max_connections > room {
+        tracing::warn!(
+            open_files = files,
+            max_connections = room,
+            "The open-file limit leaves room for fewer connections than --max-connections; \
+             the cap is lowered to fit (raise the limit, e.g. LimitNOFILE= in systemd, for more)."
+        );
+        limits.max_connections = room.max(1);
+    }
 }
 
 /// Writes `DIR/server.json` so admin commands on the data dir find this

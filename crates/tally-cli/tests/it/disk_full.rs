@@ -53,13 +53,19 @@ fn assert_disk_full(status: u16, body: &Value) {
     assert!(reason.contains("disk is full"), "{reason}");
 }
 
-/// The server says it cannot take events: failing in `/healthz`, not
+/// The server says it cannot take events (naming no file, as anyone may
+/// ask): failing in `/healthz`, not
 /// ready in `/readyz`, as a load balancer checks.
 fn assert_failing(server: &TestServer) {
-    eventually(RECOVERY, "the server shows its full disk", || {
+    let health = eventually(RECOVERY, "the server shows its full disk", || {
         let (_, health) = server.get("/healthz", None);
-        (health.contains("\"failing\"") && health.contains("disk is full")).then_some(())
+        (health.contains("\"failing\"") && health.contains("disk is full")).then_some(health)
     });
+    let data = server.data.to_string_lossy();
+    assert!(
+        !health.contains(&*data),
+        "/healthz is open: no paths {health}"
+    );
     assert_eq!(server.get_status("/readyz"), Some(503));
 }
 

@@ -34,7 +34,22 @@ impl TestServer {
 
     /// Starts `tally serve` with extra arguments (e.g. `--demo`).
     pub fn start_with(data: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(TALLY)
+        Self::start_command(Command::new(TALLY), data, extra)
+    }
+
+    /// Starts `tally serve` on `data` under a limit of `files` open files,
+    /// soft and hard, as a small VM or container has.
+    pub fn start_with_open_files(data: &Path, files: u32) -> Self {
+        let mut shell = Command::new("sh");
+        let limited = format!("ulimit -n {files} && exec \"$@\"");
+        shell.args(["-c", &limited, "sh", TALLY]);
+        Self::start_command(shell, data, &[])
+    }
+
+    /// Starts `command` (tally, or what execs it) with `serve` and its
+    /// arguments.
+    fn start_command(mut command: Command, data: &Path, extra: &[&str]) -> Self {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)

@@ -111,3 +111,24 @@ fn a_clock_that_reads_1970_is_accepted_and_corrected() {
         datetime!(1970-01-01 10:09:58.250 UTC)
     );
 }
+
+/// Reasons quote what was sent; an answer quotes at most a few hundred
+/// bytes of it, whatever the event held.
+#[test]
+fn a_rejection_never_echoes_the_body_back() {
+    let long = "\u{300}".repeat(16_000);
+    let mut wrong_app = full_event(1);
+    wrong_app["app"] = json!(long);
+    let mut wrong_type = full_event(2);
+    wrong_type["exit_code"] = json!(long);
+    let mut long_key = full_event(3);
+    long_key["properties"] = json!({ long.clone(): [1, 2] });
+    let body =
+        json!({"sent_at": "2026-11-25T12:00:00Z", "events": [wrong_app, wrong_type, long_key]});
+    let decoded = decode(&serde_json::to_vec(&body).expect("json")).expect("decoded");
+    assert_eq!(decoded.rejected.len(), 3, "{:?}", decoded.rejected);
+    for rejection in &decoded.rejected {
+        let said = serde_json::to_string(rejection).expect("json");
+        assert!(said.len() < 1000, "{} bytes: {}", said.len(), &said[..300]);
+    }
+}

@@ -186,18 +186,20 @@ impl Handoff {
         self.lock().unloaded
     }
 
-    /// Why the loader stopped, if it did.
+    /// Why the loader stopped, if it did, in words fit for anyone who asks
+    /// (`/healthz` is open): what failed and what comes next, never the
+    /// error itself, which names files and is in the server's log.
     pub(super) fn failure(&self) -> Option<String> {
         self.lock().failure.as_ref().map(|failure| {
-            let remedy = if failure.disk_full {
-                "they are safe in the journal and are loaded as soon as the disk has room again"
+            if failure.disk_full {
+                "loading acknowledged events into the store failed: the disk is full; \
+                 they are safe in the journal and are loaded as soon as it has room again"
+                    .to_owned()
             } else {
-                "they are safe in the journal and are loaded when the server starts again"
-            };
-            format!(
-                "loading acknowledged events into the store failed ({}); {remedy}",
-                failure.reason
-            )
+                "loading acknowledged events into the store failed (the server's log says \
+                 why); they are safe in the journal and are loaded when the server starts again"
+                    .to_owned()
+            }
         })
     }
 

@@ -75,6 +75,10 @@ fn records(
         }
         let path = segment_path(dir, segment);
         let file = File::open(&path).map_err(|e| io_error("opening", &path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io_error("reading", &path, e))?
+            .len();
         let mut reader = BufReader::new(file);
         let mut magic = [0u8; MAGIC.len()];
         // A segment cut short before its magic was synced holds no record.
@@ -100,7 +104,8 @@ fn records(
             let mut header = [0u8; HEADER];
             // The first format's checksums are of the payload alone.
             let number = (!ndjson).then_some(segment);
-            match read_record(&mut reader, number, &mut header, &mut payload) {
+            let left = size.saturating_sub(offset + HEADER as u64);
+            match read_record(&mut reader, number, left, &mut header, &mut payload) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => return Err(io_error("reading", &path, e)),
@@ -121,12 +126,16 @@ fn records(
     Ok(())
 }
 
-/// Reads one whole, intact record of segment `number` into `payload`;
-/// false at the end of the segment: where the file or its records end
-/// (zeros, or the records of its last use), or at a record cut short.
+/// Reads one whole, intact record of segment `number`, whose file has
+/// `left` bytes after the record's header, into `payload`; false at the end
+/// of the segment: where the file or its records end (zeros, or the records
+/// of its last use), or at a record cut short. A length read from what is
+/// left of a last use (event text, chosen by clients) is never allocated
+/// beyond what the file holds.
 fn read_record(
     reader: &mut impl Read,
     number: Option<u64>,
+    left: u64,
     header: &mut [u8; HEADER],
     payload: &mut Vec<u8>,
 ) -> io::Result<bool> {
@@ -135,7 +144,7 @@ fn read_record(
     }
     let [l0, l1, l2, l3, c0, c1, c2, c3] = *header;
     let len = u32::from_le_bytes([l0, l1, l2, l3]);
-    if len == 0 || len > MAX_RECORD {
+    if len == 0 || len > MAX_RECORD || u64::from(len) > left {
         return Ok(false);
     }
     payload.resize(len as usize, 0);
