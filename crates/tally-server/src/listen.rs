@@ -4,9 +4,10 @@
 //! shutdown, so neither a slowloris nor a client that never finishes can
 //! exhaust the file descriptors or hold a stop forever.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use axum::http::request::Parts;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -146,6 +147,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let room = Arc::new(Semaphore::new(limits.max_connections));
+    let idle = Arc::new(Idle::default());
     let clients = per_client.then(|| {
         Arc::new(PerClient {
             open: Mutex::default(),
@@ -181,37 +183,47 @@ pub(crate) async fn serve(
             Some(clients) => clients.open(addr.ip()),
             None => Some(None),
         };
-        let (Ok(permit), Some(slot)) = (Arc::clone(&room).try_acquire_owned(), slot) else {
+        let Some(slot) = slot else {
             metrics.count_connection_refused();
             refuse(&stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let service =
-            router
-                .clone()
-                .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let mut request = request.map(axum::body::Body::new);
-                    request.extensions_mut().insert(PeerAddr(addr));
-                    request
-                });
-        let builder = Arc::clone(&builder);
-        let stream = StallTimeout::new(stream, limits.write_timeout);
-        let mut stop = stop_rx.clone();
-        let metrics = metrics.clone();
-        connections.spawn(async move {
-            let _open = metrics.connection_opened();
-            let conn =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => log_end(result),
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    log_end(conn.await);
-                }
+        // At the cap, a new connection takes the place of the one idle
+        // the longest (a slowloris, or a keep-alive between requests),
+        // rather than being refused while idle ones hold every place.
+        let permit = match Arc::clone(&room).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if idle.evict() => {
+                metrics.count_connection_evicted();
+                None
             }
-            drop((permit, slot));
+            Err(_) => {
+                metrics.count_connection_refused();
+                refuse(&stream);
+                continue;
+            }
+        };
+        let place = Place {
+            room: Arc::clone(&room),
+            permit,
+            _slot: slot,
+            idle: Arc::clone(&idle),
+        };
+        let builder = Arc::clone(&builder);
+        let stop = stop_rx.clone();
+        let metrics = metrics.clone();
+        let service = router.clone();
+        let write_timeout = limits.write_timeout;
+        connections.spawn(async move {
+            let Some(place) = place.taken().await else {
+                metrics.count_connection_refused();
+                refuse(&stream);
+                return;
+            };
+            let _open = metrics.connection_opened();
+            let _ = stream.set_nodelay(true);
+            let stream = StallTimeout::new(stream, write_timeout);
+            connection(stream, addr, service, &builder, &place, stop).await;
         });
     }
     drop(listener);
@@ -231,6 +243,145 @@ pub(crate) async fn serve(
             "Closing the connections still open after the drain timeout."
         );
         connections.shutdown().await;
+    }
+}
+
+/// Serves one connection until it ends, the server stops (then it may
+/// finish its request) or it is evicted (then it closes, unless a request
+/// began meanwhile, which it finishes first).
+async fn connection(
+    stream: StallTimeout,
+    addr: SocketAddr,
+    router: Router,
+    builder: &hyper::server::conn::http1::Builder,
+    place: &Place,
+    mut stop: watch::Receiver<()>,
+) {
+    let (id, tracked) = place.idle.add();
+    let busy = Arc::clone(&tracked);
+    let service = router
+        .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(PeerAddr(addr));
+            request
+        })
+        .map_future(move |answering| {
+            let guard = Busy::enter(&busy);
+            async move {
+                let answer = answering.await;
+                drop(guard);
+                answer
+            }
+        });
+    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => log_end(result),
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            log_end(conn.await);
+        }
+        () = tracked.evict.notified() => {
+            if tracked.busy.load(Ordering::SeqCst) > 0 {
+                conn.as_mut().graceful_shutdown();
+                log_end(conn.await);
+            }
+        }
+    }
+    place.idle.remove(id);
+}
+
+/// A connection's place among those open: its permit (none yet when it
+/// evicted an idle one, whose permit is on its way back), and its count
+/// against its client.
+struct Place {
+    room: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Held for its drop, which uncounts the connection.
+    _slot: Option<ClientSlot>,
+    idle: Arc<Idle>,
+}
+
+/// How long a connection that evicted another waits for its permit.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+impl Place {
+    /// The place with its permit, or `None` if the evicted connection did
+    /// not give it back in time.
+    async fn taken(mut self) -> Option<Self> {
+        if self.permit.is_none() {
+            let waiting = Arc::clone(&self.room).acquire_owned();
+            self.permit = Some(
+                tokio::time::timeout(EVICTION_WAIT, waiting)
+                    .await
+                    .ok()?
+                    .ok()?,
+            );
+        }
+        Some(self)
+    }
+}
+
+/// The open connections, oldest first, and whether each is in a request.
+#[derive(Default)]
+struct Idle {
+    next: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Tracked>>>,
+}
+
+#[derive(Default)]
+struct Tracked {
+    /// Requests being answered (0 or 1 on HTTP/1.1).
+    busy: AtomicUsize,
+    evict: Notify,
+}
+
+impl Idle {
+    fn add(&self) -> (u64, Arc<Tracked>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let tracked = Arc::new(Tracked::default());
+        self.lock().insert(id, Arc::clone(&tracked));
+        (id, tracked)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Tells the connection idle the longest to close; false if none is.
+    fn evict(&self) -> bool {
+        let mut open = self.lock();
+        let oldest = open
+            .iter()
+            .find(|(_, t)| t.busy.load(Ordering::SeqCst) == 0)
+            .map(|(&id, _)| id);
+        match oldest.and_then(|id| open.remove(&id)) {
+            Some(tracked) => {
+                tracked.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Tracked>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A request being answered on a connection, while it lives.
+struct Busy(Arc<Tracked>);
+
+impl Busy {
+    fn enter(tracked: &Arc<Tracked>) -> Self {
+        tracked.busy.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(tracked))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -254,6 +405,27 @@ fn log_end(result: Result<(), hyper::Error>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection in a request is never evicted; of the idle ones, the
+    /// oldest is; with none idle, a new connection is refused.
+    #[test]
+    fn the_oldest_idle_connection_is_evicted_never_a_busy_one() {
+        let idle = Idle::default();
+        let (_, first) = idle.add();
+        let (_, second) = idle.add();
+        let (_, third) = idle.add();
+        let _answering = Busy::enter(&first);
+        assert!(idle.evict(), "an idle one is there");
+        let notified = |t: &Arc<Tracked>| {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            std::pin::pin!(t.evict.notified()).poll(&mut cx).is_ready()
+        };
+        assert!(!notified(&first), "busy: kept");
+        assert!(notified(&second), "the oldest idle one goes");
+        assert!(!notified(&third));
+        let _answering = Busy::enter(&third);
+        assert!(!idle.evict(), "all busy: none goes, the new one is refused");
+    }
 
     #[test]
     fn one_client_may_open_only_its_share_of_connections() {

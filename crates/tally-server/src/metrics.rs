@@ -72,6 +72,7 @@ struct Inner {
     unloaded: Gauge,
     connections_open: Gauge,
     connections_refused: Counter,
+    connections_evicted: Counter,
     folded: Family<DimensionLabel, Counter>,
     in_flight_bytes: Gauge,
     clients_remembered: Gauge,
@@ -93,6 +94,7 @@ impl Default for Metrics {
             unloaded: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            connections_evicted: Counter::default(),
             folded: Family::default(),
             in_flight_bytes: Gauge::default(),
             clients_remembered: Gauge::default(),
@@ -156,6 +158,11 @@ impl Default for Metrics {
                 inner.connections_refused.clone(),
             );
             r.register(
+                "connections_evicted",
+                "Idle connections (between or before requests) closed to make room for a new one when too many were open",
+                inner.connections_evicted.clone(),
+            );
+            r.register(
                 "values_folded",
                 "Event values stored as (other) because their field had too many distinct values today",
                 inner.folded.clone(),
@@ -203,6 +210,10 @@ impl Metrics {
 
     pub(crate) fn count_connection_refused(&self) {
         self.inner.connections_refused.inc();
+    }
+
+    pub(crate) fn count_connection_evicted(&self) {
+        self.inner.connections_evicted.inc();
     }
 
     pub(crate) fn observe_commit(&self, took: Duration, events: usize) {
