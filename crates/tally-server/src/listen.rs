@@ -203,11 +203,16 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        // Known as idle from its accept on, before its task runs: the next
+        // accept may need to evict it.
+        let (id, tracked) = idle.add();
         let place = Place {
             room: Arc::clone(&room),
             permit,
             _slot: slot,
             idle: Arc::clone(&idle),
+            id,
+            tracked,
         };
         let builder = Arc::clone(&builder);
         let stop = stop_rx.clone();
@@ -257,8 +262,8 @@ async fn connection(
     place: &Place,
     mut stop: watch::Receiver<()>,
 ) {
-    let (id, tracked) = place.idle.add();
-    let busy = Arc::clone(&tracked);
+    let tracked = &place.tracked;
+    let busy = Arc::clone(tracked);
     let service = router
         .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
             let mut request = request.map(axum::body::Body::new);
@@ -288,7 +293,6 @@ async fn connection(
             }
         }
     }
-    place.idle.remove(id);
 }
 
 /// A connection's place among those open: its permit (none yet when it
@@ -300,6 +304,15 @@ struct Place {
     /// Held for its drop, which uncounts the connection.
     _slot: Option<ClientSlot>,
     idle: Arc<Idle>,
+    /// Its entry among the open connections, removed on drop.
+    id: u64,
+    tracked: Arc<Tracked>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.idle.remove(self.id);
+    }
 }
 
 /// How long a connection that evicted another waits for its permit.
