@@ -15,6 +15,7 @@ use tally_protocol::Limits;
 
 use crate::budget::{Budget, Held};
 use crate::error::ApiError;
+use crate::listen::ConnectionLimits;
 
 /// How a body was compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +40,9 @@ pub(crate) async fn read(
     headers: &HeaderMap,
     limits: &Limits,
     budget: &Budget,
-    timeout: Duration,
+    pace: &ConnectionLimits,
 ) -> Result<Sent, ApiError> {
+    let timeout = pace.body_timeout;
     if let Some(kind) = header(headers, CONTENT_TYPE)
         && !kind.starts_with("application/json")
     {
@@ -71,7 +73,7 @@ pub(crate) async fn read(
     // Held as it arrives, not as announced: a client that announces a
     // megabyte and sends nothing holds nothing.
     let mut held = budget.hold(0)?;
-    let reading = collect(body, limits.max_body_bytes, &mut held);
+    let reading = collect(body, limits.max_body_bytes, &mut held, pace);
     let bytes = tokio::time::timeout(timeout, reading)
         .await
         .map_err(|_| {
@@ -82,6 +84,10 @@ pub(crate) async fn read(
         })?
         .map_err(|e| match e {
             Collect::TooLarge => too_large(),
+            Collect::TooSlow => ApiError::Timeout(format!(
+                "the body came slower than {} bytes a second",
+                pace.min_body_bytes_per_second
+            )),
             Collect::Busy(busy) => busy,
             Collect::Unreadable(e) => ApiError::bad(
                 "unreadable_body",
@@ -99,15 +105,36 @@ pub(crate) async fn read(
 /// Why a body could not be collected.
 enum Collect {
     TooLarge,
+    TooSlow,
     Busy(ApiError),
     Unreadable(axum::Error),
 }
 
 /// The body's bytes, up to `max`, each held in the budget before it is
-/// kept (with the room its buffer has, as it grows).
-async fn collect(mut body: Body, max: usize, held: &mut Held) -> Result<Vec<u8>, Collect> {
+/// kept (with the room its buffer has, as it grows). After the grace, they
+/// must keep up the minimum rate: a client trickling bytes holds its place
+/// and its buffer for seconds, not for the whole body timeout.
+async fn collect(
+    mut body: Body,
+    max: usize,
+    held: &mut Held,
+    pace: &ConnectionLimits,
+) -> Result<Vec<u8>, Collect> {
     let mut out = Growing::new(held, max);
-    while let Some(frame) = body.frame().await {
+    let started = tokio::time::Instant::now();
+    let rate = f64::from(pace.min_body_bytes_per_second);
+    loop {
+        let next = body.frame();
+        let frame = if rate > 0.0 {
+            let owed = Duration::from_secs_f64((out.out.len() + 1) as f64 / rate);
+            match tokio::time::timeout_at(started + pace.body_grace + owed, next).await {
+                Ok(frame) => frame,
+                Err(_) => return Err(Collect::TooSlow),
+            }
+        } else {
+            next.await
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(Collect::Unreadable)?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers

@@ -51,7 +51,7 @@ async fn ingest(
         headers,
         &config.limits,
         state.budget(),
-        config.connections.body_timeout,
+        &config.connections,
     )
     .await?;
 

@@ -47,6 +47,13 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body, in all.
     pub body_timeout: Duration,
+    /// After [`body_grace`](Self::body_grace), how fast a body must keep
+    /// arriving on average, in bytes a second (0: any speed); slower is a
+    /// 408, so a trickled body holds its connection for seconds, not for
+    /// the whole body timeout.
+    pub min_body_bytes_per_second: u32,
+    /// How long a body may take before the minimum rate applies.
+    pub body_grace: Duration,
     /// How long a client may take nothing of a response it is sent before
     /// its connection is closed (one that stops reading would otherwise
     /// hold it with no timer running).
@@ -68,6 +75,9 @@ impl Default for ConnectionLimits {
             max_connections_per_client: 128,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            // A 1 MiB body on a link of 1 KiB/s; CLIs send kilobytes.
+            min_body_bytes_per_second: 1024,
+            body_grace: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(15),
             max_header_bytes: 64 * 1024,
@@ -204,8 +214,12 @@ pub(crate) async fn serve(
             }
         };
         // Known as idle from its accept on, before its task runs: the next
-        // accept may need to evict it.
-        let (id, tracked) = idle.add();
+        // accept may need to evict it. One still waiting for its place is
+        // not (evicting it would free none), until it has it.
+        let (id, tracked) = match permit {
+            Some(_) => idle.add(),
+            None => (UNLISTED, Arc::default()),
+        };
         let place = Place {
             room: Arc::clone(&room),
             permit,
@@ -317,6 +331,8 @@ impl Drop for Place {
 
 /// How long a connection that evicted another waits for its permit.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
+/// The id of a place not among the open connections yet.
+const UNLISTED: u64 = u64::MAX;
 
 impl Place {
     /// The place with its permit, or `None` if the evicted connection did
@@ -330,6 +346,7 @@ impl Place {
                     .ok()?
                     .ok()?,
             );
+            (self.id, self.tracked) = self.idle.add();
         }
         Some(self)
     }

@@ -62,8 +62,11 @@ fn connections_past_the_open_file_limit_take_turns_not_fatal() {
         .collect();
     // Over the lowered cap (44 here, not 1024): a new connection takes the
     // place of an idle one, and the server never runs out of descriptors.
-    let (status, _) = server.get("/healthz", None);
-    assert_eq!(status, 200);
+    // (Each connection over the cap waits for the one it evicted; under
+    // load the chain of 356 may outlast a wait, and that one is refused.)
+    tally_testkit::eventually(std::time::Duration::from_secs(30), "answered", || {
+        (server.get("/healthz", None).0 == 200).then_some(())
+    });
     let (_, metrics) = server.get("/metrics", None);
     let evicted = metrics
         .lines()

@@ -181,10 +181,7 @@ fn idle_connections_make_room_for_new_ones() {
         .collect();
     // Accepted in order: the fourth finds the three open.
     assert_eq!(healthz(&server), 200, "a new connection is served");
-    assert_eq!(
-        read_to_close(&mut held[0]).expect("the oldest is closed"),
-        ""
-    );
+    assert_closed(&mut held[0]);
     assert!(metric(&server, "tally_connections_evicted_total") >= 1.0);
 }
 
@@ -209,6 +206,19 @@ fn trickle(server: &RunningServer, key: &str) -> u16 {
         }
     });
     read_response(&stream).0
+}
+
+/// Long before the body timeout, a body slower than the minimum rate (a
+/// byte every 100 ms, against 1 KiB/s) is refused once its grace is over.
+#[test]
+fn a_body_slower_than_the_minimum_rate_gets_408() {
+    let server = RunningServer::start_with(|c| {
+        c.connections.body_timeout = Duration::from_secs(600);
+        c.connections.body_grace = Duration::from_millis(300);
+    });
+    let key = server.add_app("slow");
+    assert_eq!(trickle(&server, &key), 408);
+    assert!(server.export("slow").is_empty());
 }
 
 #[test]
@@ -241,10 +251,15 @@ fn a_trickled_body_cannot_hold_the_drain() {
     done_rx
         .recv_timeout(PATIENCE)
         .expect("the server stops after its drain timeout");
-    // Closed with "{" unread (the server may stop before it reads the
-    // body) is a reset: closed all the same. A timeout is not.
-    match read_to_close(&mut stream) {
-        Ok(_) => {}
+    assert_closed(&mut stream);
+}
+
+/// Asserts the server closed `stream`, having sent nothing more. Closed
+/// with bytes it had not read yet is a reset: closed all the same. A
+/// timeout is not.
+fn assert_closed(stream: &mut TcpStream) {
+    match read_to_close(stream) {
+        Ok(rest) => assert_eq!(rest, "", "closed after sending more"),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         Err(e) => panic!("the connection was not closed: {e}"),
     }
