@@ -147,8 +147,11 @@ fn a_client_that_stops_reading_is_cut_off() {
     stream
         .write_all(requests.as_bytes())
         .expect("pipelined requests");
-    // Longer than the write timeout: the server's writes stall meanwhile.
-    std::thread::sleep(Duration::from_secs(2));
+    // The server ends the connection while the client reads nothing: only
+    // the scrape that asks is open then.
+    tally_testkit::eventually(PATIENCE, "the stalled connection is closed", || {
+        (metric(&server, "tally_connections_open") <= 1.0).then_some(())
+    });
     let mut answers = Vec::new();
     let ended = stream.read_to_end(&mut answers);
     assert!(
@@ -208,26 +211,28 @@ fn trickle(server: &RunningServer, key: &str) -> u16 {
     read_response(&stream).0
 }
 
-/// Long before the body timeout, a body slower than the minimum rate (a
-/// byte every 100 ms, against 1 KiB/s) is refused once its grace is over.
-#[test]
-fn a_body_slower_than_the_minimum_rate_gets_408() {
-    let server = RunningServer::start_with(|c| {
-        c.connections.body_timeout = Duration::from_secs(600);
-        c.connections.body_grace = Duration::from_millis(300);
-    });
+/// Trickles a body at a byte every 100 ms to a server set up by
+/// `configure`: it must answer 408 and store nothing.
+fn assert_trickle_refused(configure: impl FnOnce(&mut tally_server::Config)) {
+    let server = RunningServer::start_with(configure);
     let key = server.add_app("slow");
     assert_eq!(trickle(&server, &key), 408);
     assert!(server.export("slow").is_empty());
 }
 
+/// Long before the body timeout, a body slower than the minimum rate (a
+/// byte every 100 ms, against 1 KiB/s) is refused once its grace is over.
+#[test]
+fn a_body_slower_than_the_minimum_rate_gets_408() {
+    assert_trickle_refused(|c| {
+        c.connections.body_timeout = Duration::from_secs(600);
+        c.connections.body_grace = Duration::from_millis(300);
+    });
+}
+
 #[test]
 fn a_trickled_body_gets_408() {
-    let server =
-        RunningServer::start_with(|c| c.connections.body_timeout = Duration::from_millis(500));
-    let key = server.add_app("slow");
-    assert_eq!(trickle(&server, &key), 408);
-    assert!(server.export("slow").is_empty());
+    assert_trickle_refused(|c| c.connections.body_timeout = Duration::from_millis(500));
 }
 
 #[test]
