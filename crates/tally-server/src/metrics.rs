@@ -70,6 +70,7 @@ struct Inner {
     commit_events: Histogram,
     queue_depth: Gauge,
     unloaded: Gauge,
+    installs_in_memory: Gauge,
     connections_open: Gauge,
     connections_refused: Counter,
     connections_evicted: Counter,
@@ -92,6 +93,7 @@ impl Default for Metrics {
             commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             queue_depth: Gauge::default(),
             unloaded: Gauge::default(),
+            installs_in_memory: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
             connections_evicted: Counter::default(),
@@ -148,6 +150,11 @@ impl Default for Metrics {
                 inner.unloaded.clone(),
             );
             r.register(
+                "store_installs_in_memory",
+                "Install ids whose numbers the store keeps in memory (a bounded cache; the rest are in its tables)",
+                inner.installs_in_memory.clone(),
+            );
+            r.register(
                 "connections_open",
                 "Client connections open now",
                 inner.connections_open.clone(),
@@ -188,6 +195,7 @@ impl Default for Metrics {
 pub(crate) struct Gauges {
     pub(crate) queue_depth: usize,
     pub(crate) unloaded: usize,
+    pub(crate) installs_in_memory: usize,
     pub(crate) in_flight_bytes: usize,
     pub(crate) clients_remembered: usize,
 }
@@ -247,6 +255,7 @@ impl Metrics {
         };
         set(&self.inner.queue_depth, now.queue_depth);
         set(&self.inner.unloaded, now.unloaded);
+        set(&self.inner.installs_in_memory, now.installs_in_memory);
         set(&self.inner.in_flight_bytes, now.in_flight_bytes);
         set(&self.inner.clients_remembered, now.clients_remembered);
         let mut text = String::new();

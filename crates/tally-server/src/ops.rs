@@ -48,6 +48,7 @@ async fn metrics(_: MetricsReader, State(state): State<AppState>) -> impl IntoRe
     let text = state.metrics().encode(&crate::metrics::Gauges {
         queue_depth: state.committer().queued_events(),
         unloaded: state.store().store().unloaded_events(),
+        installs_in_memory: state.store().store().installs_in_memory(),
         in_flight_bytes: state.budget().in_use(),
         clients_remembered: state.limiter().clients_remembered(),
     });

@@ -94,6 +94,9 @@ impl StoreHandle {
     }
 }
 
+/// How long a request waits for its turn to be prepared, at most.
+const PREPARE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl AppState {
     /// Opens the configured store and starts the commit thread. The
     /// [`Committer`] must be finished after the last request is answered.
@@ -167,13 +170,18 @@ impl AppState {
         &self.inner.budget
     }
 
-    /// Leave to prepare one request's events; waits for a turn.
+    /// Leave to prepare one request's events; waits for a turn, for
+    /// [`PREPARE_WAIT`] at most (then 429): a request waiting holds its
+    /// body in the memory budget, and its client would rather try again
+    /// than wait behind a flood.
     pub(crate) async fn preparing(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        // Never closed: the error cannot come, and is a 503 if it did.
-        Arc::clone(&self.inner.preparing)
-            .acquire_owned()
-            .await
-            .map_err(|e| ApiError::Unavailable(Box::new(e)))
+        let turn = Arc::clone(&self.inner.preparing).acquire_owned();
+        match tokio::time::timeout(PREPARE_WAIT, turn).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // Never closed: the error cannot come, and is a 503 if it did.
+            Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(e))),
+            Err(_) => Err(ApiError::Busy { retry_after_s: 1 }),
+        }
     }
 
     pub(crate) fn limiter(&self) -> &Limiter {

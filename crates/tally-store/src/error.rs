@@ -36,6 +36,11 @@ pub enum StoreError {
     /// stored. It passes once there is room again.
     #[error("the disk is full: {0}")]
     DiskFull(String),
+    /// The process ran out of memory or of open files (DuckDB's memory
+    /// limit, EMFILE, ENFILE, ENOMEM); nothing was stored. It passes once
+    /// the load that caused it does.
+    #[error("out of resources: {0}")]
+    OutOfResources(String),
     /// ClickHouse refused a statement.
     #[cfg(feature = "clickhouse")]
     #[error("clickhouse: {0}")]
@@ -62,6 +67,8 @@ impl StoreError {
     pub fn io(what: &str, e: std::io::Error) -> Self {
         if is_disk_full(&e) {
             Self::DiskFull(format!("{what}: {e}"))
+        } else if is_out_of_resources(&e) {
+            Self::OutOfResources(format!("{what}: {e}"))
         } else {
             Self::Unavailable(format!("{what}: {e}"))
         }
@@ -72,13 +79,41 @@ impl StoreError {
     pub fn is_disk_full(&self) -> bool {
         matches!(self, Self::DiskFull(_))
     }
+
+    /// Whether the failure passes by itself ([`StoreError::DiskFull`],
+    /// [`StoreError::OutOfResources`]), so retrying later is the remedy.
+    ///
+    /// ```
+    /// use tally_store::StoreError;
+    /// let emfile = std::io::Error::from_raw_os_error(24);
+    /// assert!(StoreError::io("opening x", emfile).passes());
+    /// assert!(!StoreError::Corrupt("x".into()).passes());
+    /// ```
+    pub fn passes(&self) -> bool {
+        matches!(self, Self::DiskFull(_) | Self::OutOfResources(_))
+    }
 }
+
+/// What strerror says (and DuckDB's own memory limit) when the process is
+/// out of memory or open files: passing, unlike most database errors.
+#[cfg(feature = "duckdb")]
+const OUT_OF_RESOURCES: [&str; 4] = [
+    "Too many open files",
+    "Cannot allocate memory",
+    "Out of Memory Error",
+    "could not allocate block",
+];
 
 /// Whether `e` says the file system has no room (ENOSPC, or EDQUOT: over a
 /// quota is as full, for the one who writes).
 pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+}
+
+/// Whether `e` says the process is out of memory or open files.
+pub(crate) fn is_out_of_resources(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::OutOfMemory || matches!(e.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
 }
 
 /// DuckDB says which system call failed only in its message; the text is
@@ -92,6 +127,8 @@ impl From<::duckdb::Error> for StoreError {
             .any(|full| message.contains(full))
         {
             Self::DiskFull(format!("duckdb: {message}"))
+        } else if OUT_OF_RESOURCES.iter().any(|out| message.contains(out)) {
+            Self::OutOfResources(format!("duckdb: {message}"))
         } else {
             Self::DuckDb(e)
         }
@@ -129,5 +166,23 @@ mod tests {
             Some(r#"Could not write file "x.wal": No space left on device"#.into()),
         );
         assert!(StoreError::from(full).is_disk_full());
+    }
+
+    /// Over DuckDB's memory limit, the loader tries again later rather
+    /// than stopping until a restart.
+    #[cfg(feature = "duckdb")]
+    #[test]
+    fn duckdb_over_its_memory_limit_passes() {
+        let conn = ::duckdb::Connection::open_in_memory().expect("open");
+        conn.execute_batch("SET memory_limit = '2MB'; SET threads = 1; SET temp_directory = ''")
+            .expect("limit");
+        let e = conn
+            .execute_batch(
+                "SELECT i, max(s) FROM (SELECT range AS i, repeat('x', 100) || range AS s FROM range(1000000)) GROUP BY i ORDER BY i LIMIT 1",
+            )
+            .expect_err("grouping 100 MB cannot fit in 2 MB with nowhere to spill");
+        let e = StoreError::from(e);
+        assert!(e.passes(), "{e}");
+        assert!(!e.is_disk_full(), "{e}");
     }
 }

@@ -29,6 +29,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod caches;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 mod dedupe;
@@ -42,6 +43,7 @@ pub mod owner_only;
 mod spec;
 mod staged;
 
+pub use caches::Caches;
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::ClickHouseStore;
 pub use dedupe::RecentIds;
@@ -104,6 +106,12 @@ pub trait Store: Send + Sync {
     /// which would be incomplete, until it is fixed.
     fn failure(&self) -> Option<String> {
         None
+    }
+
+    /// How many install ids the store keeps in memory now (the embedded
+    /// store's cache of install numbers, see [`Caches`]).
+    fn installs_in_memory(&self) -> usize {
+        0
     }
 }
 

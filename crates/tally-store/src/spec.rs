@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::{RecentIds, Store, StoreError};
+use crate::{Caches, Store, StoreError};
 
 /// A store to open: the embedded one in a data dir, or a ClickHouse database
 /// that several collectors share. `tally serve`, every admin command and
@@ -25,8 +25,8 @@ pub enum StoreSpec {
     Embedded {
         /// The data dir.
         dir: PathBuf,
-        /// How many recent event ids its writer remembers; see [`RecentIds`].
-        recent_ids: usize,
+        /// What it keeps in memory.
+        caches: Caches,
     },
     /// A ClickHouse database, by a URL such as
     /// `clickhouse://user:password@127.0.0.1:8123/tally`.
@@ -50,7 +50,7 @@ impl StoreSpec {
             },
             None => StoreSpec::Embedded {
                 dir: data_dir.to_owned(),
-                recent_ids: RecentIds::DEFAULT_CAPACITY,
+                caches: Caches::default(),
             },
         }
     }
@@ -79,8 +79,8 @@ impl StoreSpec {
     pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         match self {
             #[cfg(feature = "duckdb")]
-            StoreSpec::Embedded { dir, recent_ids } => {
-                Ok(Box::new(crate::DuckDbStore::open_with(dir, *recent_ids)?))
+            StoreSpec::Embedded { dir, caches } => {
+                Ok(Box::new(crate::DuckDbStore::open_with(dir, *caches)?))
             }
             #[cfg(not(feature = "duckdb"))]
             StoreSpec::Embedded { .. } => Err(StoreError::NotBuilt("embedded store (DuckDB)")),
@@ -108,10 +108,10 @@ impl fmt::Display for StoreSpec {
 impl fmt::Debug for StoreSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreSpec::Embedded { dir, recent_ids } => f
+            StoreSpec::Embedded { dir, caches } => f
                 .debug_struct("Embedded")
                 .field("dir", dir)
-                .field("recent_ids", recent_ids)
+                .field("caches", caches)
                 .finish(),
             StoreSpec::ClickHouse { url, password } => f
                 .debug_struct("ClickHouse")

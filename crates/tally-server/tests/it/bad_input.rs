@@ -337,13 +337,19 @@ async fn metrics_count_what_happened() {
     );
     // Once a read has had the loader commit, nothing acknowledged is left
     // outside the tables.
-    assert_eq!(server.export("counted").await.len(), 2);
+    let stored = server.export("counted").await;
+    assert_eq!(stored.len(), 2);
     let text = server.get("/metrics", None).await.body;
     let text = text.as_str().expect("text");
     assert!(
         text.lines().any(|l| l == "tally_store_unloaded_events 0"),
         "{text}"
     );
+    // The loader's cache of install numbers holds the installs loaded.
+    let installs: std::collections::HashSet<_> =
+        stored.iter().map(|e| e["install_id"].clone()).collect();
+    let held = format!("tally_store_installs_in_memory {}", installs.len());
+    assert!(text.lines().any(|l| l == held), "{held} in {text}");
 }
 
 /// Posts a 50 MB body over a raw socket, reading the answer while the body

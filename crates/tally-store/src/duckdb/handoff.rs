@@ -6,14 +6,15 @@
 //! they asked is committed. When the loader fails, it has rolled back what
 //! it had not committed: the database holds exactly the journal's records
 //! up to the position its last commit recorded, and the writer is refused.
-//! A full disk passes: the loader then catches up on the journal from that
-//! position and says it [recovered](Handoff::recovered). For that to load
+//! A full disk (or a lack of memory or open files) passes: the loader then
+//! catches up on the journal from that position and says it [recovered](Handoff::recovered). For that to load
 //! each record once, no record may be appended while it reads the journal:
 //! the writer holds [`Room`] from before it asks the database for
 //! duplicates until its batch is handed over, and the loader waits for it
 //! to be let go.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ const MAX_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
 pub(super) struct Handoff {
     state: Mutex<State>,
     pub(super) changed: Condvar,
+    /// How many install ids the loader's cache holds now.
+    pub(super) installs_held: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -74,6 +77,9 @@ struct Failure {
     reason: String,
     /// The disk was full: loading goes on once it has room.
     disk_full: bool,
+    /// It passes by itself (a full disk, or out of memory or open files):
+    /// the loader tries again.
+    passes: bool,
 }
 
 /// What the loader should do about its failure, if it has one.
@@ -117,9 +123,9 @@ impl Handoff {
             ));
         }
         // A new loader would record positions past the failed one's
-        // records, and the next open would then skip them; after a full
-        // disk, it catches up on the journal first.
-        if let Some(failure) = state.failure.as_ref().filter(|f| !f.disk_full) {
+        // records, and the next open would then skip them; after a failure
+        // that passes, it catches up on the journal first.
+        if let Some(failure) = state.failure.as_ref().filter(|f| !f.passes) {
             return Err(StoreError::Unavailable(format!(
                 "loading events failed earlier ({}); open the store again to load its journal",
                 failure.reason
@@ -195,6 +201,11 @@ impl Handoff {
                 "loading acknowledged events into the store failed: the disk is full; \
                  they are safe in the journal and are loaded as soon as it has room again"
                     .to_owned()
+            } else if failure.passes {
+                "loading acknowledged events into the store failed: the server ran out of \
+                 memory or open files; they are safe in the journal and loading is tried again \
+                 every few seconds"
+                    .to_owned()
             } else {
                 "loading acknowledged events into the store failed (the server's log says \
                  why); they are safe in the journal and are loaded when the server starts again"
@@ -214,6 +225,7 @@ impl Handoff {
         self.lock().failure = Some(Failure {
             reason: e.to_string(),
             disk_full: e.is_disk_full(),
+            passes: e.passes(),
         });
         self.changed.notify_all();
     }
@@ -234,7 +246,7 @@ impl Handoff {
         loop {
             match &state.failure {
                 None => return Resume::Load,
-                Some(failure) if !failure.disk_full => return Resume::Stop,
+                Some(failure) if !failure.passes => return Resume::Stop,
                 Some(_) if state.closing => return Resume::Stop,
                 Some(_) => {}
             }
@@ -271,6 +283,8 @@ impl Failure {
         let why = format!("loading events into the store failed: {}", self.reason);
         if self.disk_full {
             StoreError::DiskFull(why)
+        } else if self.passes {
+            StoreError::OutOfResources(why)
         } else {
             StoreError::Unavailable(why)
         }

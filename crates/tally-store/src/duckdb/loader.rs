@@ -13,11 +13,12 @@
 //! for it, so an export or a report sees every event acknowledged.
 //!
 //! A failed load is rolled back; the events stay in the journal. When the
-//! disk was full, the loader looks for room every [`RETRY_EVERY`] and then
-//! catches up on the journal from the position the database records as
-//! loaded, as an open after a crash does (see [`super::handoff`] for why
-//! that loads each record once); any other failure stops it until the
-//! store is opened again.
+//! failure passes by itself (a full disk, DuckDB's memory limit, too many
+//! open files), the loader tries again every [`RETRY_EVERY`] (once there is
+//! room on the disk) and catches up on the journal from the position the
+//! database records as loaded, as an open after a crash does, in bounded
+//! transactions (see [`super::handoff`] for why that loads each record
+//! once); any other failure stops it until the store is opened again.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,13 +29,14 @@ use duckdb::{Connection, params};
 
 use super::compactor::Compactor;
 use super::handoff::{Handed, Handoff, Resume};
+use super::installs::InstallNumbers;
 use super::rollups;
 use super::rows::events_batch;
 use tally_protocol::StoredEvent;
-use tally_rollup::{Installs, Rollups};
+use tally_rollup::Rollups;
 
-use crate::StoreError;
 use crate::journal::{self, Position, Recycler};
+use crate::{Caches, StoreError};
 
 /// DuckDB's row group size: a transaction with this many rows takes the
 /// bulk path.
@@ -46,6 +48,9 @@ const COMMIT_EVERY: Duration = Duration::from_secs(5);
 /// for the loader but readers, who ask for what there is.
 const MIN_APPEND: usize = 4096;
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How many events an open transaction rolls up between looks at how many
+/// rollup rows it holds (see [`Caches::rollups`]).
+const ROLLUP_CHECK: usize = 1024;
 /// How often a loader stopped by a full disk looks for room again.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 
@@ -59,7 +64,8 @@ enum Step {
 /// The loader thread: owns the writing connection and the open transaction.
 pub(super) struct Loader {
     conn: Connection,
-    installs: Installs,
+    installs: InstallNumbers,
+    caches: Caches,
     compactor: Compactor,
     journal: Recycler,
     journal_dir: PathBuf,
@@ -74,18 +80,26 @@ struct Open {
     rows: usize,
     batches: u64,
     end: Position,
-    /// The rollups of every event appended, written at commit.
+    /// The rollups of the events appended since rollups were last written
+    /// in this transaction, and how many rows it writes them at.
     rollups: Rollups,
+    max_rollups: usize,
+    /// The days the transaction wrote rollup rows of, and how many rows.
+    days: BTreeSet<i32>,
+    rollup_rows: usize,
 }
 
 impl Open {
-    fn new(end: Position) -> Self {
+    fn new(end: Position, max_rollups: usize) -> Self {
         Self {
             began: Instant::now(),
             rows: 0,
             batches: 0,
             end,
             rollups: Rollups::default(),
+            max_rollups,
+            days: BTreeSet::new(),
+            rollup_rows: 0,
         }
     }
 
@@ -94,19 +108,21 @@ impl Open {
     /// adds their rollups to those written at commit. New installs are
     /// numbered in `installs` at once, within the open transaction, as
     /// later batches must see them; should it roll back, `installs` is
-    /// read again from what was committed before it is used again.
+    /// opened again from what was committed before it is used again.
+    ///
+    /// Rollups are written within the transaction as soon as they have
+    /// their most rows: each event may make a hundred new ones,
+    /// keyed by strings its sender chose, so held to the commit they would
+    /// take memory in proportion to the transaction's events.
     fn append(
         &mut self,
         conn: &Connection,
-        installs: &mut Installs,
+        installs: &mut InstallNumbers,
         events: &[&StoredEvent],
         batches: u64,
         end: Position,
     ) -> Result<(), StoreError> {
-        let (numbers, fresh) = rollups::number_installs(installs, events.iter().copied());
-        for (stored, &install) in events.iter().zip(&numbers) {
-            self.rollups.add(&stored.event, install);
-        }
+        let (numbers, fresh) = installs.number(conn, events.iter().copied())?;
         let mut appender = conn.appender("events")?;
         appender.append_record_batch(events_batch(events, &numbers)?)?;
         appender.flush()?;
@@ -115,33 +131,58 @@ impl Open {
             appender.append_row(params![id, n])?;
         }
         appender.flush()?;
+        for (events, numbers) in events
+            .chunks(ROLLUP_CHECK)
+            .zip(numbers.chunks(ROLLUP_CHECK))
+        {
+            for (stored, &install) in events.iter().zip(numbers) {
+                self.rollups.add(&stored.event, install);
+            }
+            if self.rollups.len() >= self.max_rollups {
+                self.write_rollups(conn)?;
+            }
+        }
         self.rows += events.len();
         self.batches += batches;
         self.end = end;
         Ok(())
     }
 
+    fn write_rollups(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        let rollups = std::mem::take(&mut self.rollups);
+        self.rollup_rows += rollups::append(conn, &rollups)?;
+        self.days.extend(rollups.days());
+        Ok(())
+    }
+
+    /// Whether to commit now rather than append more: a row group is in.
+    fn full(&self) -> bool {
+        self.rows >= ROW_GROUP_ROWS
+    }
+
     /// Writes what waits for the commit (the rollups, and how far the
-    /// journal is loaded) and commits. Returns how many rollup rows.
-    fn commit(&self, conn: &Connection) -> Result<usize, StoreError> {
-        let appended = rollups::append(conn, &self.rollups)?;
+    /// journal is loaded) and commits.
+    fn commit(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        self.write_rollups(conn)?;
         conn.execute(
             "UPDATE journal_loaded SET segment = ?, \"offset\" = ?",
             params![self.end.segment as i64, self.end.offset as i64],
         )?;
         conn.execute_batch("COMMIT")?;
-        Ok(appended)
+        Ok(())
     }
 }
 
 impl Loader {
     pub(super) fn new(
         conn: &Connection,
+        caches: Caches,
         journal: Recycler,
         journal_dir: PathBuf,
     ) -> Result<Self, StoreError> {
         Ok(Self {
-            installs: rollups::load_installs(conn)?,
+            installs: InstallNumbers::open(conn, caches.installs)?,
+            caches,
             compactor: Compactor::start(conn.try_clone()?)?,
             conn: conn.try_clone()?,
             journal,
@@ -172,6 +213,7 @@ impl Loader {
     /// first.
     pub(super) fn run(mut self, handoff: &Handoff) {
         self.recycle(0);
+        self.installs.show(&handoff.installs_held);
         while self.resume(handoff) {
             match self.load(handoff) {
                 Ok(()) => return,
@@ -187,7 +229,7 @@ impl Loader {
                 Step::Append(batches) => {
                     let taken: usize = batches.iter().map(|h| h.events.len()).sum();
                     let bytes: usize = batches.iter().map(|h| h.bytes).sum();
-                    let appended = self.append(&batches);
+                    let appended = self.append(&batches, handoff);
                     drop(batches);
                     let mut state = handoff.lock();
                     state.backlog -= taken;
@@ -195,7 +237,7 @@ impl Loader {
                     handoff.changed.notify_all();
                     drop(state);
                     appended?;
-                    if self.open.as_ref().is_some_and(|o| o.rows >= ROW_GROUP_ROWS) {
+                    if self.open.as_ref().is_some_and(Open::full) {
                         self.commit(handoff)?;
                     }
                 }
@@ -230,13 +272,19 @@ impl Loader {
     /// on. Runs while no [`super::handoff::Room`] is held, so the journal
     /// does not change meanwhile.
     fn catch_up(&mut self, handoff: &Handoff) -> Result<(), StoreError> {
-        let mut installs = None;
-        let caught = catch_up(&self.conn, &self.journal_dir, &mut installs)?;
         // The numbers given in the transaction that failed were not stored.
-        self.installs = match installs {
-            Some(installs) => installs,
-            None => rollups::load_installs(&self.conn)?,
-        };
+        self.installs = InstallNumbers::open(&self.conn, self.caches.installs)?;
+        let caught = catch_up(
+            &self.conn,
+            &self.journal_dir,
+            &mut self.installs,
+            self.caches,
+        );
+        if caught.is_err() {
+            self.installs = InstallNumbers::open(&self.conn, self.caches.installs)?;
+        }
+        self.installs.show(&handoff.installs_held);
+        let caught = caught?;
         self.compactor
             .appended(caught.days.iter().copied(), caught.rollup_rows);
         handoff.recovered(caught.end);
@@ -293,6 +341,8 @@ impl Loader {
     fn fail(&mut self, handoff: &Handoff, e: &StoreError) {
         if e.is_disk_full() {
             tracing::error!(error = %e, "Loading journaled events failed on a full disk; they stay in the journal and are loaded once it has room.");
+        } else if e.passes() {
+            tracing::error!(error = %e, "Loading journaled events failed for want of memory or open files; they stay in the journal and loading is tried again.");
         } else {
             tracing::error!(error = %e, "Loading journaled events failed; they stay in the journal and are loaded at the next start.");
         }
@@ -301,7 +351,7 @@ impl Loader {
         handoff.failed(e);
     }
 
-    fn append(&mut self, batches: &[Handed]) -> Result<(), StoreError> {
+    fn append(&mut self, batches: &[Handed], handoff: &Handoff) -> Result<(), StoreError> {
         let Some(end) = batches.last().map(|h| h.end) else {
             return Ok(());
         };
@@ -309,25 +359,27 @@ impl Loader {
             Some(open) => open,
             None => {
                 self.conn.execute_batch("BEGIN TRANSACTION")?;
-                self.open.insert(Open::new(end))
+                self.open.insert(Open::new(end, self.caches.rollups))
             }
         };
         let events: Vec<&StoredEvent> = batches.iter().flat_map(|h| &h.events).collect();
-        open.append(
+        let appended = open.append(
             &self.conn,
             &mut self.installs,
             &events,
             batches.len() as u64,
             end,
-        )
+        );
+        self.installs.show(&handoff.installs_held);
+        appended
     }
 
     fn commit(&mut self, handoff: &Handoff) -> Result<(), StoreError> {
-        let Some(open) = self.open.take() else {
+        let Some(mut open) = self.open.take() else {
             return Ok(());
         };
-        let appended = open.commit(&self.conn)?;
-        self.compactor.appended(open.rollups.days(), appended);
+        open.commit(&self.conn)?;
+        self.compactor.appended(open.days, open.rollup_rows);
         handoff.committed(open.batches, open.rows);
         self.recycle(open.end.segment);
         Ok(())
@@ -366,12 +418,13 @@ struct CaughtUp {
 /// Loads what the journal in `dir` holds beyond the position the database
 /// records as loaded, in transactions of about a row group, each recording
 /// how far it loaded: memory stays bounded whatever the journal holds, and
-/// what one committed stays loaded if a later one fails. `installs` is read
-/// when first needed; on an error it holds numbers that were rolled back.
+/// what one committed stays loaded if a later one fails. On an error,
+/// `installs` holds numbers that were rolled back.
 fn catch_up(
     conn: &Connection,
     dir: &Path,
-    installs: &mut Option<Installs>,
+    installs: &mut InstallNumbers,
+    caches: Caches,
 ) -> Result<CaughtUp, StoreError> {
     let mut caught = CaughtUp {
         end: loaded_position(conn)?,
@@ -380,28 +433,25 @@ fn catch_up(
         rollup_rows: 0,
     };
     let mut open: Option<Open> = None;
-    let commit = |open: Open, caught: &mut CaughtUp| -> Result<(), StoreError> {
-        caught.rollup_rows += open.commit(conn)?;
-        caught.days.extend(open.rollups.days());
+    let commit = |mut open: Open, caught: &mut CaughtUp| -> Result<(), StoreError> {
+        open.commit(conn)?;
+        caught.rollup_rows += open.rollup_rows;
+        caught.days.extend(open.days);
         caught.events += open.rows;
         caught.end = open.end;
         Ok(())
     };
     let loaded = journal::replay(dir, caught.end, |events, end| {
-        let installs = match installs {
-            Some(installs) => installs,
-            None => installs.insert(rollups::load_installs(conn)?),
-        };
         let tx = match &mut open {
             Some(tx) => tx,
             None => {
                 conn.execute_batch("BEGIN TRANSACTION")?;
-                open.insert(Open::new(end))
+                open.insert(Open::new(end, caches.rollups))
             }
         };
         let refs: Vec<&StoredEvent> = events.iter().collect();
         tx.append(conn, installs, &refs, 1, end)?;
-        match open.take_if(|tx| tx.rows >= ROW_GROUP_ROWS) {
+        match open.take_if(|tx| tx.full()) {
             Some(full) => commit(full, &mut caught),
             None => Ok(()),
         }
@@ -420,8 +470,13 @@ fn catch_up(
 /// Loads what the journal holds beyond the loaded position (the events a
 /// crash left unloaded), then recycles the journal's segments. Runs when
 /// the store opens, before any writer.
-pub(super) fn recover(conn: &mut Connection, journal_dir: &Path) -> Result<(), StoreError> {
-    let caught = catch_up(conn, journal_dir, &mut None)?;
+pub(super) fn recover(
+    conn: &mut Connection,
+    caches: Caches,
+    journal_dir: &Path,
+) -> Result<(), StoreError> {
+    let mut installs = InstallNumbers::open(conn, caches.installs)?;
+    let caught = catch_up(conn, journal_dir, &mut installs, caches)?;
     if caught.events > 0 {
         tracing::info!(
             events = caught.events,

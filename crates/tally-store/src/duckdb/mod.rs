@@ -10,6 +10,7 @@
 
 mod compactor;
 mod handoff;
+mod installs;
 mod loader;
 mod rollups;
 mod rows;
@@ -27,7 +28,7 @@ use tally_protocol::StoredEvent;
 use tally_rollup::{day_start, micros, retention_cutoff};
 
 use crate::journal::Encoded;
-use crate::{App, ExportFilter, RecentIds, Staged, Store, StoreError, Writer};
+use crate::{App, Caches, ExportFilter, Staged, Store, StoreError, Writer};
 
 /// The file name of the database inside a data dir.
 pub const DB_FILE: &str = "tally.duckdb";
@@ -49,7 +50,7 @@ pub struct DuckDbStore {
     path: PathBuf,
     // DuckDB connections are not Sync; each operation clones its own.
     root: Mutex<Connection>,
-    recent_ids: usize,
+    caches: Caches,
     journal_dir: PathBuf,
     handoff: Arc<handoff::Handoff>,
 }
@@ -57,11 +58,12 @@ pub struct DuckDbStore {
 impl DuckDbStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with(dir, RecentIds::DEFAULT_CAPACITY)
+        Self::open_with(dir, Caches::default())
     }
 
-    /// Opens the store in `dir` with a writer that remembers `recent_ids`.
-    pub fn open_with(dir: &Path, recent_ids: usize) -> Result<Self, StoreError> {
+    /// Opens the store in `dir`, keeping at most what `caches` says in
+    /// memory.
+    pub fn open_with(dir: &Path, caches: Caches) -> Result<Self, StoreError> {
         let data_dir_error = |source| StoreError::DataDir {
             path: dir.to_owned(),
             source,
@@ -90,14 +92,14 @@ impl DuckDbStore {
         rollups::rebuild_if_missing(&mut conn)?;
         let journal_dir = dir.join(JOURNAL_DIR);
         let handoff = Arc::new(handoff::Handoff::default());
-        // A store that cannot load its journal for want of room opens all
-        // the same, failed: a server on it starts (and refuses ingest and
-        // reads), and its loader loads the journal once there is room. A
-        // store that refused to open would restart in a loop.
-        match loader::recover(&mut conn, &journal_dir) {
+        // A store that cannot load its journal for want of room (or memory)
+        // opens all the same, failed: a server on it starts (and refuses
+        // ingest and reads), and its loader loads the journal once it can.
+        // A store that refused to open would restart in a loop.
+        match loader::recover(&mut conn, caches, &journal_dir) {
             Ok(()) => {}
-            Err(e) if e.is_disk_full() => {
-                tracing::error!(error = %e, "Loading the journal failed on a full disk; it is loaded once there is room.");
+            Err(e) if e.passes() => {
+                tracing::error!(error = %e, "Loading the journal failed for want of room, memory or open files; it is loaded once it can be.");
                 handoff.failed(&e);
             }
             Err(e) => return Err(e),
@@ -105,7 +107,7 @@ impl DuckDbStore {
         Ok(Self {
             path,
             root: Mutex::new(conn),
-            recent_ids,
+            caches,
             journal_dir,
             handoff,
         })
@@ -129,7 +131,7 @@ impl Store for DuckDbStore {
     fn writer(&self) -> Result<Box<dyn Writer>, StoreError> {
         Ok(Box::new(writer::DuckDbWriter::open(
             self.connection()?,
-            self.recent_ids,
+            self.caches,
             self.journal_dir.clone(),
             Arc::clone(&self.handoff),
         )?))
@@ -196,6 +198,12 @@ impl Store for DuckDbStore {
 
     fn failure(&self) -> Option<String> {
         self.handoff.failure()
+    }
+
+    fn installs_in_memory(&self) -> usize {
+        self.handoff
+            .installs_held
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn add_app(&self, name: &str) -> Result<App, StoreError> {

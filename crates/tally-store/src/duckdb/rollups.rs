@@ -5,9 +5,9 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use duckdb::{Connection, ToSql, params};
-use tally_protocol::{Event, StoredEvent};
+use tally_protocol::Event;
 use tally_report::Env;
-use tally_rollup::{Agg, Histogram, Installs, Key, Kind, Rollups, day_of, day_start};
+use tally_rollup::{Agg, Histogram, Key, Kind, Rollups, day_of, day_start};
 
 use super::EXPORT_COLUMNS;
 use super::rows::row_to_event;
@@ -121,41 +121,57 @@ pub(super) fn read(
     Ok(())
 }
 
+/// Rollup rows merged in memory at once, at most, by [`compact`].
+const COMPACT_SLICE_ROWS: i64 = 200_000;
+
 /// Merges the rows of each key of `days` into one, so readers find one row
 /// per key however many commits added to it.
+///
+/// A day's rows are merged in slices of about [`COMPACT_SLICE_ROWS`], by a
+/// hash of their key, so that all rows of a key are in one slice and memory
+/// stays bounded however many keys senders made; each slice is a
+/// transaction of its own. A day whose rows all have keys of their own is
+/// left as it is.
 pub(super) fn compact(conn: &mut Connection, days: &BTreeSet<i32>) -> Result<(), StoreError> {
-    if days.is_empty() {
-        return Ok(());
-    }
-    // Day numbers are integers we hold: safe to inline.
-    let list = days
-        .iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let condition = format!("day IN ({list})");
-    let tx = conn.transaction()?;
-    let mut merged = Rollups::default();
-    read(&tx, &condition, &[], ALL_SETS, &mut |key, agg| {
-        merged.merge(key, &agg);
-        Ok(())
-    })?;
-    tx.execute(&format!("DELETE FROM rollups WHERE {condition}"), [])?;
-    append(&tx, &merged)?;
-    tx.commit()?;
-    Ok(())
+    compact_in_slices(conn, days, COMPACT_SLICE_ROWS)
 }
 
-/// The install numbers stored so far.
-pub(super) fn load_installs(conn: &Connection) -> Result<Installs, StoreError> {
-    let mut installs = Installs::default();
-    let mut stmt = conn.prepare("SELECT install_id, n FROM installs")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let id: uuid::Uuid = r.get(0)?;
-        installs.insert(id.as_u128(), r.get(1)?);
+/// [`compact`] in slices of about `slice_rows`.
+pub(super) fn compact_in_slices(
+    conn: &mut Connection,
+    days: &BTreeSet<i32>,
+    slice_rows: i64,
+) -> Result<(), StoreError> {
+    const KEY: &str = "app, kind, version, os, env, d1, d2, d3, d4";
+    for day in days {
+        // Day numbers are integers we hold: safe to inline.
+        let (rows, keys): (i64, i64) = conn.query_row(
+            &format!("SELECT count(*), count(DISTINCT ({KEY})) FROM rollups WHERE day = {day}"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if rows == keys {
+            continue;
+        }
+        let slices = (rows + slice_rows - 1) / slice_rows;
+        for slice in 0..slices {
+            let condition = if slices == 1 {
+                format!("day = {day}")
+            } else {
+                format!("day = {day} AND hash({KEY}) % {slices} = {slice}")
+            };
+            let tx = conn.transaction()?;
+            let mut merged = Rollups::default();
+            read(&tx, &condition, &[], ALL_SETS, &mut |key, agg| {
+                merged.merge(key, &agg);
+                Ok(())
+            })?;
+            tx.execute(&format!("DELETE FROM rollups WHERE {condition}"), [])?;
+            append(&tx, &merged)?;
+            tx.commit()?;
+        }
     }
-    Ok(installs)
+    Ok(())
 }
 
 /// Rolls up events stored before rollups existed (or whose rollups were
@@ -215,26 +231,4 @@ pub(super) fn raw(
         out.push((event.event, install));
     }
     Ok(out)
-}
-
-/// The install numbers of a batch's new events, handing out numbers to
-/// installs seen for the first time; those are also returned, to be stored.
-pub(super) fn number_installs<'a>(
-    installs: &mut Installs,
-    events: impl IntoIterator<Item = &'a StoredEvent>,
-) -> (Vec<u32>, Vec<(uuid::Uuid, u32)>) {
-    let mut fresh = Vec::new();
-    let numbers = events
-        .into_iter()
-        .map(|e| {
-            let id = e.event.install_id;
-            let before = installs.len();
-            let number = installs.number(id.as_u128());
-            if installs.len() > before {
-                fresh.push((id, number));
-            }
-            number
-        })
-        .collect();
-    (numbers, fresh)
 }

@@ -5,6 +5,7 @@
 use tally_testkit::events::{sample, varied};
 
 use super::*;
+use crate::Caches;
 use crate::journal::Journal;
 
 #[test]
@@ -39,7 +40,7 @@ fn survives_reopening() {
 #[test]
 fn dedupe_falls_back_to_the_database_beyond_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = DuckDbStore::open_with(dir.path(), 2).expect("open");
+    let store = DuckDbStore::open_with(dir.path(), caches(2)).expect("open");
     let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
     let events: Vec<_> = (0..5)
         .map(|n| sample(n, "tiny", at + time::Duration::minutes(n.into())))
@@ -76,9 +77,14 @@ fn stored(store: &DuckDbStore) -> usize {
 #[test]
 fn stored_rollups_answer_as_the_raw_events_do() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A small memory of ids, so that retries are also looked up in the
-    // database.
-    let store = DuckDbStore::open_with(dir.path(), 100).expect("open");
+    // Small caches, so that retries are also looked up in the database,
+    // installs too, and rollups are written within transactions.
+    let small = Caches {
+        recent_ids: 100,
+        installs: 64,
+        rollups: 50,
+    };
+    let store = DuckDbStore::open_with(dir.path(), small).expect("open");
     let events = varied(3_000);
     let mut writer = store.writer().expect("writer");
     for chunk in events.chunks(97) {
@@ -104,7 +110,8 @@ fn stored_rollups_answer_as_the_raw_events_do() {
         .prepare("SELECT DISTINCT day FROM rollups")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("days");
-    rollups::compact(&mut store.connection().expect("conn"), &days).expect("compact");
+    // In slices smaller than a day, so that some merge in several.
+    rollups::compact_in_slices(&mut store.connection().expect("conn"), &days, 37).expect("compact");
     let rows: i64 = conn
         .query_row("SELECT count(*) FROM rollups", [], |r| r.get(0))
         .expect("count");
@@ -206,23 +213,90 @@ fn a_second_writer_is_refused_until_the_first_closes() {
 }
 
 /// New installs get the next numbers, once each, in order of first sight;
-/// known ones keep theirs.
+/// known ones keep theirs, also when the cache of numbers has long
+/// forgotten them and after the store is opened again.
 #[test]
-fn installs_are_numbered_in_order_of_first_sight() {
+fn installs_keep_their_numbers_beyond_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let at = time::macros::datetime!(2026-11-20 10:00:00 UTC);
-    let with_install = |install: u128| {
-        let mut stored = sample(1, "numbers", at);
-        stored.event.install_id = uuid::Uuid::from_u128(install);
-        stored
+    let mut next_id = 0;
+    let mut run = |installs: &[u128]| -> Vec<StoredEvent> {
+        installs
+            .iter()
+            .map(|&install| {
+                next_id += 1;
+                let mut stored = sample(next_id, "numbers", at);
+                stored.event.install_id = uuid::Uuid::from_u128(install);
+                // Reports count invocations, not custom events.
+                stored.event.name = None;
+                stored
+            })
+            .collect()
     };
-    let mut installs = tally_rollup::Installs::default();
-    installs.insert(0xa, 0);
-    let events: Vec<_> = [0xb, 0xa, 0xb, 0xc].map(with_install).into();
-    let (numbers, fresh) = rollups::number_installs(&mut installs, &events);
-    assert_eq!(numbers, [1, 0, 1, 2]);
-    let ids = |n: u128| uuid::Uuid::from_u128(n);
-    assert_eq!(fresh, [(ids(0xb), 1), (ids(0xc), 2)]);
-    assert_eq!(installs.len(), 3);
+    let small = Caches {
+        installs: 4,
+        ..Caches::default()
+    };
+    let numbers = |store: &DuckDbStore| -> Vec<(u128, i32)> {
+        let conn = store.connection().expect("conn");
+        let mut stmt = conn
+            .prepare("SELECT install_id, n FROM installs ORDER BY n")
+            .expect("prepare");
+        stmt.query_map([], |r| {
+            Ok((r.get::<_, uuid::Uuid>(0)?.as_u128(), r.get(1)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    };
+    {
+        let store = DuckDbStore::open_with(dir.path(), small).expect("open");
+        store.add_app("numbers").expect("add");
+        let mut writer = store.writer().expect("writer");
+        writer
+            .insert(&mut run(&[0xb, 0xa, 0xb]).into())
+            .expect("first");
+        // Ten more installs push 0xa and 0xb out of a cache of four ...
+        let many: Vec<u128> = (0x100..0x10a).collect();
+        writer.insert(&mut run(&many).into()).expect("many");
+        // ... and they come back with their numbers.
+        writer
+            .insert(&mut run(&[0xa, 0xc, 0xb]).into())
+            .expect("again");
+        drop(writer);
+        assert!(
+            store.installs_in_memory() <= 4,
+            "{}",
+            store.installs_in_memory()
+        );
+        let held = numbers(&store);
+        assert_eq!(held.len(), 13, "{held:x?}");
+        assert_eq!(&held[..2], [(0xb, 0), (0xa, 1)]);
+        assert_eq!(held[12], (0xc, 12));
+    }
+    let store = DuckDbStore::open_with(dir.path(), small).expect("reopen");
+    let mut writer = store.writer().expect("writer");
+    writer
+        .insert(&mut run(&[0xa, 0xd]).into())
+        .expect("after reopen");
+    drop(writer);
+    let held = numbers(&store);
+    assert_eq!(held.len(), 14, "{held:x?}");
+    assert_eq!(held[13], (0xd, 13));
+    // Every install counted once in the reports: 14 new that week.
+    let params = [
+        ("app", "numbers"),
+        ("since", "2026-11-16"),
+        ("until", "2026-11-23"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    let query = tally_report::Query::from_params(tally_report::ReportName::Installs, &params)
+        .expect("query");
+    let report = store.report(&query).expect("report");
+    let new = report.table("new").expect("new installs");
+    assert_eq!(new.rows.len(), 1, "{new:?}");
+    assert_eq!(new.rows[0][1], tally_report::Cell::Int(14), "{new:?}");
 }
 
 /// Regression: a client time of year 0, stored by a Tally that did not
@@ -262,4 +336,11 @@ fn client_times_stored_unchecked_are_clamped_so_exports_work() {
         .expect("every row exports");
     times.sort_unstable();
     assert_eq!(times, [1970, 2099]);
+}
+
+fn caches(recent_ids: usize) -> Caches {
+    Caches {
+        recent_ids,
+        ..Caches::default()
+    }
 }

@@ -19,7 +19,7 @@ use tally_rollup::micros;
 
 use crate::dedupe::{self, Seen};
 use crate::journal::{self, Encoded, Journal};
-use crate::{RecentIds, Staged, StoreError, Writer};
+use crate::{Caches, RecentIds, Staged, StoreError, Writer};
 
 pub(super) struct DuckDbWriter {
     /// Looks up ids older than what `recent` covers.
@@ -39,12 +39,12 @@ impl DuckDbWriter {
     /// asking the database, and starts the loader.
     pub(super) fn open(
         conn: Connection,
-        capacity: usize,
+        caches: Caches,
         journal_dir: PathBuf,
         handoff: Arc<Handoff>,
     ) -> Result<Self, StoreError> {
         handoff.open_writer()?;
-        let opened = Self::start(conn, capacity, journal_dir, Arc::clone(&handoff));
+        let opened = Self::start(conn, caches, journal_dir, Arc::clone(&handoff));
         if opened.is_err() {
             handoff.close_writer();
         }
@@ -53,10 +53,11 @@ impl DuckDbWriter {
 
     fn start(
         conn: Connection,
-        capacity: usize,
+        caches: Caches,
         journal_dir: PathBuf,
         handoff: Arc<Handoff>,
     ) -> Result<Self, StoreError> {
+        let capacity = caches.recent_ids;
         let mut newest = newest(&conn, capacity)?;
         // Rows sharing the oldest loaded dedupe time may have been cut off
         // by the limit, so memory is complete only after it.
@@ -74,7 +75,7 @@ impl DuckDbWriter {
         // reused meanwhile would lose it.
         let loaded = loader::loaded_position(&conn)?;
         let journal = Journal::create(&journal_dir, journal::end(&journal_dir, loaded)?.segment)?;
-        let loader = Loader::new(&conn, journal.recycler(), journal_dir)?;
+        let loader = Loader::new(&conn, caches, journal.recycler(), journal_dir)?;
         let thread = {
             let handoff = Arc::clone(&handoff);
             std::thread::Builder::new()
