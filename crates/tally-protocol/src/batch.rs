@@ -131,14 +131,9 @@ const FIELDS: &[&str] = &["sent_at", "events", "dropped"];
 #[derive(Deserialize)]
 struct SentAt(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
 
-/// Parses a [`RawBatch`] whose `events` hold at most `limit` elements: at
-/// the one after, it stops, sets `too_many` and fails, without reading (or
-/// allocating for) the rest of the array.
+/// Parses a [`RawBatch`] whose `events` are a [`RawArray`].
 #[derive(Clone, Copy)]
-struct BatchSeed<'s> {
-    limit: usize,
-    too_many: &'s Cell<bool>,
-}
+struct BatchSeed<'s>(RawArray<'s>);
 
 impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
     type Value = RawBatch<'de>;
@@ -163,7 +158,7 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
                 Field::Events => once(
                     &mut events,
                     "events",
-                    map.next_value_seed(EventsSeed(self))?,
+                    map.next_value_seed(self.0)?,
                 )?,
                 Field::Dropped => once(&mut dropped, "dropped", map.next_value()?)?,
             }
@@ -185,11 +180,30 @@ fn once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> 
     }
 }
 
-/// The `events` array of a [`BatchSeed`], each element left as text.
+/// A JSON array of at most `limit` elements, each left as text to be
+/// decoded on its own: at the element after the limit the parser sets
+/// `too_many` and fails, without reading (or allocating for) the rest, so
+/// an array of a million zeros costs no more than one of `limit + 1`.
+///
+/// ```
+/// use serde::de::DeserializeSeed;
+/// let too_many = std::cell::Cell::new(false);
+/// let seed = tally_protocol::RawArray { limit: 2, too_many: &too_many };
+/// let two = seed.deserialize(&mut serde_json::Deserializer::from_str("[1, {}]"))?;
+/// assert_eq!(two[1].get(), "{}");
+/// assert!(seed.deserialize(&mut serde_json::Deserializer::from_str("[1, 2, 3]")).is_err());
+/// assert!(too_many.get());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Copy)]
-struct EventsSeed<'s>(BatchSeed<'s>);
+pub struct RawArray<'s> {
+    /// The most elements accepted.
+    pub limit: usize,
+    /// Set when the array holds more than `limit` elements.
+    pub too_many: &'s Cell<bool>,
+}
 
-impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
+impl<'de> DeserializeSeed<'de> for RawArray<'_> {
     type Value = Vec<&'de RawValue>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -197,7 +211,7 @@ impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for EventsSeed<'_> {
+impl<'de> Visitor<'de> for RawArray<'_> {
     type Value = Vec<&'de RawValue>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -205,13 +219,13 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
     }
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        let BatchSeed { limit, too_many } = self.0;
         let mut events = Vec::new();
         while let Some(event) = seq.next_element::<&RawValue>()? {
-            if events.len() == limit {
-                too_many.set(true);
+            if events.len() == self.limit {
+                self.too_many.set(true);
                 return Err(de::Error::custom(format!(
-                    "more than the limit of {limit} events"
+                    "more than the limit of {} events",
+                    self.limit
                 )));
             }
             events.push(event);
@@ -244,11 +258,11 @@ pub fn decode_batch(
     limits: &Limits,
 ) -> Result<DecodedBatch, BatchError> {
     let too_many = Cell::new(false);
-    let seed = BatchSeed {
+    let seed = BatchSeed(RawArray {
         limit: limits.max_events_per_batch,
         too_many: &too_many,
-    };
-    let raw = parse(seed, || serde_json::de::SliceRead::new(body)).map_err(|e| {
+    });
+    let raw = read_json(seed, body).map_err(|e| {
         if too_many.get() {
             BatchError::TooManyEvents {
                 limit: limits.max_events_per_batch,
@@ -274,11 +288,7 @@ pub fn decode_batch(
                 decoded.events.push(event);
                 decoded.client_timestamps.push(client_timestamp);
             }
-            Err((field, reason)) => decoded.rejected.push(Rejection {
-                index,
-                field: brief(field),
-                reason: brief(reason),
-            }),
+            Err((field, reason)) => decoded.rejected.push(Rejection::new(index, field, reason)),
         }
     }
     Ok(decoded)
@@ -305,15 +315,57 @@ fn decode_event(
     // Text the batch parsed is valid UTF-8: read as a str, it is not
     // checked again.
     let read = || serde_json::de::StrRead::new(text);
-    let mut event = parse(PhantomData::<Event>, read).map_err(|e| match e {
+    let event = parse(PhantomData::<Event>, read).map_err(|e| match e {
         BatchError::InvalidJson { path, reason } => (path, reason),
         other => (String::new(), other.to_string()),
     })?;
-    validate::event(&event, app).map_err(|e| (e.field, e.reason))?;
+    admit(event, app, now, shift, limits).map_err(|e| (e.field, e.reason))
+}
 
+/// Why one event, already read, cannot be stored: the field at fault (a
+/// dotted path, or "" for the whole event) and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    /// The field at fault, e.g. "app_version".
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Checks an event sent with an ingest key of `app` by the rules of
+/// [`decode_batch`], and puts its time on the server's clock: shifted by
+/// `shift` (see [`clock::shift`]) and kept within `limits`. Returns the
+/// event and its time by the client's clock, the one its dedupe key holds.
+///
+/// For events read from another format (a PostHog or Segment message):
+/// they are judged exactly as Tally's own.
+///
+/// ```
+/// use tally_protocol::{admit, Limits};
+/// let event: tally_protocol::Event = serde_json::from_str(r#"{"id": "0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a01",
+///     "timestamp": "2026-11-25T11:59:58Z", "app": "mycli", "app_version": "",
+///     "install_id": "6f9619ff-8b86-4d01-b42d-00cf4fc964ff", "command": "build",
+///     "flags": [], "exit_code": 0, "duration_ms": 5, "os": "linux", "arch": "x86_64"}"#)?;
+/// let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+/// let refused = admit(event, "mycli", now, time::Duration::ZERO, &Limits::default()).unwrap_err();
+/// assert_eq!(refused.field, "app_version");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn admit(
+    mut event: Event,
+    app: &str,
+    now: OffsetDateTime,
+    shift: time::Duration,
+    limits: &Limits,
+) -> Result<(Event, OffsetDateTime), Invalid> {
+    validate::event(&event, app)?;
     // Both times are checked before anything is computed from them: the
     // client's is stored as the dedupe key, the corrected one is reported.
-    let at = |reason| ("timestamp".to_owned(), reason);
+    let at = |reason| Invalid {
+        field: "timestamp".to_owned(),
+        reason,
+    };
     let client_timestamp = clock::believable(event.timestamp).map_err(at)?;
     event.timestamp = clock::corrected(
         client_timestamp,
@@ -324,6 +376,39 @@ fn decode_event(
     )
     .map_err(at)?;
     Ok((event, client_timestamp))
+}
+
+impl Rejection {
+    /// The rejection of the event at `index`, its field and reason cut to
+    /// a length an answer may quote.
+    ///
+    /// ```
+    /// let r = tally_protocol::Rejection::new(3, "os".into(), "x".repeat(1000));
+    /// assert!(r.reason.len() < 300);
+    /// ```
+    pub fn new(index: usize, field: String, reason: String) -> Self {
+        Self {
+            index,
+            field: brief(field),
+            reason: brief(reason),
+        }
+    }
+}
+
+/// Parses `json` with `seed`, saying where it went wrong when it does: a
+/// path such as `batch[3].timestamp` and serde's reason without its line
+/// and column (the client sent one event's text, not our offsets).
+///
+/// ```
+/// use std::marker::PhantomData;
+/// let e = tally_protocol::read_json(PhantomData::<Vec<u8>>, b"[1, -1]").unwrap_err();
+/// assert!(e.to_string().starts_with("invalid JSON at [1]"), "{e}");
+/// ```
+pub fn read_json<'de, S>(seed: S, json: &'de [u8]) -> Result<S::Value, BatchError>
+where
+    S: DeserializeSeed<'de> + Copy,
+{
+    parse(seed, || serde_json::de::SliceRead::new(json))
 }
 
 /// Parses the JSON `read` gives with `seed`. Tracking the path costs time

@@ -60,7 +60,15 @@ fn rfc3339(t: OffsetDateTime) -> String {
 /// difference between `now` and the client's `sent_at` when it exceeds
 /// `tolerance`, else nothing. Both times must be [`believable`], which keeps
 /// the difference far from overflowing.
-pub(crate) fn shift(now: OffsetDateTime, sent_at: OffsetDateTime, tolerance: Duration) -> Duration {
+///
+/// ```
+/// use time::{Duration, macros::datetime};
+/// let now = datetime!(2026-11-25 12:00 UTC);
+/// let shift = tally_protocol::clock::shift(now, datetime!(1970-01-01 0:00 UTC), Duration::seconds(10));
+/// assert_eq!(datetime!(1970-01-01 0:00 UTC) + shift, now);
+/// assert_eq!(tally_protocol::clock::shift(now, now - Duration::seconds(3), Duration::seconds(10)), Duration::ZERO);
+/// ```
+pub fn shift(now: OffsetDateTime, sent_at: OffsetDateTime, tolerance: Duration) -> Duration {
     let skew = now - sent_at;
     if skew.abs() > tolerance {
         skew

@@ -30,11 +30,15 @@ mod batch;
 pub mod clock;
 mod event;
 mod limits;
+pub mod platform;
 mod stored;
 mod user_agent;
 mod validate;
 
-pub use batch::{Batch, BatchError, DecodedBatch, IngestResponse, Rejection, decode_batch};
+pub use batch::{
+    Batch, BatchError, DecodedBatch, IngestResponse, Invalid, RawArray, Rejection, admit, decode_batch,
+    read_json,
+};
 pub use event::{ErrorInfo, Event, Outcome, PropertyValue, flag_name};
 pub use limits::{Limits, MAX_REPORTED_DROPPED, strings};
 pub use stored::StoredEvent;

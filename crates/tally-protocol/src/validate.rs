@@ -1,14 +1,7 @@
 //! The rules an event must meet beyond its JSON shape.
 
 use crate::limits::strings;
-use crate::{Event, PropertyValue};
-
-/// A rule an event broke.
-#[derive(Debug)]
-pub(crate) struct Invalid {
-    pub field: String,
-    pub reason: String,
-}
+use crate::{Event, Invalid, PropertyValue};
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
     Invalid {

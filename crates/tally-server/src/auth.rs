@@ -55,6 +55,27 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The ingest key a request's headers carry: a bearer token, or Basic
+/// auth's user name (Segment's clients send the write key as
+/// `writeKey:` with an empty password).
+pub(crate) fn ingest_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    use base64::Engine;
+    if let Some(key) = bearer(headers) {
+        return Some(key.to_owned());
+    }
+    let basic = headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
 /// The admin token of a running server: the one real secret.
 #[derive(Clone)]
 pub(crate) struct AdminToken(Arc<str>);

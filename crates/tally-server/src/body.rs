@@ -161,6 +161,11 @@ impl Sent {
         // The body is in memory already: the decoders read it in place
         // rather than through a buffer of their own.
         let sent = &self.bytes[..];
+        // Some clients gzip without saying so (PostHog's, with
+        // `?compression=gzip-js`): no JSON starts with gzip's magic bytes.
+        if self.encoding == Encoding::Identity && sent.starts_with(&[0x1f, 0x8b]) {
+            self.encoding = Encoding::Gzip;
+        }
         let inflated = match self.encoding {
             Encoding::Identity => return Ok(self.bytes.clone()),
             Encoding::Gzip => inflate(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use tally_protocol::Limits;
 use tally_store::StoreSpec;
 
-use crate::{CardinalityLimits, ConnectionLimits, RateLimits, ServeError};
+use crate::{CardinalityLimits, ConnectionLimits, InvocationEvents, RateLimits, ServeError};
 
 /// The settings of one server.
 ///
@@ -42,6 +42,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// Most events waiting to be committed; beyond it, clients get 429.
     pub queue_events: usize,
+    /// Which PostHog or Segment event is an invocation of each app's CLI.
+    pub invocation_events: InvocationEvents,
     /// Most events committed in one transaction.
     pub max_group_events: usize,
 }
@@ -60,6 +62,7 @@ impl Config {
             max_in_flight_bytes: 256 * 1024 * 1024,
             metrics_token: None,
             queue_events: 200_000,
+            invocation_events: InvocationEvents::default(),
             max_group_events: 50_000,
         }
     }

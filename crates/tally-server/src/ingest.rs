@@ -1,13 +1,13 @@
 //! `POST /v1/batch`: events in, exactly once, acknowledged when durable.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use tally_protocol::{BatchError, IngestResponse, Rejection, StoredEvent, decode_batch};
+use axum::response::{IntoResponse, Response};
+use tally_protocol::{IngestResponse, Rejection, StoredEvent};
 use tally_store::Staged;
 use time::OffsetDateTime;
 
@@ -16,19 +16,55 @@ use crate::budget::Held;
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::listen::Peer;
-use crate::state::AppState;
+use crate::state::{AppState, KeyApp};
 
+/// `POST /v1/batch`: Tally's own batches, and Segment's, which share the
+/// path. The rule (docs/compat.md): a request with a bearer token is
+/// Tally's unless its body holds a `batch` array; one with Basic auth or
+/// no `Authorization` at all is Segment's.
 pub(crate) async fn batch(
     State(state): State<AppState>,
     Peer(peer): Peer,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Response {
+    let dialect = if crate::auth::bearer(&headers).is_some() {
+        Dialect::Tally
+    } else {
+        Dialect::Segment(None)
+    };
+    answer(&state, peer, &headers, body, dialect).await
+}
+
+/// Takes in a request of `dialect` and answers it as that format's
+/// clients expect.
+pub(crate) async fn answer(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    body: Body,
+    dialect: Dialect,
+) -> Response {
     let started = Instant::now();
-    let result = ingest(&state, peer, &headers, body).await;
+    let result = ingest(state, peer, headers, body, dialect).await;
     let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
     state.metrics().observe_request(outcome, started.elapsed());
-    result.map(Json)
+    match result {
+        Ok((Dialect::Tally, response)) => Json(response).into_response(),
+        Ok((dialect, _)) => crate::compat::accepted(dialect),
+        Err(e) => crate::compat::refused(dialect, e),
+    }
+}
+
+/// The wire format a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// Tally's own (`docs/protocol.md`).
+    Tally,
+    /// PostHog's capture API.
+    PostHog,
+    /// Segment's tracking API: a batch, or one message of the type named.
+    Segment(Option<&'static str>),
 }
 
 async fn ingest(
@@ -36,13 +72,23 @@ async fn ingest(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<IngestResponse, ApiError> {
-    let key = crate::auth::bearer(headers).ok_or(ApiError::Unauthorized(
-        "missing header Authorization: Bearer <ingest key>",
-    ))?;
-    let app = state
-        .app_of_key(key)
-        .ok_or(ApiError::Unauthorized("unknown ingest key"))?;
+    dialect: Dialect,
+) -> Result<(Dialect, IngestResponse), ApiError> {
+    // A key in the headers is checked before the body is read; one in the
+    // body (PostHog's `api_key`, Segment's `writeKey`) once it is parsed.
+    let app = match crate::auth::ingest_key(headers) {
+        Some(key) => Some(
+            state
+                .app_of_key(&key)
+                .ok_or(ApiError::Unauthorized("unknown ingest key"))?,
+        ),
+        None if dialect == Dialect::Tally => {
+            return Err(ApiError::Unauthorized(
+                "missing header Authorization: Bearer <ingest key>",
+            ));
+        }
+        None => None,
+    };
     let limiter = state.limiter();
     limiter.client(limiter.client_of(peer, headers))?;
     let config = state.config();
@@ -60,9 +106,9 @@ async fn ingest(
     // requests keep being answered whatever comes in.
     let turn = state.preparing().await?;
     let now = OffsetDateTime::now_utc();
-    let (preparing, owner) = (state.clone(), Arc::clone(&app));
+    let preparing = state.clone();
     let prepared = tokio::task::spawn_blocking(move || {
-        let prepared = prepare(&preparing, sent, &owner, now);
+        let prepared = prepare(&preparing, sent, dialect, app, now);
         drop(turn);
         prepared
     })
@@ -73,6 +119,7 @@ async fn ingest(
         held,
         rejected,
         dropped,
+        dialect,
     } = prepared;
     // The body is gone by now; only the events wait for the commit, and
     // `held` keeps their bytes counted until it answers.
@@ -87,11 +134,14 @@ async fn ingest(
             .metrics()
             .count_client_dropped(dropped.min(tally_protocol::MAX_REPORTED_DROPPED));
     }
-    Ok(IngestResponse {
-        accepted,
-        duplicates,
-        rejected,
-    })
+    Ok((
+        dialect,
+        IngestResponse {
+            accepted,
+            duplicates,
+            rejected,
+        },
+    ))
 }
 
 /// A request's events, ready to commit.
@@ -100,23 +150,23 @@ struct Prepared {
     held: Held,
     rejected: Vec<Rejection>,
     dropped: u64,
+    /// The format the request turned out to be in.
+    dialect: Dialect,
 }
 
-/// Decodes, checks, scrubs and stages the events of `sent`. Blocking.
+/// Decodes, checks, scrubs and stages the events of `sent`, sent in
+/// `dialect` for `app` (when the headers named it). Blocking.
 fn prepare(
     state: &AppState,
     mut sent: Sent,
-    app: &Arc<str>,
+    dialect: Dialect,
+    app: Option<KeyApp>,
     now: OffsetDateTime,
 ) -> Result<Prepared, ApiError> {
     let limits = &state.config().limits;
     let body = sent.decode(limits)?;
-    let decoded = decode_batch(&body, app, now, limits).map_err(|e| match e {
-        BatchError::InvalidJson { ref path, .. } => {
-            ApiError::bad("invalid_json", path.clone(), e.to_string())
-        }
-        BatchError::TooManyEvents { .. } => ApiError::TooLarge(e.to_string()),
-    })?;
+    let (app, decoded, dialect) = crate::compat::decode(state, &body, dialect, app, now)?;
+    let app = &app.name;
     // Invalid events count too: a key sending only those costs the server
     // their parsing and an answer listing them.
     state
@@ -162,6 +212,7 @@ fn prepare(
         held,
         rejected: decoded.rejected,
         dropped: decoded.dropped,
+        dialect,
     })
 }
 

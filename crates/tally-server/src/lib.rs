@@ -39,6 +39,7 @@ mod body;
 mod budget;
 mod cardinality;
 mod commit;
+mod compat;
 mod config;
 mod dashboard;
 mod error;
@@ -54,6 +55,7 @@ mod state;
 
 pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};
 pub use cardinality::CardinalityLimits;
+pub use compat::InvocationEvents;
 pub use config::Config;
 pub use error::ServeError;
 pub use listen::ConnectionLimits;
@@ -69,6 +71,7 @@ use axum::routing::{get, post};
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/batch", post(ingest::batch))
+        .merge(compat::routes())
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
         .route("/api/v1/export", get(admin::export))
         .route("/api/v1/reports/{name}", get(reports::report))

@@ -63,6 +63,7 @@ struct Inner {
     accepted: Counter,
     duplicates: Counter,
     client_dropped: Counter,
+    ignored: Counter,
     rejected: Family<FieldLabel, Counter>,
     requests: Family<OutcomeLabel, Counter>,
     request_seconds: Histogram,
@@ -86,6 +87,7 @@ impl Default for Metrics {
             accepted: Counter::default(),
             duplicates: Counter::default(),
             client_dropped: Counter::default(),
+            ignored: Counter::default(),
             rejected: Family::default(),
             requests: Family::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
@@ -113,6 +115,11 @@ impl Default for Metrics {
                 "client_dropped_events",
                 "Events clients threw away from a full spool before sending",
                 inner.client_dropped.clone(),
+            );
+            r.register(
+                "messages_ignored",
+                "PostHog and Segment messages accepted and not stored by design (identify, alias ...)",
+                inner.ignored.clone(),
             );
             r.register(
                 "events_rejected",
@@ -268,6 +275,11 @@ impl Metrics {
             tracing::error!(error = %e, "Encoding metrics failed.");
         }
         text
+    }
+
+    /// Counts `n` foreign messages ignored by design.
+    pub(crate) fn count_ignored(&self, n: usize) {
+        self.inner.ignored.inc_by(n as u64);
     }
 
     /// Counts a rejected event under the top-level field of `path`.

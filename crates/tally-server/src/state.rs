@@ -27,9 +27,9 @@ struct Inner {
     config: Config,
     store: StoreHandle,
     admin_token: AdminToken,
-    /// Ingest key -> app name. Apps are added through this server while it
+    /// Ingest key -> app. Apps are added through this server while it
     /// runs, so the map is complete without asking the store per request.
-    keys: RwLock<HashMap<String, Arc<str>>>,
+    keys: RwLock<HashMap<String, KeyApp>>,
     committer: CommitterHandle,
     metrics: Metrics,
     /// Woken by an unknown key: the key refresher reads the apps again.
@@ -42,6 +42,24 @@ struct Inner {
     preparing: Arc<tokio::sync::Semaphore>,
     limiter: Limiter,
     cardinality: Cardinality,
+}
+
+/// The app an ingest key belongs to, as requests need it; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyApp {
+    /// The app's name.
+    pub(crate) name: Arc<str>,
+    /// The app's secret salt (see [`App::salt`]).
+    pub(crate) salt: Arc<str>,
+}
+
+impl From<&App> for KeyApp {
+    fn from(app: &App) -> Self {
+        Self {
+            name: Arc::from(app.name.as_str()),
+            salt: Arc::from(app.salt.as_str()),
+        }
+    }
 }
 
 /// Requests prepared at once, per core.
@@ -115,7 +133,7 @@ impl AppState {
         let keys = store
             .apps()?
             .into_iter()
-            .map(|app| (app.ingest_key, Arc::from(app.name)))
+            .map(|app| (app.ingest_key.clone(), KeyApp::from(&app)))
             .collect();
         let budget = Budget::new(config.max_in_flight_bytes);
         let limiter = Limiter::new(&config.rate_limits, config.limits.max_events_per_batch);
@@ -197,7 +215,7 @@ impl AppState {
     /// key wakes the key refresher (see [`AppState::refresh_keys`]), since
     /// with a shared store an app may have been added through another
     /// collector; the client's retry then finds it.
-    pub(crate) fn app_of_key(&self, key: &str) -> Option<Arc<str>> {
+    pub(crate) fn app_of_key(&self, key: &str) -> Option<KeyApp> {
         let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
         let app = keys.get(key).cloned();
         if app.is_none() {
@@ -226,7 +244,7 @@ impl AppState {
 
     pub(crate) fn register(&self, app: &App) {
         let mut keys = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
-        keys.insert(app.ingest_key.clone(), Arc::from(app.name.as_str()));
+        keys.insert(app.ingest_key.clone(), KeyApp::from(app));
     }
 }
 

@@ -23,6 +23,27 @@ pub struct Args {
     demo: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    /// The PostHog or Segment event that is an invocation of the CLI, for
+    /// CLIs that send through those clients: NAME for every app, or
+    /// APP=NAME for one (repeatable). Its properties fill the command,
+    /// exit code, duration and flags (docs/compat.md); other events are
+    /// custom events.
+    #[arg(long = "invocation-event", value_name = "[APP=]NAME", default_value = "invocation")]
+    invocation_events: Vec<String>,
+}
+
+/// The invocation events `--invocation-event` names.
+fn invocation_events(given: Vec<String>) -> tally_server::InvocationEvents {
+    let mut events = tally_server::InvocationEvents::default();
+    for text in given {
+        match text.split_once('=') {
+            Some((app, name)) => {
+                events.per_app.insert(app.to_owned(), name.to_owned());
+            }
+            None => events.default = text,
+        }
+    }
+    events
 }
 
 /// What the public endpoint allows (docs/security.md gives each limit's
@@ -113,6 +134,7 @@ pub fn run(args: Args) -> Result<()> {
     config.store = args.store.spec()?;
     config.retention_days = args.retention_days;
     args.limits.apply(&mut config)?;
+    config.invocation_events = invocation_events(args.invocation_events);
     if args.demo {
         let spec = &config.store;
         let store = spec.open().with_context(|| format!("opening {spec}"))?;

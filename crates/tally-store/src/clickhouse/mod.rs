@@ -117,6 +117,7 @@ impl Store for ClickHouseStore {
             "name": app.name,
             "ingest_key": app.ingest_key,
             "created_us": micros(time::OffsetDateTime::now_utc()),
+            "salt": app.salt,
         });
         self.http.insert("apps", format!("{row}\n").as_bytes())?;
         // Two `app add` of one name at once: the first key made wins, here
@@ -130,8 +131,9 @@ impl Store for ClickHouseStore {
 
     fn apps(&self) -> Result<Vec<App>, StoreError> {
         let rows = self.http.rows(
-            "SELECT name, argMin(ingest_key, created_us) AS ingest_key FROM apps
-             GROUP BY name ORDER BY name",
+            "SELECT name, argMin(ingest_key, created_us) AS ingest_key,
+                 argMin(salt, (created_us, salt)) AS salt
+             FROM apps GROUP BY name ORDER BY name",
         )?;
         rows.into_iter()
             .map(|r| {

@@ -54,7 +54,7 @@ impl Server {
 type Migration = fn(&Http, Server) -> Result<(), StoreError>;
 
 /// The migrations, in order; index + 1 is the version each produces.
-const MIGRATIONS: &[Migration] = &[create_tables, partition_by_received_day];
+const MIGRATIONS: &[Migration] = &[create_tables, partition_by_received_day, salt_apps];
 
 /// 1: the tables, with events partitioned by the client's day (which 2
 /// replaces).
@@ -289,6 +289,32 @@ fn partition_by_received_day(http: &Http, server: Server) -> Result<(), StoreErr
     }
     http.execute(&format!("RENAME TABLE {BY_RECEIVED_DAY} TO events"))?;
     http.execute(&format!("DROP TABLE {BY_CLIENT_DAY}"))
+}
+
+/// 3: each app's secret salt (`App::salt`). Apps made before get one in a
+/// row of their own, dated a microsecond before their first, which is the
+/// row `apps` reads (and the one `ReplacingMergeTree` keeps, being the last
+/// inserted). Collectors migrating at the same moment may each add one;
+/// `apps` reads the least of those, so every collector agrees once it
+/// sees them all.
+fn salt_apps(http: &Http, _: Server) -> Result<(), StoreError> {
+    if !has_column(http, "apps", "salt")? {
+        http.execute("ALTER TABLE apps ADD COLUMN salt String")?;
+    }
+    let unsalted = http.rows(
+        "SELECT name, argMin(ingest_key, created_us) AS ingest_key, min(created_us) - 1 AS created_us
+         FROM apps GROUP BY name HAVING argMin(salt, created_us) = ''",
+    )?;
+    if unsalted.is_empty() {
+        return Ok(());
+    }
+    let mut lines = String::new();
+    for mut row in unsalted {
+        row["salt"] = crate::model::new_salt().into();
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    http.insert("apps", lines.as_bytes())
 }
 
 /// Whether a collector is copying the events table into the new layout.

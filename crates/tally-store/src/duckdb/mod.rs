@@ -218,20 +218,21 @@ impl Store for DuckDbStore {
         }
         let app = App::new(name);
         conn.execute(
-            "INSERT INTO apps (name, ingest_key) VALUES (?, ?)",
-            [&app.name, &app.ingest_key],
+            "INSERT INTO apps (name, ingest_key, salt) VALUES (?, ?, ?)",
+            [&app.name, &app.ingest_key, &app.salt],
         )?;
         Ok(app)
     }
 
     fn apps(&self) -> Result<Vec<App>, StoreError> {
         let conn = self.connection()?;
-        let mut stmt = conn.prepare("SELECT name, ingest_key FROM apps ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT name, ingest_key, salt FROM apps ORDER BY name")?;
         let apps = stmt
             .query_map([], |r| {
                 Ok(App {
                     name: r.get(0)?,
                     ingest_key: r.get(1)?,
+                    salt: r.get(2)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -1,0 +1,50 @@
+//! One name for each operating system and CPU architecture, whatever a
+//! client, a library or a User-Agent calls it: `darwin`, `Mac OS X` and
+//! `macOS` are all `macos`, and `amd64`, `x64` and `x86_64` one arch, so
+//! that the reports count each platform in one row.
+
+/// The operating system family `name` means, in Tally's words (those of
+/// Rust's `std::env::consts::OS`: "linux", "macos", "windows", "freebsd"
+/// ...); a name it does not know, lowercased.
+///
+/// ```
+/// use tally_protocol::platform::os;
+/// assert_eq!(os("Mac OS X"), "macos");
+/// assert_eq!(os("win32"), "windows");
+/// assert_eq!(os("Linux"), "linux");
+/// assert_eq!(os("Plan9"), "plan9");
+/// ```
+pub fn os(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    let known = match lower.as_str() {
+        "darwin" | "mac os x" | "mac os" | "macos" | "osx" | "mac" => "macos",
+        "win32" | "win64" | "windows" | "windows_nt" | "cygwin" | "mingw" => "windows",
+        "gnu/linux" | "linux" => "linux",
+        "ios" | "iphone os" | "ipados" => "ios",
+        _ => return lower,
+    };
+    known.to_owned()
+}
+
+/// The CPU architecture `name` means, in Tally's words (those of Rust's
+/// `std::env::consts::ARCH`: "x86_64", "aarch64", "x86", "arm" ...); a
+/// name it does not know, lowercased.
+///
+/// ```
+/// use tally_protocol::platform::arch;
+/// assert_eq!(arch("amd64"), "x86_64");
+/// assert_eq!(arch("x64"), "x86_64");
+/// assert_eq!(arch("arm64"), "aarch64");
+/// assert_eq!(arch("i686"), "x86");
+/// ```
+pub fn arch(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    let known = match lower.as_str() {
+        "x86_64" | "amd64" | "x64" | "x86-64" => "x86_64",
+        "aarch64" | "arm64" | "armv8" => "aarch64",
+        "x86" | "i386" | "i486" | "i586" | "i686" | "ia32" | "386" => "x86",
+        "arm" | "armv7" | "armv7l" | "armv6l" | "armhf" => "arm",
+        _ => return lower,
+    };
+    known.to_owned()
+}
