@@ -61,3 +61,6 @@ pub struct Decoded {
     /// person's traits, never CLI usage).
     pub ignored: usize,
 }
+
+#[cfg(test)]
+mod tests;

@@ -80,8 +80,11 @@ pub(crate) fn decode_all<'a>(
         } else {
             read(text).and_then(|message| {
                 message
-                    .map(|m| {
-                        let shift = skew(m.sent_at.or(sent_at), now, limits);
+                    .map(|mut m| {
+                        // Without a time of its own, an event happened as
+                        // its client sent it, by the same (skewed) clock.
+                        m.sent_at = m.sent_at.or(sent_at);
+                        let shift = skew(m.sent_at, now, limits);
                         let event = to_event(m, text, target, now);
                         admit(event, target.app, now, shift, limits)
                     })
@@ -170,6 +173,12 @@ fn to_event(mut m: Message, raw: &str, target: &Target, now: OffsetDateTime) -> 
         .unwrap_or_else(|| "unknown".into());
     let os = text(p, &["$os", "os"]).or(m.context.os.take());
     let os_version = text(p, &["$os_version", "os_version"]).or(m.context.os_version.take());
+    // posthog-python says "12" and, apart, "Debian GNU/Linux": one name,
+    // as Tally's SDK gives it ("Debian 12").
+    let os_version = match (text(p, &["$os_distro"]), os_version) {
+        (Some(distro), Some(version)) => Some(format!("{distro} {version}")),
+        (_, version) => version,
+    };
     let arch = text(p, &["arch", "$arch"]);
     let ci = match p.get("ci") {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -200,7 +209,10 @@ fn to_event(mut m: Message, raw: &str, target: &Target, now: OffsetDateTime) -> 
             .and_then(Value::as_i64)
             .and_then(|c| i32::try_from(c).ok())
             .unwrap_or(0),
-        outcome: p.get("outcome").and_then(Value::as_str).and_then(Outcome::parse),
+        outcome: p
+            .get("outcome")
+            .and_then(Value::as_str)
+            .and_then(Outcome::parse),
         duration_ms: p
             .get("duration_ms")
             .and_then(Value::as_f64)
@@ -260,7 +272,9 @@ fn properties(p: &Map<String, Value>, library: Option<String>) -> BTreeMap<Strin
     let mut kept: BTreeMap<String, PropertyValue> = p
         .iter()
         .filter(|(k, _)| {
-            !k.starts_with('$') && !INVOCATION_KEYS.contains(&k.as_str()) && k.len() <= strings::MAP_KEY
+            !k.starts_with('$')
+                && !INVOCATION_KEYS.contains(&k.as_str())
+                && k.len() <= strings::MAP_KEY
         })
         .filter_map(|(k, v)| {
             let value = match v {
@@ -279,7 +293,10 @@ fn properties(p: &Map<String, Value>, library: Option<String>) -> BTreeMap<Strin
     if let Some(library) = library
         && kept.len() < strings::MAP_ENTRIES
     {
-        kept.insert("lib".into(), PropertyValue::String(cut(&library, strings::MAP_VALUE)));
+        kept.insert(
+            "lib".into(),
+            PropertyValue::String(cut(&library, strings::MAP_VALUE)),
+        );
     }
     kept
 }
@@ -359,7 +376,10 @@ pub(crate) fn id_text(value: Option<&Value>) -> Option<String> {
 
 /// A time as clients write it: RFC 3339, or ISO 8601 without an offset
 /// (taken as UTC, as Python's `isoformat()` of a naive time needs).
-pub(crate) fn time_of(value: Option<&Value>, field: &str) -> Result<Option<OffsetDateTime>, Invalid> {
+pub(crate) fn time_of(
+    value: Option<&Value>,
+    field: &str,
+) -> Result<Option<OffsetDateTime>, Invalid> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -372,7 +392,14 @@ pub(crate) fn time_of(value: Option<&Value>, field: &str) -> Result<Option<Offse
     };
     use time::format_description::well_known::{Iso8601, Rfc3339};
     OffsetDateTime::parse(text, &Rfc3339)
-        .or_else(|_| time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|t| t.assume_utc()))
+        .or_else(|_| {
+            time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|t| t.assume_utc())
+        })
         .map(Some)
-        .map_err(|_| invalid(field, "is not a time in RFC 3339 (e.g. 2026-11-25T12:00:00Z)"))
+        .map_err(|_| {
+            invalid(
+                field,
+                "is not a time in RFC 3339 (e.g. 2026-11-25T12:00:00Z)",
+            )
+        })
 }

@@ -110,11 +110,14 @@ pub fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Request<'a>, BatchErr
         Some(b'[') => (None, None, many(body)?),
         Some(b'{') => {
             let top: Top = read_json(PhantomData, body)?;
-            let sent_at = time_of(top.sent_at.as_ref().or(top.sent_at_camel.as_ref()), "sent_at")
-                .map_err(|e| BatchError::InvalidJson {
-                    path: e.field,
-                    reason: e.reason,
-                })?;
+            let sent_at = time_of(
+                top.sent_at.as_ref().or(top.sent_at_camel.as_ref()),
+                "sent_at",
+            )
+            .map_err(|e| BatchError::InvalidJson {
+                path: e.field,
+                reason: e.reason,
+            })?;
             let events = match top.batch {
                 Some(batch) => many(batch.get().as_bytes())?,
                 None => vec![read_json(PhantomData::<&RawValue>, body)?],
@@ -197,7 +200,12 @@ fn read_event(text: &str, now: OffsetDateTime) -> Read {
     let distinct_id = id_text(wire.distinct_id.as_ref())
         .or_else(|| id_text(wire.dollar_distinct_id.as_ref()))
         .or_else(|| id_text(properties.get("distinct_id")))
-        .ok_or_else(|| invalid("distinct_id", "is missing: a PostHog event needs a distinct_id"))?;
+        .ok_or_else(|| {
+            invalid(
+                "distinct_id",
+                "is missing: a PostHog event needs a distinct_id",
+            )
+        })?;
     let time = match time_of(wire.timestamp.as_ref(), "timestamp")? {
         Some(t) => Some(t),
         None => wire

@@ -158,9 +158,12 @@ fn read_message(text: &str, kind: Option<&'static str>, batch: &Context) -> Read
     })?;
     let kind = match kind {
         Some(kind) => kind.to_owned(),
-        None => wire
-            .kind
-            .ok_or_else(|| invalid("type", "is missing: say which message this is (track, page ...)"))?,
+        None => wire.kind.ok_or_else(|| {
+            invalid(
+                "type",
+                "is missing: say which message this is (track, page ...)",
+            )
+        })?,
     };
     let (name, properties) = match kind.as_str() {
         "track" => (

@@ -155,11 +155,7 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::SentAt => once(&mut sent_at, "sent_at", map.next_value::<SentAt>()?.0)?,
-                Field::Events => once(
-                    &mut events,
-                    "events",
-                    map.next_value_seed(self.0)?,
-                )?,
+                Field::Events => once(&mut events, "events", map.next_value_seed(self.0)?)?,
                 Field::Dropped => once(&mut dropped, "dropped", map.next_value()?)?,
             }
         }

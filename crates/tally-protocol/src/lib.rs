@@ -36,8 +36,8 @@ mod user_agent;
 mod validate;
 
 pub use batch::{
-    Batch, BatchError, DecodedBatch, IngestResponse, Invalid, RawArray, Rejection, admit, decode_batch,
-    read_json,
+    Batch, BatchError, DecodedBatch, IngestResponse, Invalid, RawArray, Rejection, admit,
+    decode_batch, read_json,
 };
 pub use event::{ErrorInfo, Event, Outcome, PropertyValue, flag_name};
 pub use limits::{Limits, MAX_REPORTED_DROPPED, strings};

@@ -129,7 +129,12 @@ pub(crate) fn decode(
         }
         Dialect::PostHog => {
             let request = posthog::read(body, limits).map_err(refusal)?;
-            let app = owner(state, app, request.key(), "missing the project token: send api_key in the body")?;
+            let app = owner(
+                state,
+                app,
+                request.key(),
+                "missing the project token: send api_key in the body",
+            )?;
             let decoded = request.decode(&target(state, &app), now, limits);
             (app, decoded)
         }
@@ -210,9 +215,14 @@ pub(crate) fn refused(dialect: Dialect, e: ApiError) -> Response {
         return e.into_response();
     }
     let (code, detail) = (e.code(), e.to_string());
-    let attr = match &e {
-        ApiError::BadRequest { field, .. } if !field.is_empty() => json!(field),
-        _ => serde_json::Value::Null,
+    let (attr, rejected) = match &e {
+        ApiError::BadRequest {
+            field, rejected, ..
+        } => (
+            (!field.is_empty()).then(|| json!(field)),
+            (!rejected.is_empty()).then(|| json!(rejected)),
+        ),
+        _ => (None, None),
     };
     let response = e.into_response();
     let kind = match response.status().as_u16() {
@@ -222,7 +232,7 @@ pub(crate) fn refused(dialect: Dialect, e: ApiError) -> Response {
         _ => "server_error",
     };
     let (mut parts, _) = response.into_parts();
-    let body = json!({
+    let mut body = json!({
         "type": kind,
         "code": code,
         "detail": detail,
@@ -230,6 +240,9 @@ pub(crate) fn refused(dialect: Dialect, e: ApiError) -> Response {
         "error": code,
         "reason": detail,
     });
+    if let Some(rejected) = rejected {
+        body["rejected"] = rejected;
+    }
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body.to_string()))
 }

@@ -2,7 +2,8 @@
 //! way: the events ([`events`]), the hand-counted report answers
 //! ([`reports`], and [`report_tests!`] to run them), the store conformance
 //! suite (`conformance`, feature `store`, and `store_tests!`), a private
-//! ClickHouse server ([`clickhouse`]), a full disk ([`disk`]), Tally servers in the test process
+//! ClickHouse server ([`clickhouse`]), a full disk ([`disk`]), other tools' real client libraries ([`clients`]),
+//! a proxy that loses answers ([`proxy`]), Tally servers in the test process
 //! (`server`, feature `server`), and [`eventually`] in place of hand-written
 //! poll loops.
 //!
@@ -19,11 +20,13 @@
 //! ```
 
 pub mod clickhouse;
+pub mod clients;
 #[cfg(feature = "store")]
 pub mod conformance;
 #[cfg(unix)]
 pub mod disk;
 pub mod events;
+pub mod proxy;
 pub mod reports;
 #[cfg(feature = "server")]
 pub mod server;

@@ -28,7 +28,11 @@ pub struct Args {
     /// APP=NAME for one (repeatable). Its properties fill the command,
     /// exit code, duration and flags (docs/compat.md); other events are
     /// custom events.
-    #[arg(long = "invocation-event", value_name = "[APP=]NAME", default_value = "invocation")]
+    #[arg(
+        long = "invocation-event",
+        value_name = "[APP=]NAME",
+        default_value = "invocation"
+    )]
     invocation_events: Vec<String>,
 }
 

@@ -4,5 +4,7 @@
 
 mod api;
 mod bad_input;
+mod compat;
+mod compat_input;
 mod hostile;
 mod support;

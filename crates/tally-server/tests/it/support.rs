@@ -93,8 +93,15 @@ impl Harness {
 
     /// POSTs `body` to `/v1/batch` with `key` and `headers`.
     pub async fn ingest(&self, key: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
-        let mut request =
-            Request::post("/v1/batch").header("Authorization", format!("Bearer {key}"));
+        let bearer = format!("Bearer {key}");
+        let mut all = vec![("Authorization", bearer.as_str())];
+        all.extend_from_slice(headers);
+        self.post("/v1/batch", &all, body).await
+    }
+
+    /// POSTs `body` to `path` with `headers`.
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+        let mut request = Request::post(path);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

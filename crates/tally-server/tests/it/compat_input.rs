@@ -1,0 +1,233 @@
+//! PostHog's and Segment's paths refuse what `/v1/batch` refuses, with
+//! the reasons those formats' clients read, and tell Segment's batches
+//! from Tally's on the path they share.
+
+use axum::http::StatusCode;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::support::{Answer, Harness};
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn posthog_event(name: &str) -> Value {
+    json!({"event": name, "distinct_id": "user-1", "properties": {"command": "deploy"}})
+}
+
+async fn harness() -> (Harness, String) {
+    let server = Harness::new();
+    let key = server.add_app("mycli").await;
+    (server, key)
+}
+
+fn body(value: Value) -> Vec<u8> {
+    value.to_string().into_bytes()
+}
+
+fn assert_posthog_error(answer: &Answer, status: StatusCode, kind: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.body["type"], kind, "{}", answer.body);
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn posthog_paths_take_every_body_shape_and_answer_status_1() {
+    let (server, key) = harness().await;
+    let shapes = [
+        (
+            "/batch/",
+            json!({"api_key": key, "batch": [posthog_event("a")]}),
+        ),
+        (
+            "/capture",
+            json!([{"event": "b", "distinct_id": "user-1", "api_key": key}]),
+        ),
+        (
+            "/e/",
+            json!({"event": "c", "distinct_id": "user-1", "token": key}),
+        ),
+        (
+            "/i/v0/e",
+            json!({"event": "d", "$distinct_id": "user-1", "properties": {"token": key}}),
+        ),
+        (
+            "/track/",
+            json!({"token": key, "batch": [posthog_event("e")], "sentAt": "2026-11-25T12:00:00Z"}),
+        ),
+    ];
+    for (path, shape) in shapes {
+        let answer = server.post(path, &[JSON], body(shape)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+        assert_eq!(answer.body, json!({"status": 1}), "{path}");
+    }
+    assert_eq!(server.export("mycli").await.len(), 5);
+}
+
+#[tokio::test]
+async fn a_posthog_body_gzipped_without_saying_so_is_inflated() {
+    use std::io::Write;
+    let (server, key) = harness().await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&body(
+        json!({"api_key": key, "batch": [posthog_event("x")]}),
+    ))
+    .expect("gzip");
+    let sent = gz.finish().expect("gzip");
+    let answer = server
+        .post("/batch/?compression=gzip-js", &[JSON], sent)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(server.export("mycli").await.len(), 1);
+}
+
+#[tokio::test]
+async fn posthog_refusals_carry_posthogs_reasons_and_store_nothing() {
+    let (server, key) = harness().await;
+    let unknown = server
+        .post(
+            "/batch/",
+            &[JSON],
+            body(json!({"api_key": "tk_nope", "batch": [posthog_event("x")]})),
+        )
+        .await;
+    assert_posthog_error(&unknown, StatusCode::UNAUTHORIZED, "authentication_error");
+    let missing = server
+        .post(
+            "/batch/",
+            &[JSON],
+            body(json!({"batch": [posthog_event("x")]})),
+        )
+        .await;
+    assert_posthog_error(&missing, StatusCode::UNAUTHORIZED, "authentication_error");
+    let broken = server
+        .post("/e/", &[JSON], b"{\"api_key\": ".to_vec())
+        .await;
+    assert_posthog_error(&broken, StatusCode::BAD_REQUEST, "validation_error");
+    let no_user = server
+        .post(
+            "/batch/",
+            &[JSON],
+            body(json!({"api_key": key, "batch": [{"event": "x"}]})),
+        )
+        .await;
+    assert_posthog_error(&no_user, StatusCode::BAD_REQUEST, "validation_error");
+    let many: Vec<Value> = (0..1001).map(|_| posthog_event("x")).collect();
+    let too_many = server
+        .post(
+            "/batch/",
+            &[JSON],
+            body(json!({"api_key": key, "batch": many})),
+        )
+        .await;
+    assert_posthog_error(&too_many, StatusCode::PAYLOAD_TOO_LARGE, "validation_error");
+    assert!(server.export("mycli").await.is_empty());
+}
+
+#[tokio::test]
+async fn segment_takes_the_write_key_from_basic_auth_bearer_or_body() {
+    let (server, key) = harness().await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+    );
+    let bearer = format!("Bearer {key}");
+    let message =
+        |id: &str| json!({"type": "track", "event": "x", "anonymousId": "a", "messageId": id});
+    let sends = [
+        (
+            "/v1/batch",
+            Some(basic.as_str()),
+            json!({"batch": [message("m1")]}),
+        ),
+        // Tally's path with a bearer token, but Segment's body.
+        (
+            "/v1/batch",
+            Some(bearer.as_str()),
+            json!({"batch": [message("m2")]}),
+        ),
+        (
+            "/v1/batch",
+            None,
+            json!({"writeKey": key, "batch": [message("m3")]}),
+        ),
+        (
+            "/v1/track",
+            Some(basic.as_str()),
+            json!({"event": "x", "anonymousId": "a", "messageId": "m4"}),
+        ),
+        (
+            "/v1/page",
+            None,
+            json!({"writeKey": key, "anonymousId": "a", "name": "Docs"}),
+        ),
+    ];
+    for (path, auth, sent) in sends {
+        let mut headers = vec![JSON];
+        if let Some(auth) = auth {
+            headers.push(("Authorization", auth));
+        }
+        let answer = server.post(path, &headers, body(sent)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+        assert_eq!(answer.body, json!({"success": true}), "{path}");
+    }
+    assert_eq!(server.export("mycli").await.len(), 5);
+    // Sent again: stored once.
+    let again = server
+        .post(
+            "/v1/batch",
+            &[JSON, ("Authorization", &basic)],
+            body(json!({"batch": [message("m1")]})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(server.export("mycli").await.len(), 5);
+}
+
+#[tokio::test]
+async fn segment_refuses_what_segment_refuses() {
+    let (server, key) = harness().await;
+    let padding = "x".repeat(200);
+    let messages: Vec<Value> = (0..3000)
+        .map(|i| json!({"type": "track", "event": "x", "anonymousId": "a", "properties": {"p": padding, "i": i}}))
+        .collect();
+    let big = server
+        .post(
+            "/v1/batch",
+            &[JSON],
+            body(json!({"writeKey": key, "batch": messages})),
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.body);
+    let unknown = server
+        .post(
+            "/v1/batch",
+            &[JSON, ("Authorization", "Basic dGtfbm9wZTo=")],
+            body(json!({"batch": []})),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED, "{}", unknown.body);
+    let nowhere = server
+        .post("/v1/launch", &[JSON], body(json!({"writeKey": key})))
+        .await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND, "{}", nowhere.body);
+    let untyped = server
+        .post(
+            "/v1/batch",
+            &[JSON],
+            body(json!({"writeKey": key, "batch": [{"event": "x", "anonymousId": "a"}]})),
+        )
+        .await;
+    assert_eq!(untyped.status, StatusCode::BAD_REQUEST, "{}", untyped.body);
+    assert_eq!(
+        untyped.body["rejected"][0]["field"], "type",
+        "{}",
+        untyped.body
+    );
+    assert!(server.export("mycli").await.is_empty());
+}
