@@ -302,15 +302,20 @@ fn salt_apps(http: &Http, _: Server) -> Result<(), StoreError> {
         http.execute("ALTER TABLE apps ADD COLUMN salt String")?;
     }
     let unsalted = http.rows(
-        "SELECT name, argMin(ingest_key, created_us) AS ingest_key, min(created_us) - 1 AS created_us
+        "SELECT name, argMin(ingest_key, created_us) AS key, min(created_us) - 1 AS before
          FROM apps GROUP BY name HAVING argMin(salt, created_us) = ''",
     )?;
     if unsalted.is_empty() {
         return Ok(());
     }
     let mut lines = String::new();
-    for mut row in unsalted {
-        row["salt"] = crate::model::new_salt().into();
+    for row in unsalted {
+        let row = serde_json::json!({
+            "name": row["name"],
+            "ingest_key": row["key"],
+            "created_us": row["before"],
+            "salt": crate::model::new_salt(),
+        });
         lines.push_str(&row.to_string());
         lines.push('\n');
     }
@@ -480,5 +485,36 @@ mod tests {
         assert_eq!(sum(&http, runs), 31, "what is inserted after is rolled up");
         migrate(&http).expect("a second start finds nothing to do");
         assert_eq!(sum(&http, "SELECT count() AS n FROM events"), 31);
+    }
+
+    /// Apps made before salts existed get one when the store is migrated,
+    /// keep their key, and read the same salt on every later start.
+    #[test]
+    fn apps_made_before_salts_get_one_that_stays() {
+        use crate::Store;
+        let server = LocalServer::start();
+        let url = server.store_url("unsalted");
+        let http = Http::new(&Target::parse(&url, None).expect("url"));
+        http.execute_global("CREATE DATABASE unsalted")
+            .expect("database");
+        let detected = Server::detect(&http).expect("version");
+        create_tables(&http, detected).expect("schema 1");
+        http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
+            .expect("versions");
+        http.execute("INSERT INTO tally_schema VALUES (1, 0), (2, 0)")
+            .expect("version 2");
+        http.insert(
+            "apps",
+            br#"{"name": "old", "ingest_key": "tk_old", "created_us": 1000}"#,
+        )
+        .expect("an app of schema 2");
+        let open = || crate::StoreSpec::new(std::path::Path::new("unused"), Some(&url)).open();
+        let apps = open().expect("migrate").apps().expect("apps");
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].ingest_key, "tk_old");
+        assert_eq!(apps[0].salt.len(), 64, "{apps:?}");
+        let again = open().expect("reopen").apps().expect("apps");
+        assert_eq!(again, apps);
+        assert_eq!(again[0].salt, apps[0].salt);
     }
 }

@@ -101,7 +101,7 @@ UPDATE events SET client_timestamp = TIMESTAMP '1970-01-01 00:00:00'
 UPDATE events SET client_timestamp = TIMESTAMP '2099-12-31 23:59:59.999999'
     WHERE client_timestamp >= TIMESTAMP '2100-01-01 00:00:00';
 "#,
-    // 7: each app's secret salt, for foreign user ids (`App::salt`): 244
+    // 6: each app's secret salt, for foreign user ids (`App::salt`): 244
     // random bits, as `App::new` makes them.
     r#"
 ALTER TABLE apps ADD COLUMN salt VARCHAR;

@@ -322,7 +322,8 @@ fn client_times_stored_unchecked_are_clamped_so_exports_work() {
         conn.execute_batch(
             "UPDATE events SET client_timestamp = make_timestamp(-62167219200000000) WHERE id = (SELECT min(id) FROM events);
              UPDATE events SET client_timestamp = make_timestamp(253402300799000000) WHERE id = (SELECT max(id) FROM events);
-             DELETE FROM tally_schema WHERE version = 5;",
+             DELETE FROM tally_schema WHERE version >= 5;
+             ALTER TABLE apps DROP COLUMN salt;",
         )
         .expect("old rows");
     }
@@ -343,4 +344,34 @@ fn caches(recent_ids: usize) -> Caches {
         recent_ids,
         ..Caches::default()
     }
+}
+
+/// Apps made before salts existed get one each when the store is
+/// migrated, and keep it.
+#[test]
+fn apps_made_before_salts_get_one_that_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = DuckDbStore::open(dir.path()).expect("open");
+        store.add_app("one").expect("add");
+        store.add_app("two").expect("add");
+    }
+    {
+        let conn = Connection::open(dir.path().join("tally.duckdb")).expect("db");
+        conn.execute_batch(
+            "ALTER TABLE apps DROP COLUMN salt; DELETE FROM tally_schema WHERE version = 6;",
+        )
+        .expect("schema 5");
+    }
+    let apps = DuckDbStore::open(dir.path())
+        .expect("migrate")
+        .apps()
+        .expect("apps");
+    assert!(apps.iter().all(|a| a.salt.len() == 64), "{apps:?}");
+    assert_ne!(apps[0].salt, apps[1].salt);
+    let again = DuckDbStore::open(dir.path())
+        .expect("reopen")
+        .apps()
+        .expect("apps");
+    assert_eq!(again, apps);
 }
