@@ -491,7 +491,6 @@ mod tests {
     /// keep their key, and read the same salt on every later start.
     #[test]
     fn apps_made_before_salts_get_one_that_stays() {
-        use crate::Store;
         let server = LocalServer::start();
         let url = server.store_url("unsalted");
         let http = Http::new(&Target::parse(&url, None).expect("url"));
