@@ -151,6 +151,23 @@ impl<'a> Request<'a> {
         self.key.as_deref()
     }
 
+    /// Each event's `uuid` as sent (`None` where it has none, or is no
+    /// string), in order: PostHog's newer capture API answers per uuid.
+    pub fn uuids(&self) -> Vec<Option<String>> {
+        #[derive(Deserialize)]
+        struct Uuid {
+            uuid: Option<String>,
+        }
+        self.events
+            .iter()
+            .map(|raw| {
+                serde_json::from_str::<Uuid>(raw.get())
+                    .ok()
+                    .and_then(|u| u.uuid)
+            })
+            .collect()
+    }
+
     /// How many events the request holds.
     pub fn len(&self) -> usize {
         self.events.len()

@@ -22,6 +22,8 @@ use crate::listen::ConnectionLimits;
 pub(crate) enum Encoding {
     Identity,
     Gzip,
+    /// zlib-wrapped deflate, as HTTP's `deflate` is (PostHog's clients).
+    Deflate,
     Zstd,
 }
 
@@ -53,10 +55,11 @@ pub(crate) async fn read(
     let encoding = match header(headers, CONTENT_ENCODING).unwrap_or("identity") {
         "identity" => Encoding::Identity,
         "gzip" => Encoding::Gzip,
+        "deflate" => Encoding::Deflate,
         "zstd" => Encoding::Zstd,
         other => {
             return Err(ApiError::Unsupported(format!(
-                "Content-Encoding {other:?} is not supported; use gzip, zstd or none"
+                "Content-Encoding {other:?} is not supported; use gzip, deflate, zstd or none"
             )));
         }
     };
@@ -171,6 +174,12 @@ impl Sent {
             Encoding::Gzip => inflate(
                 flate2::bufread::MultiGzDecoder::new(sent),
                 "gzip",
+                &mut self.held,
+                limits,
+            ),
+            Encoding::Deflate => inflate(
+                flate2::bufread::ZlibDecoder::new(sent),
+                "deflate",
                 &mut self.held,
                 limits,
             ),

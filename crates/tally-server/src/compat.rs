@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::extract::Path;
-use crate::ingest::{Dialect, answer};
+use crate::ingest::{Dialect, Ingested, answer};
 use crate::listen::Peer;
 use crate::state::{AppState, KeyApp};
 
@@ -63,7 +63,9 @@ impl InvocationEvents {
 const POSTHOG_PATHS: &[&str] = &["/batch", "/capture", "/e", "/i/v0/e", "/track"];
 
 pub(crate) fn routes() -> Router<AppState> {
-    let mut router = Router::new().route("/v1/{kind}", post(segment_message));
+    let mut router = Router::new()
+        .route("/v1/{kind}", post(segment_message))
+        .route("/i/v1/analytics/events", post(posthog_v1));
     for path in POSTHOG_PATHS {
         router = router
             .route(path, post(posthog_batch))
@@ -79,6 +81,17 @@ async fn posthog_batch(
     body: Body,
 ) -> Response {
     answer(&state, peer, &headers, body, Dialect::PostHog).await
+}
+
+/// `POST /i/v1/analytics/events`: PostHog's newer capture, keyed by a
+/// bearer token, answered per event.
+async fn posthog_v1(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    answer(&state, peer, &headers, body, Dialect::PostHogV1).await
 }
 
 /// `POST /v1/track`, `/v1/page` ... : one Segment message of that type.
@@ -100,25 +113,42 @@ async fn segment_message(
     }
 }
 
+/// A request's body, read.
+pub(crate) struct Read {
+    /// The app its events are for.
+    pub(crate) app: KeyApp,
+    pub(crate) batch: DecodedBatch,
+    /// The dialect the body turned out to be in: a bearer request to
+    /// `/v1/batch` whose body holds a `batch` is Segment's.
+    pub(crate) dialect: Dialect,
+    /// The foreign ids of its events, in order, where the dialect answers
+    /// per event (PostHog's v1); empty otherwise.
+    pub(crate) ids: Vec<Option<String>>,
+}
+
 /// The events of a request's (inflated) `body` in `dialect`, and the app
 /// they are for: `app` when the headers named it, else the key in the
-/// body. Also the dialect the body turned out to be in: a bearer request
-/// to `/v1/batch` whose body holds a `batch` is Segment's.
+/// body.
 pub(crate) fn decode(
     state: &AppState,
     body: &[u8],
     dialect: Dialect,
     app: Option<KeyApp>,
     now: OffsetDateTime,
-) -> Result<(KeyApp, DecodedBatch, Dialect), ApiError> {
+) -> Result<Read, ApiError> {
     let limits = &state.config().limits;
-    let decoded = match dialect {
+    let (app, decoded, ids) = match dialect {
         Dialect::Tally => {
             let app = app.ok_or(ApiError::Unauthorized(
                 "missing header Authorization: Bearer <ingest key>",
             ))?;
             return match decode_batch(body, &app.name, now, limits) {
-                Ok(decoded) => Ok((app, decoded, Dialect::Tally)),
+                Ok(batch) => Ok(Read {
+                    app,
+                    batch,
+                    dialect,
+                    ids: Vec::new(),
+                }),
                 Err(BatchError::InvalidJson { reason, .. })
                     if reason.starts_with("unknown field `batch`") =>
                 {
@@ -127,16 +157,21 @@ pub(crate) fn decode(
                 Err(e) => Err(refusal(e)),
             };
         }
-        Dialect::PostHog => {
+        Dialect::PostHog | Dialect::PostHogV1 => {
             let request = posthog::read(body, limits).map_err(refusal)?;
             let app = owner(
                 state,
                 app,
                 request.key(),
-                "missing the project token: send api_key in the body",
+                "missing the project token: send api_key in the body, or Authorization: Bearer",
             )?;
+            let ids = if dialect == Dialect::PostHogV1 {
+                request.uuids()
+            } else {
+                Vec::new()
+            };
             let decoded = request.decode(&target(state, &app), now, limits);
-            (app, decoded)
+            (app, decoded, ids)
         }
         Dialect::Segment(kind) => {
             if body.len() > segment::MAX_BATCH_BYTES {
@@ -154,12 +189,16 @@ pub(crate) fn decode(
                 "missing the write key: send it as Basic auth (writeKey:) or as the body's writeKey",
             )?;
             let decoded = request.decode(&target(state, &app), now, limits);
-            (app, decoded)
+            (app, decoded, Vec::new())
         }
     };
-    let (app, decoded) = decoded;
     state.metrics().count_ignored(decoded.ignored);
-    Ok((app, decoded.batch, dialect))
+    Ok(Read {
+        app,
+        batch: decoded.batch,
+        dialect,
+        ids,
+    })
 }
 
 fn target<'a>(state: &'a AppState, app: &'a KeyApp) -> Target<'a> {
@@ -199,9 +238,25 @@ pub(crate) fn refusal(e: BatchError) -> ApiError {
 
 /// The answer to a stored request of a foreign dialect: what its clients
 /// take for success (posthog-python takes anything but a 200 for failure).
-pub(crate) fn accepted(dialect: Dialect) -> Response {
-    let body = match dialect {
+/// PostHog's v1 answers per event uuid: `ok` for each stored (or stored
+/// before), `drop` with the reason for each refused, which its clients do
+/// not send again.
+pub(crate) fn accepted(ingested: &Ingested) -> Response {
+    let body = match ingested.dialect {
         Dialect::PostHog => json!({"status": 1}),
+        Dialect::PostHogV1 => {
+            let mut results = serde_json::Map::new();
+            for id in ingested.ids.iter().flatten() {
+                results.insert(id.clone(), json!({"result": "ok"}));
+            }
+            for rejection in &ingested.response.rejected {
+                if let Some(Some(id)) = ingested.ids.get(rejection.index) {
+                    let details = format!("{}: {}", rejection.field, rejection.reason);
+                    results.insert(id.clone(), json!({"result": "drop", "details": details}));
+                }
+            }
+            json!({ "results": results })
+        }
         Dialect::Tally | Dialect::Segment(_) => json!({"success": true}),
     };
     axum::Json(body).into_response()
@@ -211,7 +266,7 @@ pub(crate) fn accepted(dialect: Dialect) -> Response {
 /// PostHog's clients read the reason from (`type`, `code`, `detail`,
 /// `attr`) on PostHog's paths.
 pub(crate) fn refused(dialect: Dialect, e: ApiError) -> Response {
-    if dialect != Dialect::PostHog {
+    if !matches!(dialect, Dialect::PostHog | Dialect::PostHogV1) {
         return e.into_response();
     }
     let (code, detail) = (e.code(), e.to_string());

@@ -50,8 +50,12 @@ pub(crate) async fn answer(
     let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
     state.metrics().observe_request(outcome, started.elapsed());
     match result {
-        Ok((Dialect::Tally, response)) => Json(response).into_response(),
-        Ok((dialect, _)) => crate::compat::accepted(dialect),
+        Ok(Ingested {
+            dialect: Dialect::Tally,
+            response,
+            ..
+        }) => Json(response).into_response(),
+        Ok(ingested) => crate::compat::accepted(&ingested),
         Err(e) => crate::compat::refused(dialect, e),
     }
 }
@@ -61,10 +65,22 @@ pub(crate) async fn answer(
 pub(crate) enum Dialect {
     /// Tally's own (`docs/protocol.md`).
     Tally,
-    /// PostHog's capture API.
+    /// PostHog's capture API (v0: `/batch` ...).
     PostHog,
+    /// PostHog's newer capture API (`/i/v1/analytics/events`), which
+    /// answers per event.
+    PostHogV1,
     /// Segment's tracking API: a batch, or one message of the type named.
     Segment(Option<&'static str>),
+}
+
+/// A stored request: what Tally answers, in the format it turned out to
+/// be in, and the foreign ids of its events in order (for formats that
+/// answer per event).
+pub(crate) struct Ingested {
+    pub(crate) dialect: Dialect,
+    pub(crate) response: IngestResponse,
+    pub(crate) ids: Vec<Option<String>>,
 }
 
 async fn ingest(
@@ -73,7 +89,7 @@ async fn ingest(
     headers: &HeaderMap,
     body: Body,
     dialect: Dialect,
-) -> Result<(Dialect, IngestResponse), ApiError> {
+) -> Result<Ingested, ApiError> {
     // A key in the headers is checked before the body is read; one in the
     // body (PostHog's `api_key`, Segment's `writeKey`) once it is parsed.
     let app = match crate::auth::ingest_key(headers) {
@@ -120,6 +136,7 @@ async fn ingest(
         rejected,
         dropped,
         dialect,
+        ids,
     } = prepared;
     // The body is gone by now; only the events wait for the commit, and
     // `held` keeps their bytes counted until it answers.
@@ -134,14 +151,15 @@ async fn ingest(
             .metrics()
             .count_client_dropped(dropped.min(tally_protocol::MAX_REPORTED_DROPPED));
     }
-    Ok((
+    Ok(Ingested {
         dialect,
-        IngestResponse {
+        response: IngestResponse {
             accepted,
             duplicates,
             rejected,
         },
-    ))
+        ids,
+    })
 }
 
 /// A request's events, ready to commit.
@@ -152,6 +170,9 @@ struct Prepared {
     dropped: u64,
     /// The format the request turned out to be in.
     dialect: Dialect,
+    /// The foreign ids of the request's events, where its format answers
+    /// per event.
+    ids: Vec<Option<String>>,
 }
 
 /// Decodes, checks, scrubs and stages the events of `sent`, sent in
@@ -165,7 +186,12 @@ fn prepare(
 ) -> Result<Prepared, ApiError> {
     let limits = &state.config().limits;
     let body = sent.decode(limits)?;
-    let (app, decoded, dialect) = crate::compat::decode(state, &body, dialect, app, now)?;
+    let crate::compat::Read {
+        app,
+        batch: decoded,
+        dialect,
+        ids,
+    } = crate::compat::decode(state, &body, dialect, app, now)?;
     let app = &app.name;
     // Invalid events count too: a key sending only those costs the server
     // their parsing and an answer listing them.
@@ -213,6 +239,7 @@ fn prepare(
         rejected: decoded.rejected,
         dropped: decoded.dropped,
         dialect,
+        ids,
     })
 }
 

@@ -143,6 +143,29 @@ p.shutdown()
     );
 }
 
+/// PostHog's newer capture (per-event results, a bearer token, deflate),
+/// which posthog-python takes with `capture_mode="v1"`.
+#[test]
+fn posthog_python_v1_capture_arrives_once_through_a_lost_answer() {
+    let script = format!(
+        r#"
+import os
+from posthog import Posthog
+p = Posthog(os.environ["KEY"], host=os.environ["HOST"], capture_mode="v1",
+    capture_compression="deflate", flush_at=10, max_retries=5)
+user = os.environ["USER_ID"]
+p.capture("invocation", distinct_id=user, properties={PROPERTIES})
+p.capture("cache.hit", distinct_id=user, properties={{"size": 3}})
+p.shutdown()
+"#
+    );
+    let Some(events) = deliver(Client::Python(POSTHOG_PYTHON), &script, 2) else {
+        return;
+    };
+    assert_invocation(named(&events, None), "linux");
+    assert_eq!(named(&events, Some("cache.hit"))["properties"]["size"], 3);
+}
+
 #[test]
 fn segment_python_events_arrive_once_through_a_lost_answer() {
     let script = format!(

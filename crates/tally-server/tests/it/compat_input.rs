@@ -231,3 +231,42 @@ async fn segment_refuses_what_segment_refuses() {
     );
     assert!(server.export("mycli").await.is_empty());
 }
+
+/// PostHog's v1 answers per event: ok for stored ones (and ones stored
+/// before), drop with the reason for refused ones.
+#[tokio::test]
+async fn posthog_v1_answers_each_event_by_its_uuid() {
+    let (server, key) = harness().await;
+    let bearer = format!("Bearer {key}");
+    let sent = json!({"created_at": "2026-11-25T12:00:00Z", "batch": [
+        {"event": "x", "uuid": "0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a01", "distinct_id": "u",
+         "timestamp": "2030-01-01T00:00:00Z", "options": {}, "properties": {}},
+        {"event": "y", "uuid": "0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a02", "distinct_id": "u",
+         "options": {}, "properties": {}},
+    ]});
+    let headers = [JSON, ("Authorization", bearer.as_str())];
+    for _ in 0..2 {
+        let answer = server
+            .post("/i/v1/analytics/events", &headers, body(sent.clone()))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        let results = &answer.body["results"];
+        assert_eq!(
+            results["0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a01"]["result"], "drop",
+            "{results}"
+        );
+        assert_eq!(
+            results["0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a02"]["result"], "ok",
+            "{results}"
+        );
+    }
+    assert_eq!(server.export("mycli").await.len(), 1);
+    let unknown = server
+        .post(
+            "/i/v1/analytics/events",
+            &[JSON, ("Authorization", "Bearer tk_nope")],
+            body(sent),
+        )
+        .await;
+    assert_posthog_error(&unknown, StatusCode::UNAUTHORIZED, "authentication_error");
+}
