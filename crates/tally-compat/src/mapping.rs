@@ -173,9 +173,15 @@ fn to_event(mut m: Message, raw: &str, target: &Target, now: OffsetDateTime) -> 
         .unwrap_or_else(|| "unknown".into());
     let os = text(p, &["$os", "os"]).or(m.context.os.take());
     let os_version = text(p, &["$os_version", "os_version"]).or(m.context.os_version.take());
-    // posthog-python says "12" and, apart, "Debian GNU/Linux": one name,
-    // as Tally's SDK gives it ("Debian 12").
-    let os_version = match (text(p, &["$os_distro"]), os_version) {
+    // posthog-python says "12" and, apart, "Debian GNU/Linux"; posthog-rs
+    // says "Debian" for the OS: one OS, "linux", and one version, as
+    // Tally's SDK gives it ("Debian 12").
+    let distro = text(p, &["$os_distro"]).or_else(|| {
+        os.as_ref()
+            .filter(|o| platform::is_linux_distribution(&o.trim().to_ascii_lowercase()))
+            .cloned()
+    });
+    let os_version = match (distro, os_version) {
         (Some(distro), Some(version)) => Some(format!("{distro} {version}")),
         (_, version) => version,
     };

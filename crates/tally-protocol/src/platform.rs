@@ -12,6 +12,7 @@
 /// assert_eq!(os("Mac OS X"), "macos");
 /// assert_eq!(os("win32"), "windows");
 /// assert_eq!(os("Linux"), "linux");
+/// assert_eq!(os("Debian"), "linux");
 /// assert_eq!(os("Plan9"), "plan9");
 /// ```
 pub fn os(name: &str) -> String {
@@ -20,10 +21,64 @@ pub fn os(name: &str) -> String {
         "darwin" | "mac os x" | "mac os" | "macos" | "osx" | "mac" => "macos",
         "win32" | "win64" | "windows" | "windows_nt" | "cygwin" | "mingw" => "windows",
         "gnu/linux" | "linux" => "linux",
+        _ if is_linux_distribution(&lower) => "linux",
         "ios" | "iphone os" | "ipados" => "ios",
         _ => return lower,
     };
     known.to_owned()
+}
+
+/// Whether `name` (lowercase) names a Linux distribution, as libraries
+/// that read `/etc/os-release` report the OS (posthog-rs says "Debian").
+///
+/// ```
+/// assert!(tally_protocol::platform::is_linux_distribution("ubuntu"));
+/// assert!(!tally_protocol::platform::is_linux_distribution("macos"));
+/// ```
+pub fn is_linux_distribution(name: &str) -> bool {
+    const DISTRIBUTIONS: &[&str] = &[
+        "debian",
+        "ubuntu",
+        "fedora",
+        "arch",
+        "arch linux",
+        "archlinux",
+        "alpine",
+        "alpine linux",
+        "centos",
+        "centos linux",
+        "red hat enterprise linux",
+        "redhat",
+        "rhel",
+        "rocky",
+        "rocky linux",
+        "almalinux",
+        "opensuse",
+        "opensuse leap",
+        "opensuse tumbleweed",
+        "suse",
+        "sles",
+        "linux mint",
+        "mint",
+        "nixos",
+        "amazon linux",
+        "amazon",
+        "gentoo",
+        "manjaro",
+        "pop!_os",
+        "elementary os",
+        "kali",
+        "kali linux",
+        "void",
+        "raspbian",
+        "oracle linux",
+        "clear linux",
+        "endeavouros",
+        "garuda linux",
+        "mageia",
+        "solus",
+    ];
+    DISTRIBUTIONS.contains(&name)
 }
 
 /// The CPU architecture `name` means, in Tally's words (those of Rust's

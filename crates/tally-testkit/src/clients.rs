@@ -40,6 +40,8 @@ fn unreachable(output: &Output) -> bool {
         "enotfound",
         "name resolution",
         "timed out",
+        "resolve",
+        "failed to download",
     ]
     .iter()
     .any(|s| text.contains(s))
@@ -124,4 +126,38 @@ fn name_of(packages: &[&str]) -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
+}
+
+/// The binary of the Cargo package at `manifest_dir` (a client program
+/// outside the workspace, with its own lock file), built once into the
+/// clients cache, or `None` when crates.io is out of reach.
+pub fn rust(manifest_dir: &Path, binary: &str) -> Option<PathBuf> {
+    let target = cache_dir().join("rust-target");
+    let what = format!("the crates of {}", manifest_dir.display());
+    // Cargo locks its own target dir and builds only what changed.
+    let output = run(Command::new(env_cargo())
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target));
+    if !output.status.success() {
+        if unreachable(&output) {
+            eprintln!(
+                "\n*** SKIPPED: {what} could not be fetched: the registry is out of reach ***\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            return None;
+        }
+        panic!(
+            "building {what} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Some(target.join("debug").join(binary))
+}
+
+/// The cargo that runs the tests, so the client is built by the same one.
+fn env_cargo() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from)
 }

@@ -3,6 +3,7 @@
 //! that loses the first answer: each client sends its batch again, and
 //! every event is stored once, mapped as docs/compat.md says.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ enum Client {
     Python(&'static [&'static str]),
     /// npm packages; the script runs with `node -e` beside them.
     Node(&'static [&'static str]),
+    /// A Cargo package under tests/clients, and its binary (no script).
+    Rust(&'static str, &'static str),
 }
 
 /// Runs `script` with `client` against a fresh server with app `mycli`,
@@ -33,9 +36,25 @@ enum Client {
 /// the client's registry is out of reach. The script finds the server's
 /// URL, the app's key and the user id in `HOST`, `KEY` and `USER_ID`.
 fn deliver(client: Client, script: &str, n: usize) -> Option<Vec<Value>> {
-    let (program, flag, dir) = match client {
-        Client::Python(packages) => (clients::python(packages)?, "-c", None),
-        Client::Node(packages) => ("node".into(), "-e", Some(clients::node(packages)?)),
+    let mut command = match client {
+        Client::Python(packages) => {
+            let mut command = Command::new(clients::python(packages)?);
+            command.args(["-c", script]);
+            command
+        }
+        Client::Node(packages) => {
+            let mut command = Command::new("node");
+            command
+                .current_dir(clients::node(packages)?)
+                .args(["-e", script]);
+            command
+        }
+        Client::Rust(package, binary) => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/clients")
+                .join(package);
+            Command::new(clients::rust(&dir, binary)?)
+        }
     };
     let server = RunningServer::start();
     let key = server.add_app("mycli");
@@ -45,17 +64,12 @@ fn deliver(client: Client, script: &str, n: usize) -> Option<Vec<Value>> {
         .parse()
         .expect("server address");
     let proxy = LosingAnswers::start(addr, 1);
-    let mut command = Command::new(&program);
-    if let Some(dir) = &dir {
-        command.current_dir(dir);
-    }
     let output = command
-        .args([flag, script])
         .env("HOST", &proxy.url)
         .env("KEY", &key)
         .env("USER_ID", USER)
         .output()
-        .unwrap_or_else(|e| panic!("running {program:?}: {e}"));
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
     assert!(
         output.status.success(),
         "the client script failed:\n{}\n{}",
@@ -235,4 +249,15 @@ analytics.closeAndFlush().then(() => process.exit(0), (e) => {{ console.error(e)
         return;
     };
     assert_invocation(named(&events, None), "linux");
+}
+
+/// The posthog-rs crate from crates.io (tests/clients/posthog-rs), built
+/// into the clients cache on first use.
+#[test]
+fn posthog_rs_events_arrive_once_through_a_lost_answer() {
+    let Some(events) = deliver(Client::Rust("posthog-rs", "posthog-rs-client"), "", 2) else {
+        return;
+    };
+    assert_invocation(named(&events, None), "linux");
+    assert_eq!(named(&events, Some("cache.hit"))["properties"]["size"], 3);
 }
