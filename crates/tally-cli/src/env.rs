@@ -16,6 +16,8 @@ pub const METRICS_TOKEN: &str = "TALLY_METRICS_TOKEN";
 /// Events per second one app may send to `tally serve`
 /// (`--app-events-per-second`).
 pub const APP_EVENTS_PER_SECOND: &str = "TALLY_APP_EVENTS_PER_SECOND";
+/// The config file of `tally serve` (`--config`).
+pub const CONFIG: &str = "TALLY_CONFIG";
 /// The listen address of `tally serve` (`--listen`).
 pub const LISTEN: &str = "TALLY_LISTEN";
 /// A running server's URL for admin commands (`--server`).

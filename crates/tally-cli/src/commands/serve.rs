@@ -34,6 +34,12 @@ pub struct Args {
         default_value = "invocation"
     )]
     invocation_events: Vec<String>,
+    /// A TOML file of per-app settings (docs/compat.md has an example);
+    /// what it sets for an app takes precedence over --app-rate and
+    /// --invocation-event. Checked at start: a mistake stops the server
+    /// with its line.
+    #[arg(long, env = crate::env::CONFIG, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// The invocation events `--invocation-event` names.
@@ -139,6 +145,13 @@ pub fn run(args: Args) -> Result<()> {
     config.retention_days = args.retention_days;
     args.limits.apply(&mut config)?;
     config.invocation_events = invocation_events(args.invocation_events);
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        tally_server::ConfigFile::parse(&text)
+            .with_context(|| format!("the config file {}", path.display()))?
+            .apply(&mut config);
+    }
     if args.demo {
         let spec = &config.store;
         let store = spec.open().with_context(|| format!("opening {spec}"))?;

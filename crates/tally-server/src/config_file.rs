@@ -1,0 +1,128 @@
+//! The server's config file (`tally serve --config FILE`): the settings
+//! that are per app, in TOML, checked as a whole at start so that a typo
+//! stops the server with its line rather than being ignored.
+//!
+//! ```toml
+//! [apps.mycli]
+//! # The PostHog or Segment event that is an invocation of the CLI.
+//! invocation_event = "command_run"
+//! # Events per second the app's key may send (bursts of four times as many pass).
+//! events_per_second = 2000
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::{Config, Rate};
+
+/// A parsed config file.
+///
+/// ```
+/// let file = tally_server::ConfigFile::parse("[apps.mycli]\ninvocation_event = \"run\"\n")?;
+/// let mut config = tally_server::Config::new("tally-data".into());
+/// file.apply(&mut config);
+/// assert_eq!(config.invocation_events.of("mycli"), "run");
+/// # Ok::<(), tally_server::ConfigFileError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Settings by app name.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSettings>,
+}
+
+/// What the config file may set for one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// See [`InvocationEvents`](crate::InvocationEvents).
+    pub invocation_event: Option<String>,
+    /// The app's rate limit, in events per second (bursts of four times as
+    /// many pass).
+    pub events_per_second: Option<u32>,
+}
+
+/// Why a config file was refused: where, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}, column {column}: {reason}")]
+pub struct ConfigFileError {
+    /// 1-based line of the fault.
+    pub line: usize,
+    /// 1-based column of the fault.
+    pub column: usize,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+impl ConfigFile {
+    /// Parses and checks `text`: unknown settings, wrong types and invalid
+    /// app names are refused with their line.
+    pub fn parse(text: &str) -> Result<Self, ConfigFileError> {
+        let at = |span: Option<std::ops::Range<usize>>, reason: String| {
+            let offset = span.map_or(0, |s| s.start).min(text.len());
+            let before = &text[..offset];
+            ConfigFileError {
+                line: before.matches('\n').count() + 1,
+                column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                reason,
+            }
+        };
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
+        for name in file.apps.keys() {
+            if let Err(reason) = tally_protocol::check_app_name(name) {
+                let offset = text.find(name.as_str()).map(|s| s..s);
+                return Err(at(offset, reason));
+            }
+        }
+        Ok(file)
+    }
+
+    /// Sets what the file says in `config`.
+    pub fn apply(self, config: &mut Config) {
+        for (app, settings) in self.apps {
+            if let Some(name) = settings.invocation_event {
+                config.invocation_events.per_app.insert(app.clone(), name);
+            }
+            if let Some(n) = settings.events_per_second {
+                config
+                    .rate_limits
+                    .apps
+                    .insert(app, Rate::per_second(n, n.saturating_mul(4)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_is_refused_with_its_line() {
+        let text = "[apps.mycli]\ninvocation_event = \"run\"\nevents_per_secnd = 5\n";
+        let e = ConfigFile::parse(text).expect_err("unknown setting");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.reason.contains("events_per_secnd"), "{e}");
+        let e = ConfigFile::parse("[apps.\"my cli\"]\n").expect_err("bad name");
+        assert_eq!(e.line, 1, "{e}");
+        let e = ConfigFile::parse("[apps.mycli]\nevents_per_second = \"many\"\n")
+            .expect_err("wrong type");
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn the_file_sets_each_apps_settings() {
+        let file = ConfigFile::parse(
+            "[apps.a]\ninvocation_event = \"run\"\n[apps.b]\nevents_per_second = 10\n",
+        )
+        .expect("parse");
+        let mut config = Config::new("d".into());
+        file.apply(&mut config);
+        assert_eq!(config.invocation_events.of("a"), "run");
+        assert_eq!(config.invocation_events.of("b"), "invocation");
+        assert_eq!(config.rate_limits.apps["b"], Rate::per_second(10, 40));
+    }
+}
