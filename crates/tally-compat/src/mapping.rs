@@ -116,6 +116,18 @@ fn skew(sent_at: Option<OffsetDateTime>, now: OffsetDateTime, limits: &Limits) -
         })
 }
 
+/// One message's text as the wire type `T`, or why not (the path in the
+/// message, serde's reason).
+pub(crate) fn read_message<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, Invalid> {
+    tally_protocol::read_json(std::marker::PhantomData, text.as_bytes()).map_err(|e| match e {
+        tally_protocol::BatchError::InvalidJson { path, reason } => Invalid {
+            field: path,
+            reason,
+        },
+        other => invalid("", other.to_string()),
+    })
+}
+
 pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Invalid {
     Invalid {
         field: field.to_owned(),
@@ -357,9 +369,15 @@ pub fn event_id(app: &str, foreign_id: Option<&str>, text: &str) -> Uuid {
 /// assert_ne!(hashed, tally_compat::install_id("other", "ada@example.com"));
 /// let id = "6f9619ff-8b86-4d01-b42d-00cf4fc964ff";
 /// assert_eq!(tally_compat::install_id("s3cret", id).to_string(), id);
+/// let md5 = "5d41402abc4b2a76b9719d911017c592";
+/// assert_eq!(tally_compat::install_id("s3cret", md5).get_version_num(), 8);
 /// ```
 pub fn install_id(salt: &str, distinct_id: &str) -> Uuid {
-    if let Ok(id) = Uuid::try_parse(distinct_id) {
+    // Only the hyphenated form: 32 bare hex digits are as often an md5 of
+    // an e-mail as a UUID, and an md5 is reversed with a dictionary.
+    if distinct_id.len() == 36
+        && let Ok(id) = Uuid::try_parse(distinct_id)
+    {
         return id;
     }
     let mut mac =

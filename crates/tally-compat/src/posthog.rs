@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::cell::Cell;
 use std::marker::PhantomData;
-use tally_protocol::{BatchError, Invalid, Limits, RawArray, read_json};
+use tally_protocol::{BatchError, Limits, RawArray, read_json};
 use time::OffsetDateTime;
 
 use crate::mapping::{self, Message, Read, id_text, invalid, time_of};
@@ -31,6 +31,7 @@ pub struct Request<'a> {
 const PERSON_EVENTS: &[&str] = &[
     "$identify",
     "$set",
+    "$set_once",
     "$create_alias",
     "$merge_dangerously",
     "$groupidentify",
@@ -203,13 +204,7 @@ struct Wire {
 }
 
 fn read_event(text: &str, now: OffsetDateTime) -> Read {
-    let wire: Wire = read_json(PhantomData, text.as_bytes()).map_err(|e| match e {
-        BatchError::InvalidJson { path, reason } => Invalid {
-            field: path,
-            reason,
-        },
-        other => invalid("", other.to_string()),
-    })?;
+    let wire: Wire = mapping::read_message(text)?;
     if PERSON_EVENTS.contains(&wire.event.as_str()) {
         return Ok(None);
     }

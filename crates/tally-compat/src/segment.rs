@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::cell::Cell;
 use std::marker::PhantomData;
-use tally_protocol::{BatchError, Invalid, Limits, RawArray, read_json};
+use tally_protocol::{BatchError, Limits, RawArray, read_json};
 use time::OffsetDateTime;
 
 use crate::mapping::{self, Context, Message, Read, id_text, invalid, time_of};
@@ -149,13 +149,7 @@ struct Wire {
 }
 
 fn read_message(text: &str, kind: Option<&'static str>, batch: &Context) -> Read {
-    let wire: Wire = read_json(PhantomData, text.as_bytes()).map_err(|e| match e {
-        BatchError::InvalidJson { path, reason } => Invalid {
-            field: path,
-            reason,
-        },
-        other => invalid("", other.to_string()),
-    })?;
+    let wire: Wire = mapping::read_message(text)?;
     let kind = match kind {
         Some(kind) => kind.to_owned(),
         None => wire.kind.ok_or_else(|| {

@@ -124,6 +124,8 @@ pub(crate) struct Read {
     /// The foreign ids of its events, in order, where the dialect answers
     /// per event (PostHog's v1); empty otherwise.
     pub(crate) ids: Vec<Option<String>>,
+    /// Messages accepted and not stored by design.
+    pub(crate) ignored: usize,
 }
 
 /// The events of a request's (inflated) `body` in `dialect`, and the app
@@ -148,6 +150,7 @@ pub(crate) fn decode(
                     batch,
                     dialect,
                     ids: Vec::new(),
+                    ignored: 0,
                 }),
                 Err(BatchError::InvalidJson { reason, .. })
                     if reason.starts_with("unknown field `batch`") =>
@@ -198,6 +201,7 @@ pub(crate) fn decode(
         batch: decoded.batch,
         dialect,
         ids,
+        ignored: decoded.ignored,
     })
 }
 

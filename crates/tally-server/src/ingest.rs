@@ -191,13 +191,14 @@ fn prepare(
         batch: decoded,
         dialect,
         ids,
+        ignored,
     } = crate::compat::decode(state, &body, dialect, app, now)?;
     let app = &app.name;
-    // Invalid events count too: a key sending only those costs the server
-    // their parsing and an answer listing them.
+    // Invalid and ignored messages count too: a key sending only those
+    // costs the server their parsing and an answer.
     state
         .limiter()
-        .app(app, decoded.events.len() + decoded.rejected.len())?;
+        .app(app, decoded.events.len() + decoded.rejected.len() + ignored)?;
     for rejection in &decoded.rejected {
         state.metrics().count_rejected(&rejection.field);
     }
