@@ -26,13 +26,24 @@ pub(crate) struct Message {
     /// Who sent it (`distinct_id`, `anonymousId`, `userId`): readers
     /// refuse a message without one.
     pub distinct_id: String,
-    /// When it happened, by the client's clock.
-    pub time: Option<OffsetDateTime>,
+    /// When it happened, if it says.
+    pub time: Option<When>,
     /// When the client sent it, if the message says so itself.
     pub sent_at: Option<OffsetDateTime>,
     pub properties: Map<String, Value>,
     /// What the message says of where it ran, outside its properties.
     pub context: Context,
+}
+
+/// When a message happened, and by whose clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum When {
+    /// By the client's clock, which may be off: corrected by the skew its
+    /// `sent_at` shows.
+    Client(OffsetDateTime),
+    /// Already on the server's clock (PostHog's `offset`, counted back from
+    /// the request's arrival).
+    Server(OffsetDateTime),
 }
 
 /// A client's description of its platform, outside the properties.
@@ -48,7 +59,13 @@ pub(crate) struct Context {
 pub(crate) type Read = Result<Option<Message>, Invalid>;
 
 /// Maps each of `raws` with `read`, then judges it as Tally's own events
-/// are, with times shifted by the client's skew at `sent_at`.
+/// are, with client times shifted by the client's skew at `sent_at` (a
+/// believable time, as [`sent_at_of`] reads it).
+///
+/// A message's time is its own; failing that, the time in its id when that
+/// is a UUIDv7 (PostHog's clients make those); failing that, its arrival.
+/// Only the first two are the same on every retry, which dedupe needs once
+/// the first attempt's id has left memory (docs/compat.md says so).
 pub(crate) fn decode_all<'a>(
     raws: impl IntoIterator<Item = &'a RawValue>,
     sent_at: Option<OffsetDateTime>,
@@ -80,12 +97,17 @@ pub(crate) fn decode_all<'a>(
         } else {
             read(text).and_then(|message| {
                 message
-                    .map(|mut m| {
-                        // Without a time of its own, an event happened as
-                        // its client sent it, by the same (skewed) clock.
-                        m.sent_at = m.sent_at.or(sent_at);
-                        let shift = skew(m.sent_at, now, limits);
-                        let event = to_event(m, text, target, now);
+                    .map(|m| {
+                        let time = m.time.or_else(|| id_time(m.foreign_id.as_deref()));
+                        let (timestamp, shift) = match time {
+                            Some(When::Client(t)) => {
+                                let sent_at = m.sent_at.or(sent_at);
+                                (t, skew(sent_at, now, limits))
+                            }
+                            Some(When::Server(t)) => (t, time::Duration::ZERO),
+                            None => (now, time::Duration::ZERO),
+                        };
+                        let event = to_event(m, timestamp, text, target);
                         admit(event, target.app, now, shift, limits)
                     })
                     .transpose()
@@ -107,13 +129,23 @@ pub(crate) fn decode_all<'a>(
 }
 
 /// How far the client's clock is off, by the time it says it sent the
-/// request: none when it does not say, or says something unbelievable.
+/// request: none when it does not say.
 fn skew(sent_at: Option<OffsetDateTime>, now: OffsetDateTime, limits: &Limits) -> time::Duration {
-    sent_at
-        .and_then(|t| clock::believable(t).ok())
-        .map_or(time::Duration::ZERO, |t| {
-            clock::shift(now, t, limits.skew_tolerance)
-        })
+    sent_at.map_or(time::Duration::ZERO, |t| {
+        clock::shift(now, t, limits.skew_tolerance)
+    })
+}
+
+/// The time in a UUIDv7 id (its first 48 bits, in milliseconds), by the
+/// clock of the client that made it.
+fn id_time(foreign_id: Option<&str>) -> Option<When> {
+    let id = Uuid::try_parse(foreign_id?).ok()?;
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (seconds, nanos) = id.get_timestamp()?.to_unix();
+    let t = OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).ok()?).ok()?;
+    Some(When::Client(t + time::Duration::nanoseconds(nanos.into())))
 }
 
 /// One message's text as the wire type `T`, or why not (the path in the
@@ -168,27 +200,35 @@ const INVOCATION_KEYS: &[&str] = &[
     "api_key",
 ];
 
-/// The Tally event `message` (whose text is `raw`) stands for; `admit`
-/// judges it next.
-fn to_event(mut m: Message, raw: &str, target: &Target, now: OffsetDateTime) -> Event {
+/// The Tally event `message` (whose text is `raw`) stands for, at
+/// `timestamp`; `admit` judges it next.
+///
+/// Every value is the sender's, and whoever instrumented the CLI chose
+/// what to put where: values are fitted to Tally's limits (cut, NULs
+/// dropped) and odd ones left out, so that one stray property never costs
+/// the whole event. Only what makes the event itself (its name, times and
+/// size) can refuse it.
+fn to_event(mut m: Message, timestamp: OffsetDateTime, raw: &str, target: &Target) -> Event {
     let p = &m.properties;
-    let text = |p: &Map<String, Value>, keys: &[&str]| {
+    let said = |keys: &[&str]| {
         keys.iter().find_map(|k| match p.get(*k) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         })
     };
-    let boolean = |p: &Map<String, Value>, key: &str| p.get(key).and_then(Value::as_bool);
-    let app_version = text(p, &["app_version", "$app_version", "version"])
-        .or(m.context.app_version.take())
-        .unwrap_or_else(|| "unknown".into());
-    let os = text(p, &["$os", "os"]).or(m.context.os.take());
-    let os_version = text(p, &["$os_version", "os_version"]).or(m.context.os_version.take());
+    let boolean = |key: &str| p.get(key).and_then(Value::as_bool);
+    let app_version = fitted(
+        said(&["app_version", "$app_version", "version"]).or(m.context.app_version.take()),
+        strings::VERSION,
+    )
+    .unwrap_or_else(|| "unknown".into());
+    let os = said(&["$os", "os"]).or(m.context.os.take());
+    let os_version = said(&["$os_version", "os_version"]).or(m.context.os_version.take());
     // posthog-python says "12" and, apart, "Debian GNU/Linux"; posthog-rs
     // says "Debian" for the OS: one OS, "linux", and one version, as
     // Tally's SDK gives it ("Debian 12").
-    let distro = text(p, &["$os_distro"]).or_else(|| {
+    let distro = said(&["$os_distro"]).or_else(|| {
         os.as_ref()
             .filter(|o| platform::is_linux_distribution(&o.trim().to_ascii_lowercase()))
             .cloned()
@@ -197,60 +237,48 @@ fn to_event(mut m: Message, raw: &str, target: &Target, now: OffsetDateTime) -> 
         (Some(distro), Some(version)) => Some(format!("{distro} {version}")),
         (_, version) => version,
     };
-    let arch = text(p, &["arch", "$arch"]);
     let ci = match p.get("ci") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) => fitted(Some(s.clone()), strings::PLATFORM),
         Some(Value::Bool(true)) => Some("unknown".into()),
         _ => None,
     };
-    let flags = match p.get("flags") {
-        Some(Value::Array(flags)) => flags
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|f| flag_name(f).to_owned())
-            .collect(),
-        _ => Vec::new(),
-    };
-    let library = text(p, &["$lib"]).or(m.context.library.take());
+    let (exit_code, unreadable) = exit_code(p.get("exit_code"));
+    let library = said(&["$lib"]).or(m.context.library.take());
     let invocation = m.name == target.invocation_event;
     let event = Event {
         id: event_id(target.app, m.foreign_id.as_deref(), raw),
-        timestamp: m.time.or(m.sent_at).unwrap_or(now),
+        timestamp,
         app: target.app.to_owned(),
         app_version,
         install_id: install_id(target.salt, &m.distinct_id),
         name: (!invocation).then(|| m.name.clone()),
-        command: text(p, &["command"]).unwrap_or_default(),
-        flags,
-        exit_code: p
-            .get("exit_code")
-            .and_then(Value::as_i64)
-            .and_then(|c| i32::try_from(c).ok())
-            .unwrap_or(0),
+        command: fitted(said(&["command"]), strings::COMMAND).unwrap_or_default(),
+        flags: flags(p.get("flags")),
+        exit_code,
         outcome: p
             .get("outcome")
             .and_then(Value::as_str)
-            .and_then(Outcome::parse),
+            .and_then(Outcome::parse)
+            .or(unreadable.then_some(Outcome::Failure)),
         duration_ms: p
             .get("duration_ms")
             .and_then(Value::as_f64)
-            .filter(|d| d.is_finite() && *d >= 0.0)
+            .filter(|d| d.is_finite() && (0.0..i64::MAX as f64).contains(d))
             .map_or(0, |d| d.round() as u64),
-        os: os.map_or_else(|| "unknown".into(), |o| platform::os(&o)),
-        arch: arch.map_or_else(|| "unknown".into(), |a| platform::arch(&a)),
-        os_version,
+        os: platform_of(os, platform::os),
+        arch: platform_of(said(&["arch", "$arch"]), platform::arch),
+        os_version: fitted(os_version, strings::PLATFORM),
         ci,
-        agent: text(p, &["agent"]),
-        tty: boolean(p, "tty"),
-        container: boolean(p, "container"),
-        wsl: boolean(p, "wsl"),
+        agent: fitted(said(&["agent"]), strings::PLATFORM),
+        tty: boolean("tty"),
+        container: boolean("container"),
+        wsl: boolean("wsl"),
         error: error_of(p),
         deps: match p.get("deps") {
-            Some(Value::Object(deps)) => deps
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .take(strings::MAP_ENTRIES)
-                .collect(),
+            Some(Value::Object(deps)) => entries(
+                deps.iter()
+                    .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))),
+            ),
             _ => BTreeMap::new(),
         },
         properties: BTreeMap::new(),
@@ -261,22 +289,55 @@ fn to_event(mut m: Message, raw: &str, target: &Target, now: OffsetDateTime) -> 
     }
 }
 
+/// An exit code as sent (a number, or a number in text), and whether one
+/// was sent that is none: a run that reports an exit code it cannot say
+/// did not succeed.
+fn exit_code(value: Option<&Value>) -> (i32, bool) {
+    let code = match value {
+        None | Some(Value::Null) => return (0, false),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        Some(v) => v.as_i64(),
+    };
+    match code.and_then(|c| i32::try_from(c).ok()) {
+        Some(code) => (code, false),
+        None => (1, true),
+    }
+}
+
+/// The flag names among a `flags` property's entries: those that are
+/// flags (`-v`, `--force`), without a value typed after `=`. Anything
+/// else in the list (a flag's value, a file name) is an argument, and
+/// arguments are the user's, not usage.
+fn flags(value: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(flags)) = value else {
+        return Vec::new();
+    };
+    flags
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|f| f.starts_with('-') && !f.chars().any(|c| c.is_whitespace() || c == '\0'))
+        .filter_map(|f| fitted(Some(flag_name(f).to_owned()), strings::FLAG))
+        .take(strings::FLAGS)
+        .collect()
+}
+
+/// A platform value normalised by `normal`, fitted, or "unknown".
+fn platform_of(value: Option<String>, normal: fn(&str) -> String) -> String {
+    fitted(value.map(|v| normal(&v)), strings::PLATFORM).unwrap_or_else(|| "unknown".into())
+}
+
 fn error_of(p: &Map<String, Value>) -> Option<ErrorInfo> {
-    let said = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let said = |v: Option<&Value>, max| fitted(v.and_then(Value::as_str).map(str::to_owned), max);
+    let info = |kind, message, location| ErrorInfo {
+        kind: said(kind, strings::ERROR_KIND).unwrap_or_else(|| "error".into()),
+        message: said(message, strings::ERROR_MESSAGE).unwrap_or_default(),
+        location: said(location, strings::ERROR_LOCATION),
+    };
     match p.get("error") {
-        Some(Value::Object(e)) => Some(ErrorInfo {
-            kind: said(e.get("kind")).unwrap_or_else(|| "error".into()),
-            message: said(e.get("message")).unwrap_or_default(),
-            location: said(e.get("location")),
-        }),
+        Some(Value::Object(e)) => Some(info(e.get("kind"), e.get("message"), e.get("location"))),
         _ => {
-            let kind = said(p.get("error_kind"));
-            let message = said(p.get("error_message"));
-            (kind.is_some() || message.is_some()).then(|| ErrorInfo {
-                kind: kind.unwrap_or_else(|| "error".into()),
-                message: message.unwrap_or_default(),
-                location: None,
-            })
+            let (kind, message) = (p.get("error_kind"), p.get("error_message"));
+            (kind.is_some() || message.is_some()).then(|| info(kind, message, None))
         }
     }
 }
@@ -287,45 +348,80 @@ fn error_of(p: &Map<String, Value>) -> Option<ErrorInfo> {
 /// property may be is cut, and beyond the most entries an event may have,
 /// the rest (in key order) are left out rather than the event refused.
 fn properties(p: &Map<String, Value>, library: Option<String>) -> BTreeMap<String, PropertyValue> {
-    let mut kept: BTreeMap<String, PropertyValue> = p
-        .iter()
-        .filter(|(k, _)| {
-            !k.starts_with('$')
-                && !INVOCATION_KEYS.contains(&k.as_str())
-                && k.len() <= strings::MAP_KEY
-        })
-        .filter_map(|(k, v)| {
-            let value = match v {
-                Value::String(s) => PropertyValue::String(cut(s, strings::MAP_VALUE)),
-                Value::Bool(b) => PropertyValue::Bool(*b),
-                Value::Number(n) => match n.as_i64() {
-                    Some(i) => PropertyValue::Int(i),
-                    None => PropertyValue::Float(n.as_f64().filter(|f| f.is_finite())?),
-                },
-                _ => return None,
-            };
-            Some((k.clone(), value))
-        })
-        .take(strings::MAP_ENTRIES)
-        .collect();
-    if let Some(library) = library
+    let mut kept = entries(
+        p.iter()
+            .filter(|(k, _)| !k.starts_with('$') && !INVOCATION_KEYS.contains(&k.as_str()))
+            .filter_map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => PropertyValue::String(s.clone()),
+                    Value::Bool(b) => PropertyValue::Bool(*b),
+                    Value::Number(n) => match n.as_i64() {
+                        Some(i) => PropertyValue::Int(i),
+                        None => PropertyValue::Float(n.as_f64().filter(|f| f.is_finite())?),
+                    },
+                    _ => return None,
+                };
+                Some((k, value))
+            }),
+    );
+    if let Some(library) = fitted(library, strings::MAP_VALUE)
         && kept.len() < strings::MAP_ENTRIES
     {
-        kept.insert(
-            "lib".into(),
-            PropertyValue::String(cut(&library, strings::MAP_VALUE)),
-        );
+        kept.insert("lib".into(), PropertyValue::String(library));
     }
     kept
 }
 
-/// `s` cut to at most `max` bytes, at a character.
-fn cut(s: &str, max: usize) -> String {
+/// A map's entries as an event may hold them: keys that fit as they are
+/// (a key cut short would be another key), string values fitted, at most
+/// [`strings::MAP_ENTRIES`] of them.
+fn entries<V: Fitted>(from: impl Iterator<Item = (impl AsRef<str>, V)>) -> BTreeMap<String, V> {
+    from.filter(|(k, _)| {
+        let k = k.as_ref();
+        !k.is_empty() && k.len() <= strings::MAP_KEY && !k.contains('\0')
+    })
+    .map(|(k, v)| (k.as_ref().to_owned(), v.fitted()))
+    .take(strings::MAP_ENTRIES)
+    .collect()
+}
+
+/// A map value fitted to [`strings::MAP_VALUE`].
+trait Fitted {
+    fn fitted(self) -> Self;
+}
+
+impl Fitted for String {
+    fn fitted(self) -> Self {
+        fit(self, strings::MAP_VALUE)
+    }
+}
+
+impl Fitted for PropertyValue {
+    fn fitted(self) -> Self {
+        match self {
+            Self::String(s) => Self::String(s.fitted()),
+            other => other,
+        }
+    }
+}
+
+/// `s` as a field of at most `max` bytes may hold it: without NUL
+/// characters, cut at a character.
+fn fit(mut s: String, max: usize) -> String {
+    if s.contains('\0') {
+        s.retain(|c| c != '\0');
+    }
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    s.truncate(end);
+    s
+}
+
+/// A value [`fit`] for a field of `max` bytes, `None` when nothing is left.
+fn fitted(value: Option<String>, max: usize) -> Option<String> {
+    value.map(|s| fit(s, max)).filter(|s| !s.is_empty())
 }
 
 /// The namespace of the ids [`event_id`] makes (a UUIDv5 namespace of
@@ -399,25 +495,25 @@ pub(crate) fn id_text(value: Option<&Value>) -> Option<String> {
 }
 
 /// A time as clients write it: RFC 3339, or ISO 8601 without an offset
-/// (taken as UTC, as Python's `isoformat()` of a naive time needs).
+/// (taken as UTC, as Python's `isoformat()` of a naive time needs). Read
+/// from the raw value, so a field that holds anything else costs no more
+/// than the look at its first byte.
 pub(crate) fn time_of(
-    value: Option<&Value>,
+    value: Option<&RawValue>,
     field: &str,
 ) -> Result<Option<OffsetDateTime>, Invalid> {
     let Some(value) = value else {
         return Ok(None);
     };
-    let Some(text) = value.as_str() else {
-        return if value.is_null() {
-            Ok(None)
-        } else {
-            Err(invalid(field, "must be a time as RFC 3339 text"))
-        };
+    let text: Option<std::borrow::Cow<'_, str>> = serde_json::from_str(value.get())
+        .map_err(|_| invalid(field, "must be a time as RFC 3339 text"))?;
+    let Some(text) = text else {
+        return Ok(None);
     };
     use time::format_description::well_known::{Iso8601, Rfc3339};
-    OffsetDateTime::parse(text, &Rfc3339)
+    OffsetDateTime::parse(&text, &Rfc3339)
         .or_else(|_| {
-            time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|t| t.assume_utc())
+            time::PrimitiveDateTime::parse(&text, &Iso8601::DEFAULT).map(|t| t.assume_utc())
         })
         .map(Some)
         .map_err(|_| {
@@ -426,4 +522,15 @@ pub(crate) fn time_of(
                 "is not a time in RFC 3339 (e.g. 2026-11-25T12:00:00Z)",
             )
         })
+}
+
+/// When a client says it sent a request or message, as [`time_of`] reads
+/// it, and believable: the skew of every time it sent is measured from it.
+pub(crate) fn sent_at_of(
+    value: Option<&RawValue>,
+    field: &str,
+) -> Result<Option<OffsetDateTime>, Invalid> {
+    time_of(value, field)?
+        .map(|t| clock::believable(t).map_err(|reason| invalid(field, reason)))
+        .transpose()
 }

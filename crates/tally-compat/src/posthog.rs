@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use tally_protocol::{BatchError, Limits, RawArray, read_json};
 use time::OffsetDateTime;
 
-use crate::mapping::{self, Message, Read, id_text, invalid, time_of};
+use crate::mapping::{self, Message, Read, When, id_text, invalid, sent_at_of, time_of};
 use crate::{Decoded, Target};
 
 /// A PostHog request, read as far as it can be without knowing its app.
@@ -37,39 +37,33 @@ const PERSON_EVENTS: &[&str] = &[
     "$groupidentify",
 ];
 
-/// Where a request or an event may carry the project token.
+/// What is read of a body's top object, or of its first event when the
+/// body has no token: every field named, none buffered (a `flatten` would
+/// keep every field it does not know, in memory, for anyone to fill).
 #[derive(Deserialize)]
-struct Keys {
+struct Head<'a> {
     api_key: Option<String>,
     token: Option<String>,
     #[serde(rename = "$token")]
     dollar_token: Option<String>,
-}
-
-impl Keys {
-    fn key(self) -> Option<String> {
-        self.api_key.or(self.token).or(self.dollar_token)
-    }
-}
-
-#[derive(Deserialize)]
-struct Top<'a> {
-    #[serde(flatten)]
-    keys: Keys,
     #[serde(borrow)]
     batch: Option<&'a RawValue>,
-    sent_at: Option<Value>,
-    #[serde(rename = "sentAt")]
-    sent_at_camel: Option<Value>,
+    #[serde(borrow)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow, rename = "sentAt")]
+    sent_at_camel: Option<&'a RawValue>,
+    properties: Option<PropertyKeys>,
 }
 
-/// An event's token, when the request has none: its own, or its
-/// properties'.
-#[derive(Deserialize)]
-struct EventKeys {
-    #[serde(flatten)]
-    keys: Keys,
-    properties: Option<PropertyKeys>,
+impl Head<'_> {
+    /// The token of a body: its own, or (an event's) its properties'.
+    fn key(self) -> Option<String> {
+        let properties = self.properties.and_then(|p| p.token.or(p.dollar_token));
+        self.api_key
+            .or(self.token)
+            .or(self.dollar_token)
+            .or(properties)
+    }
 }
 
 #[derive(Deserialize)]
@@ -110,20 +104,19 @@ pub fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Request<'a>, BatchErr
     let (mut key, sent_at, events) = match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => (None, None, many(body)?),
         Some(b'{') => {
-            let top: Top = read_json(PhantomData, body)?;
-            let sent_at = time_of(
-                top.sent_at.as_ref().or(top.sent_at_camel.as_ref()),
-                "sent_at",
-            )
-            .map_err(|e| BatchError::InvalidJson {
-                path: e.field,
-                reason: e.reason,
-            })?;
+            let top: Head = read_json(PhantomData, body)?;
+            let sent_at =
+                sent_at_of(top.sent_at.or(top.sent_at_camel), "sent_at").map_err(|e| {
+                    BatchError::InvalidJson {
+                        path: e.field,
+                        reason: e.reason,
+                    }
+                })?;
             let events = match top.batch {
                 Some(batch) => many(batch.get().as_bytes())?,
                 None => vec![read_json(PhantomData::<&RawValue>, body)?],
             };
-            (top.keys.key(), sent_at, events)
+            (top.key(), sent_at, events)
         }
         _ => {
             return Err(BatchError::InvalidJson {
@@ -134,10 +127,10 @@ pub fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Request<'a>, BatchErr
     };
     if key.is_none()
         && let Some(first) = events.first()
-        && let Ok(event) = serde_json::from_str::<EventKeys>(first.get())
+        && first.get().len() <= limits.max_event_bytes
+        && let Ok(event) = serde_json::from_str::<Head>(first.get())
     {
-        let properties = event.properties.and_then(|p| p.token.or(p.dollar_token));
-        key = event.keys.key().or(properties);
+        key = event.key();
     }
     Ok(Request {
         key,
@@ -190,14 +183,15 @@ impl<'a> Request<'a> {
 
 /// One event as PostHog's clients send it.
 #[derive(Deserialize)]
-struct Wire {
+struct Wire<'a> {
     event: String,
     distinct_id: Option<Value>,
     #[serde(rename = "$distinct_id")]
     dollar_distinct_id: Option<Value>,
     #[serde(default)]
     properties: Map<String, Value>,
-    timestamp: Option<Value>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
     uuid: Option<String>,
     /// Milliseconds between the event and the request (posthog-js).
     offset: Option<i64>,
@@ -218,12 +212,12 @@ fn read_event(text: &str, now: OffsetDateTime) -> Read {
                 "is missing: a PostHog event needs a distinct_id",
             )
         })?;
-    let time = match time_of(wire.timestamp.as_ref(), "timestamp")? {
-        Some(t) => Some(t),
+    let time = match time_of(wire.timestamp, "timestamp")? {
+        Some(t) => Some(When::Client(t)),
         None => wire
             .offset
             .filter(|ms| (0..=365 * 86_400_000).contains(ms))
-            .map(|ms| now - time::Duration::milliseconds(ms)),
+            .map(|ms| When::Server(now - time::Duration::milliseconds(ms))),
     };
     for secret in ["token", "$token", "api_key"] {
         properties.remove(secret);

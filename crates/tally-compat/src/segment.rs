@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use tally_protocol::{BatchError, Limits, RawArray, read_json};
 use time::OffsetDateTime;
 
-use crate::mapping::{self, Context, Message, Read, id_text, invalid, time_of};
+use crate::mapping::{self, Context, Message, Read, When, id_text, invalid, sent_at_of, time_of};
 use crate::{Decoded, Target};
 
 /// Segment's limit on one request's body, in bytes: larger batches are
@@ -37,15 +37,71 @@ pub struct Request<'a> {
     messages: Vec<&'a RawValue>,
 }
 
+/// What is read of a body's top object: every field named, none buffered.
 #[derive(Deserialize)]
 struct Top<'a> {
     #[serde(borrow)]
     batch: Option<&'a RawValue>,
     #[serde(rename = "writeKey")]
     write_key: Option<String>,
-    #[serde(rename = "sentAt")]
-    sent_at: Option<Value>,
-    context: Option<Map<String, Value>>,
+    #[serde(borrow, rename = "sentAt")]
+    sent_at: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "lenient")]
+    context: WireContext,
+}
+
+/// The part of Segment's `context` that says where a message ran; the
+/// rest (IP, locale, page, user agent ...) is never read. A context is
+/// description, not worth refusing a message over: a part of another
+/// shape reads as absent.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireContext {
+    #[serde(deserialize_with = "lenient")]
+    os: Named,
+    #[serde(deserialize_with = "lenient")]
+    app: Named,
+    #[serde(deserialize_with = "lenient")]
+    library: Named,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named {
+    #[serde(deserialize_with = "lenient")]
+    name: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    version: Option<String>,
+}
+
+/// A `T`, or its default when the value is of another shape.
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let raw = <&RawValue>::deserialize(d)?;
+    Ok(serde_json::from_str(raw.get()).unwrap_or_default())
+}
+
+/// Whether `body` is an object with a `batch` array: Segment's shape,
+/// whatever path or auth it came with. Reads the body once, keeping
+/// nothing.
+///
+/// ```
+/// assert!(tally_compat::segment::has_batch(br#"{"writeKey": "k", "batch": []}"#));
+/// assert!(!tally_compat::segment::has_batch(br#"{"events": []}"#));
+/// ```
+pub fn has_batch(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Shape<'a> {
+        #[serde(borrow)]
+        batch: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Shape>(body)
+        .ok()
+        .and_then(|s| s.batch)
+        .is_some_and(|b| b.get().starts_with('['))
 }
 
 /// Reads a Segment body (already inflated) sent to `/v1/batch` (`kind`
@@ -64,7 +120,7 @@ pub fn read<'a>(
     limits: &Limits,
 ) -> Result<Request<'a>, BatchError> {
     let top: Top = read_json(PhantomData, body)?;
-    let sent_at = time_of(top.sent_at.as_ref(), "sentAt").map_err(|e| BatchError::InvalidJson {
+    let sent_at = sent_at_of(top.sent_at, "sentAt").map_err(|e| BatchError::InvalidJson {
         path: e.field,
         reason: e.reason,
     })?;
@@ -97,7 +153,7 @@ pub fn read<'a>(
     Ok(Request {
         key: top.write_key,
         sent_at,
-        context: top.context.as_ref().map(context_of).unwrap_or_default(),
+        context: context_of(top.context),
         kind,
         messages,
     })
@@ -132,7 +188,7 @@ impl<'a> Request<'a> {
 /// One message as Segment's clients send it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Wire {
+struct Wire<'a> {
     #[serde(rename = "type")]
     kind: Option<String>,
     event: Option<String>,
@@ -140,12 +196,16 @@ struct Wire {
     user_id: Option<Value>,
     anonymous_id: Option<Value>,
     message_id: Option<String>,
-    timestamp: Option<Value>,
-    original_timestamp: Option<Value>,
-    sent_at: Option<Value>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    original_timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sent_at: Option<&'a RawValue>,
     #[serde(default)]
     properties: Map<String, Value>,
-    context: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "lenient")]
+    context: WireContext,
 }
 
 fn read_message(text: &str, kind: Option<&'static str>, batch: &Context) -> Read {
@@ -190,11 +250,11 @@ fn read_message(text: &str, kind: Option<&'static str>, batch: &Context) -> Read
         })?;
     // Segment's rule: the time the client says it happened, on the
     // client's clock, corrected by how far that clock is off at `sentAt`.
-    let time = match time_of(wire.original_timestamp.as_ref(), "originalTimestamp")? {
+    let time = match time_of(wire.original_timestamp, "originalTimestamp")? {
         Some(t) => Some(t),
-        None => time_of(wire.timestamp.as_ref(), "timestamp")?,
+        None => time_of(wire.timestamp, "timestamp")?,
     };
-    let mut context = wire.context.as_ref().map(context_of).unwrap_or_default();
+    let mut context = context_of(wire.context);
     context.os = context.os.or_else(|| batch.os.clone());
     context.os_version = context.os_version.or_else(|| batch.os_version.clone());
     context.app_version = context.app_version.or_else(|| batch.app_version.clone());
@@ -203,27 +263,19 @@ fn read_message(text: &str, kind: Option<&'static str>, batch: &Context) -> Read
         name,
         foreign_id: wire.message_id,
         distinct_id,
-        time,
-        sent_at: time_of(wire.sent_at.as_ref(), "sentAt")?,
+        time: time.map(When::Client),
+        sent_at: sent_at_of(wire.sent_at, "sentAt")?,
         properties,
         context,
     }))
 }
 
 /// What Segment's `context` says of the platform.
-fn context_of(context: &Map<String, Value>) -> Context {
-    let at = |object: &str, field: &str| {
-        context
-            .get(object)
-            .and_then(|o| o.get(field))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
+fn context_of(context: WireContext) -> Context {
     Context {
-        os: at("os", "name"),
-        os_version: at("os", "version"),
-        app_version: at("app", "version"),
-        library: at("library", "name"),
+        os: context.os.name,
+        os_version: context.os.version,
+        app_version: context.app.version,
+        library: context.library.name,
     }
 }

@@ -1,6 +1,6 @@
 //! The mapping, message by message, and the bodies that must be refused.
 
-use tally_protocol::{BatchError, Limits};
+use tally_protocol::{BatchError, Limits, Outcome};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -203,9 +203,138 @@ fn bodies_of_no_known_shape_say_what_is_wrong() {
 /// Regression: an event without a time of its own was put at the server's
 /// time and then shifted by the client's skew, days into the future.
 #[test]
-fn an_event_without_a_time_happened_when_its_batch_was_sent() {
+fn an_event_without_a_time_happened_when_it_arrived() {
     let decoded = posthog(
         r#"{"batch": [{"event": "x", "distinct_id": "u"}], "sent_at": "2026-11-17T12:00:00Z"}"#,
     );
     assert_eq!(decoded.batch.events[0].timestamp, NOW, "{decoded:?}");
+}
+
+/// Regression: a time counted back from the request's arrival (posthog-js's
+/// `offset`) is on the server's clock already, and was shifted by the
+/// client's skew again: a day-fast clock put it a day into the future, and
+/// the event was refused.
+#[test]
+fn an_offset_is_counted_back_from_arrival_whatever_the_clients_clock() {
+    let decoded = posthog(
+        r#"{"batch": [{"event": "x", "distinct_id": "u", "offset": 5000}], "sent_at": "2026-11-26T12:00:00Z"}"#,
+    );
+    assert_eq!(
+        decoded.batch.events[0].timestamp,
+        NOW - time::Duration::seconds(5),
+        "{decoded:?}"
+    );
+}
+
+/// Regression: an event without a timestamp took its batch's `sent_at` as
+/// its dedupe time, which differs on every retry, so a retry arriving after
+/// the first attempt had left dedupe's memory was stored again. PostHog's
+/// uuids are UUIDv7s: their time is the same on every retry.
+#[test]
+fn a_uuidv7_without_a_timestamp_dedupes_by_the_time_in_it() {
+    // 2026-11-25T11:59:00Z in milliseconds, as a UUIDv7's first 48 bits.
+    let ms: u64 = 1_795_607_940_000;
+    let uuid = uuid::Uuid::from_u128(((ms as u128) << 80) | (0x7 << 76) | (0b10 << 62) | 42);
+    let attempt = |sent_at: &str| {
+        posthog(&format!(
+            r#"{{"batch": [{{"event": "x", "distinct_id": "u", "uuid": "{uuid}"}}], "sent_at": "{sent_at}"}}"#
+        ))
+        .batch
+    };
+    let (first, retry) = (
+        attempt("2026-11-25T11:59:30Z"),
+        attempt("2026-11-25T11:59:58Z"),
+    );
+    assert_eq!(
+        first.client_timestamps,
+        [datetime!(2026-11-25 11:59 UTC)],
+        "{first:?}"
+    );
+    assert_eq!(first.client_timestamps, retry.client_timestamps);
+    assert_eq!(first.events[0].id, uuid);
+}
+
+/// Regression: a `sent_at` before 1970 or after 2100 was taken, and every
+/// time in the batch shifted by it.
+#[test]
+fn an_unbelievable_sent_at_refuses_the_body() {
+    let limits = Limits::default();
+    let e = posthog::read(
+        br#"{"batch": [], "sent_at": "9999-12-31T23:59:59-23:59"}"#,
+        &limits,
+    )
+    .expect_err("refused");
+    assert!(
+        matches!(&e, BatchError::InvalidJson { path, .. } if path == "sent_at"),
+        "{e}"
+    );
+    let e = segment::read(
+        br#"{"batch": [], "sentAt": "0001-01-01T00:00:00Z"}"#,
+        None,
+        &limits,
+    )
+    .expect_err("refused");
+    assert!(
+        matches!(&e, BatchError::InvalidJson { path, .. } if path == "sentAt"),
+        "{e}"
+    );
+}
+
+/// Regression: a flags list's other entries (a flag's value, a file name)
+/// were stored as flags; and any odd value (an empty or NUL key, a NUL in a
+/// value, a long dependency name, a distribution and version together over
+/// 64 bytes) refused the whole event, which a client does not send again.
+#[test]
+fn odd_values_are_fitted_or_left_out_and_the_event_kept() {
+    let long = "d".repeat(70);
+    let decoded = posthog(&format!(
+        r#"[{{"event": "invocation", "distinct_id": "u", "timestamp": "2026-11-25T11:59:00Z",
+        "properties": {{"flags": ["--to", "ada@example.com", "--token=abc", "-v", "- x", "prod"],
+        "": "empty key", "k\u0000": "nul key", "note": "a\u0000b", "blank": "",
+        "deps": {{"{long}": "1.0", "git": "{long}{long}{long}{long}"}},
+        "$os": "Debian GNU/Linux", "$os_version": "{long}", "exit_code": "boom",
+        "command": "c\u0000md", "arch": ""}}}}]"#
+    ));
+    let [e] = &decoded.batch.events[..] else {
+        panic!("{decoded:?}")
+    };
+    assert_eq!(e.flags, ["--to", "--token", "-v"]);
+    let keys: Vec<&str> = e.properties.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["blank", "note"]);
+    assert_eq!(e.properties["note"], "ab".into());
+    assert_eq!(e.deps.keys().collect::<Vec<_>>(), ["git"]);
+    assert_eq!(e.deps["git"].len(), 256);
+    assert_eq!((e.os.as_str(), e.arch.as_str()), ("linux", "unknown"));
+    let os_version = e.os_version.as_deref().expect("os_version");
+    assert!(os_version.starts_with("Debian GNU/Linux dd") && os_version.len() == 64);
+    // An exit code that is none is no success.
+    assert_eq!((e.exit_code, e.outcome), (1, Some(Outcome::Failure)));
+    assert_eq!(e.command, "cmd");
+    let decoded = posthog(
+        r#"[{"event": "invocation", "distinct_id": "u", "properties": {"exit_code": " 3 "}}]"#,
+    );
+    assert_eq!(
+        (
+            decoded.batch.events[0].exit_code,
+            decoded.batch.events[0].outcome
+        ),
+        (3, None)
+    );
+}
+
+/// A Segment context is read for its platform only; anything else in it,
+/// of any type, neither costs the message nor is kept.
+#[test]
+fn a_segment_context_of_any_shape_is_read_for_its_platform_only() {
+    let decoded = segment(
+        r#"{"batch": [{"type": "track", "event": "x", "anonymousId": "a",
+            "context": {"os": {"name": 7, "version": ["x"]}, "ip": "203.0.113.9", "app": "weird",
+                        "library": {"name": "analytics-go", "version": {"deep": [1, 2]}}}}],
+           "context": [1, 2, 3]}"#,
+    );
+    let [e] = &decoded.batch.events[..] else {
+        panic!("{decoded:?}")
+    };
+    assert_eq!(e.os, "unknown");
+    assert_eq!(e.properties["lib"], "analytics-go".into());
 }

@@ -33,6 +33,7 @@ pub fn os(name: &str) -> String {
 ///
 /// ```
 /// assert!(tally_protocol::platform::is_linux_distribution("ubuntu"));
+/// assert!(tally_protocol::platform::is_linux_distribution("debian gnu/linux"));
 /// assert!(!tally_protocol::platform::is_linux_distribution("macos"));
 /// ```
 pub fn is_linux_distribution(name: &str) -> bool {
@@ -78,7 +79,9 @@ pub fn is_linux_distribution(name: &str) -> bool {
         "mageia",
         "solus",
     ];
-    DISTRIBUTIONS.contains(&name)
+    // os-release's NAME is often the distribution and then "GNU/Linux"
+    // or "Linux" ("Debian GNU/Linux", "Arch Linux").
+    DISTRIBUTIONS.contains(&name) || name.ends_with(" gnu/linux") || name.ends_with(" linux")
 }
 
 /// The CPU architecture `name` means, in Tally's words (those of Rust's

@@ -152,9 +152,10 @@ pub(crate) fn decode(
                     ids: Vec::new(),
                     ignored: 0,
                 }),
-                Err(BatchError::InvalidJson { reason, .. })
-                    if reason.starts_with("unknown field `batch`") =>
-                {
+                // Segment's clients may send the write key as a bearer
+                // token: their body, whatever its first field, is no
+                // Tally batch.
+                Err(BatchError::InvalidJson { .. }) if segment::has_batch(body) => {
                     decode(state, body, Dialect::Segment(None), Some(app), now)
                 }
                 Err(e) => Err(refusal(e)),

@@ -215,7 +215,7 @@ fn prepare(
         .into_iter()
         .zip(decoded.client_timestamps)
         .map(|(mut event, client_timestamp)| {
-            scrub(&mut event);
+            scrub(&mut event, dialect);
             StoredEvent {
                 event,
                 client_timestamp,
@@ -246,8 +246,10 @@ fn prepare(
 
 /// The server's own pass over free text, for SDKs that scrub less than
 /// Tally's (or not at all): e-mails, credentials, tokens, IPs and the names
-/// in other people's home dirs never reach the store.
-fn scrub(event: &mut tally_protocol::Event) {
+/// in other people's home dirs never reach the store. A foreign client's
+/// `command` is free text too: whoever instrumented the CLI chose what went
+/// into it.
+fn scrub(event: &mut tally_protocol::Event, dialect: Dialect) {
     static SCRUBBER: std::sync::LazyLock<tally_scrub::Scrubber> =
         std::sync::LazyLock::new(|| tally_scrub::Scrubber::new(tally_scrub::Identity::default()));
     if let Some(error) = &mut event.error {
@@ -255,5 +257,13 @@ fn scrub(event: &mut tally_protocol::Event) {
         if let Some(location) = &mut error.location {
             *location = SCRUBBER.scrub(location);
         }
+    }
+    for value in event.properties.values_mut() {
+        if let tally_protocol::PropertyValue::String(s) = value {
+            *s = SCRUBBER.scrub(s);
+        }
+    }
+    if dialect != Dialect::Tally {
+        event.command = SCRUBBER.scrub(&event.command);
     }
 }

@@ -35,6 +35,8 @@
 //! both sides are its client timestamp, as they would be on a mark of
 //! client timestamps alone.
 
+use std::hash::BuildHasher;
+
 use hashbrown::HashTable;
 
 use tally_protocol::StoredEvent;
@@ -97,6 +99,10 @@ pub struct RecentIds {
     /// Where in `ring` each id is: 4 bytes a slot, where a set of the ids
     /// themselves would take 16 (and most of the memory is this index).
     index: HashTable<u32>,
+    /// Seeded per process: ids are chosen by clients (the compatible
+    /// ingest passes a sender's UUIDs through), and a hash anyone can
+    /// compute lets a sender pick ids that all land in one bucket.
+    hasher: foldhash::fast::RandomState,
     complete_from: i64,
 }
 
@@ -111,12 +117,6 @@ struct Remembered {
 
 fn halves(id: u128) -> [u64; 2] {
     [id as u64, (id >> 64) as u64]
-}
-
-/// Event ids are random (v4) or random in their low bits (v7), so folding
-/// them is as good a hash as SipHash at a fraction of the cost.
-fn hash([low, high]: [u64; 2]) -> u64 {
-    low ^ high.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl std::fmt::Debug for RecentIds {
@@ -144,13 +144,18 @@ impl RecentIds {
             ring: Vec::with_capacity(capacity.min(1 << 20)),
             next: 0,
             index: HashTable::with_capacity(capacity.min(1 << 20)),
+            hasher: Default::default(),
             complete_from,
         }
     }
 
+    fn hash(&self, id: [u64; 2]) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
     fn slot_of(&self, id: [u64; 2]) -> Option<u32> {
         self.index
-            .find(hash(id), |&slot| self.ring[slot as usize].id == id)
+            .find(self.hash(id), |&slot| self.ring[slot as usize].id == id)
             .copied()
     }
 
@@ -180,15 +185,18 @@ impl RecentIds {
             let slot = self.next;
             self.next = (slot + 1) % self.capacity;
             let old = std::mem::replace(&mut self.ring[slot], new);
-            if let Ok(found) = self.index.find_entry(hash(old.id), |&s| s as usize == slot) {
+            let old_hash = self.hash(old.id);
+            if let Ok(found) = self.index.find_entry(old_hash, |&s| s as usize == slot) {
                 found.remove();
             }
             self.complete_from = self.complete_from.max(old.latest.saturating_add(1));
             slot
         };
-        let ring = &self.ring;
+        let (ring, hasher) = (&self.ring, &self.hasher);
         self.index
-            .insert_unique(hash(id), slot as u32, |&s| hash(ring[s as usize].id));
+            .insert_unique(hasher.hash_one(id), slot as u32, |&s| {
+                hasher.hash_one(ring[s as usize].id)
+            });
     }
 
     /// Remembers the stored event `e`.
@@ -240,6 +248,21 @@ mod tests {
     /// An event from a clock in step with the server's, received at `at`.
     fn in_step(n: u32, at: OffsetDateTime) -> StoredEvent {
         event(n, at, at, at)
+    }
+
+    /// Regression: ids were hashed by a fixed fold, so a sender choosing
+    /// its UUIDs (the compatible ingest passes them through) could put
+    /// every id into one bucket and make each lookup walk all of them.
+    #[test]
+    fn ids_chosen_to_collide_under_a_fixed_fold_spread_out() {
+        let recent = RecentIds::new(16, i64::MIN);
+        let colliding =
+            (1..=1000u64).map(|high| [0xDEAD ^ high.wrapping_mul(0x9E37_79B9_7F4A_7C15), high]);
+        let hashes: std::collections::HashSet<u64> =
+            colliding.map(|id| recent.hash(id) & 1023).collect();
+        // The low bits pick the bucket: 1000 ids fall into ~640 of 1024
+        // (into one under the old fold).
+        assert!(hashes.len() > 500, "{} buckets", hashes.len());
     }
 
     #[test]

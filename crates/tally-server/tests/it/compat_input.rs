@@ -241,7 +241,8 @@ async fn posthog_v1_answers_each_event_by_its_uuid() {
     let sent = json!({"created_at": "2026-11-25T12:00:00Z", "batch": [
         {"event": "x", "uuid": "0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a01", "distinct_id": "u",
          "timestamp": "2030-01-01T00:00:00Z", "options": {}, "properties": {}},
-        {"event": "y", "uuid": "0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a02", "distinct_id": "u",
+        // A UUIDv4: a v7's time would be the event's.
+        {"event": "y", "uuid": "0195f3a4-6c1e-4cc2-9d61-3f1d6f0b1a02", "distinct_id": "u",
          "options": {}, "properties": {}},
     ]});
     let headers = [JSON, ("Authorization", bearer.as_str())];
@@ -256,7 +257,7 @@ async fn posthog_v1_answers_each_event_by_its_uuid() {
             "{results}"
         );
         assert_eq!(
-            results["0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a02"]["result"], "ok",
+            results["0195f3a4-6c1e-4cc2-9d61-3f1d6f0b1a02"]["result"], "ok",
             "{results}"
         );
     }
@@ -269,4 +270,50 @@ async fn posthog_v1_answers_each_event_by_its_uuid() {
         )
         .await;
     assert_posthog_error(&unknown, StatusCode::UNAUTHORIZED, "authentication_error");
+}
+
+/// Regression: a bearer request to `/v1/batch` was taken for Segment's
+/// only when `batch` was the first field Tally's format does not know;
+/// analytics-go sends `context` and `writeKey` first.
+#[tokio::test]
+async fn a_bearer_segment_batch_is_segments_whatever_its_first_field() {
+    let (server, key) = harness().await;
+    let bearer = format!("Bearer {key}");
+    let sent = format!(
+        r#"{{"writeKey": "{key}", "context": {{"library": {{"name": "analytics-go"}}}},
+            "batch": [{{"type": "track", "event": "x", "anonymousId": "a", "messageId": "m9"}}]}}"#
+    );
+    let answer = server
+        .post(
+            "/v1/batch",
+            &[JSON, ("Authorization", &bearer)],
+            sent.into_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, json!({"success": true}));
+    let stored = server.export("mycli").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["properties"]["lib"], "analytics-go");
+}
+
+/// Whoever instrumented a CLI with PostHog chose what went into its
+/// properties: the server scrubs the command and every string property
+/// as it scrubs error messages, and a flags list keeps only flag names.
+#[tokio::test]
+async fn foreign_free_text_is_scrubbed_and_arguments_are_not_flags() {
+    let (server, key) = harness().await;
+    let sent = json!({"api_key": key, "batch": [{"event": "invocation", "distinct_id": "u",
+        "properties": {"command": "invite ada@example.com", "note": "ask ada@example.com",
+                       "flags": ["--to", "ada@example.com", "--password=hunter2"]}}]});
+    let answer = server.post("/batch", &[JSON], body(sent)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let stored = server.export("mycli").await;
+    let text = stored[0].to_string();
+    for private in ["ada@example.com", "hunter2"] {
+        assert!(!text.contains(private), "{private} stored: {text}");
+    }
+    assert_eq!(stored[0]["command"], "invite <email>");
+    assert_eq!(stored[0]["properties"]["note"], "ask <email>");
+    assert_eq!(stored[0]["flags"], json!(["--to", "--password"]));
 }
