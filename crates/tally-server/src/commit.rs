@@ -23,10 +23,24 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
-type Reply = Result<Vec<bool>, Arc<StoreError>>;
+type Reply = Result<Vec<bool>, Failed>;
+
+/// Why a job's events were not acknowledged.
+#[derive(Debug, Clone)]
+enum Failed {
+    /// The store refused them: none is stored.
+    Store(Arc<StoreError>),
+    /// They are stored, and the app's outbox could not take them: the
+    /// client's retry (a duplicate to the store) puts them in the outbox.
+    Outbox(Arc<tally_forward::ForwardError>),
+}
+
+/// Events of a request on their way to an app's outbox, once committed.
+pub(crate) type Outgoing = (Arc<tally_forward::Outbox>, Vec<tally_forward::Outgoing>);
 
 struct Job {
     events: Staged,
+    outgoing: Option<Outgoing>,
     reply: oneshot::Sender<Reply>,
     _room: OwnedSemaphorePermit,
 }
@@ -100,10 +114,16 @@ impl Committer {
 }
 
 impl CommitterHandle {
-    /// Commits `events` and says for each whether it was new. Fails with
+    /// Commits `events` (and appends them to their app's outbox, when it
+    /// forwards) and says for each whether it was new. Fails with
     /// [`ApiError::Busy`] when the queue is full and with
-    /// [`ApiError::Unavailable`] when the store failed (nothing stored).
-    pub(crate) async fn commit(&self, events: Staged) -> Result<Vec<bool>, ApiError> {
+    /// [`ApiError::Unavailable`] when the store failed (nothing stored) or
+    /// the outbox did.
+    pub(crate) async fn commit(
+        &self,
+        events: Staged,
+        outgoing: Option<Outgoing>,
+    ) -> Result<Vec<bool>, ApiError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -119,6 +139,7 @@ impl CommitterHandle {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             events,
+            outgoing,
             reply,
             _room: room,
         };
@@ -127,7 +148,14 @@ impl CommitterHandle {
             .map_err(|_| ApiError::Unavailable("the commit thread has stopped".into()))?;
         match answer.await {
             Ok(Ok(new)) => Ok(new),
-            Ok(Err(e)) => Err(ApiError::commit_failed(e)),
+            Ok(Err(Failed::Store(e))) => Err(ApiError::commit_failed(e)),
+            Ok(Err(Failed::Outbox(e))) => {
+                tracing::error!(error = %e, "The outbox could not take committed events; their retry will put them there.");
+                Err(ApiError::Unavailable(
+                    "the events are stored, and could not be queued for forwarding: send them again"
+                        .into(),
+                ))
+            }
             Err(_) => Err(ApiError::Unavailable(
                 "the commit thread has stopped".into(),
             )),
@@ -185,7 +213,14 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
             for (job, n) in jobs.into_iter().zip(sizes) {
                 let (mine, others) = rest.split_at(n);
                 rest = others;
-                job.answer(Ok(mine.to_vec()));
+                let queued = match &job.outgoing {
+                    Some((outbox, events)) => outbox
+                        .append(events, mine)
+                        .map(|_| ())
+                        .map_err(|e| Failed::Outbox(Arc::new(e))),
+                    None => Ok(()),
+                };
+                job.answer(queued.map(|()| mine.to_vec()));
             }
         }
         // One request's events must not fail everyone's: retry each alone,
@@ -202,7 +237,7 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
             tracing::error!(error = %e, events = count, "Commit failed; the request gets 503.");
             let e = Arc::new(e);
             for job in jobs {
-                job.answer(Err(Arc::clone(&e)));
+                job.answer(Err(Failed::Store(Arc::clone(&e))));
             }
         }
     }
@@ -254,6 +289,7 @@ mod tests {
                         .map(|&n| sample(n, app, at))
                         .collect::<Vec<_>>()
                         .into(),
+                    outgoing: None,
                     reply,
                     _room: Arc::clone(&room).try_acquire_owned().expect("room"),
                 }

@@ -1,5 +1,6 @@
 //! How a server is set up.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tally_protocol::Limits;
@@ -46,6 +47,10 @@ pub struct Config {
     pub invocation_events: InvocationEvents,
     /// Most events committed in one transaction.
     pub max_group_events: usize,
+    /// Where each app's events are forwarded (app name -> destinations).
+    pub forward: BTreeMap<String, Vec<tally_forward::Destination>>,
+    /// How forwarding retries.
+    pub forward_options: tally_forward::Options,
 }
 
 impl Config {
@@ -64,6 +69,8 @@ impl Config {
             queue_events: 200_000,
             invocation_events: InvocationEvents::default(),
             max_group_events: 50_000,
+            forward: BTreeMap::new(),
+            forward_options: tally_forward::Options::default(),
         }
     }
 
@@ -102,6 +109,9 @@ impl Config {
             return Err(ServeError::Config(format!(
                 "client_header {name:?} is not an HTTP header name"
             )));
+        }
+        for (app, destinations) in &self.forward {
+            tally_forward::check(app, destinations)?;
         }
         Ok(())
     }

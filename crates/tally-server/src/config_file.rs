@@ -42,6 +42,9 @@ pub struct AppSettings {
     /// The app's rate limit, in events per second (bursts of four times as
     /// many pass).
     pub events_per_second: Option<u32>,
+    /// Where the app's events are forwarded (`[[apps.NAME.forward]]`).
+    #[serde(default)]
+    pub forward: Vec<tally_forward::Destination>,
 }
 
 /// Why a config file was refused: where, and what is wrong.
@@ -90,7 +93,10 @@ impl ConfigFile {
                 config
                     .rate_limits
                     .apps
-                    .insert(app, Rate::per_second(n, n.saturating_mul(4)));
+                    .insert(app.clone(), Rate::per_second(n, n.saturating_mul(4)));
+            }
+            if !settings.forward.is_empty() {
+                config.forward.insert(app, settings.forward);
             }
         }
     }

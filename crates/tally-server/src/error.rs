@@ -31,6 +31,10 @@ pub enum ServeError {
     /// The settings cannot work (see [`Config::check`](crate::Config::check)).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Forwarding could not start: a destination's settings, or its state
+    /// in the data dir.
+    #[error(transparent)]
+    Forward(#[from] tally_forward::ForwardError),
 }
 
 /// Every way a request can fail; each maps to one status and a JSON body

@@ -1,6 +1,7 @@
 //! `POST /v1/batch`: events in, exactly once, acknowledged when durable.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -132,6 +133,7 @@ async fn ingest(
     .map_err(|e| ApiError::Unavailable(Box::new(e)))??;
     let Prepared {
         staged,
+        outgoing,
         held,
         rejected,
         dropped,
@@ -140,7 +142,7 @@ async fn ingest(
     } = prepared;
     // The body is gone by now; only the events wait for the commit, and
     // `held` keeps their bytes counted until it answers.
-    let new = state.committer().commit(staged).await?;
+    let new = state.committer().commit(staged, outgoing).await?;
     drop(held);
     let accepted = new.iter().filter(|&&n| n).count();
     let duplicates = new.len() - accepted;
@@ -165,6 +167,8 @@ async fn ingest(
 /// A request's events, ready to commit.
 struct Prepared {
     staged: Staged,
+    /// The same, encoded for the app's outbox when it forwards.
+    outgoing: Option<crate::commit::Outgoing>,
     held: Held,
     rejected: Vec<Rejection>,
     dropped: u64,
@@ -229,13 +233,21 @@ fn prepare(
     for (dimension, n) in folded.iter() {
         state.metrics().count_folded(dimension, n);
     }
+    let outgoing = state.outbox(app).map(|outbox| {
+        let lines: Vec<_> = events.iter().map(tally_forward::Outgoing::of).collect();
+        (Arc::clone(outbox), lines)
+    });
+    let outgoing_bytes: usize = outgoing.as_ref().map_or(0, |(_, lines)| {
+        lines.iter().map(tally_forward::Outgoing::bytes).sum()
+    });
     let mut held = sent.held;
-    let staged_bytes = crate::budget::staged_bytes(&events);
+    let staged_bytes = crate::budget::staged_bytes(&events) + outgoing_bytes;
     held.resize(held.bytes() + staged_bytes)?;
     drop((body, sent.bytes));
     held.resize(staged_bytes)?;
     Ok(Prepared {
         staged: state.store().store().stage(events),
+        outgoing,
         held,
         rejected: decoded.rejected,
         dropped: decoded.dropped,

@@ -100,14 +100,19 @@ pub async fn serve(
 pub struct Server {
     state: AppState,
     committer: commit::Committer,
+    forwarder: tally_forward::Forwarder,
 }
 
 impl Server {
     /// Opens the store (refusing a data dir another process holds) and
     /// starts the commit thread.
     pub fn open(config: Config) -> Result<Self, ServeError> {
-        let (state, committer) = AppState::open(config)?;
-        Ok(Self { state, committer })
+        let (state, committer, forwarder) = AppState::open(config)?;
+        Ok(Self {
+            state,
+            committer,
+            forwarder,
+        })
     }
 
     /// The router over this server's state, for tests that call it without
@@ -153,6 +158,8 @@ impl Server {
         background.shutdown().await;
         tracing::info!("Draining: committing what was accepted.");
         self.committer.finish();
+        // After the last commit: everything acknowledged is in the outbox.
+        self.forwarder.stop();
         tracing::info!("Stopped.");
         Ok(())
     }

@@ -198,6 +198,76 @@ impl Default for Metrics {
     }
 }
 
+/// Each forwarding destination's counts, encoded at every scrape.
+#[derive(Debug)]
+struct Forwarding(Vec<tally_forward::DestinationStats>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabel {
+    app: String,
+    destination: String,
+}
+
+impl prometheus_client::collector::Collector for Forwarding {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        type Read = fn(&tally_forward::Stats) -> &AtomicU64;
+        let counters: [(&str, &str, Read); 3] = [
+            ("forward_events_sent", "Events a destination took", |s| {
+                &s.sent
+            }),
+            (
+                "forward_events_dead",
+                "Events a destination refused for good (dead letters)",
+                |s| &s.dead,
+            ),
+            (
+                "forward_retries",
+                "Attempts to send to a destination that failed and are tried again",
+                |s| &s.retries,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for d in &self.0 {
+                let label = DestinationLabel {
+                    app: d.app.clone(),
+                    destination: d.destination.clone(),
+                };
+                ConstCounter::new(read(&d.stats).load(Ordering::Relaxed))
+                    .encode(family.encode_family(&label)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "forward_last_delivered_timestamp_seconds",
+            "When a destination last took a batch (0: not since the server started)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for d in &self.0 {
+            let label = DestinationLabel {
+                app: d.app.clone(),
+                destination: d.destination.clone(),
+            };
+            let at = d.stats.last_delivered.load(Ordering::Relaxed);
+            ConstGauge::new(i64::try_from(at).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// What the gauges read now, from the parts of the server that know.
 pub(crate) struct Gauges {
     pub(crate) queue_depth: usize,
@@ -221,6 +291,19 @@ impl Metrics {
     pub(crate) fn connection_opened(&self) -> OpenConnection {
         self.inner.connections_open.inc();
         OpenConnection(self.inner.connections_open.clone())
+    }
+
+    /// Adds the forwarding destinations' counts (labels from the config
+    /// file, never from clients).
+    pub(crate) fn register_forwarding(&self, destinations: Vec<tally_forward::DestinationStats>) {
+        if destinations.is_empty() {
+            return;
+        }
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_collector(Box::new(Forwarding(destinations)));
     }
 
     pub(crate) fn count_connection_refused(&self) {

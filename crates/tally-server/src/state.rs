@@ -42,6 +42,8 @@ struct Inner {
     preparing: Arc<tokio::sync::Semaphore>,
     limiter: Limiter,
     cardinality: Cardinality,
+    /// The outbox of each app that forwards (see `tally_forward`).
+    outboxes: HashMap<String, Arc<tally_forward::Outbox>>,
 }
 
 /// The app an ingest key belongs to, as requests need it; cheap to clone.
@@ -116,13 +118,35 @@ impl StoreHandle {
 const PREPARE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AppState {
-    /// Opens the configured store and starts the commit thread. The
-    /// [`Committer`] must be finished after the last request is answered.
-    pub(crate) fn open(config: Config) -> Result<(Self, Committer), ServeError> {
+    /// Opens the configured store, starts the commit thread and the
+    /// forwarding. The [`Committer`] must be finished after the last
+    /// request is answered, and the forwarder stopped after it.
+    pub(crate) fn open(
+        config: Config,
+    ) -> Result<(Self, Committer, tally_forward::Forwarder), ServeError> {
         config.check()?;
         let admin_token = crate::auth::load_or_create_admin_token(&config.data_dir)?;
         let store: Arc<dyn Store> = Arc::from(config.store.open()?);
         let metrics = Metrics::default();
+        let forwarding = config
+            .forward
+            .iter()
+            .map(|(app, destinations)| {
+                let forwarding = tally_forward::AppForwarding {
+                    destinations: destinations.clone(),
+                    invocation_event: config.invocation_events.of(app).to_owned(),
+                };
+                (app.clone(), forwarding)
+            })
+            .collect();
+        let forwarder =
+            tally_forward::Forwarder::start(&config.data_dir, forwarding, config.forward_options)?;
+        metrics.register_forwarding(forwarder.stats());
+        let outboxes = config
+            .forward
+            .keys()
+            .filter_map(|app| Some((app.clone(), Arc::clone(forwarder.outbox(app)?))))
+            .collect();
         let committer = Committer::start(
             store.writer()?,
             config.queue_events,
@@ -147,6 +171,7 @@ impl AppState {
                         * std::thread::available_parallelism().map_or(1, usize::from),
                 )),
                 limiter,
+                outboxes,
                 config,
                 store: StoreHandle(store),
                 admin_token: AdminToken::new(&admin_token),
@@ -156,7 +181,7 @@ impl AppState {
                 keys_wanted: tokio::sync::Notify::new(),
             }),
         };
-        Ok((state, committer))
+        Ok((state, committer, forwarder))
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -208,6 +233,11 @@ impl AppState {
 
     pub(crate) fn cardinality(&self) -> &Cardinality {
         &self.inner.cardinality
+    }
+
+    /// The outbox of `app`, if it forwards.
+    pub(crate) fn outbox(&self, app: &str) -> Option<&Arc<tally_forward::Outbox>> {
+        self.inner.outboxes.get(app)
     }
 
     /// The app of an ingest key, from memory: never a call to the store on

@@ -55,14 +55,14 @@ pub(crate) const JITTER: time::Duration = time::Duration::seconds(1);
 
 /// The dedupe time `e` presents when it arrives (see the module docs), in
 /// microseconds.
-pub(crate) fn presented(e: &StoredEvent) -> i64 {
+pub fn presented(e: &StoredEvent) -> i64 {
     micros(e.client_timestamp).min(micros(e.event.timestamp))
 }
 
 /// The latest dedupe time a retry of the stored event `e` can present (see
 /// the module docs), in microseconds: never more than [`SKEW`] after the
 /// server received it.
-pub(crate) fn latest(e: &StoredEvent) -> i64 {
+pub fn latest(e: &StoredEvent) -> i64 {
     let after = |t, by: time::Duration| micros(t).saturating_add(by.whole_microseconds() as i64);
     micros(e.client_timestamp)
         .min(after(e.event.timestamp, JITTER))

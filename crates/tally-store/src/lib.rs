@@ -32,7 +32,7 @@
 mod caches;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
-mod dedupe;
+pub mod dedupe;
 #[cfg(feature = "duckdb")]
 mod duckdb;
 mod error;

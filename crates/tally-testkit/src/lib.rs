@@ -4,7 +4,8 @@
 //! suite (`conformance`, feature `store`, and `store_tests!`), a private
 //! ClickHouse server ([`clickhouse`]), a full disk ([`disk`]), other tools' real client libraries ([`clients`]),
 //! a proxy that loses answers ([`proxy`]), Tally servers in the test process
-//! (`server`, feature `server`), and [`eventually`] in place of hand-written
+//! (`server`, feature `server`), a destination that records what it is
+//! forwarded (`receiver`, feature `receiver`), and [`eventually`] in place of hand-written
 //! poll loops.
 //!
 //! A dev-dependency only: nothing here is for production.
@@ -27,6 +28,8 @@ pub mod conformance;
 pub mod disk;
 pub mod events;
 pub mod proxy;
+#[cfg(feature = "receiver")]
+pub mod receiver;
 pub mod reports;
 #[cfg(feature = "server")]
 pub mod server;

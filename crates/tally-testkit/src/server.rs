@@ -68,6 +68,11 @@ impl RunningServer {
         }
     }
 
+    /// Its data dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
     /// The admin token.
     pub fn admin_token(&self) -> &str {
         &self.admin

@@ -3,6 +3,7 @@
 mod app;
 mod demo_data;
 mod export;
+mod forward;
 mod report;
 mod serve;
 
@@ -34,6 +35,12 @@ enum Command {
     Report(report::Args),
     /// Print stored events as NDJSON, one event a line.
     Export(export::Args),
+    /// What forwarding to PostHog, Segment and webhooks did: status, dead
+    /// letters, replay.
+    Forward {
+        #[command(subcommand)]
+        command: forward::Command,
+    },
 }
 
 /// Runs the subcommand `cli` names.
@@ -44,5 +51,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::App { command } => app::run(command),
         Command::Report(args) => report::run(args),
         Command::Export(args) => export::run(args),
+        Command::Forward { command } => forward::run(command),
     }
 }

@@ -6,5 +6,6 @@ mod api;
 mod bad_input;
 mod compat;
 mod compat_input;
+mod forward;
 mod hostile;
 mod support;

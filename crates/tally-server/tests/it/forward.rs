@@ -1,0 +1,314 @@
+//! Forwarding to real HTTP destinations on loopback that fail, ask to wait
+//! and refuse: every stored event reaches each destination once, with only
+//! the fields it may have, and what a destination refuses waits as a dead
+//! letter until it is replayed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tally_forward::{Backoff, Destination};
+use tally_testkit::events::fresh;
+use tally_testkit::eventually;
+use tally_testkit::receiver::{Receiver, Reply};
+use tally_testkit::server::RunningServer;
+
+/// A webhook secret as Standard Webhooks writes them.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn destination(text: &str) -> Destination {
+    toml::from_str(text).expect("a destination")
+}
+
+/// A server forwarding app `mycli` to `destinations`, retrying quickly.
+fn forwarding(destinations: Vec<Destination>) -> (RunningServer, String) {
+    let server = RunningServer::start_with(|config| {
+        config.forward.insert("mycli".into(), destinations);
+        config.forward_options.backoff = Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_secs(2),
+        };
+    });
+    let key = server.add_app("mycli");
+    (server, key)
+}
+
+/// Posts `events` to the server's `/v1/batch` and checks it stored them.
+fn send(server: &RunningServer, key: &str, events: &[tally_protocol::Event]) {
+    let mut answer = ureq::post(format!("{}/v1/batch", server.url))
+        .header("Authorization", &format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(&tally_testkit::events::batch_body(events))
+        .expect("send");
+    let body: Value = answer.body_mut().read_json().expect("json");
+    assert_eq!(body["rejected"], json!([]), "{body}");
+}
+
+/// How many times each event id reached `receiver` in an answer it gave
+/// 200 to, with the events' bodies by id; `events` reads a request's
+/// events, `id` an event's id.
+fn delivered(
+    receiver: &Receiver,
+    events: impl Fn(&Value) -> Vec<Value>,
+    id: &str,
+) -> HashMap<String, (usize, Value)> {
+    let mut seen: HashMap<String, (usize, Value)> = HashMap::new();
+    for request in receiver.received().iter().filter(|r| r.status == 200) {
+        for event in events(&request.json()) {
+            let entry = seen
+                .entry(event[id].as_str().expect("an id").to_owned())
+                .or_insert((0, event.clone()));
+            entry.0 += 1;
+        }
+    }
+    seen
+}
+
+#[test]
+fn every_event_reaches_each_destination_once_through_failures() {
+    let (posthog, segment, webhook) = (Receiver::start(), Receiver::start(), Receiver::start());
+    posthog.script([
+        Reply::status(503),
+        Reply {
+            retry_after: Some(1),
+            ..Reply::status(429)
+        },
+    ]);
+    segment.script([Reply::status(500), Reply::status(502)]);
+    webhook.script([Reply::status(408)]);
+    let (server, key) = forwarding(vec![
+        destination(&format!(
+            "name = \"posthog\"\nkind = \"posthog\"\nurl = \"{}\"\nkey = \"phc_test\"",
+            posthog.url
+        )),
+        destination(&format!(
+            "name = \"segment\"\nkind = \"segment\"\nurl = \"{}\"\nkey = \"wk\"\nbatch_events = 40",
+            segment.url
+        )),
+        destination(&format!(
+            "name = \"hooks\"\nkind = \"webhook\"\nurl = \"{}/hook\"\nsecret = \"{SECRET}\"\nfields = [\"command\", \"error.message\"]",
+            webhook.url
+        )),
+    ]);
+    let events: Vec<_> = (0..300)
+        .map(|i| {
+            let mut e = fresh("mycli");
+            if i % 10 == 0 {
+                e.error = Some(tally_protocol::ErrorInfo {
+                    kind: "io".into(),
+                    message: "cannot open <path>".into(),
+                    location: None,
+                });
+            }
+            e
+        })
+        .collect();
+    for batch in events.chunks(100) {
+        send(&server, &key, batch);
+    }
+    // A retry of a stored batch is no new event for anyone.
+    send(&server, &key, &events[..100]);
+
+    let posthog_events = |body: &Value| body["batch"].as_array().cloned().unwrap_or_default();
+    let webhook_events = |body: &Value| body["data"].as_array().cloned().unwrap_or_default();
+    for (receiver, read, id) in [
+        (
+            &posthog,
+            &posthog_events as &dyn Fn(&Value) -> Vec<Value>,
+            "uuid",
+        ),
+        (&segment, &posthog_events, "messageId"),
+        (&webhook, &webhook_events, "id"),
+    ] {
+        let got = eventually(Duration::from_secs(30), "every event delivered", || {
+            let got = delivered(receiver, read, id);
+            (got.len() == events.len()).then_some(got)
+        });
+        for e in &events {
+            let (times, _) = &got[&e.id.to_string()];
+            assert_eq!(*times, 1, "{} reached {} {times} times", e.id, receiver.url);
+        }
+    }
+
+    // Only the fields each may have.
+    let posthog_got = delivered(&posthog, posthog_events, "uuid");
+    let (_, first) = &posthog_got[&events[0].id.to_string()];
+    assert_eq!(first["distinct_id"], json!(events[0].install_id));
+    assert_eq!(first["event"], "invocation");
+    assert_eq!(first["properties"]["command"], json!(events[0].command));
+    assert_eq!(first["properties"]["error_kind"], "io");
+    assert_eq!(first["properties"]["$geoip_disable"], true);
+    assert!(
+        first["properties"].get("error_message").is_none(),
+        "{first}"
+    );
+    let requests = posthog.received();
+    assert_eq!(requests[0].path, "/batch/");
+    assert_eq!(requests[0].json()["api_key"], "phc_test");
+    let segment_requests = segment.received();
+    assert_eq!(segment_requests[0].path, "/v1/batch");
+    assert_eq!(
+        segment_requests[0].header("authorization"),
+        Some("Basic d2s6")
+    );
+    assert!(
+        segment_requests
+            .iter()
+            .all(|r| r.json()["batch"].as_array().is_some_and(|b| b.len() <= 40))
+    );
+    let hooks = delivered(&webhook, webhook_events, "id");
+    let (_, hooked) = &hooks[&events[0].id.to_string()];
+    let mut keys: Vec<&str> = hooked
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "app",
+            "command",
+            "error_message",
+            "id",
+            "install_id",
+            "name",
+            "timestamp"
+        ]
+    );
+    // The same batch keeps its webhook-id on every attempt.
+    let hook_requests = webhook.received();
+    assert_eq!(hook_requests[0].status, 408);
+    assert_eq!(
+        hook_requests[0].header("webhook-id"),
+        hook_requests[1].header("webhook-id")
+    );
+
+    let metrics = ureq::get(format!("{}/metrics", server.url))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    for line in [
+        "tally_forward_events_sent_total{app=\"mycli\",destination=\"posthog\"} 300",
+        "tally_forward_retries_total{app=\"mycli\",destination=\"posthog\"} 2",
+        "tally_forward_events_dead_total{app=\"mycli\",destination=\"segment\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+}
+
+#[test]
+fn refused_events_become_dead_letters_and_a_replay_delivers_them() {
+    let receiver = Receiver::start();
+    receiver.otherwise(Reply::status(400));
+    let (server, key) = forwarding(vec![destination(&format!(
+        "name = \"ph\"\nkind = \"posthog\"\nurl = \"{}\"\nkey = \"phc_test\"",
+        receiver.url
+    ))]);
+    let events: Vec<_> = (0..5).map(|_| fresh("mycli")).collect();
+    send(&server, &key, &events);
+    let data = server.data_dir();
+    let status = eventually(Duration::from_secs(30), "five dead letters", || {
+        let status = tally_forward::status(data).expect("status").pop()?;
+        (status.state.dead == 5).then_some(status)
+    });
+    // Halved down to each event: a refusal costs only the events at fault.
+    assert_eq!((status.backlog, status.state.sent), (0, 0), "{status:?}");
+    assert!(
+        status
+            .state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("400"))
+    );
+    let mut dead = Vec::new();
+    tally_forward::dead_letters(data, "mycli", "ph", |letter| dead.push(letter)).expect("dead");
+    assert_eq!(dead.len(), 5);
+    assert!(dead.iter().all(|d| d.status == 400));
+
+    receiver.otherwise(Reply::status(200));
+    assert_eq!(
+        tally_forward::replay(data, "mycli", "ph").expect("replay"),
+        5
+    );
+    let got = eventually(Duration::from_secs(30), "the replay delivered", || {
+        let got = delivered(
+            &receiver,
+            |b| b["batch"].as_array().cloned().unwrap_or_default(),
+            "uuid",
+        );
+        (got.len() == 5).then_some(got)
+    });
+    assert!(got.values().all(|(times, _)| *times == 1));
+    let status = eventually(Duration::from_secs(10), "the replay finished", || {
+        let status = tally_forward::status(data).expect("status").pop()?;
+        (!status.replaying).then_some(status)
+    });
+    assert_eq!(status.state.sent, 5);
+    let mut left = 0;
+    tally_forward::dead_letters(data, "mycli", "ph", |_| left += 1).expect("dead");
+    assert_eq!(left, 0);
+}
+
+/// The webhook's signature, checked by the Standard Webhooks reference
+/// library from PyPI, as a receiver would check it.
+#[test]
+fn webhooks_pass_the_standard_webhooks_library() {
+    let Some(python) = tally_testkit::clients::python(&["standardwebhooks==1.1.0"]) else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let (server, key) = forwarding(vec![destination(&format!(
+        "name = \"hooks\"\nkind = \"webhook\"\nurl = \"{}/hook\"\nsecret = \"{SECRET}\"",
+        receiver.url
+    ))]);
+    send(&server, &key, &[fresh("mycli"), fresh("mycli")]);
+    let request = eventually(Duration::from_secs(30), "the webhook", || {
+        receiver.received().into_iter().find(|r| r.status == 200)
+    });
+    let headers: serde_json::Map<String, Value> =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .map(|h| ((*h).to_owned(), json!(request.header(h).expect("header"))))
+            .collect();
+    let script = "import json, os, sys\n\
+        from standardwebhooks.webhooks import Webhook\n\
+        body = sys.stdin.buffer.read()\n\
+        payload = Webhook(os.environ['SECRET']).verify(body, json.loads(os.environ['HEADERS']))\n\
+        print(len(payload['data']))\n";
+    let check = |body: &[u8]| {
+        let mut child = std::process::Command::new(&python)
+            .args(["-c", script])
+            .env("SECRET", SECRET)
+            .env("HEADERS", Value::Object(headers.clone()).to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body)
+            .expect("write");
+        child.wait_with_output().expect("python")
+    };
+    let verified = check(&request.body);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&verified.stdout).trim(), "2");
+    // A body changed on the way fails the check.
+    let mut forged = request.body.to_vec();
+    forged.insert(1, b' ');
+    let refused = check(&forged);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("WebhookVerificationError"));
+}
