@@ -91,6 +91,7 @@ impl Outgoing {
 /// app's senders (which read).
 pub struct Outbox {
     dir: PathBuf,
+    segment_bytes: u64,
     inner: Mutex<Inner>,
     /// Signalled on every append, and on [`Outbox::close`].
     appended: Condvar,
@@ -145,6 +146,17 @@ impl Outbox {
     /// stored before forwarding began is only forwarded if the store takes
     /// it as new).
     pub fn open(dir: &Path, capacity: usize, now_us: i64) -> Result<Self, ForwardError> {
+        Self::open_sized(dir, capacity, now_us, SEGMENT_BYTES)
+    }
+
+    /// [`Outbox::open`] with segments cut at `segment_bytes` rather than
+    /// 16 MiB (for tests and benchmarks of what happens at a cut).
+    pub fn open_sized(
+        dir: &Path,
+        capacity: usize,
+        now_us: i64,
+        segment_bytes: u64,
+    ) -> Result<Self, ForwardError> {
         let at = |e: io::Error| ForwardError::io(dir, e);
         fs::create_dir_all(dir).map_err(at)?;
         let mark_path = dir.join(MARK_FILE);
@@ -190,6 +202,7 @@ impl Outbox {
         file.set_len(len).map_err(at)?;
         Ok(Self {
             dir: dir.to_owned(),
+            segment_bytes,
             inner: Mutex::new(Inner {
                 memory,
                 file,
@@ -237,7 +250,7 @@ impl Outbox {
         inner.file.sync_data().map_err(at)?;
         inner.end.offset += taken.len() as u64;
         inner.latest_now = inner.latest_now.max(latest);
-        if inner.end.offset >= SEGMENT_BYTES {
+        if inner.end.offset >= self.segment_bytes {
             self.rotate(&mut inner)?;
         }
         drop(inner);

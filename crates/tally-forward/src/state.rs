@@ -185,7 +185,7 @@ pub fn forward_dir(data_dir: &Path) -> PathBuf {
 /// ```
 /// let data = tempfile::tempdir()?;
 /// assert!(tally_forward::status(data.path())?.is_empty());
-/// # Ok::<(), tally_forward::ForwardError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn status(data_dir: &Path) -> Result<Vec<Status>, ForwardError> {
     let root = forward_dir(data_dir);

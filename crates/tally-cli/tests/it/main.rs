@@ -6,6 +6,7 @@ mod cluster;
 mod crash;
 mod demo;
 mod disk_full;
+mod forward;
 mod hostile;
 mod ingest;
 mod secrets;
