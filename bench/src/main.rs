@@ -6,6 +6,7 @@
 //! cargo run --release -p tally-bench -- bare --batch 1 --concurrency 64
 //! cargo run --release -p tally-bench -- sdk --runs 200
 //! cargo run --release -p tally-bench -- hostile --seconds 30
+//! cargo run --release -p tally-bench -- forward --seconds 20
 //! ```
 //!
 //! Each run starts its server as a child process (the release `tally` next
@@ -13,6 +14,7 @@
 //! prints events/s, request latency p50/p99 and the server's peak RSS.
 
 mod attack;
+mod forward;
 mod hostile;
 mod legit;
 mod load;
@@ -184,6 +186,18 @@ enum Command {
     /// attacker sends slow, padded and high-cardinality requests at full
     /// speed, side by side in one run.
     Hostile(HostileArgs),
+    /// The same load without forwarding and with a webhook destination on
+    /// loopback, side by side; then how fast the events were forwarded.
+    Forward {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Events per webhook request.
+        #[arg(long, default_value_t = 100)]
+        batch_events: usize,
+        /// The `tally` binary (default: next to this one).
+        #[arg(long)]
+        tally: Option<PathBuf>,
+    },
     /// Fill a data dir with N events by ingesting them (for dedupe at scale).
     Fill {
         /// The data dir.
@@ -223,6 +237,11 @@ fn main() -> ExitCode {
             posthog_cli,
         } => sdk::run(runs, democli, tally, posthog_cli),
         Command::Hostile(args) => hostile::run(args.into()),
+        Command::Forward {
+            load,
+            batch_events,
+            tally,
+        } => forward::run(&load, batch_events, tally),
         Command::Fill {
             data,
             events,

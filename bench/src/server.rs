@@ -73,6 +73,14 @@ pub struct Observed {
     pub cpu_seconds: Option<f64>,
 }
 
+/// Loads `server` (app [`APP`], key `key`) as `args` say, and reads what
+/// it cost it.
+pub(crate) fn observe_one(server: &Running, key: &str, args: &LoadArgs) -> (load::Report, Observed) {
+    observe(std::slice::from_ref(server), || {
+        load::run(std::slice::from_ref(&server.url), key, APP, args)
+    })
+}
+
 /// Runs `load` against `servers` and reads what it cost them.
 fn observe(servers: &[Running], load: impl FnOnce() -> load::Report) -> (load::Report, Observed) {
     let before: Vec<Option<f64>> = servers.iter().map(Running::cpu_seconds).collect();
@@ -151,12 +159,14 @@ pub(crate) fn start_tally(
     tally: &Path,
     app: &str,
 ) -> Result<(Running, String)> {
-    start_tally_with(data, store, tally, app, |command| {
-        // The benchmark measures what the server can take, not the rate
-        // limit that keeps one app from taking all of it (an environment
-        // variable, which builds from before the limit ignore).
-        command.env("TALLY_APP_EVENTS_PER_SECOND", "100000000");
-    })
+    start_tally_with(data, store, tally, app, unlimited)
+}
+
+/// The benchmark measures what the server can take, not the rate limit
+/// that keeps one app from taking all of it (an environment variable,
+/// which builds from before the limit ignore).
+pub(crate) fn unlimited(command: &mut Command) {
+    command.env("TALLY_APP_EVENTS_PER_SECOND", "100000000");
 }
 
 /// [`start_tally`] with the server's limits at their defaults, but for
@@ -252,9 +262,7 @@ pub fn bare(args: &LoadArgs) -> Result<()> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("bare-server");
     let server = spawn(command, "listening on ", false)?;
-    let (report, observed) = observe(std::slice::from_ref(&server), || {
-        load::run(std::slice::from_ref(&server.url), "none", APP, args)
-    });
+    let (report, observed) = observe_one(&server, "none", args);
     report.print("bare axum", args, &observed);
     Ok(())
 }

@@ -8,6 +8,13 @@
 //! invocation_event = "command_run"
 //! # Events per second the app's key may send (bursts of four times as many pass).
 //! events_per_second = 2000
+//!
+//! # Where its events are forwarded (docs/forwarding.md); one table each.
+//! [[apps.mycli.forward]]
+//! name = "posthog"
+//! kind = "posthog"
+//! url = "https://eu.i.posthog.com"
+//! key_env = "POSTHOG_PROJECT_TOKEN"
 //! ```
 
 use std::collections::BTreeMap;

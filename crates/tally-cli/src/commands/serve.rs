@@ -34,7 +34,8 @@ pub struct Args {
         default_value = "invocation"
     )]
     invocation_events: Vec<String>,
-    /// A TOML file of per-app settings (docs/compat.md has an example);
+    /// A TOML file of per-app settings: invocation event, rate, forwarding
+    /// (docs/compat.md and docs/forwarding.md have examples);
     /// what it sets for an app takes precedence over --app-rate and
     /// --invocation-event. Checked at start: a mistake stops the server
     /// with its line.
