@@ -35,8 +35,7 @@ fn receiver() -> Result<Receiver> {
             let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
                 let counted = Arc::clone(&counted);
                 async move {
-                    let body: serde_json::Value =
-                        serde_json::from_slice(&body).unwrap_or_default();
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     let n = body["data"].as_array().map_or(0, Vec::len);
                     counted.fetch_add(n as u64, Ordering::Relaxed);
                     "ok"
@@ -83,7 +82,10 @@ pub fn run(args: &LoadArgs, batch_events: usize, tally: Option<std::path::PathBu
     let started = Instant::now();
     while receiver.events.load(Ordering::Relaxed) < stored {
         if started.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!("the webhook got {} of {stored} events in 10 minutes", receiver.events.load(Ordering::Relaxed));
+            anyhow::bail!(
+                "the webhook got {} of {stored} events in 10 minutes",
+                receiver.events.load(Ordering::Relaxed)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

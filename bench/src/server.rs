@@ -75,7 +75,11 @@ pub struct Observed {
 
 /// Loads `server` (app [`APP`], key `key`) as `args` say, and reads what
 /// it cost it.
-pub(crate) fn observe_one(server: &Running, key: &str, args: &LoadArgs) -> (load::Report, Observed) {
+pub(crate) fn observe_one(
+    server: &Running,
+    key: &str,
+    args: &LoadArgs,
+) -> (load::Report, Observed) {
     observe(std::slice::from_ref(server), || {
         load::run(std::slice::from_ref(&server.url), key, APP, args)
     })

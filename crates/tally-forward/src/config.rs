@@ -22,44 +22,62 @@ pub enum Kind {
 /// The fields of an event a destination may be sent, beside the event's
 /// id, name, time and install id, which every destination gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[allow(missing_docs)] // Each is the event field of that name.
 pub enum Field {
+    /// The CLI's version.
     #[serde(rename = "app_version")]
     AppVersion,
+    /// The command run.
     #[serde(rename = "command")]
     Command,
+    /// The flag names given.
     #[serde(rename = "flags")]
     Flags,
+    /// The exit code.
     #[serde(rename = "exit_code")]
     ExitCode,
+    /// How the run ended (read off the exit code when the SDK did not say).
     #[serde(rename = "outcome")]
     Outcome,
+    /// How long it took.
     #[serde(rename = "duration_ms")]
     DurationMs,
+    /// The OS.
     #[serde(rename = "os")]
     Os,
+    /// The OS version.
     #[serde(rename = "os_version")]
     OsVersion,
+    /// The CPU architecture.
     #[serde(rename = "arch")]
     Arch,
+    /// The CI vendor, if any.
     #[serde(rename = "ci")]
     Ci,
+    /// The AI agent that ran it, if any.
     #[serde(rename = "agent")]
     Agent,
+    /// Whether it ran on a terminal.
     #[serde(rename = "tty")]
     Tty,
+    /// Whether it ran in a container.
     #[serde(rename = "container")]
     Container,
+    /// Whether it ran under WSL.
     #[serde(rename = "wsl")]
     Wsl,
+    /// The error's kind.
     #[serde(rename = "error.kind")]
     ErrorKind,
+    /// The error's message (scrubbed, and still the user's text).
     #[serde(rename = "error.message")]
     ErrorMessage,
+    /// Where the error was raised.
     #[serde(rename = "error.location")]
     ErrorLocation,
+    /// The versions of tools the CLI depends on.
     #[serde(rename = "deps")]
     Deps,
+    /// A custom event's properties.
     #[serde(rename = "properties")]
     Properties,
 }
@@ -216,6 +234,12 @@ impl Destination {
             Kind::Segment => "segment",
             Kind::Webhook => "webhook",
         }
+    }
+
+    /// The largest request body the destination takes, if it says:
+    /// Segment refuses batches over 500 KB.
+    pub(crate) fn max_request_bytes(&self) -> Option<usize> {
+        (self.kind == Kind::Segment).then_some(500 * 1000)
     }
 
     /// The most events one request carries.

@@ -41,92 +41,121 @@ fn rfc3339(t: OffsetDateTime) -> String {
 /// The request carrying `events` to `target`, sent at `now`.
 pub(crate) fn request(target: &Target, events: &[StoredEvent], now: OffsetDateTime) -> Request {
     let base = target.url.trim_end_matches('/');
-    let name = |e: &Event| {
-        e.name
-            .clone()
-            .unwrap_or_else(|| target.invocation_event.to_owned())
-    };
     match (target.kind, target.secret) {
-        (Kind::PostHog, Secret::Key(key)) => {
-            let batch: Vec<Value> = events
-                .iter()
-                .map(|s| {
-                    let mut properties = fields(&s.event, target.fields);
-                    properties.insert("$lib".into(), json!("tally"));
-                    // The request comes from the server, not the user: its
-                    // address says nothing of where the user is.
-                    properties.insert("$geoip_disable".into(), json!(true));
-                    json!({
-                        "event": name(&s.event),
-                        "distinct_id": s.event.install_id,
-                        "uuid": s.event.id,
-                        "timestamp": rfc3339(s.event.timestamp),
-                        "properties": properties,
-                    })
-                })
-                .collect();
-            Request {
-                url: format!("{base}/batch/"),
-                headers: vec![("Content-Type", "application/json".into())],
-                body: json!({"api_key": key, "batch": batch, "sent_at": rfc3339(now)})
-                    .to_string()
-                    .into_bytes(),
-            }
-        }
-        (Kind::Segment, Secret::Key(key)) => {
-            let batch: Vec<Value> = events
-                .iter()
-                .map(|s| {
-                    json!({
-                        "type": "track",
-                        "event": name(&s.event),
-                        "anonymousId": s.event.install_id,
-                        "messageId": s.event.id,
-                        "timestamp": rfc3339(s.event.timestamp),
-                        "properties": fields(&s.event, target.fields),
-                        "context": {"library": {"name": "tally", "version": env!("CARGO_PKG_VERSION")}},
-                    })
-                })
-                .collect();
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
-            Request {
-                url: format!("{base}/v1/batch"),
-                headers: vec![
-                    ("Content-Type", "application/json".into()),
-                    ("Authorization", format!("Basic {basic}")),
-                ],
-                body: json!({"batch": batch, "sentAt": rfc3339(now)})
-                    .to_string()
-                    .into_bytes(),
-            }
-        }
-        (Kind::Webhook, Secret::Signing(key)) => {
-            let data: Vec<Value> = events
-                .iter()
-                .map(|s| {
-                    let mut event = fields(&s.event, target.fields);
-                    event.insert("id".into(), json!(s.event.id));
-                    event.insert("app".into(), json!(s.event.app));
-                    event.insert("name".into(), json!(s.event.name));
-                    event.insert("install_id".into(), json!(s.event.install_id));
-                    event.insert("timestamp".into(), json!(rfc3339(s.event.timestamp)));
-                    Value::Object(event)
-                })
-                .collect();
-            let body = json!({"type": "events", "timestamp": rfc3339(now), "data": data})
-                .to_string()
-                .into_bytes();
-            // The same batch has the same id on every attempt, so that a
-            // receiver can drop a delivery it has had.
-            let ids: Vec<u8> = events
-                .iter()
-                .flat_map(|s| s.event.id.into_bytes())
-                .collect();
-            let id = format!("msg_{}", Uuid::new_v5(&WEBHOOK_IDS, &ids).simple());
-            signed(target.url, key, &id, now, body)
-        }
+        (Kind::PostHog, Secret::Key(key)) => posthog(target, base, key, events, now),
+        (Kind::Segment, Secret::Key(key)) => segment(target, base, key, events, now),
+        (Kind::Webhook, Secret::Signing(key)) => webhook(target, key, events, now),
         (kind, _) => unreachable!("a {kind:?} destination's secret is checked at start"),
     }
+}
+
+/// The name an event is sent under to PostHog and Segment: its own, or
+/// the app's invocation event.
+fn name(target: &Target, e: &Event) -> String {
+    e.name
+        .clone()
+        .unwrap_or_else(|| target.invocation_event.to_owned())
+}
+
+fn posthog(
+    target: &Target,
+    base: &str,
+    key: &str,
+    events: &[StoredEvent],
+    now: OffsetDateTime,
+) -> Request {
+    let batch: Vec<Value> = events
+        .iter()
+        .map(|s| {
+            let mut properties = fields(&s.event, target.fields);
+            properties.insert("$lib".into(), json!("tally"));
+            // The request comes from the server, not the user: its address
+            // says nothing of where the user is.
+            properties.insert("$geoip_disable".into(), json!(true));
+            // PostHog gives `$` names meanings of its own (`$identify`
+            // merges people, `$exception` files errors): a client's custom
+            // event must not take them on.
+            let name = name(target, &s.event);
+            let name = match name.strip_prefix('$') {
+                Some(rest) => format!("_{rest}"),
+                None => name,
+            };
+            json!({
+                "event": name,
+                "distinct_id": s.event.install_id,
+                "uuid": s.event.id,
+                "timestamp": rfc3339(s.event.timestamp),
+                "properties": properties,
+            })
+        })
+        .collect();
+    Request {
+        url: format!("{base}/batch/"),
+        headers: vec![("Content-Type", "application/json".into())],
+        body: json!({"api_key": key, "batch": batch, "sent_at": rfc3339(now)})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+fn segment(
+    target: &Target,
+    base: &str,
+    key: &str,
+    events: &[StoredEvent],
+    now: OffsetDateTime,
+) -> Request {
+    let batch: Vec<Value> = events
+        .iter()
+        .map(|s| {
+            json!({
+                "type": "track",
+                "event": name(target, &s.event),
+                "anonymousId": s.event.install_id,
+                "messageId": s.event.id,
+                "timestamp": rfc3339(s.event.timestamp),
+                "properties": fields(&s.event, target.fields),
+                "context": {"library": {"name": "tally", "version": env!("CARGO_PKG_VERSION")}},
+            })
+        })
+        .collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+    Request {
+        url: format!("{base}/v1/batch"),
+        headers: vec![
+            ("Content-Type", "application/json".into()),
+            ("Authorization", format!("Basic {basic}")),
+        ],
+        body: json!({"batch": batch, "sentAt": rfc3339(now)})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+fn webhook(target: &Target, key: &[u8], events: &[StoredEvent], now: OffsetDateTime) -> Request {
+    let data: Vec<Value> = events
+        .iter()
+        .map(|s| {
+            let mut event = fields(&s.event, target.fields);
+            event.insert("id".into(), json!(s.event.id));
+            event.insert("app".into(), json!(s.event.app));
+            event.insert("name".into(), json!(s.event.name));
+            event.insert("install_id".into(), json!(s.event.install_id));
+            event.insert("timestamp".into(), json!(rfc3339(s.event.timestamp)));
+            Value::Object(event)
+        })
+        .collect();
+    let body = json!({"type": "events", "timestamp": rfc3339(now), "data": data})
+        .to_string()
+        .into_bytes();
+    // The same batch has the same id on every attempt, so that a receiver
+    // can drop a delivery it has had.
+    let ids: Vec<u8> = events
+        .iter()
+        .flat_map(|s| s.event.id.into_bytes())
+        .collect();
+    let id = format!("msg_{}", Uuid::new_v5(&WEBHOOK_IDS, &ids).simple());
+    signed(target.url, key, &id, now, body)
 }
 
 /// A Standard Webhooks request: `webhook-signature` is `v1,` and the

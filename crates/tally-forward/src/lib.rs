@@ -14,8 +14,8 @@
 //! Once per destination means: every stored event is sent until the
 //! destination took it, and a delivered batch is not sent again, except
 //! when the server dies between the destination's answer and the saving of
-//! the cursor. Then that one batch is sent again, with the same ids
-//! (PostHog's `uuid`, Segment's `messageId`, the webhook's `webhook-id`),
+//! the cursor. Then that one batch is sent again, with the same event ids
+//! (PostHog's `uuid`, Segment's `messageId`, the webhook events' `id`),
 //! which those destinations deduplicate on.
 //!
 //! ```no_run
@@ -138,17 +138,25 @@ impl Default for Options {
 /// Checks an app's destinations as [`Forwarder::start`] will: names,
 /// URLs, secrets (which must be set, in the file or the environment).
 pub fn check(app: &str, destinations: &[Destination]) -> Result<(), ForwardError> {
+    secrets(app, destinations).map(drop)
+}
+
+/// Each destination's secret, once all are checked (see [`check`]).
+fn secrets(app: &str, destinations: &[Destination]) -> Result<Vec<config::Secret>, ForwardError> {
     let config = |reason| ForwardError::Config {
         app: app.into(),
         reason,
     };
-    for (i, d) in destinations.iter().enumerate() {
-        d.secret().map_err(config)?;
-        if destinations[..i].iter().any(|other| other.name == d.name) {
-            return Err(config(format!("two destinations are named {}", d.name)));
-        }
-    }
-    Ok(())
+    destinations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if destinations[..i].iter().any(|other| other.name == d.name) {
+                return Err(config(format!("two destinations are named {}", d.name)));
+            }
+            d.secret().map_err(config)
+        })
+        .collect()
 }
 
 /// The running forwarding of a server: an outbox per app that forwards,
@@ -179,6 +187,8 @@ impl Forwarder {
         let stop = Arc::new(AtomicBool::new(false));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .timeout_global(Some(options.timeout))
             .build()
             .new_agent();
@@ -193,29 +203,28 @@ impl Forwarder {
             if forwarding.destinations.is_empty() {
                 continue;
             }
-            check(&app, &forwarding.destinations)?;
+            let secrets = secrets(&app, &forwarding.destinations)?;
             let app_dir = forward_dir(data_dir).join(&app);
             let outbox = Arc::new(Outbox::open(
                 &app_dir.join(state::OUTBOX_DIR),
                 options.memory,
                 now_us,
             )?);
-            for destination in forwarding.destinations {
+            for (destination, secret) in forwarding.destinations.into_iter().zip(secrets) {
                 let dir = app_dir.join(&destination.name);
                 std::fs::create_dir_all(&dir).map_err(|e| ForwardError::io(&dir, e))?;
+                // Before any thread runs: no segment is pruned that a
+                // destination still has to read.
+                let reader = outbox.register(State::load(&dir)?.cursor);
                 let stats = Arc::new(Stats::default());
                 forwarder
                     .stats
                     .push((app.clone(), destination.name.clone(), Arc::clone(&stats)));
                 let sender = sender::Sender {
                     dir,
-                    secret: destination
-                        .secret()
-                        .map_err(|reason| ForwardError::Config {
-                            app: app.clone(),
-                            reason,
-                        })?,
+                    secret,
                     destination,
+                    reader,
                     invocation_event: forwarding.invocation_event.clone(),
                     outbox: Arc::clone(&outbox),
                     stats,

@@ -176,7 +176,7 @@ impl Outbox {
         let mut memory = RecentIds::new(capacity, mark);
         let mut latest_of = |n: u64| -> Result<i64, ForwardError> {
             let mut latest = i64::MIN;
-            for_each_event(&segment_path(dir, n), |e| {
+            for_each_event(&segment_path(dir, n), 0, |e| {
                 memory.remember(&e);
                 latest = latest.max(tally_store::dedupe::latest(&e));
             })?;
@@ -231,24 +231,36 @@ impl Outbox {
     pub fn append(&self, events: &[Outgoing], new: &[bool]) -> Result<usize, ForwardError> {
         let mut inner = self.lock();
         let mut taken = Vec::new();
-        let mut latest = i64::MIN;
+        let mut lines = Vec::new();
+        let mut batch = foldhash::HashSet::default();
         for (e, &new) in events.iter().zip(new) {
-            if inner.memory.contains(e.id) || !(new || inner.memory.covers(e.presented)) {
+            let held = inner.memory.contains(e.id) || !batch.insert(e.id);
+            if held || !(new || inner.memory.covers(e.presented)) {
                 continue;
             }
-            inner.memory.insert(e.id, e.latest);
-            latest = latest.max(e.latest);
-            taken.extend_from_slice(&e.line);
+            taken.push(e);
+            lines.extend_from_slice(&e.line);
         }
         if taken.is_empty() {
             return Ok(0);
         }
-        let count = lines_in(&taken);
-        let dir = self.dir.clone();
-        let at = |e: io::Error| ForwardError::io(&dir, e);
-        inner.file.write_all(&taken).map_err(at)?;
-        inner.file.sync_data().map_err(at)?;
-        inner.end.offset += taken.len() as u64;
+        if let Err(e) = inner
+            .file
+            .write_all(&lines)
+            .and_then(|()| inner.file.sync_data())
+        {
+            // Nothing of it counts: cut off what was written, and forget
+            // none of it, so that the client's retry puts it here.
+            let _ = inner.file.set_len(inner.end.offset);
+            return Err(ForwardError::io(&self.dir, e));
+        }
+        let mut latest = i64::MIN;
+        for e in &taken {
+            inner.memory.insert(e.id, e.latest);
+            latest = latest.max(e.latest);
+        }
+        let count = taken.len();
+        inner.end.offset += lines.len() as u64;
         inner.latest_now = inner.latest_now.max(latest);
         if inner.end.offset >= self.segment_bytes {
             self.rotate(&mut inner)?;
@@ -325,10 +337,10 @@ impl Outbox {
         max: usize,
         wait: Duration,
     ) -> Result<(Vec<StoredEvent>, Cursor), ForwardError> {
-        let mut cursor = cursor;
+        let mut cursor = self.hop(cursor)?;
         let end = {
             let inner = self.lock();
-            let inner = if inner.end == cursor && !inner.closed {
+            let inner = if inner.end <= cursor && !inner.closed {
                 self.appended
                     .wait_timeout(inner, wait)
                     .unwrap_or_else(PoisonError::into_inner)
@@ -341,20 +353,13 @@ impl Outbox {
             }
             inner.end
         };
-        // A segment read to its end is left for the next, which exists once
-        // the end has moved past it.
-        while cursor.segment < end.segment {
-            let len = fs::metadata(segment_path(&self.dir, cursor.segment))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            if cursor.offset < len {
-                break;
-            }
-            cursor = Cursor {
-                segment: cursor.segment + 1,
-                offset: 0,
-            };
+        if cursor > end {
+            // Past the end: the outbox was made anew under a destination's
+            // saved cursor. What is there now is what it has not had.
+            tracing::warn!(dir = %self.dir.display(), "A cursor past the outbox's end starts at its start.");
+            cursor = Cursor::default();
         }
+        cursor = self.hop(cursor)?;
         let limit = if cursor.segment == end.segment {
             end.offset
         } else {
@@ -372,6 +377,29 @@ impl Outbox {
         ))
     }
 
+    /// `cursor`, moved past the segments it has read to their end (the
+    /// next one exists once the end has moved past them).
+    fn hop(&self, mut cursor: Cursor) -> Result<Cursor, ForwardError> {
+        let end = self.lock().end;
+        while cursor.segment < end.segment {
+            let path = segment_path(&self.dir, cursor.segment);
+            let len = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                // Deleted: every reader was past it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(ForwardError::io(&path, e)),
+            };
+            if cursor.offset < len {
+                break;
+            }
+            cursor = Cursor {
+                segment: cursor.segment + 1,
+                offset: 0,
+            };
+        }
+        Ok(cursor)
+    }
+
     /// Wakes every reader waiting in [`Outbox::read`] and makes reads
     /// return nothing from now on: the server is stopping.
     pub fn close(&self) {
@@ -385,12 +413,8 @@ impl Outbox {
     }
 }
 
-fn lines_in(lines: &[u8]) -> usize {
-    lines.iter().filter(|&&b| b == b'\n').count()
-}
-
 /// The length of `path` up to its last newline (0 if it does not exist).
-fn complete_length(path: &Path) -> io::Result<u64> {
+pub(crate) fn complete_length(path: &Path) -> io::Result<u64> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -412,14 +436,15 @@ fn complete_length(path: &Path) -> io::Result<u64> {
     Ok(0)
 }
 
-/// Reads the events of `path` from byte `offset` up to `limit`, at most
-/// `max` of them, passing each to `sink`; returns the offset after the last.
-pub(crate) fn read_lines(
+/// Reads the lines of `path` (each a `T` as JSON) from byte `offset` up to
+/// `limit`, at most `max` of them, passing each to `sink`; returns the
+/// offset after the last.
+pub(crate) fn read_lines<T: serde::de::DeserializeOwned>(
     path: &Path,
     offset: u64,
     limit: u64,
     max: usize,
-    mut sink: impl FnMut(StoredEvent),
+    mut sink: impl FnMut(T),
 ) -> Result<u64, ForwardError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -447,12 +472,13 @@ pub(crate) fn read_lines(
     Ok(at)
 }
 
-/// Calls `sink` with every complete event of `path`.
+/// Calls `sink` with every complete event of `path` from byte `offset` on.
 pub(crate) fn for_each_event(
     path: &Path,
+    offset: u64,
     mut sink: impl FnMut(StoredEvent),
 ) -> Result<(), ForwardError> {
-    let mut at = 0;
+    let mut at = offset;
     loop {
         let before = at;
         at = read_lines(path, at, u64::MAX, 1024, &mut sink)?;

@@ -42,7 +42,8 @@ impl Backoff {
     /// the same destination spread out), or what the destination asked.
     fn wait(&self, failures: u32, asked: Option<Duration>) -> Duration {
         if let Some(asked) = asked {
-            return asked.min(self.max);
+            // `Retry-After: 0` is no reason to hammer a destination.
+            return asked.max(self.first).min(self.max);
         }
         let full = self
             .first
@@ -67,6 +68,12 @@ pub struct Stats {
     pub last_delivered: AtomicU64,
 }
 
+/// Dead letters in a row, without a delivery between them, after which a
+/// destination is taken to refuse everything (a wrong path, a receiver
+/// that fails every signature): the events then wait, as for a 5xx,
+/// instead of all becoming dead letters.
+const REFUSED_IN_A_ROW: u32 = 10;
+
 /// What one attempt came to.
 enum Sent {
     Delivered,
@@ -76,6 +83,9 @@ enum Sent {
     /// 408, 429, 401, 403 and 404, which a fixed config or a recovering
     /// destination may turn), with the status and its reason.
     Refused(u16, String),
+    /// The request would be over the destination's limit, in bytes: not
+    /// sent.
+    TooLarge(usize),
 }
 
 /// Where the sender goes on from once a batch is delivered.
@@ -95,12 +105,26 @@ pub(crate) struct Sender {
     pub backoff: Backoff,
     pub stop: Arc<AtomicBool>,
     pub agent: ureq::Agent,
+    /// Its place among the outbox's readers.
+    pub reader: usize,
 }
 
 impl Sender {
+    /// Delivers until the server stops; a failure of the forwarding's own
+    /// files (a full disk) is tried again after a backoff, never the end
+    /// of the destination.
     pub(crate) fn run(self) {
-        if let Err(e) = self.deliver_all() {
-            tracing::error!(destination = %self.destination.name, error = %e, "Forwarding stopped.");
+        let mut failures = 0;
+        while !self.stopped() {
+            match self.deliver_all() {
+                Ok(()) => return,
+                Err(e) => {
+                    failures += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(destination = %self.destination.name, error = %e, "Forwarding failed on its own files; trying again.");
+                    self.sleep(self.backoff.wait(failures, None));
+                }
+            }
         }
     }
 
@@ -110,35 +134,40 @@ impl Sender {
 
     fn deliver_all(&self) -> Result<(), ForwardError> {
         let mut state = State::load(&self.dir)?;
-        let reader = self.outbox.register(state.cursor);
         let max = self.destination.batch_events();
+        let mut refused = 0;
         while !self.stopped() {
             // Dead letters queued for a replay go first.
             let (events, next) = match state::read_replay(&self.dir, state.replay_offset, max)? {
                 (events, offset) if !events.is_empty() => (events, Next::Replay(offset)),
                 _ => {
                     if state.replay_offset > 0 {
-                        state::finish_replay(&self.dir)?;
+                        // Saved first: a crash between the two sends the
+                        // replay again rather than reading a new one from
+                        // the old offset.
                         state.replay_offset = 0;
                         state.save(&self.dir)?;
+                        state::finish_replay(&self.dir)?;
                     }
                     let (events, cursor) =
                         self.outbox
                             .read(state.cursor, max, Duration::from_millis(500))?;
                     if events.is_empty() {
+                        // It may still have moved past a finished segment.
+                        state.cursor = cursor;
                         continue;
                     }
                     (events, Next::Outbox(cursor))
                 }
             };
-            if !self.deliver(&events, &mut state)? {
+            if !self.deliver(&events, &mut state, &mut refused)? {
                 return Ok(());
             }
             match next {
                 Next::Replay(offset) => state.replay_offset = offset,
                 Next::Outbox(cursor) => {
                     state.cursor = cursor;
-                    self.outbox.advance(reader, cursor);
+                    self.outbox.advance(self.reader, cursor);
                 }
             }
             state.save(&self.dir)?;
@@ -148,7 +177,12 @@ impl Sender {
 
     /// Sends `events` until they are delivered or dead; false if the
     /// server stopped first.
-    fn deliver(&self, events: &[StoredEvent], state: &mut State) -> Result<bool, ForwardError> {
+    fn deliver(
+        &self,
+        events: &[StoredEvent],
+        state: &mut State,
+        refused: &mut u32,
+    ) -> Result<bool, ForwardError> {
         // A batch refused whole is halved until the events at fault are
         // found: only they become dead letters.
         let mut pending: Vec<&[StoredEvent]> = vec![events];
@@ -158,58 +192,86 @@ impl Sender {
                 if self.stopped() {
                     return Ok(false);
                 }
-                match self.attempt(batch) {
+                let (retry, asked) = match self.attempt(batch) {
                     Sent::Delivered => {
-                        failures = 0;
-                        let n = batch.len() as u64;
-                        state.sent += n;
-                        let now = OffsetDateTime::now_utc();
-                        state.last_delivered = Some(now);
-                        self.stats.sent.fetch_add(n, Ordering::Relaxed);
-                        self.stats
-                            .last_delivered
-                            .store(now.unix_timestamp().max(0) as u64, Ordering::Relaxed);
+                        *refused = 0;
+                        self.delivered(batch.len() as u64, state);
                         break;
                     }
-                    Sent::Refused(_, _) if batch.len() > 1 => {
+                    Sent::Refused(status, reason) if *refused >= REFUSED_IN_A_ROW => (
+                        format!(
+                            "{status}: {reason} (everything refused of late: waiting for the destination or its config to be fixed)"
+                        ),
+                        None,
+                    ),
+                    Sent::Refused(..) | Sent::TooLarge(_) if batch.len() > 1 => {
                         let (first, second) = batch.split_at(batch.len() / 2);
                         pending.push(second);
                         pending.push(first);
                         break;
                     }
                     Sent::Refused(status, reason) => {
-                        let at = OffsetDateTime::now_utc();
-                        let letters: Vec<DeadLetter> = batch
-                            .iter()
-                            .map(|event| DeadLetter {
-                                at,
-                                status,
-                                reason: reason.clone(),
-                                event: event.clone(),
-                            })
-                            .collect();
-                        state::bury(&self.dir, &letters)?;
-                        state.dead += letters.len() as u64;
-                        state.last_error = Some(format!("{status}: {reason}"));
-                        self.stats
-                            .dead
-                            .fetch_add(letters.len() as u64, Ordering::Relaxed);
-                        tracing::warn!(destination = %self.destination.name, status, %reason, "A destination refused an event; it is a dead letter.");
+                        *refused += 1;
+                        self.bury(batch, status, reason, state)?;
                         break;
                     }
-                    Sent::Again(reason, asked) => {
-                        failures += 1;
-                        state.retries += 1;
-                        state.last_error = Some(reason.clone());
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        let wait = self.backoff.wait(failures, asked);
-                        tracing::debug!(destination = %self.destination.name, %reason, ?wait, "Forwarding failed; trying again.");
-                        self.sleep(wait);
+                    Sent::TooLarge(limit) => {
+                        let reason =
+                            format!("over the destination's limit of {limit} bytes a request");
+                        self.bury(batch, 413, reason, state)?;
+                        break;
                     }
-                }
+                    Sent::Again(reason, asked) => (reason, asked),
+                };
+                failures += 1;
+                state.retries += 1;
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = self.backoff.wait(failures, asked);
+                tracing::debug!(destination = %self.destination.name, reason = %retry, ?wait, "Forwarding failed; trying again.");
+                state.last_error = Some(retry);
+                // So that `tally forward status` shows why it waits.
+                state.save(&self.dir)?;
+                self.sleep(wait);
             }
         }
         Ok(true)
+    }
+
+    fn delivered(&self, n: u64, state: &mut State) {
+        state.sent += n;
+        let now = OffsetDateTime::now_utc();
+        state.last_delivered = Some(now);
+        self.stats.sent.fetch_add(n, Ordering::Relaxed);
+        self.stats
+            .last_delivered
+            .store(now.unix_timestamp().max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Keeps `batch` as dead letters, refused with `status` and `reason`.
+    fn bury(
+        &self,
+        batch: &[StoredEvent],
+        status: u16,
+        reason: String,
+        state: &mut State,
+    ) -> Result<(), ForwardError> {
+        let at = OffsetDateTime::now_utc();
+        let letters: Vec<DeadLetter> = batch
+            .iter()
+            .map(|event| DeadLetter {
+                at,
+                status,
+                reason: reason.clone(),
+                event: event.clone(),
+            })
+            .collect();
+        state::bury(&self.dir, &letters)?;
+        let n = letters.len() as u64;
+        state.dead += n;
+        self.stats.dead.fetch_add(n, Ordering::Relaxed);
+        tracing::warn!(destination = %self.destination.name, status, %reason, "A destination refused an event; it is a dead letter.");
+        state.last_error = Some(format!("{status}: {reason}"));
+        Ok(())
     }
 
     /// Sleeps `wait`, or less if the server stops meanwhile.
@@ -232,6 +294,11 @@ impl Sender {
             invocation_event: &self.invocation_event,
         };
         let request = encode::request(&target, batch, OffsetDateTime::now_utc());
+        if let Some(limit) = self.destination.max_request_bytes()
+            && request.body.len() > limit
+        {
+            return Sent::TooLarge(limit);
+        }
         let mut call = self.agent.post(&request.url);
         for (name, value) in &request.headers {
             call = call.header(*name, value);
@@ -254,6 +321,12 @@ impl Sender {
                 let reason: String = reason.chars().take(200).collect();
                 match status {
                     200..=299 => Sent::Delivered,
+                    // Not followed (a POST redirected is a GET without the
+                    // events): the URL is to be fixed.
+                    300..=399 => Sent::Again(
+                        format!("{status}: redirected; set the url to where it leads"),
+                        None,
+                    ),
                     400..=499 if !matches!(status, 401 | 403 | 404 | 408 | 425 | 429) => {
                         Sent::Refused(status, reason)
                     }

@@ -110,6 +110,9 @@ pub(crate) fn bury(dir: &Path, letters: &[DeadLetter]) -> Result<(), ForwardErro
         .append(true)
         .open(&path)
         .map_err(at)?;
+    // A line a crash cut short would spoil the file for every reader.
+    file.set_len(crate::outbox::complete_length(&path).map_err(at)?)
+        .map_err(at)?;
     file.write_all(&lines).map_err(at)?;
     file.sync_data().map_err(at)
 }
@@ -121,32 +124,15 @@ pub(crate) fn read_replay(
     offset: u64,
     max: usize,
 ) -> Result<(Vec<StoredEvent>, u64), ForwardError> {
-    let path = dir.join(REPLAY_FILE);
     let mut events = Vec::new();
-    let mut at = offset;
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((events, offset)),
-        Err(e) => return Err(ForwardError::io(&path, e)),
-    };
-    let mut reader = BufReader::new(file);
-    io::Seek::seek(&mut reader, io::SeekFrom::Start(offset))
-        .map_err(|e| ForwardError::io(&path, e))?;
-    let mut line = String::new();
-    while events.len() < max {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| ForwardError::io(&path, e))?;
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        let letter: DeadLetter =
-            serde_json::from_str(&line).map_err(|_| ForwardError::Corrupt(path.clone()))?;
-        events.push(letter.event);
-        at += n as u64;
-    }
-    Ok((events, at))
+    let after = read_lines(
+        &dir.join(REPLAY_FILE),
+        offset,
+        u64::MAX,
+        max,
+        |letter: DeadLetter| events.push(letter.event),
+    )?;
+    Ok((events, after))
 }
 
 /// Removes a replay file read to its end.
@@ -245,15 +231,9 @@ fn backlog(dir: &Path, cursor: Cursor) -> Result<u64, ForwardError> {
         } else {
             0
         };
-        let path = crate::outbox::segment_path(dir, n);
-        let mut at = offset;
-        loop {
-            let before = at;
-            at = read_lines(&path, at, u64::MAX, 4096, |_| count += 1)?;
-            if at == before {
-                break;
-            }
-        }
+        crate::outbox::for_each_event(&crate::outbox::segment_path(dir, n), offset, |_| {
+            count += 1
+        })?;
     }
     Ok(count)
 }
@@ -304,7 +284,17 @@ pub fn replay(data_dir: &Path, app: &str, destination: &str) -> Result<u64, Forw
     let mut count = 0;
     dead_letters(data_dir, app, destination, |_| count += 1)?;
     if count > 0 {
-        fs::rename(&dead, &replay).map_err(|e| ForwardError::io(&dead, e))?;
+        // A link fails where a rename would replace: two replays at once
+        // cannot overwrite one another.
+        match fs::hard_link(&dead, &replay) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(ForwardError::ReplayInProgress {
+                    destination: destination.into(),
+                });
+            }
+            other => other.map_err(|e| ForwardError::io(&dead, e))?,
+        }
+        fs::remove_file(&dead).map_err(|e| ForwardError::io(&dead, e))?;
     }
     Ok(count)
 }

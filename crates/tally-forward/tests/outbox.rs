@@ -122,6 +122,17 @@ fn segments_are_cut_and_deleted_only_once_every_reader_is_past_them() {
     // The reader is at the start: nothing is deleted.
     assert_eq!(segments(), cut + 1);
     assert_eq!(all(&outbox), (0..400).collect::<Vec<_>>());
+    // Read to the end of a finished segment, a reader is moved on to where
+    // the next event will be, and waits there (it spun before).
+    let at_cut = Cursor {
+        segment: cut - 1,
+        offset: std::fs::metadata(dir.path().join(format!("{:016}.ndjson", cut - 1)))
+            .expect("segment")
+            .len(),
+    };
+    let (none, next) = outbox.read(at_cut, 10, Duration::ZERO).expect("read");
+    assert!(none.is_empty());
+    assert_eq!(next.segment, cut);
     // Once it is at the end, the next cut deletes all but the last two.
     outbox.advance(reader, outbox.end());
     append(&outbox, 400..440, true);
@@ -139,4 +150,29 @@ fn segments_are_cut_and_deleted_only_once_every_reader_is_past_them() {
             taken
         );
     }
+}
+
+/// Regression: ids were remembered before the write, so a write that met a
+/// full disk kept the events out of the outbox for good (their retry was
+/// "held"), and its torn bytes spoiled the line after them.
+#[cfg(unix)]
+#[test]
+fn a_write_that_meets_a_full_disk_leaves_nothing_behind() {
+    let Some(disk) = tally_testkit::disk::Tmpfs::mount("1m") else {
+        return;
+    };
+    let dir = disk.path().join("outbox");
+    let outbox = Outbox::open(&dir, 1000, before()).expect("open");
+    append(&outbox, [1], true);
+    let filler = disk.fill_but(600);
+    let many = events(2..40);
+    let refused = outbox.append(&outgoing(&many), &vec![true; many.len()]);
+    assert!(refused.is_err(), "{refused:?}");
+    std::fs::remove_file(filler).expect("room again");
+    // The retry: duplicates to the store, never held by the outbox.
+    assert_eq!(append(&outbox, 2..40, false), 38);
+    assert_eq!(all(&outbox), (1..40).collect::<Vec<_>>());
+    drop(outbox);
+    let reopened = Outbox::open(&dir, 1000, before()).expect("reopen");
+    assert_eq!(all(&reopened), (1..40).collect::<Vec<_>>());
 }

@@ -209,18 +209,16 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
     metrics.observe_commit(started.elapsed(), count);
     match result {
         Ok(new) => {
+            let mut answers = Vec::with_capacity(jobs.len());
             let mut rest = new.as_slice();
-            for (job, n) in jobs.into_iter().zip(sizes) {
+            for n in sizes {
                 let (mine, others) = rest.split_at(n);
                 rest = others;
-                let queued = match &job.outgoing {
-                    Some((outbox, events)) => outbox
-                        .append(events, mine)
-                        .map(|_| ())
-                        .map_err(|e| Failed::Outbox(Arc::new(e))),
-                    None => Ok(()),
-                };
-                job.answer(queued.map(|()| mine.to_vec()));
+                answers.push(Ok(mine.to_vec()));
+            }
+            queue_for_forwarding(&mut jobs, &mut answers);
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                job.answer(answer);
             }
         }
         // One request's events must not fail everyone's: retry each alone,
@@ -238,6 +236,37 @@ fn commit_group(writer: &mut dyn Writer, mut jobs: Vec<Job>, metrics: &Metrics) 
             let e = Arc::new(e);
             for job in jobs {
                 job.answer(Err(Failed::Store(Arc::clone(&e))));
+            }
+        }
+    }
+}
+
+/// Appends the committed events of `jobs` to their apps' outboxes, one
+/// write and sync per outbox for the whole group; a job whose outbox
+/// failed gets that failure for its answer.
+fn queue_for_forwarding(jobs: &mut [Job], answers: &mut [Reply]) {
+    let mut outboxes: Vec<(Arc<tally_forward::Outbox>, Vec<usize>)> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some((outbox, _)) = &job.outgoing {
+            match outboxes.iter_mut().find(|(o, _)| Arc::ptr_eq(o, outbox)) {
+                Some((_, members)) => members.push(i),
+                None => outboxes.push((Arc::clone(outbox), vec![i])),
+            }
+        }
+    }
+    for (outbox, members) in outboxes {
+        let mut events = Vec::new();
+        let mut new = Vec::new();
+        for &i in &members {
+            if let (Some((_, lines)), Ok(flags)) = (jobs[i].outgoing.take(), &answers[i]) {
+                events.extend(lines);
+                new.extend_from_slice(flags);
+            }
+        }
+        if let Err(e) = outbox.append(&events, &new) {
+            let failed = Failed::Outbox(Arc::new(e));
+            for i in members {
+                answers[i] = Err(failed.clone());
             }
         }
     }

@@ -47,6 +47,8 @@ pub struct Reply {
     pub retry_after: Option<u64>,
     /// How long to wait before answering.
     pub delay: Duration,
+    /// A `Location` to send (with a 3xx).
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -56,6 +58,7 @@ impl Reply {
             status,
             retry_after: None,
             delay: Duration::ZERO,
+            location: None,
         }
     }
 }
@@ -174,6 +177,11 @@ async fn answer(state: &Mutex<Inner>, uri: Uri, headers: HeaderMap, body: Bytes)
     tokio::time::sleep(reply.delay).await;
     let status = StatusCode::from_u16(reply.status).expect("a status");
     let mut response = (status, r#"{"status": 1}"#).into_response();
+    if let Some(location) = &reply.location {
+        response
+            .headers_mut()
+            .insert("location", location.parse().expect("a header value"));
+    }
     if let Some(seconds) = reply.retry_after {
         response.headers_mut().insert(
             "retry-after",

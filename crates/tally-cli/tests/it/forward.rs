@@ -124,3 +124,31 @@ fn export_through(server: &TestServer) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect()
 }
+
+/// A destination that never forwarded is named in the error, on one line.
+#[test]
+fn tally_forward_names_a_destination_it_does_not_know() {
+    let data = data_dir();
+    let dir = data.path().to_str().expect("utf-8");
+    for command in ["dead", "replay"] {
+        let (ok, stdout, stderr) = tally(&[
+            "forward",
+            command,
+            "--app",
+            "mycli",
+            "--destination",
+            "nope",
+            "--data",
+            dir,
+        ]);
+        assert!(!ok && stdout.is_empty(), "{command}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("no destination nope"), "{stderr}");
+    }
+    let (ok, stdout, _) = tally(&["forward", "status", "--data", dir]);
+    assert!(ok);
+    assert!(
+        stdout.starts_with("No destination has forwarded"),
+        "{stdout}"
+    );
+}

@@ -312,3 +312,69 @@ fn webhooks_pass_the_standard_webhooks_library() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("WebhookVerificationError"));
 }
+
+/// Regression: redirects were followed, and a POST redirected arrives as a
+/// GET without the events, whose 200 counted as delivered.
+#[test]
+fn a_redirect_is_not_a_delivery() {
+    let receiver = Receiver::start();
+    receiver.script([Reply {
+        location: Some("/elsewhere".into()),
+        ..Reply::status(302)
+    }]);
+    let (server, key) = forwarding(vec![destination(&format!(
+        "name = \"ph\"\nkind = \"posthog\"\nurl = \"{}\"\nkey = \"phc_test\"",
+        receiver.url
+    ))]);
+    let events: Vec<_> = (0..3).map(|_| fresh("mycli")).collect();
+    send(&server, &key, &events);
+    let posthog_events = |b: &Value| b["batch"].as_array().cloned().unwrap_or_default();
+    eventually(
+        Duration::from_secs(30),
+        "delivered after the redirect",
+        || (delivered(&receiver, posthog_events, "uuid").len() == 3).then_some(()),
+    );
+    assert!(receiver.received().iter().all(|r| r.path == "/batch/"));
+    let status = tally_forward::status(server.data_dir())
+        .expect("status")
+        .pop()
+        .expect("one");
+    assert!(
+        status
+            .state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("redirected")),
+        "{status:?}"
+    );
+}
+
+/// A destination refusing everything (a wrong path, a receiver failing
+/// every signature) does not turn the whole stream into dead letters.
+#[test]
+fn a_destination_refusing_everything_keeps_the_events_waiting() {
+    let receiver = Receiver::start();
+    receiver.otherwise(Reply::status(400));
+    let (server, key) = forwarding(vec![destination(&format!(
+        "name = \"ph\"\nkind = \"posthog\"\nurl = \"{}\"\nkey = \"phc_test\"\nbatch_events = 5",
+        receiver.url
+    ))]);
+    let events: Vec<_> = (0..30).map(|_| fresh("mycli")).collect();
+    send(&server, &key, &events);
+    let data = server.data_dir();
+    let status = eventually(
+        Duration::from_secs(30),
+        "the destination taken to refuse all",
+        || {
+            let status = tally_forward::status(data).expect("status").pop()?;
+            status
+                .state
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("everything refused"))
+                .then_some(status)
+        },
+    );
+    assert_eq!(status.state.dead, 10, "{status:?}");
+    assert_eq!(status.backlog, 20, "{status:?}");
+}
