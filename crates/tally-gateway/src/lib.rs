@@ -13,4 +13,6 @@
 //! assert_eq!((client.os.as_deref(), client.arch.as_deref()), (Some("linux"), Some("x86_64")));
 //! ```
 
+pub mod access;
 pub mod agent;
+pub mod routes;
