@@ -146,7 +146,7 @@ fn quoted<'a>(rest: &mut &'a str) -> Option<&'a str> {
 
 /// `10/Oct/2026:13:55:36 -0700`, read by hand: a format description would
 /// cost more than the rest of the line.
-fn parse_time(t: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_time(t: &str) -> Option<OffsetDateTime> {
     let b = t.as_bytes();
     if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
         return None;

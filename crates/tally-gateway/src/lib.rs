@@ -15,4 +15,5 @@
 
 pub mod access;
 pub mod agent;
+pub mod json;
 pub mod routes;
