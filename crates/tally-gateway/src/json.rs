@@ -179,6 +179,22 @@ pub struct Request {
     pub duration_ms: Option<f64>,
 }
 
+impl Request {
+    /// The request as an access log line has it (borrowed).
+    pub fn as_access(&self) -> crate::access::Request<'_> {
+        crate::access::Request {
+            time: self.time,
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            status: self.status,
+            user: self.user.as_deref(),
+            user_agent: &self.user_agent,
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
 /// The value at dotted `path` in `v` (an array's first item where one is).
 fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(found) = v.get(path) {

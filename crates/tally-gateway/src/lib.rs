@@ -15,5 +15,6 @@
 
 pub mod access;
 pub mod agent;
+pub mod event;
 pub mod json;
 pub mod routes;

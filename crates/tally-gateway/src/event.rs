@@ -1,0 +1,249 @@
+//! One logged request as a Tally event: the feature as the command, the
+//! status as the outcome, the User-Agent's CLI, version and platform, and
+//! the user's token or subject only as a keyed hash, as the install.
+
+use std::collections::BTreeMap;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue, strings};
+use uuid::Uuid;
+
+use crate::access::Request;
+use crate::agent::{self, Kind, Rule};
+use crate::routes::Routes;
+
+/// What turning requests into one app's events needs.
+#[derive(Debug)]
+pub struct Import<'a> {
+    /// The app the requests are usage of.
+    pub app: &'a str,
+    /// The name the app's CLI gives in its User-Agent (often the app's).
+    pub cli: &'a str,
+    /// The secret users' tokens are hashed with: without it no one can
+    /// tell which token a hashed install stands for.
+    pub secret: &'a [u8],
+    /// The route templates.
+    pub routes: &'a Routes,
+    /// The maintainers' User-Agent rules.
+    pub rules: &'a [Rule],
+    /// Query parameters kept (as `query.NAME` properties); the rest of a
+    /// query is dropped.
+    pub query_params: &'a [String],
+}
+
+/// Namespace of the ids of imported requests (a UUIDv5 namespace of
+/// Tally's own).
+const IDS: Uuid = Uuid::from_u128(0x2c5e_7d1a_4b3f_4a9e_9c01_6f2b_8d3e_5a17);
+
+impl Import<'_> {
+    /// The event of `line`, whose text is `raw`, the `occurrence`-th line
+    /// of that very text within its second (0 for the first): the id comes
+    /// from the app, the text and the occurrence, so importing a file
+    /// again, or a rotated file that overlaps the last, stores nothing
+    /// twice.
+    ///
+    /// ```
+    /// use tally_gateway::{access, event::Import, routes::Routes};
+    /// let raw = r#"203.0.113.9 - - [25/Nov/2026:12:00:01 +0000] "GET /v1/projects/42 HTTP/1.1" 404 9 "-" "mycli/1.4.2 (linux; x86_64)""#;
+    /// let line = access::parse(raw)?;
+    /// let import = Import { app: "mycli", cli: "mycli", secret: b"s3cret", routes: &Routes::default(), rules: &[], query_params: &[] };
+    /// let e = import.event(&line, raw, 0);
+    /// assert_eq!((e.command.as_str(), e.app_version.as_str(), e.exit_code), ("GET /v1/projects/{id}", "1.4.2", 1));
+    /// assert_eq!(e.error.map(|e| e.kind).as_deref(), Some("http_404"));
+    /// # Ok::<(), tally_gateway::access::BadLine>(())
+    /// ```
+    pub fn event(&self, line: &Request, raw: &str, occurrence: u32) -> Event {
+        let client = agent::parse_with(self.rules, line.user_agent);
+        let app_version = match client.kind {
+            Kind::Cli if client.name.eq_ignore_ascii_case(self.cli) => {
+                client.version.clone().unwrap_or_else(|| "unknown".into())
+            }
+            // Other clients of the API stay countable: each as its own
+            // "version" of the app's usage.
+            Kind::Cli => match &client.version {
+                Some(v) => format!("{}/{v}", client.name),
+                None => client.name.clone(),
+            },
+            Kind::Browser => "(browser)".into(),
+            Kind::Unknown => "(unknown)".into(),
+        };
+        let failed = line.status >= 400;
+        let mut properties =
+            BTreeMap::from([("source".to_owned(), PropertyValue::String("gateway".into()))]);
+        for (name, value) in line
+            .query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter_map(|p| p.split_once('='))
+        {
+            if self.query_params.iter().any(|p| p == name) {
+                properties.insert(format!("query.{name}"), PropertyValue::String(value.into()));
+            }
+        }
+        let mut id_text = Vec::with_capacity(raw.len() + 16);
+        id_text.extend_from_slice(self.app.as_bytes());
+        id_text.push(0);
+        id_text.extend_from_slice(raw.as_bytes());
+        id_text.extend_from_slice(&occurrence.to_le_bytes());
+        let installed_by = match line.user {
+            Some(user) => format!("user:{user}"),
+            // Without a user, each User-Agent is one install: a floor.
+            None => format!("ua:{}", line.user_agent),
+        };
+        Event {
+            id: Uuid::new_v5(&IDS, &id_text),
+            timestamp: line.time,
+            app: self.app.to_owned(),
+            app_version: fit(app_version, strings::VERSION),
+            install_id: self.hashed(&installed_by),
+            name: None,
+            command: fit(
+                self.routes.feature(line.method, line.path),
+                strings::COMMAND,
+            ),
+            flags: Vec::new(),
+            exit_code: i32::from(failed),
+            outcome: Some(if failed {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            }),
+            duration_ms: line.duration_ms.map_or(0, |d| d.round() as u64),
+            os: client.os.unwrap_or_else(|| "unknown".into()),
+            arch: client.arch.unwrap_or_else(|| "unknown".into()),
+            os_version: None,
+            ci: client.ci,
+            agent: client.agent.map(|a| fit(a, strings::PLATFORM)),
+            tty: None,
+            container: None,
+            wsl: None,
+            error: failed.then(|| ErrorInfo {
+                kind: format!("http_{}", line.status),
+                message: String::new(),
+                location: None,
+            }),
+            deps: BTreeMap::new(),
+            properties,
+        }
+    }
+
+    /// The first 16 bytes of the HMAC-SHA256 of `text`, keyed with the
+    /// secret, as a UUIDv8.
+    fn hashed(&self, text: &str) -> Uuid {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.secret).expect("HMAC takes a key of any length");
+        mac.update(text.as_bytes());
+        let hash = mac.finalize().into_bytes();
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(&hash[..16]);
+        Uuid::new_v8(bytes)
+    }
+}
+
+/// `s` cut to at most `max` bytes, at a character.
+fn fit(mut s: String, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn line<'a>(user: Option<&'a str>, ua: &'a str, status: u16) -> Request<'a> {
+        Request {
+            time: datetime!(2026-11-25 12:00:01 UTC),
+            method: "GET",
+            path: "/v1/projects/42",
+            query: Some("verbose=1&token=secret"),
+            status,
+            user,
+            user_agent: ua,
+            duration_ms: Some(12.4),
+        }
+    }
+
+    fn import<'a>(routes: &'a Routes, params: &'a [String]) -> Import<'a> {
+        Import {
+            app: "mycli",
+            cli: "mycli",
+            secret: b"s3cret",
+            routes,
+            rules: &[],
+            query_params: params,
+        }
+    }
+
+    #[test]
+    fn a_request_reads_as_its_clis_run_and_keeps_nothing_private() {
+        let mut routes = Routes::default();
+        routes
+            .add("GET /v1/projects/{id}", "projects.get")
+            .expect("route");
+        let params = ["verbose".to_owned()];
+        let import = import(&routes, &params);
+        let e = import.event(
+            &line(
+                Some("tok_live_1234"),
+                "mycli/1.4.2 (darwin; arm64; agent=cursor)",
+                200,
+            ),
+            "raw",
+            0,
+        );
+        assert_eq!(
+            (
+                e.command.as_str(),
+                e.app_version.as_str(),
+                e.exit_code,
+                e.duration_ms
+            ),
+            ("projects.get", "1.4.2", 0, 12)
+        );
+        assert_eq!(
+            (e.os.as_str(), e.arch.as_str(), e.agent.as_deref()),
+            ("macos", "aarch64", Some("cursor"))
+        );
+        let text = serde_json::to_string(&e).expect("json");
+        for private in ["tok_live_1234", "secret", "token"] {
+            assert!(!text.contains(private), "{private} in {text}");
+        }
+        assert_eq!(
+            e.properties["query.verbose"],
+            PropertyValue::String("1".into())
+        );
+        assert_eq!(
+            e.properties["source"],
+            PropertyValue::String("gateway".into())
+        );
+        // The same user is the same install, whatever their client.
+        let other = import.event(&line(Some("tok_live_1234"), "curl/8.5.0", 500), "raw2", 0);
+        assert_eq!(other.install_id, e.install_id);
+        assert_eq!(
+            (other.app_version.as_str(), other.error.map(|e| e.kind)),
+            ("curl/8.5.0", Some("http_500".into()))
+        );
+    }
+
+    #[test]
+    fn the_same_line_has_the_same_id_and_its_repeats_their_own() {
+        let routes = Routes::default();
+        let import = import(&routes, &[]);
+        let l = line(None, "", 200);
+        assert_eq!(
+            import.event(&l, "same", 0).id,
+            import.event(&l, "same", 0).id
+        );
+        assert_ne!(
+            import.event(&l, "same", 0).id,
+            import.event(&l, "same", 1).id
+        );
+        assert_eq!(import.event(&l, "same", 0).app_version, "(unknown)");
+    }
+}
