@@ -4,6 +4,7 @@ mod app;
 mod demo_data;
 mod export;
 mod forward;
+mod import_logs;
 mod report;
 mod serve;
 
@@ -35,6 +36,9 @@ enum Command {
     Report(report::Args),
     /// Print stored events as NDJSON, one event a line.
     Export(export::Args),
+    /// Import API gateway or web server access logs (nginx, Apache, JSON)
+    /// as the usage of the CLI that made the requests.
+    ImportLogs(import_logs::Args),
     /// What forwarding to PostHog, Segment and webhooks did: status, dead
     /// letters, replay.
     Forward {
@@ -52,5 +56,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(args),
         Command::Export(args) => export::run(args),
         Command::Forward { command } => forward::run(command),
+        Command::ImportLogs(args) => import_logs::run(args),
     }
 }

@@ -8,6 +8,7 @@ mod demo;
 mod disk_full;
 mod forward;
 mod hostile;
+mod import_logs;
 mod ingest;
 mod secrets;
 mod support;

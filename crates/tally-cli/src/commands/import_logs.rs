@@ -1,0 +1,303 @@
+//! `tally import-logs`: API gateway and web server access logs into the
+//! store, as the usage of the CLI that made the requests.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use tally_gateway::agent::Rule;
+use tally_gateway::event::Import;
+use tally_gateway::json::Fields;
+use tally_gateway::routes::Routes;
+use tally_protocol::StoredEvent;
+use tally_store::{Store, Writer};
+use time::OffsetDateTime;
+
+use crate::target::StoreArgs;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// nginx's combined or common log format (with `$request_time` after
+    /// them when logged).
+    Nginx,
+    /// Apache's combined or common log format.
+    Apache,
+    /// One JSON object a line (see --preset, or `[json]` in --config).
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The app whose CLI made the requests.
+    #[arg(long)]
+    app: String,
+    /// The log's format.
+    #[arg(long, value_enum)]
+    format: Format,
+    /// For --format json: the field names of a gateway's export
+    /// (aws-apigateway, cloudflare, kong, envoy, traefik, caddy).
+    #[arg(long)]
+    preset: Option<String>,
+    /// A TOML file of route templates, User-Agent rules, kept query
+    /// parameters, the CLI's name and JSON field names (docs/gateway.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Log files, plain, gzip or zstd (told by their first bytes); `-`
+    /// reads standard input.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// The import's config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// The name the CLI gives itself in its User-Agent (default: the app).
+    cli: Option<String>,
+    /// Route templates: `"GET /v1/projects/{id}" = "projects.get"`.
+    #[serde(default)]
+    routes: HashMap<String, String>,
+    /// The maintainers' own User-Agent rules (regexes with named groups).
+    #[serde(default)]
+    user_agents: Vec<String>,
+    /// Query parameters kept as properties; the rest of a query is dropped.
+    #[serde(default)]
+    query_params: Vec<String>,
+    /// Field names for --format json.
+    json: Option<Fields>,
+}
+
+/// Events a transaction holds.
+const BATCH: usize = 10_000;
+/// Malformed lines shown in the summary; the rest are counted.
+const SHOWN: usize = 5;
+
+/// What an import came to.
+#[derive(Default)]
+struct Tally {
+    lines: u64,
+    imported: u64,
+    duplicates: u64,
+    bad: u64,
+    shown: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let config: Config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    let fields = match (args.format, &args.preset, config.json.clone()) {
+        (Format::Json, Some(preset), _) => Some(Fields::preset(preset).with_context(|| {
+            format!("no preset {preset:?}: aws-apigateway, cloudflare, kong, envoy, traefik, caddy")
+        })?),
+        (Format::Json, None, Some(fields)) => Some(fields),
+        (Format::Json, None, None) => {
+            bail!("--format json needs --preset or a [json] table in --config")
+        }
+        _ => None,
+    };
+    let mut routes = Routes::default();
+    for (template, feature) in &config.routes {
+        routes.add(template, feature)?;
+    }
+    let rules = config
+        .user_agents
+        .iter()
+        .map(|p| Rule::new(p).with_context(|| format!("user_agents: {p:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let store = args.store.spec()?.open().context(
+        "opening the store (a running server holds the data dir's: stop it for the import)",
+    )?;
+    let app = store
+        .apps()?
+        .into_iter()
+        .find(|a| a.name == args.app)
+        .with_context(|| format!("no app {:?} in the store (tally app add)", args.app))?;
+    let import = Import {
+        app: &app.name,
+        cli: config.cli.as_deref().unwrap_or(&app.name),
+        // The app's salt: a secret the store keeps and never exports.
+        secret: app.salt.as_bytes(),
+        routes: &routes,
+        rules: &rules,
+        query_params: &config.query_params,
+    };
+    let mut writer = store.writer()?;
+    let mut tally = Tally::default();
+    let started = Instant::now();
+    for file in &args.files {
+        let reader = open(file)?;
+        let mut run = FileRun {
+            import: &import,
+            fields: fields.as_ref(),
+            store: &*store,
+            writer: &mut *writer,
+            tally: &mut tally,
+            batch: Vec::with_capacity(BATCH),
+            seen: (String::new(), HashMap::new()),
+            started,
+        };
+        run.read(reader, file)?;
+    }
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let Tally {
+        lines,
+        imported,
+        duplicates,
+        bad,
+        shown,
+    } = tally;
+    println!(
+        "{} files, {lines} lines in {:.1} s: {imported} requests imported, {duplicates} imported before, {bad} malformed lines",
+        args.files.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for line in shown {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// `path` (or standard input), inflated if it is gzip or zstd.
+fn open(path: &PathBuf) -> Result<Box<dyn BufRead>> {
+    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)
+    };
+    let mut buffered = BufReader::with_capacity(1 << 20, raw);
+    let magic = buffered
+        .fill_buf()?
+        .get(..4)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    Ok(match magic.as_slice() {
+        [0x1f, 0x8b, ..] => Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        )),
+        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(BufReader::with_capacity(
+            1 << 20,
+            zstd::Decoder::with_buffer(buffered)?,
+        )),
+        _ => Box::new(buffered),
+    })
+}
+
+/// One file's import.
+struct FileRun<'a> {
+    import: &'a Import<'a>,
+    fields: Option<&'a Fields>,
+    store: &'a dyn Store,
+    writer: &'a mut dyn Writer,
+    tally: &'a mut Tally,
+    batch: Vec<StoredEvent>,
+    /// The second being read, and how often each line's text came in it.
+    seen: (String, HashMap<String, u32>),
+    started: Instant,
+}
+
+impl FileRun<'_> {
+    fn read(&mut self, mut reader: Box<dyn BufRead>, path: &std::path::Path) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut number = 0u64;
+        let terminal = std::io::stderr().is_terminal();
+        loop {
+            buf.clear();
+            if reader
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("reading {}", path.display()))?
+                == 0
+            {
+                break;
+            }
+            number += 1;
+            self.tally.lines += 1;
+            match std::str::from_utf8(&buf) {
+                Ok(line) => self.line(line.trim_end_matches(['\n', '\r']), path, number),
+                Err(_) => self.bad(path, number, "not UTF-8"),
+            }
+            if self.batch.len() >= BATCH {
+                self.flush()?;
+                if terminal {
+                    let secs = self.started.elapsed().as_secs_f64();
+                    eprint!(
+                        "\r{} lines, {:.0} lines/s, {} malformed",
+                        self.tally.lines,
+                        self.tally.lines as f64 / secs.max(1e-9),
+                        self.tally.bad
+                    );
+                }
+            }
+        }
+        self.flush()
+    }
+
+    fn line(&mut self, line: &str, path: &std::path::Path, number: u64) {
+        if line.trim().is_empty() {
+            return;
+        }
+        let owned = self
+            .fields
+            .map(|fields| tally_gateway::json::parse(fields, line));
+        let request = match &owned {
+            None => tally_gateway::access::parse(line),
+            Some(parsed) => parsed
+                .as_ref()
+                .map(tally_gateway::json::Request::as_access)
+                .map_err(|e| *e),
+        };
+        match request {
+            Ok(request) => {
+                let second = request.time.unix_timestamp().to_string();
+                if self.seen.0 != second {
+                    self.seen = (second, HashMap::new());
+                }
+                let occurrence = self.seen.1.entry(line.to_owned()).or_insert(0);
+                let event = self.import.event(&request, line, *occurrence);
+                *occurrence += 1;
+                self.batch.push(StoredEvent {
+                    client_timestamp: event.timestamp,
+                    received_at: OffsetDateTime::now_utc(),
+                    event,
+                });
+            }
+            Err(e) => self.bad(path, number, &e.to_string()),
+        }
+    }
+
+    fn bad(&mut self, path: &std::path::Path, number: u64, reason: &str) {
+        self.tally.bad += 1;
+        if self.tally.shown.len() < SHOWN {
+            self.tally
+                .shown
+                .push(format!("{}:{number}: {reason}", path.display()));
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.batch);
+        let mut staged = self.store.stage(events);
+        let new = self.writer.insert(&mut staged)?;
+        let imported = new.iter().filter(|&&n| n).count() as u64;
+        self.tally.imported += imported;
+        self.tally.duplicates += new.len() as u64 - imported;
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}

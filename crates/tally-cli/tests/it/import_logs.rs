@@ -1,0 +1,151 @@
+//! `tally import-logs` on real-looking access logs: each request a run of
+//! its CLI's feature, malformed lines counted with their line numbers, and
+//! a second import of the same lines (here gzipped) storing nothing twice.
+
+use std::io::Write;
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::support::{add_app, data_dir, export, tally};
+
+/// An nginx combined line at `t`, with the request time.
+fn nginx(t: OffsetDateTime, request: &str, status: u16, ua: &str) -> String {
+    let at = t
+        .format(format_description!(
+            "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+        ))
+        .expect("format");
+    format!(r#"203.0.113.9 - - [{at}] "{request} HTTP/1.1" {status} 512 "-" "{ua}" 0.042"#)
+}
+
+#[test]
+fn access_logs_import_as_runs_once_whatever_is_imported_again() {
+    let dir = data_dir();
+    let data = dir.path().to_str().expect("utf-8");
+    add_app(dir.path(), "mycli");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "query_params = [\"dry\"]\n[routes]\n\"GET /v1/projects/{id}\" = \"projects.get\"\n\"POST /v1/deploys\" = \"deploys.create\"\n",
+    )
+    .expect("config");
+    let t = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("time")
+        - time::Duration::hours(1);
+    let ua = "mycli/1.4.2 (linux; x86_64)";
+    let same = nginx(t, "GET /v1/projects/42", 200, ua);
+    let lines = [
+        same.clone(),
+        // The same request twice in one second: two runs.
+        same,
+        nginx(
+            t,
+            "POST /v1/deploys?dry=1&token=hunter2",
+            201,
+            "mycli/1.4.1 (darwin; arm64; agent=claude-code)",
+        ),
+        nginx(t, "POST /v1/deploys", 500, ua),
+        "not a log line".to_owned(),
+        nginx(t, "GET /v1/users/ada@example.com", 404, "curl/8.5.0"),
+        r#"203.0.113.9 - - [broken] "GET / HTTP/1.1" 200 1"#.to_owned(),
+    ];
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, lines.join("\n") + "\n").expect("log");
+    let import = |file: &std::path::Path| {
+        tally(&[
+            "import-logs",
+            "--app",
+            "mycli",
+            "--format",
+            "nginx",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--data",
+            data,
+            file.to_str().expect("utf-8"),
+        ])
+    };
+    let (ok, stdout, stderr) = import(&log);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("7 lines"), "{stdout}");
+    assert!(
+        stdout.contains("5 requests imported, 0 imported before, 2 malformed lines"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("access.log:5: "), "{stdout}");
+    assert!(
+        stdout.contains("access.log:7: the time is not like"),
+        "{stdout}"
+    );
+
+    let stored = export(dir.path(), "mycli");
+    assert_eq!(stored.len(), 5);
+    let text = serde_json::to_string(&stored).expect("json");
+    for private in ["203.0.113.9", "hunter2", "ada@example.com"] {
+        assert!(!text.contains(private), "{private} stored: {text}");
+    }
+    let commands: Vec<&str> = stored
+        .iter()
+        .map(|e| e["command"].as_str().expect("command"))
+        .collect();
+    assert_eq!(commands.iter().filter(|c| **c == "projects.get").count(), 2);
+    assert!(commands.contains(&"GET /v1/users/{id}"), "{commands:?}");
+    let deploy = stored
+        .iter()
+        .find(|e| e["agent"] == "claude-code")
+        .expect("the agent's run");
+    assert_eq!(
+        (deploy["os"].as_str(), deploy["app_version"].as_str()),
+        (Some("macos"), Some("1.4.1"))
+    );
+    assert_eq!(deploy["properties"]["query.dry"], "1");
+
+    // Again, gzipped: nothing new.
+    let gz = dir.path().join("access.log.1.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(&std::fs::read(&log).expect("log"))
+        .expect("gzip");
+    std::fs::write(&gz, encoder.finish().expect("gzip")).expect("write");
+    let (ok, stdout, stderr) = import(&gz);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("0 requests imported, 5 imported before"),
+        "{stdout}"
+    );
+    assert_eq!(export(dir.path(), "mycli").len(), 5);
+
+    let (ok, report, stderr) = tally(&[
+        "report", "commands", "--app", "mycli", "--data", data, "--format", "json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json");
+    let rows = report["tables"][0]["rows"].as_array().expect("rows");
+    assert!(
+        rows.iter().any(|r| r[0] == "projects.get" && r[1] == 2),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_unknown_app_or_preset_is_one_line_on_stderr() {
+    let dir = data_dir();
+    let data = dir.path().to_str().expect("utf-8");
+    add_app(dir.path(), "mycli");
+    let log = dir.path().join("a.log");
+    std::fs::write(&log, "").expect("log");
+    let log = log.to_str().expect("utf-8");
+    for wrong in [
+        &["--app", "nope", "--format", "nginx"][..],
+        &["--app", "mycli", "--format", "json", "--preset", "nope"],
+        &["--app", "mycli", "--format", "json"],
+    ] {
+        let mut args = vec!["import-logs", "--data", data, log];
+        args.extend_from_slice(wrong);
+        let (ok, _, stderr) = tally(&args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
