@@ -13,6 +13,7 @@
 //! to this binary, or a bare axum server), loads it for `--seconds`, and
 //! prints events/s, request latency p50/p99 and the server's peak RSS.
 
+mod access_log;
 mod attack;
 mod forward;
 mod hostile;
@@ -198,6 +199,16 @@ enum Command {
         #[arg(long)]
         tally: Option<PathBuf>,
     },
+    /// Write a synthetic access log to stdout (nginx combined, or Envoy's
+    /// JSON), for the `tally import-logs` benchmark.
+    AccessLog {
+        /// How many lines.
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: u64,
+        /// Envoy's JSON lines instead of nginx's.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fill a data dir with N events by ingesting them (for dedupe at scale).
     Fill {
         /// The data dir.
@@ -237,6 +248,7 @@ fn main() -> ExitCode {
             posthog_cli,
         } => sdk::run(runs, democli, tally, posthog_cli),
         Command::Hostile(args) => hostile::run(args.into()),
+        Command::AccessLog { lines, json } => access_log::run(lines, json),
         Command::Forward {
             load,
             batch_events,
