@@ -2,7 +2,7 @@
 //! store, as the usage of the CLI that made the requests.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -45,6 +45,11 @@ pub struct Args {
     /// parameters, the CLI's name and JSON field names (docs/gateway.md).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Keep reading the one file as it grows, across its rotations (a
+    /// rename or a copy-and-truncate), until stopped; each imported batch
+    /// is said on stdout.
+    #[arg(long)]
+    follow: bool,
     #[command(flatten)]
     store: StoreArgs,
     /// Log files, plain, gzip or zstd (told by their first bytes); `-`
@@ -132,11 +137,13 @@ pub fn run(args: Args) -> Result<()> {
         rules: &rules,
         query_params: &config.query_params,
     };
+    if args.follow && (args.files.len() != 1 || args.files[0].as_os_str() == "-") {
+        bail!("--follow reads one file, by its path");
+    }
     let mut writer = store.writer()?;
     let mut tally = Tally::default();
     let started = Instant::now();
     for file in &args.files {
-        let reader = open(file)?;
         let mut run = FileRun {
             import: &import,
             fields: fields.as_ref(),
@@ -147,7 +154,10 @@ pub fn run(args: Args) -> Result<()> {
             seen: (String::new(), HashMap::new()),
             started,
         };
-        run.read(reader, file)?;
+        if args.follow {
+            return run.follow(file);
+        }
+        run.read(open(file)?, file)?;
     }
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -196,6 +206,28 @@ fn open(path: &PathBuf) -> Result<Box<dyn BufRead>> {
     })
 }
 
+/// What tells one file from the next under the same path: its device and
+/// inode.
+#[cfg(unix)]
+fn identity(path: &std::path::Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Where inodes are not to be had, a rotation is seen as a truncation.
+#[cfg(not(unix))]
+fn identity(path: &std::path::Path) -> Result<(u64, u64)> {
+    std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((0, 0))
+}
+
+/// The identity of what is at `path` now, if anything (between a rename
+/// and the new file's making, nothing is).
+fn identity_now(path: &std::path::Path) -> Option<(u64, u64)> {
+    identity(path).ok()
+}
+
 /// One file's import.
 struct FileRun<'a> {
     import: &'a Import<'a>,
@@ -224,25 +256,90 @@ impl FileRun<'_> {
                 break;
             }
             number += 1;
-            self.tally.lines += 1;
-            match std::str::from_utf8(&buf) {
-                Ok(line) => self.line(line.trim_end_matches(['\n', '\r']), path, number),
-                Err(_) => self.bad(path, number, "not UTF-8"),
-            }
-            if self.batch.len() >= BATCH {
-                self.flush()?;
-                if terminal {
-                    let secs = self.started.elapsed().as_secs_f64();
-                    eprint!(
-                        "\r{} lines, {:.0} lines/s, {} malformed",
-                        self.tally.lines,
-                        self.tally.lines as f64 / secs.max(1e-9),
-                        self.tally.bad
-                    );
-                }
+            self.take(&buf, path, number)?;
+            if terminal && self.batch.is_empty() {
+                let secs = self.started.elapsed().as_secs_f64();
+                eprint!(
+                    "\r{} lines, {:.0} lines/s, {} malformed",
+                    self.tally.lines,
+                    self.tally.lines as f64 / secs.max(1e-9),
+                    self.tally.bad
+                );
             }
         }
         self.flush()
+    }
+
+    /// One line's bytes, counted and read; a full batch is stored.
+    fn take(&mut self, buf: &[u8], path: &std::path::Path, number: u64) -> Result<()> {
+        self.tally.lines += 1;
+        match std::str::from_utf8(buf) {
+            Ok(line) => self.line(line.trim_end_matches(['\n', '\r']), path, number),
+            Err(_) => self.bad(path, number, "not UTF-8"),
+        }
+        if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Reads `path` as it grows, forever: at its end, what was read is
+    /// stored and said, and the path is looked at again; a new file under
+    /// it (rotated away) is read once the old one is read to its end, and
+    /// a file cut shorter (copied and truncated) from its start. A line is
+    /// only read once its newline is there.
+    fn follow(&mut self, path: &std::path::Path) -> Result<()> {
+        let open =
+            || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
+        let mut file = BufReader::new(open()?);
+        let mut identity = identity(path)?;
+        let (mut position, mut number, mut said, mut rotated) = (0u64, 0u64, None, None);
+        let mut buf = Vec::new();
+        loop {
+            let n = file
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n > 0 && buf.ends_with(b"\n") {
+                position += buf.len() as u64;
+                number += 1;
+                self.take(&buf, path, number)?;
+                buf.clear();
+                continue;
+            }
+            if n > 0 {
+                // Half a line: the rest comes with a later read.
+                continue;
+            }
+            if let Some(now) = rotated.take() {
+                // The old file is read to its end: on to the new one.
+                file = BufReader::new(open()?);
+                (identity, position, number) = (now, 0, 0);
+                buf.clear();
+                continue;
+            }
+            self.flush()?;
+            if said != Some(self.tally.imported) {
+                println!(
+                    "following {}: {} requests imported, {} malformed lines",
+                    path.display(),
+                    self.tally.imported,
+                    self.tally.bad
+                );
+                said = Some(self.tally.imported);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            match identity_now(path) {
+                // Rotated: what was written to the old file since is read
+                // first.
+                Some(now) if now != identity => rotated = Some(now),
+                Some(_) if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < position => {
+                    file.seek(std::io::SeekFrom::Start(0))?;
+                    (position, number) = (0, 0);
+                    buf.clear();
+                }
+                _ => {}
+            }
+        }
     }
 
     fn line(&mut self, line: &str, path: &std::path::Path, number: u64) {

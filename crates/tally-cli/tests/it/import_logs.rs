@@ -149,3 +149,100 @@ fn an_unknown_app_or_preset_is_one_line_on_stderr() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+/// `--follow` across a rename and a copy-and-truncate, with a line written
+/// in two halves: every line imported, none twice.
+#[test]
+fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = data_dir();
+    add_app(dir.path(), "mycli");
+    let log = dir.path().join("access.log");
+    let t = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("time")
+        - time::Duration::hours(1);
+    let line = |n: u32| {
+        nginx(
+            t,
+            &format!("GET /v1/projects/{n}"),
+            200,
+            "mycli/1.4.2 (linux; x86_64)",
+        ) + "\n"
+    };
+    let append = |path: &std::path::Path, text: &str| {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        file.write_all(text.as_bytes()).expect("append");
+    };
+    append(&log, &(line(1) + &line(2) + &line(3)));
+    let mut child = Command::new(crate::support::TALLY)
+        .args([
+            "import-logs",
+            "--follow",
+            "--app",
+            "mycli",
+            "--format",
+            "nginx",
+            "--data",
+        ])
+        .arg(dir.path())
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for said in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(said);
+        }
+    });
+    let wait_for = |n: u32| loop {
+        let said = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the follower says");
+        if said.contains(&format!(": {n} requests imported")) {
+            return;
+        }
+    };
+    wait_for(3);
+    // A line written in two halves is read once whole.
+    let fourth = line(4);
+    append(&log, &fourth[..20]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    append(&log, &(fourth[20..].to_owned() + &line(5)));
+    wait_for(5);
+    // Rotated by a rename; the writer still writes to the old file once.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).expect("rename");
+    append(&rotated, &line(6));
+    append(&log, &(line(7) + &line(8)));
+    wait_for(8);
+    // Copied and truncated.
+    std::fs::write(&log, line(9)).expect("truncate");
+    wait_for(9);
+    let _ = child.kill();
+    let _ = child.wait();
+    let stored = export(dir.path(), "mycli");
+    let mut commands: Vec<String> = stored
+        .iter()
+        .map(|e| e["command"].as_str().expect("command").to_owned())
+        .collect();
+    commands.sort();
+    assert_eq!(commands.len(), 9, "{commands:?}");
+    commands.dedup();
+    assert_eq!(commands, ["GET /v1/projects/{id}"]);
+    let ids: std::collections::HashSet<&str> = stored
+        .iter()
+        .map(|e| e["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 9);
+}
