@@ -144,6 +144,11 @@ pub struct Destination {
     /// The most events one request carries (default 100; Segment's limit
     /// of 500 KB a batch is kept whatever this says).
     pub batch_events: Option<usize>,
+    /// Attempts a batch gets when it keeps failing with errors that may
+    /// pass (5xx, timeouts, 429 ...) before its events become dead letters
+    /// (for `tally forward replay`); unset, it is tried until it goes
+    /// through.
+    pub max_attempts: Option<u32>,
 }
 
 /// A destination's secret, read from the config or the environment.

@@ -95,6 +95,8 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     /// Signalled on every append, and on [`Outbox::close`].
     appended: Condvar,
+    /// Events appended since it was opened.
+    count: std::sync::atomic::AtomicU64,
 }
 
 struct Inner {
@@ -217,6 +219,7 @@ impl Outbox {
                 closed: false,
             }),
             appended: Condvar::new(),
+            count: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -260,6 +263,8 @@ impl Outbox {
             latest = latest.max(e.latest);
         }
         let count = taken.len();
+        self.count
+            .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
         inner.end.offset += lines.len() as u64;
         inner.latest_now = inner.latest_now.max(latest);
         if inner.end.offset >= self.segment_bytes {
@@ -405,6 +410,16 @@ impl Outbox {
     pub fn close(&self) {
         self.lock().closed = true;
         self.appended.notify_all();
+    }
+
+    /// How many events were appended since it was opened.
+    pub fn appended(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Its folder.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The durable end of the outbox.

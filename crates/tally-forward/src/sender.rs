@@ -66,6 +66,11 @@ pub struct Stats {
     /// When a batch was last delivered, in seconds since the epoch (0:
     /// never since the start).
     pub last_delivered: AtomicU64,
+    /// Events stored and not yet delivered (or dead-lettered).
+    pub backlog: AtomicU64,
+    /// When the oldest event not yet delivered was received, in seconds
+    /// since the epoch (0: none waits).
+    pub oldest_waiting: AtomicU64,
 }
 
 /// Dead letters in a row, without a delivery between them, after which a
@@ -136,6 +141,12 @@ impl Sender {
         let mut state = State::load(&self.dir)?;
         let max = self.destination.batch_events();
         let mut refused = 0;
+        // The backlog: what was behind the cursor at the start, and what
+        // came since, less what was read.
+        let (base, mut behind) = (
+            self.outbox.appended(),
+            state::backlog(self.outbox.dir(), state.cursor)?,
+        );
         while !self.stopped() {
             // Dead letters queued for a replay go first.
             let (events, next) = match state::read_replay(&self.dir, state.replay_offset, max)? {
@@ -155,13 +166,23 @@ impl Sender {
                     if events.is_empty() {
                         // It may still have moved past a finished segment.
                         state.cursor = cursor;
+                        self.stats.oldest_waiting.store(0, Ordering::Relaxed);
                         continue;
                     }
                     (events, Next::Outbox(cursor))
                 }
             };
+            let received = events[0].received_at.unix_timestamp().max(1) as u64;
+            self.stats.oldest_waiting.store(received, Ordering::Relaxed);
+            let waiting = behind + (self.outbox.appended() - base);
+            self.stats.backlog.store(waiting, Ordering::Relaxed);
             if !self.deliver(&events, &mut state, &mut refused)? {
                 return Ok(());
+            }
+            if matches!(next, Next::Outbox(_)) {
+                behind = behind.saturating_sub(events.len() as u64);
+                let waiting = behind + (self.outbox.appended() - base);
+                self.stats.backlog.store(waiting, Ordering::Relaxed);
             }
             match next {
                 Next::Replay(offset) => state.replay_offset = offset,
@@ -219,6 +240,17 @@ impl Sender {
                         let reason =
                             format!("over the destination's limit of {limit} bytes a request");
                         self.bury(batch, 413, reason, state)?;
+                        break;
+                    }
+                    Sent::Again(reason, _)
+                        if self
+                            .destination
+                            .max_attempts
+                            .is_some_and(|n| failures + 1 >= n) =>
+                    {
+                        let reason = format!("given up after {} attempts: {reason}", failures + 1);
+                        self.bury(batch, 0, reason, state)?;
+                        failures = 0;
                         break;
                     }
                     Sent::Again(reason, asked) => (reason, asked),

@@ -218,7 +218,7 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, ForwardError> {
 }
 
 /// How many events of the outbox in `dir` lie at or after `cursor`.
-fn backlog(dir: &Path, cursor: Cursor) -> Result<u64, ForwardError> {
+pub(crate) fn backlog(dir: &Path, cursor: Cursor) -> Result<u64, ForwardError> {
     let mut count = 0;
     let segments = match crate::outbox::segments(dir) {
         Ok(segments) => segments,

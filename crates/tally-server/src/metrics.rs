@@ -249,20 +249,43 @@ impl prometheus_client::collector::Collector for Forwarding {
                     .encode(family.encode_family(&label)?)?;
             }
         }
-        let mut family = encoder.encode_descriptor(
-            "forward_last_delivered_timestamp_seconds",
-            "When a destination last took a batch (0: not since the server started)",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for d in &self.0 {
-            let label = DestinationLabel {
-                app: d.app.clone(),
-                destination: d.destination.clone(),
-            };
-            let at = d.stats.last_delivered.load(Ordering::Relaxed);
-            ConstGauge::new(i64::try_from(at).unwrap_or(i64::MAX))
-                .encode(family.encode_family(&label)?)?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        type Gauged = fn(&tally_forward::Stats, u64) -> u64;
+        let gauges: [(&str, &str, Gauged); 3] = [
+            (
+                "forward_last_delivered_timestamp_seconds",
+                "When a destination last took a batch (0: not since the server started)",
+                |s, _| s.last_delivered.load(Ordering::Relaxed),
+            ),
+            (
+                "forward_backlog_events",
+                "Events stored and not yet delivered to a destination",
+                |s, _| s.backlog.load(Ordering::Relaxed),
+            ),
+            (
+                "forward_lag_seconds",
+                "How long the oldest event not yet delivered to a destination has waited (0: none waits)",
+                |s, now| match s.oldest_waiting.load(Ordering::Relaxed) {
+                    0 => 0,
+                    at => now.saturating_sub(at),
+                },
+            ),
+        ];
+        for (name, help, read) in gauges {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for d in &self.0 {
+                let label = DestinationLabel {
+                    app: d.app.clone(),
+                    destination: d.destination.clone(),
+                };
+                let value = i64::try_from(read(&d.stats, now)).unwrap_or(i64::MAX);
+                ConstGauge::new(value).encode(family.encode_family(&label)?)?;
+            }
         }
         Ok(())
     }

@@ -378,3 +378,84 @@ fn a_destination_refusing_everything_keeps_the_events_waiting() {
     assert_eq!(status.state.dead, 10, "{status:?}");
     assert_eq!(status.backlog, 20, "{status:?}");
 }
+
+/// A destination that hangs holds back neither ingest nor the other
+/// destinations; with `max_attempts`, its events become dead letters once
+/// they have had their attempts.
+#[test]
+fn a_hanging_destination_holds_back_neither_ingest_nor_the_others() {
+    let (hung, healthy) = (Receiver::start(), Receiver::start());
+    hung.otherwise(Reply {
+        delay: Duration::from_secs(5),
+        ..Reply::status(200)
+    });
+    let server = RunningServer::start_with(|config| {
+        config.forward.insert(
+            "mycli".into(),
+            vec![
+                destination(&format!(
+                    "name = \"hung\"\nkind = \"posthog\"\nurl = \"{}\"\nkey = \"k\"\nbatch_events = 10\nmax_attempts = 2",
+                    hung.url
+                )),
+                destination(&format!(
+                    "name = \"healthy\"\nkind = \"posthog\"\nurl = \"{}\"\nkey = \"k\"",
+                    healthy.url
+                )),
+            ],
+        );
+        config.forward_options.backoff = Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+        };
+        config.forward_options.timeout = Duration::from_millis(300);
+    });
+    let key = server.add_app("mycli");
+    let events: Vec<_> = (0..30).map(|_| fresh("mycli")).collect();
+    for batch in events.chunks(10) {
+        send(&server, &key, batch);
+    }
+    let posthog_events = |b: &Value| b["batch"].as_array().cloned().unwrap_or_default();
+    eventually(
+        Duration::from_secs(30),
+        "the healthy destination has all",
+        || (delivered(&healthy, posthog_events, "uuid").len() == 30).then_some(()),
+    );
+    let data = server.data_dir();
+    let status = eventually(
+        Duration::from_secs(60),
+        "the hung one's events dead",
+        || {
+            let all = tally_forward::status(data).expect("status");
+            all.into_iter()
+                .find(|s| s.destination == "hung" && s.state.dead == 30)
+        },
+    );
+    assert!(
+        status
+            .state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("given up after 2 attempts")),
+        "{status:?}"
+    );
+    let mut dead = Vec::new();
+    tally_forward::dead_letters(data, "mycli", "hung", |d| dead.push(d)).expect("dead");
+    assert!(
+        dead.iter().all(|d| d.status == 0),
+        "no HTTP status: none came"
+    );
+    let metrics = ureq::get(format!("{}/metrics", server.url))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    for line in [
+        "tally_forward_backlog_events{app=\"mycli\",destination=\"healthy\"} 0",
+        "tally_forward_backlog_events{app=\"mycli\",destination=\"hung\"} 0",
+        "tally_forward_events_dead_total{app=\"mycli\",destination=\"hung\"} 30",
+        "tally_forward_lag_seconds{app=\"mycli\",destination=\"healthy\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+}
