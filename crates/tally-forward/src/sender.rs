@@ -143,10 +143,12 @@ impl Sender {
         let mut refused = 0;
         // The backlog: what was behind the cursor at the start, and what
         // came since, less what was read.
-        let (base, mut behind) = (
+        let (base, behind) = (
             self.outbox.appended(),
             state::backlog(self.outbox.dir(), state.cursor)?,
         );
+        let mut read = 0;
+        let waiting = |read: u64| (behind + (self.outbox.appended() - base)).saturating_sub(read);
         while !self.stopped() {
             // Dead letters queued for a replay go first.
             let (events, next) = match state::read_replay(&self.dir, state.replay_offset, max)? {
@@ -174,15 +176,13 @@ impl Sender {
             };
             let received = events[0].received_at.unix_timestamp().max(1) as u64;
             self.stats.oldest_waiting.store(received, Ordering::Relaxed);
-            let waiting = behind + (self.outbox.appended() - base);
-            self.stats.backlog.store(waiting, Ordering::Relaxed);
+            self.stats.backlog.store(waiting(read), Ordering::Relaxed);
             if !self.deliver(&events, &mut state, &mut refused)? {
                 return Ok(());
             }
             if matches!(next, Next::Outbox(_)) {
-                behind = behind.saturating_sub(events.len() as u64);
-                let waiting = behind + (self.outbox.appended() - base);
-                self.stats.backlog.store(waiting, Ordering::Relaxed);
+                read += events.len() as u64;
+                self.stats.backlog.store(waiting(read), Ordering::Relaxed);
             }
             match next {
                 Next::Replay(offset) => state.replay_offset = offset,
