@@ -51,7 +51,44 @@ fn receiver() -> Result<Receiver> {
     })
 }
 
-pub fn run(args: &LoadArgs, batch_events: usize, tally: Option<std::path::PathBuf>) -> Result<()> {
+/// A destination that takes connections and never answers: every request
+/// to it waits out the sender's timeout.
+fn black_hole() -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    Ok(url)
+}
+
+/// The config of `healthy` webhook destinations and, with `black_holed`,
+/// one that never answers.
+fn config(healthy: &[Receiver], black_holed: Option<&str>, batch_events: usize) -> String {
+    let urls = healthy
+        .iter()
+        .map(|r| r.url.as_str())
+        .chain(black_holed)
+        .enumerate();
+    urls.map(|(i, url)| {
+        format!(
+            "[[apps.{APP}.forward]]\nname = \"hooks{i}\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nbatch_events = {batch_events}\n"
+        )
+    })
+    .collect()
+}
+
+pub fn run(
+    args: &LoadArgs,
+    batch_events: usize,
+    destinations: usize,
+    black_holed: bool,
+    tally: Option<std::path::PathBuf>,
+) -> Result<()> {
     let tally = tally_binary(tally)?;
     // The baseline: the same load, no forwarding.
     let plain = tempfile::tempdir()?;
@@ -60,41 +97,63 @@ pub fn run(args: &LoadArgs, batch_events: usize, tally: Option<std::path::PathBu
     report.print("tally serve, no forwarding", args, &observed);
     drop(server);
 
-    let receiver = receiver()?;
+    let healthy = (0..destinations.max(1))
+        .map(|_| receiver())
+        .collect::<Result<Vec<_>>>()?;
+    let hole = black_holed.then(black_hole).transpose()?;
     let data = tempfile::tempdir()?;
-    let config = data.path().join("tally.toml");
+    let config_file = data.path().join("tally.toml");
     std::fs::write(
-        &config,
-        format!(
-            "[[apps.{APP}.forward]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{}\"\n\
-             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nbatch_events = {batch_events}\n",
-            receiver.url
-        ),
+        &config_file,
+        config(&healthy, hole.as_deref(), batch_events),
     )?;
     let (server, key) = start_tally_with(data.path(), None, &tally, APP, |command| {
         unlimited(command);
-        command.arg("--config").arg(&config);
+        command.arg("--config").arg(&config_file);
     })?;
     let (report, observed) = observe_one(&server, &key, args);
-    let during = receiver.events.load(Ordering::Relaxed);
-    report.print("tally serve, forwarding to a webhook", args, &observed);
+    let during: Vec<u64> = healthy
+        .iter()
+        .map(|r| r.events.load(Ordering::Relaxed))
+        .collect();
+    let what = format!(
+        "tally serve, forwarding to {} webhooks{}",
+        healthy.len(),
+        if black_holed {
+            " and one that never answers"
+        } else {
+            ""
+        }
+    );
+    report.print(&what, args, &observed);
     let stored = report.events;
     let started = Instant::now();
-    while receiver.events.load(Ordering::Relaxed) < stored {
+    while healthy
+        .iter()
+        .any(|r| r.events.load(Ordering::Relaxed) < stored)
+    {
         if started.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!(
-                "the webhook got {} of {stored} events in 10 minutes",
-                receiver.events.load(Ordering::Relaxed)
-            );
+            anyhow::bail!("the webhooks did not get all {stored} events in 10 minutes");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let drain = started.elapsed().as_secs_f64();
     let secs = report.elapsed.as_secs_f64();
     println!(
-        "forwarded: {during} of {stored} events during the load ({:.0} events/s, batch_events={batch_events}), the rest in {drain:.2} s after it: {:.0} events/s overall",
-        during as f64 / secs,
+        "forwarded to each healthy webhook: {during:?} of {stored} events during the load ({:.0} events/s each, batch_events={batch_events}), all of them {drain:.2} s after it: {:.0} events/s overall",
+        during.iter().sum::<u64>() as f64 / during.len() as f64 / secs,
         stored as f64 / (secs + drain)
     );
+    if black_holed {
+        let metrics = ureq::get(format!("{}/metrics", server.url))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        for line in metrics.lines().filter(|l| {
+            l.starts_with("tally_forward_") && l.contains(&format!("hooks{}", healthy.len()))
+        }) {
+            println!("  the one that never answers: {line}");
+        }
+    }
     Ok(())
 }

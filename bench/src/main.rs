@@ -195,6 +195,12 @@ enum Command {
         /// Events per webhook request.
         #[arg(long, default_value_t = 100)]
         batch_events: usize,
+        /// Healthy webhook destinations.
+        #[arg(long, default_value_t = 1)]
+        destinations: usize,
+        /// One more destination that takes connections and never answers.
+        #[arg(long)]
+        black_hole: bool,
         /// The `tally` binary (default: next to this one).
         #[arg(long)]
         tally: Option<PathBuf>,
@@ -252,8 +258,10 @@ fn main() -> ExitCode {
         Command::Forward {
             load,
             batch_events,
+            destinations,
+            black_hole,
             tally,
-        } => forward::run(&load, batch_events, tally),
+        } => forward::run(&load, batch_events, destinations, black_hole, tally),
         Command::Fill {
             data,
             events,

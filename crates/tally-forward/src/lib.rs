@@ -216,7 +216,7 @@ impl Forwarder {
                 // Before any thread runs: no segment is pruned that a
                 // destination still has to read.
                 let reader = outbox.register(State::load(&dir)?.cursor);
-                let stats = Arc::new(Stats::default());
+                let stats = Arc::new(Stats::of(&outbox));
                 forwarder
                     .stats
                     .push((app.clone(), destination.name.clone(), Arc::clone(&stats)));

@@ -96,7 +96,7 @@ pub struct Outbox {
     /// Signalled on every append, and on [`Outbox::close`].
     appended: Condvar,
     /// Events appended since it was opened.
-    count: std::sync::atomic::AtomicU64,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Inner {
@@ -219,7 +219,7 @@ impl Outbox {
                 closed: false,
             }),
             appended: Condvar::new(),
-            count: std::sync::atomic::AtomicU64::new(0),
+            count: Default::default(),
         })
     }
 
@@ -415,6 +415,12 @@ impl Outbox {
     /// How many events were appended since it was opened.
     pub fn appended(&self) -> u64 {
         self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counter behind [`Outbox::appended`], for counts that follow it
+    /// without the outbox.
+    pub(crate) fn appended_counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        std::sync::Arc::clone(&self.count)
     }
 
     /// Its folder.

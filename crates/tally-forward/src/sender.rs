@@ -57,6 +57,12 @@ impl Backoff {
 /// A destination's counts, shared with the server's metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// The outbox's count of appended events, and what to add to it for
+    /// the backlog (the backlog at the start, less what the outbox had
+    /// appended then, less what was read since): so the backlog is right
+    /// at any moment, also while a batch hangs.
+    appended: Arc<AtomicU64>,
+    backlog_offset: std::sync::atomic::AtomicI64,
     /// Events delivered.
     pub sent: AtomicU64,
     /// Events dead-lettered.
@@ -66,8 +72,6 @@ pub struct Stats {
     /// When a batch was last delivered, in seconds since the epoch (0:
     /// never since the start).
     pub last_delivered: AtomicU64,
-    /// Events stored and not yet delivered (or dead-lettered).
-    pub backlog: AtomicU64,
     /// When the oldest event not yet delivered was received, in seconds
     /// since the epoch (0: none waits).
     pub oldest_waiting: AtomicU64,
@@ -78,6 +82,22 @@ pub struct Stats {
 /// that fails every signature): the events then wait, as for a 5xx,
 /// instead of all becoming dead letters.
 const REFUSED_IN_A_ROW: u32 = 10;
+
+impl Stats {
+    /// Counts for a destination of `outbox`.
+    pub(crate) fn of(outbox: &Outbox) -> Self {
+        Self {
+            appended: outbox.appended_counter(),
+            ..Self::default()
+        }
+    }
+
+    /// Events stored and not yet delivered (or dead-lettered), now.
+    pub fn backlog(&self) -> u64 {
+        let appended = self.appended.load(Ordering::Relaxed) as i64;
+        (appended + self.backlog_offset.load(Ordering::Relaxed)).max(0) as u64
+    }
+}
 
 /// What one attempt came to.
 enum Sent {
@@ -143,12 +163,11 @@ impl Sender {
         let mut refused = 0;
         // The backlog: what was behind the cursor at the start, and what
         // came since, less what was read.
-        let (base, behind) = (
-            self.outbox.appended(),
-            state::backlog(self.outbox.dir(), state.cursor)?,
+        let behind = state::backlog(self.outbox.dir(), state.cursor)?;
+        self.stats.backlog_offset.store(
+            behind as i64 - self.outbox.appended() as i64,
+            Ordering::Relaxed,
         );
-        let mut read = 0;
-        let waiting = |read: u64| (behind + (self.outbox.appended() - base)).saturating_sub(read);
         while !self.stopped() {
             // Dead letters queued for a replay go first.
             let (events, next) = match state::read_replay(&self.dir, state.replay_offset, max)? {
@@ -176,13 +195,13 @@ impl Sender {
             };
             let received = events[0].received_at.unix_timestamp().max(1) as u64;
             self.stats.oldest_waiting.store(received, Ordering::Relaxed);
-            self.stats.backlog.store(waiting(read), Ordering::Relaxed);
             if !self.deliver(&events, &mut state, &mut refused)? {
                 return Ok(());
             }
             if matches!(next, Next::Outbox(_)) {
-                read += events.len() as u64;
-                self.stats.backlog.store(waiting(read), Ordering::Relaxed);
+                self.stats
+                    .backlog_offset
+                    .fetch_sub(events.len() as i64, Ordering::Relaxed);
             }
             match next {
                 Next::Replay(offset) => state.replay_offset = offset,

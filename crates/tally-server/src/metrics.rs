@@ -260,7 +260,7 @@ impl prometheus_client::collector::Collector for Forwarding {
             (
                 "forward_backlog_events",
                 "Events stored and not yet delivered to a destination",
-                |s, _| s.backlog.load(Ordering::Relaxed),
+                |s, _| s.backlog(),
             ),
             (
                 "forward_lag_seconds",
