@@ -159,7 +159,14 @@ fn built_in(ua: &str) -> Client {
                     client.agent = client.agent.take().or(Some((*value).to_owned()));
                 }
                 // aws-cli's key/value tokens: os/linux#6.5, md/arch#x86_64.
-                "os" => set(&mut client.os, platform::os(until_hash(value))),
+                "os" => {
+                    // Only an OS Tally knows: the rest of a User-Agent is
+                    // anyone's to fill with anything.
+                    let os = platform::os(until_hash(value));
+                    if KNOWN_OS.contains(&os.as_str()) {
+                        set(&mut client.os, os);
+                    }
+                }
                 "md" | "arch" => {
                     let value = value.strip_prefix("arch#").unwrap_or(value);
                     if let Some(arch) = known_arch(until_hash(value)) {

@@ -77,6 +77,27 @@ struct Config {
     json: Option<Fields>,
 }
 
+/// Distinct values an import keeps of a field chosen by the clients (the
+/// version, the command): a hostile client sending a new User-Agent or path
+/// every request would otherwise make every report a list of its
+/// inventions. Beyond it, new values are `(other)`, as the server's ingest
+/// folds them.
+const MAX_DISTINCT: usize = 1000;
+
+/// The values of one field seen in an import.
+#[derive(Default)]
+struct Distinct(std::collections::HashSet<String>);
+
+impl Distinct {
+    fn fold(&mut self, value: &mut String) {
+        if self.0.len() >= MAX_DISTINCT && !self.0.contains(value.as_str()) {
+            *value = "(other)".into();
+        } else if !self.0.contains(value.as_str()) {
+            self.0.insert(value.clone());
+        }
+    }
+}
+
 /// Events a transaction holds.
 const BATCH: usize = 10_000;
 /// Malformed lines shown in the summary; the rest are counted.
@@ -142,6 +163,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut writer = store.writer()?;
     let mut tally = Tally::default();
+    let mut distinct = (Distinct::default(), Distinct::default());
     let started = Instant::now();
     for file in &args.files {
         let mut run = FileRun {
@@ -152,6 +174,7 @@ pub fn run(args: Args) -> Result<()> {
             tally: &mut tally,
             batch: Vec::with_capacity(BATCH),
             seen: (String::new(), HashMap::new()),
+            distinct: &mut distinct,
             started,
         };
         if args.follow {
@@ -238,6 +261,8 @@ struct FileRun<'a> {
     batch: Vec<StoredEvent>,
     /// The second being read, and how often each line's text came in it.
     seen: (String, HashMap<String, u32>),
+    /// The versions and commands seen, each capped.
+    distinct: &'a mut (Distinct, Distinct),
     started: Instant,
 }
 
@@ -363,8 +388,11 @@ impl FileRun<'_> {
                     self.seen = (second, HashMap::new());
                 }
                 let occurrence = self.seen.1.entry(line.to_owned()).or_insert(0);
-                let event = self.import.event(&request, line, *occurrence);
+                let mut event = self.import.event(&request, line, *occurrence);
                 *occurrence += 1;
+                // Any client of the API chooses its User-Agent and path.
+                self.distinct.0.fold(&mut event.app_version);
+                self.distinct.1.fold(&mut event.command);
                 self.batch.push(StoredEvent {
                     client_timestamp: event.timestamp,
                     received_at: OffsetDateTime::now_utc(),

@@ -246,3 +246,57 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
         .collect();
     assert_eq!(ids.len(), 9);
 }
+
+/// A client choosing a new path (or User-Agent) for every request makes
+/// no more than 1,000 distinct commands (or versions); the rest are
+/// `(other)`.
+#[test]
+fn paths_and_user_agents_chosen_by_clients_are_capped() {
+    let dir = data_dir();
+    add_app(dir.path(), "mycli");
+    let t = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("time")
+        - time::Duration::hours(1);
+    let word = |mut n: u32| {
+        let mut w = String::new();
+        for _ in 0..4 {
+            w.push((b'a' + (n % 26) as u8) as char);
+            n /= 26;
+        }
+        w
+    };
+    let lines: String = (0..1005)
+        .map(|n| {
+            nginx(
+                t,
+                &format!("GET /v1/{}", word(n)),
+                200,
+                &format!("mycli/1.{}", word(n)),
+            ) + "\n"
+        })
+        .collect();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, lines).expect("log");
+    let (ok, _, stderr) = tally(&[
+        "import-logs",
+        "--app",
+        "mycli",
+        "--format",
+        "nginx",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        log.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{stderr}");
+    let stored = export(dir.path(), "mycli");
+    assert_eq!(stored.len(), 1005);
+    for field in ["command", "app_version"] {
+        let distinct: std::collections::HashSet<&str> = stored
+            .iter()
+            .map(|e| e[field].as_str().expect("text"))
+            .collect();
+        assert_eq!(distinct.len(), 1001, "{field}");
+        assert!(distinct.contains("(other)"), "{field}");
+    }
+}

@@ -239,6 +239,16 @@ const CORPUS: &[Case] = &[
         None,
         None,
     ),
+    // What a User-Agent says of its platform is kept only where Tally knows it.
+    (
+        "x/1.0 os/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA md/arch#z80",
+        Kind::Cli,
+        "x",
+        Some("1.0"),
+        None,
+        None,
+        None,
+    ),
     // Nothing readable: counted as unknown.
     ("", Kind::Unknown, "(unknown)", None, None, None, None),
     ("-", Kind::Unknown, "(unknown)", None, None, None, None),
