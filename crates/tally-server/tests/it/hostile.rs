@@ -155,9 +155,10 @@ fn a_client_that_stops_reading_is_cut_off() {
     let mut answers = Vec::new();
     let ended = stream.read_to_end(&mut answers);
     assert!(
-        ended
-            .as_ref()
-            .map_or_else(|e| e.kind() == std::io::ErrorKind::ConnectionReset, |_| true),
+        ended.as_ref().map_or_else(
+            |e| e.kind() == std::io::ErrorKind::ConnectionReset,
+            |_| true
+        ),
         "the connection was not closed: {ended:?} after {} bytes",
         answers.len()
     );
