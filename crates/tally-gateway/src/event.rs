@@ -55,18 +55,25 @@ impl Import<'_> {
     /// ```
     pub fn event(&self, line: &Request, raw: &str, occurrence: u32) -> Event {
         let client = agent::parse_with(self.rules, line.user_agent);
+        // A User-Agent is anyone's to write: only what looks like a
+        // version or a product name is kept of it (`alice@example.com/1.0`
+        // or `mycli/ghp_token` say nothing of a CLI, and may say who).
+        let version = client
+            .version
+            .clone()
+            .filter(|v| is_token(v) && v.starts_with(|c: char| c.is_ascii_digit()));
         let app_version = match client.kind {
             Kind::Cli if client.name.eq_ignore_ascii_case(self.cli) => {
-                client.version.clone().unwrap_or_else(|| "unknown".into())
+                version.unwrap_or_else(|| "unknown".into())
             }
             // Other clients of the API stay countable: each as its own
             // "version" of the app's usage.
-            Kind::Cli => match &client.version {
+            Kind::Cli if is_product(&client.name) => match version {
                 Some(v) => format!("{}/{v}", client.name),
                 None => client.name.clone(),
             },
             Kind::Browser => "(browser)".into(),
-            Kind::Unknown => "(unknown)".into(),
+            Kind::Cli | Kind::Unknown => "(unknown)".into(),
         };
         let failed = line.status >= 400;
         let mut properties =
@@ -109,12 +116,28 @@ impl Import<'_> {
             } else {
                 Outcome::Success
             }),
-            duration_ms: line.duration_ms.map_or(0, |d| d.round() as u64),
-            os: client.os.unwrap_or_else(|| "unknown".into()),
-            arch: client.arch.unwrap_or_else(|| "unknown".into()),
+            // Any field of a log line may be a client's: a day at most.
+            duration_ms: line
+                .duration_ms
+                .filter(|d| d.is_finite())
+                .map_or(0, |d| d.clamp(0.0, 86_400_000.0).round() as u64),
+            os: client
+                .os
+                .filter(|o| is_token(o))
+                .map_or_else(|| "unknown".into(), |o| fit(o, strings::PLATFORM)),
+            arch: client
+                .arch
+                .filter(|a| is_token(a))
+                .map_or_else(|| "unknown".into(), |a| fit(a, strings::PLATFORM)),
             os_version: None,
-            ci: client.ci,
-            agent: client.agent.map(|a| fit(a, strings::PLATFORM)),
+            ci: client
+                .ci
+                .filter(|c| is_token(c))
+                .map(|c| fit(c, strings::PLATFORM)),
+            agent: client
+                .agent
+                .filter(|a| is_token(a))
+                .map(|a| fit(a, strings::PLATFORM)),
             tty: None,
             container: None,
             wsl: None,
@@ -139,6 +162,25 @@ impl Import<'_> {
         bytes.copy_from_slice(&hash[..16]);
         Uuid::new_v8(bytes)
     }
+}
+
+/// A name or version as CLIs write them: letters, digits, `.`, `-`, `_`
+/// and `+`, 1 to 64 of them, and no e-mail, token or id.
+fn is_token(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'))
+        && !(s.len() >= 16 && s.bytes().filter(u8::is_ascii_digit).count() >= 4 && s.contains('_'))
+}
+
+/// A product name: a token (or words of tokens, `GitHub CLI`) that starts
+/// with a letter and is no id.
+fn is_product(name: &str) -> bool {
+    name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .split(' ')
+            .all(|word| is_token(word) && !crate::routes::is_id(word))
 }
 
 /// `s` cut to at most `max` bytes, at a character.
@@ -229,6 +271,26 @@ mod tests {
             (other.app_version.as_str(), other.error.map(|e| e.kind)),
             ("curl/8.5.0", Some("http_500".into()))
         );
+    }
+
+    #[test]
+    fn what_a_user_agent_says_is_kept_only_where_it_reads_as_a_cli() {
+        let routes = Routes::default();
+        let import = import(&routes, &[]);
+        for (ua, version) in [
+            ("alice@example.com/1.0", "(unknown)"),
+            ("mycli/ghp_R4nd0mT0k3n", "unknown"),
+            ("curl/8.5.0", "curl/8.5.0"),
+            ("GitHub CLI 2.63.0", "GitHub CLI/2.63.0"),
+        ] {
+            let e = import.event(&line(None, ua, 200), ua, 0);
+            assert_eq!(e.app_version, version, "{ua}");
+        }
+        let e = import.event(&line(None, "mycli/1.0 Agent/bob@corp.com", 200), "x", 0);
+        assert_eq!(e.agent, None);
+        let mut timed = line(None, "mycli/1.0", 200);
+        timed.duration_ms = Some(1e300);
+        assert_eq!(import.event(&timed, "y", 0).duration_ms, 86_400_000);
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub fn shape(path: &str) -> String {
 }
 
 /// Whether a path segment names one thing rather than a kind of thing.
-fn is_id(segment: &str) -> bool {
+pub(crate) fn is_id(segment: &str) -> bool {
     let digits = segment.bytes().filter(u8::is_ascii_digit).count();
     segment.len() > MAX_SEGMENT
         || digits == segment.len()

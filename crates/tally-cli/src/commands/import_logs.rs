@@ -111,6 +111,8 @@ struct Tally {
     duplicates: u64,
     bad: u64,
     shown: Vec<String>,
+    /// Files that could not be read to their end, and why.
+    failed: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -191,6 +193,7 @@ pub fn run(args: Args) -> Result<()> {
         duplicates,
         bad,
         shown,
+        failed,
     } = tally;
     println!(
         "{} files, {lines} lines in {:.1} s: {imported} requests imported, {duplicates} imported before, {bad} malformed lines",
@@ -199,6 +202,12 @@ pub fn run(args: Args) -> Result<()> {
     );
     for line in shown {
         println!("  {line}");
+    }
+    if let Some(first) = failed.first() {
+        bail!(
+            "{} of the files could not be read to their end (what came before is imported): {first}",
+            failed.len()
+        );
     }
     Ok(())
 }
@@ -251,6 +260,43 @@ fn identity_now(path: &std::path::Path) -> Option<(u64, u64)> {
     identity(path).ok()
 }
 
+/// The longest line read; a longer one is malformed, and skipped.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// What [`read_line`] found.
+enum Line {
+    Whole,
+    TooLong,
+    End,
+}
+
+/// The next line of `reader` into `buf`, reading at most [`MAX_LINE`]
+/// bytes of it into memory whatever the file holds.
+fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    let n = reader.take(MAX_LINE).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if buf.ends_with(b"\n") || (n as u64) < MAX_LINE {
+        return Ok(Line::Whole);
+    }
+    // Skip the rest of it, a buffer at a time.
+    loop {
+        let (skip, done) = {
+            let chunk = reader.fill_buf()?;
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (chunk.len(), chunk.is_empty()),
+            }
+        };
+        reader.consume(skip);
+        if done {
+            buf.clear();
+            return Ok(Line::TooLong);
+        }
+    }
+}
+
 /// One file's import.
 struct FileRun<'a> {
     import: &'a Import<'a>,
@@ -260,7 +306,7 @@ struct FileRun<'a> {
     tally: &'a mut Tally,
     batch: Vec<StoredEvent>,
     /// The second being read, and how often each line's text came in it.
-    seen: (String, HashMap<String, u32>),
+    seen: (String, HashMap<u64, u32>),
     /// The versions and commands seen, each capped.
     distinct: &'a mut (Distinct, Distinct),
     started: Instant,
@@ -273,15 +319,27 @@ impl FileRun<'_> {
         let terminal = std::io::stderr().is_terminal();
         loop {
             buf.clear();
-            if reader
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("reading {}", path.display()))?
-                == 0
-            {
-                break;
+            let read = match read_line(&mut reader, &mut buf) {
+                Ok(read) => read,
+                Err(e) => {
+                    // A file cut short (still being compressed, a full
+                    // disk) costs its rest, not the import.
+                    self.tally.failed.push(format!("{}: {e}", path.display()));
+                    break;
+                }
+            };
+            match read {
+                Line::End => break,
+                Line::Whole => {
+                    number += 1;
+                    self.take(&buf, path, number)?;
+                }
+                Line::TooLong => {
+                    number += 1;
+                    self.tally.lines += 1;
+                    self.bad(path, number, "longer than 64 KiB");
+                }
             }
-            number += 1;
-            self.take(&buf, path, number)?;
             if terminal && self.batch.is_empty() {
                 let secs = self.started.elapsed().as_secs_f64();
                 eprint!(
@@ -328,6 +386,13 @@ impl FileRun<'_> {
                 position += buf.len() as u64;
                 number += 1;
                 self.take(&buf, path, number)?;
+                buf.clear();
+                continue;
+            }
+            if buf.len() as u64 > MAX_LINE {
+                number += 1;
+                self.tally.lines += 1;
+                self.bad(path, number, "longer than 64 KiB");
                 buf.clear();
                 continue;
             }
@@ -387,17 +452,36 @@ impl FileRun<'_> {
                 if self.seen.0 != second {
                     self.seen = (second, HashMap::new());
                 }
-                let occurrence = self.seen.1.entry(line.to_owned()).or_insert(0);
+                let key = {
+                    use std::hash::{Hash, Hasher};
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    line.hash(&mut hasher);
+                    hasher.finish()
+                };
+                let occurrence = self.seen.1.entry(key).or_insert(0);
                 let mut event = self.import.event(&request, line, *occurrence);
                 *occurrence += 1;
                 // Any client of the API chooses its User-Agent and path.
                 self.distinct.0.fold(&mut event.app_version);
                 self.distinct.1.fold(&mut event.command);
-                self.batch.push(StoredEvent {
-                    client_timestamp: event.timestamp,
-                    received_at: OffsetDateTime::now_utc(),
+                // Judged as every event reaching a store is: its time
+                // believable (and on UTC), its fields within the limits.
+                let now = OffsetDateTime::now_utc();
+                let limits = tally_protocol::Limits::default();
+                match tally_protocol::admit(
                     event,
-                });
+                    self.import.app,
+                    now,
+                    time::Duration::ZERO,
+                    &limits,
+                ) {
+                    Ok((event, client_timestamp)) => self.batch.push(StoredEvent {
+                        event,
+                        client_timestamp,
+                        received_at: now,
+                    }),
+                    Err(e) => self.bad(path, number, &format!("{}: {}", e.field, e.reason)),
+                }
             }
             Err(e) => self.bad(path, number, &e.to_string()),
         }

@@ -9,6 +9,29 @@ use time::macros::format_description;
 
 use crate::support::{add_app, data_dir, export, tally};
 
+/// An hour ago, in whole seconds (as access logs write times).
+fn an_hour_ago() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("time")
+        - time::Duration::hours(1)
+}
+
+/// `tally import-logs` of nginx `files` into app mycli of `data`.
+fn import_nginx(data: &std::path::Path, files: &[&std::path::Path]) -> (bool, String, String) {
+    let mut args = vec![
+        "import-logs",
+        "--app",
+        "mycli",
+        "--format",
+        "nginx",
+        "--data",
+    ];
+    args.push(data.to_str().expect("utf-8"));
+    args.extend(files.iter().map(|f| f.to_str().expect("utf-8")));
+    tally(&args)
+}
+
 /// An nginx combined line at `t`, with the request time.
 fn nginx(t: OffsetDateTime, request: &str, status: u16, ua: &str) -> String {
     let at = t
@@ -30,10 +53,7 @@ fn access_logs_import_as_runs_once_whatever_is_imported_again() {
         "query_params = [\"dry\"]\n[routes]\n\"GET /v1/projects/{id}\" = \"projects.get\"\n\"POST /v1/deploys\" = \"deploys.create\"\n",
     )
     .expect("config");
-    let t = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("time")
-        - time::Duration::hours(1);
+    let t = an_hour_ago();
     let ua = "mycli/1.4.2 (linux; x86_64)";
     let same = nginx(t, "GET /v1/projects/42", 200, ua);
     let lines = [
@@ -159,10 +179,7 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
     let dir = data_dir();
     add_app(dir.path(), "mycli");
     let log = dir.path().join("access.log");
-    let t = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("time")
-        - time::Duration::hours(1);
+    let t = an_hour_ago();
     let line = |n: u32| {
         nginx(
             t,
@@ -254,10 +271,7 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
 fn paths_and_user_agents_chosen_by_clients_are_capped() {
     let dir = data_dir();
     add_app(dir.path(), "mycli");
-    let t = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("time")
-        - time::Duration::hours(1);
+    let t = an_hour_ago();
     let word = |mut n: u32| {
         let mut w = String::new();
         for _ in 0..4 {
@@ -278,16 +292,7 @@ fn paths_and_user_agents_chosen_by_clients_are_capped() {
         .collect();
     let log = dir.path().join("access.log");
     std::fs::write(&log, lines).expect("log");
-    let (ok, _, stderr) = tally(&[
-        "import-logs",
-        "--app",
-        "mycli",
-        "--format",
-        "nginx",
-        "--data",
-        dir.path().to_str().expect("utf-8"),
-        log.to_str().expect("utf-8"),
-    ]);
+    let (ok, _, stderr) = import_nginx(dir.path(), &[&log]);
     assert!(ok, "{stderr}");
     let stored = export(dir.path(), "mycli");
     assert_eq!(stored.len(), 1005);
@@ -299,4 +304,42 @@ fn paths_and_user_agents_chosen_by_clients_are_capped() {
         assert_eq!(distinct.len(), 1001, "{field}");
         assert!(distinct.contains("(other)"), "{field}");
     }
+}
+
+/// A line too long, a time no store believes, and a file cut short are
+/// each counted, and cost nothing else.
+#[test]
+fn what_cannot_be_read_is_counted_and_the_rest_imported() {
+    let dir = data_dir();
+    add_app(dir.path(), "mycli");
+    let t = an_hour_ago();
+    let ua = "mycli/1.4.2 (linux; x86_64)";
+    let long = nginx(t, &format!("GET /{}", "x".repeat(70 * 1024)), 200, ua);
+    let ancient =
+        r#"1.2.3.4 - - [01/Jan/1000:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "mycli/1.0""#;
+    let text = [
+        nginx(t, "GET /a", 200, ua),
+        long,
+        ancient.to_owned(),
+        nginx(t, "GET /b", 200, ua),
+    ]
+    .join("\n")
+        + "\n";
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, &text).expect("log");
+    // The same lines gzipped, and cut off halfway.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.repeat(50).as_bytes()).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let cut = dir.path().join("access.log.1.gz");
+    std::fs::write(&cut, &gz[..gz.len() / 2]).expect("cut");
+    let (ok, stdout, stderr) = import_nginx(dir.path(), &[&log, &cut]);
+    assert!(!ok, "a file cut short is an error: {stdout}");
+    assert!(stderr.contains("access.log.1.gz"), "{stderr}");
+    assert!(
+        stdout.contains("access.log:2: longer than 64 KiB"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("access.log:3: timestamp"), "{stdout}");
+    assert_eq!(export(dir.path(), "mycli").len(), 2);
 }
