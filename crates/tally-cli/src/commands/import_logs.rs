@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use crate::target::StoreArgs;
 
+/// The shape of a log's lines.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// nginx's combined or common log format (with `$request_time` after
@@ -29,6 +30,7 @@ pub enum Format {
     Json,
 }
 
+/// `tally import-logs`' arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The app whose CLI made the requests.
@@ -115,7 +117,56 @@ struct Tally {
     failed: Vec<String>,
 }
 
+/// Imports the files `args` names (or follows the one).
 pub fn run(args: Args) -> Result<()> {
+    if args.follow && (args.files.len() != 1 || args.files[0].as_os_str() == "-") {
+        bail!("--follow reads one file, by its path");
+    }
+    let (config, fields, routes, rules) = settings(&args)?;
+    let store = args.store.spec()?.open().context(
+        "opening the store (a running server holds the data dir's: stop it for the import)",
+    )?;
+    let app = store
+        .apps()?
+        .into_iter()
+        .find(|a| a.name == args.app)
+        .with_context(|| format!("no app {:?} in the store (tally app add)", args.app))?;
+    let import = Import {
+        app: &app.name,
+        cli: config.cli.as_deref().unwrap_or(&app.name),
+        // The app's salt: a secret the store keeps and never exports.
+        secret: app.salt.as_bytes(),
+        routes: &routes,
+        rules: &rules,
+        query_params: &config.query_params,
+    };
+    let mut writer = store.writer()?;
+    let mut tally = Tally::default();
+    let mut distinct = (Distinct::default(), Distinct::default());
+    let started = Instant::now();
+    for file in &args.files {
+        let mut run = FileRun {
+            import: &import,
+            fields: fields.as_ref(),
+            store: &*store,
+            writer: &mut *writer,
+            tally: &mut tally,
+            batch: Vec::with_capacity(BATCH),
+            seen: (String::new(), HashMap::new()),
+            distinct: &mut distinct,
+            started,
+        };
+        if args.follow {
+            return run.follow(file);
+        }
+        run.read(open(file)?, file)?;
+    }
+    summary(tally, args.files.len(), started)
+}
+
+/// The config file, and what it and the arguments make: the JSON field
+/// names, the routes, the User-Agent rules.
+fn settings(args: &Args) -> Result<(Config, Option<Fields>, Routes, Vec<Rule>)> {
     let config: Config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -143,47 +194,12 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|p| Rule::new(p).with_context(|| format!("user_agents: {p:?}")))
         .collect::<Result<Vec<_>>>()?;
-    let store = args.store.spec()?.open().context(
-        "opening the store (a running server holds the data dir's: stop it for the import)",
-    )?;
-    let app = store
-        .apps()?
-        .into_iter()
-        .find(|a| a.name == args.app)
-        .with_context(|| format!("no app {:?} in the store (tally app add)", args.app))?;
-    let import = Import {
-        app: &app.name,
-        cli: config.cli.as_deref().unwrap_or(&app.name),
-        // The app's salt: a secret the store keeps and never exports.
-        secret: app.salt.as_bytes(),
-        routes: &routes,
-        rules: &rules,
-        query_params: &config.query_params,
-    };
-    if args.follow && (args.files.len() != 1 || args.files[0].as_os_str() == "-") {
-        bail!("--follow reads one file, by its path");
-    }
-    let mut writer = store.writer()?;
-    let mut tally = Tally::default();
-    let mut distinct = (Distinct::default(), Distinct::default());
-    let started = Instant::now();
-    for file in &args.files {
-        let mut run = FileRun {
-            import: &import,
-            fields: fields.as_ref(),
-            store: &*store,
-            writer: &mut *writer,
-            tally: &mut tally,
-            batch: Vec::with_capacity(BATCH),
-            seen: (String::new(), HashMap::new()),
-            distinct: &mut distinct,
-            started,
-        };
-        if args.follow {
-            return run.follow(file);
-        }
-        run.read(open(file)?, file)?;
-    }
+    Ok((config, fields, routes, rules))
+}
+
+/// Prints what the import came to; fails if a file could not be read to
+/// its end.
+fn summary(tally: Tally, files: usize, started: Instant) -> Result<()> {
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
@@ -197,7 +213,7 @@ pub fn run(args: Args) -> Result<()> {
     } = tally;
     println!(
         "{} files, {lines} lines in {:.1} s: {imported} requests imported, {duplicates} imported before, {bad} malformed lines",
-        args.files.len(),
+        files,
         started.elapsed().as_secs_f64()
     );
     for line in shown {
