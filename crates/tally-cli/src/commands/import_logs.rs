@@ -100,6 +100,41 @@ impl Distinct {
     }
 }
 
+/// How long a line's repeats are told apart: log times are the requests'
+/// starts, a little out of order.
+const REPEATS_WITHIN_S: i64 = 120;
+
+/// How often each line's very text came in the last
+/// [`REPEATS_WITHIN_S`] seconds of log time of one file: the n-th repeat of
+/// a line is the n-th event of it, every time the file is imported. Per
+/// file, because a rotated file overlaps the next with the same requests.
+#[derive(Default)]
+struct Occurrences {
+    /// (second, hash of the line) -> how many so far.
+    counts: HashMap<(i64, u64), u32>,
+    /// The log time of the last forgetting.
+    newest: i64,
+}
+
+impl Occurrences {
+    /// The occurrence of `line`, logged at `second`, counted.
+    fn next(&mut self, second: i64, line: &str) -> u32 {
+        use std::hash::{Hash, Hasher};
+        // Forgotten a window at a time: a line's repeats are told apart
+        // for between one and two windows.
+        if second >= self.newest + REPEATS_WITHIN_S {
+            self.newest = second;
+            let oldest = second - REPEATS_WITHIN_S;
+            self.counts.retain(|(s, _), _| *s >= oldest);
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        line.hash(&mut hasher);
+        let count = self.counts.entry((second, hasher.finish())).or_insert(0);
+        *count += 1;
+        *count - 1
+    }
+}
+
 /// Events a transaction holds.
 const BATCH: usize = 10_000;
 /// Malformed lines shown in the summary; the rest are counted.
@@ -152,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
             writer: &mut *writer,
             tally: &mut tally,
             batch: Vec::with_capacity(BATCH),
-            seen: (String::new(), HashMap::new()),
+            seen: Occurrences::default(),
             distinct: &mut distinct,
             started,
         };
@@ -321,8 +356,8 @@ struct FileRun<'a> {
     writer: &'a mut dyn Writer,
     tally: &'a mut Tally,
     batch: Vec<StoredEvent>,
-    /// The second being read, and how often each line's text came in it.
-    seen: (String, HashMap<u64, u32>),
+    /// How often each line's text came in the file.
+    seen: Occurrences,
     /// The versions and commands seen, each capped.
     distinct: &'a mut (Distinct, Distinct),
     started: Instant,
@@ -464,19 +499,8 @@ impl FileRun<'_> {
         };
         match request {
             Ok(request) => {
-                let second = request.time.unix_timestamp().to_string();
-                if self.seen.0 != second {
-                    self.seen = (second, HashMap::new());
-                }
-                let key = {
-                    use std::hash::{Hash, Hasher};
-                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                    line.hash(&mut hasher);
-                    hasher.finish()
-                };
-                let occurrence = self.seen.1.entry(key).or_insert(0);
-                let mut event = self.import.event(&request, line, *occurrence);
-                *occurrence += 1;
+                let occurrence = self.seen.next(request.time.unix_timestamp(), line);
+                let mut event = self.import.event(&request, line, occurrence);
                 // Any client of the API chooses its User-Agent and path.
                 self.distinct.0.fold(&mut event.app_version);
                 self.distinct.1.fold(&mut event.command);
