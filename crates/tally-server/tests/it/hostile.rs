@@ -138,17 +138,27 @@ fn an_idle_keep_alive_connection_is_closed() {
 #[test]
 fn a_client_that_stops_reading_is_cut_off() {
     let server = RunningServer::start_with(|c| {
-        c.connections.write_timeout = Duration::from_millis(200);
+        // Long enough for the check below to see the connection open.
+        c.connections.write_timeout = Duration::from_secs(1);
         c.connections.header_timeout = Duration::from_secs(60);
     });
     let mut stream = connect(&server);
-    // 2,000 answers of 15 KB: far more than the socket buffers hold.
-    let requests = "GET /assets/dashboard.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
-    stream
-        .write_all(requests.as_bytes())
-        .expect("pipelined requests");
+    // 20,000 answers of 15 KB: 300 MB, more than any socket buffers hold
+    // (autotuned ones reached 30 MB under load). Written from a thread of
+    // its own: once the server stops reading, the writes block, and they
+    // fail once it closes.
+    let requests = "GET /assets/dashboard.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
+    let mut writer = stream.try_clone().expect("clone");
+    let writing = std::thread::spawn(move || {
+        let _ = writer.write_all(requests.as_bytes());
+    });
     // The server ends the connection while the client reads nothing: only
     // the scrape that asks is open then.
+    // First seen open (under load the server may not have taken it yet,
+    // and the check below would pass before it began), then closed.
+    tally_testkit::eventually(PATIENCE, "the stalled connection is open", || {
+        (metric(&server, "tally_connections_open") >= 2.0).then_some(())
+    });
     tally_testkit::eventually(PATIENCE, "the stalled connection is closed", || {
         (metric(&server, "tally_connections_open") <= 1.0).then_some(())
     });
@@ -162,6 +172,7 @@ fn a_client_that_stops_reading_is_cut_off() {
         "the connection was not closed: {ended:?} after {} bytes",
         answers.len()
     );
+    let _ = writing.join();
     let served = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
     assert!(
         served < 2000,
