@@ -88,10 +88,7 @@ pub fn parse(line: &str) -> Result<Request<'_>, BadLine> {
             duration_ms = duration_ms.or(Some((s * 1000.0 * 1000.0).round() / 1000.0));
         }
     }
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (target, None),
-    };
+    let (path, query) = split_target(target);
     Ok(Request {
         time,
         method,
@@ -104,7 +101,16 @@ pub fn parse(line: &str) -> Result<Request<'_>, BadLine> {
     })
 }
 
-fn is_method(m: &str) -> bool {
+/// A request target as its path and its query (without the `?`).
+pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+/// A method as servers log them: 1 to 16 uppercase letters.
+pub(crate) fn is_method(m: &str) -> bool {
     !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase())
 }
 

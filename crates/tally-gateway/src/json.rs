@@ -245,7 +245,7 @@ pub fn parse(fields: &Fields, line: &str) -> Result<Request, BadLine> {
         .ok_or(BadLine("no time, or not one of the known forms"))?;
     let method = text(at(&v, &fields.method))
         .map(|m| m.to_ascii_uppercase())
-        .filter(|m| !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase()))
+        .filter(|m| crate::access::is_method(m))
         .ok_or(BadLine("no method"))?;
     let target = text(at(&v, &fields.path))
         .filter(|p| p.starts_with('/'))
@@ -261,10 +261,8 @@ pub fn parse(fields: &Fields, line: &str) -> Result<Request, BadLine> {
         .and_then(|d| text(Some(d))?.parse::<f64>().ok())
         .filter(|d| d.is_finite() && *d >= 0.0)
         .map(|d| fields.duration_unit.to_ms(d));
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (target, None),
-    };
+    let (path, query) = crate::access::split_target(&target);
+    let (path, query) = (path.to_owned(), query.map(str::to_owned));
     Ok(Request {
         time,
         method,

@@ -208,6 +208,15 @@ struct DestinationLabel {
     destination: String,
 }
 
+impl DestinationLabel {
+    fn of(d: &tally_forward::DestinationStats) -> Self {
+        Self {
+            app: d.app.clone(),
+            destination: d.destination.clone(),
+        }
+    }
+}
+
 impl prometheus_client::collector::Collector for Forwarding {
     fn encode(
         &self,
@@ -241,10 +250,7 @@ impl prometheus_client::collector::Collector for Forwarding {
                 prometheus_client::metrics::MetricType::Counter,
             )?;
             for d in &self.0 {
-                let label = DestinationLabel {
-                    app: d.app.clone(),
-                    destination: d.destination.clone(),
-                };
+                let label = DestinationLabel::of(d);
                 ConstCounter::new(read(&d.stats).load(Ordering::Relaxed))
                     .encode(family.encode_family(&label)?)?;
             }
@@ -279,10 +285,7 @@ impl prometheus_client::collector::Collector for Forwarding {
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
             for d in &self.0 {
-                let label = DestinationLabel {
-                    app: d.app.clone(),
-                    destination: d.destination.clone(),
-                };
+                let label = DestinationLabel::of(d);
                 let value = i64::try_from(read(&d.stats, now)).unwrap_or(i64::MAX);
                 ConstGauge::new(value).encode(family.encode_family(&label)?)?;
             }
