@@ -49,8 +49,24 @@ impl Client {
     }
 }
 
+impl Client {
+    /// POST gzip-compressed JSON to `path`, handing back whatever the
+    /// server answered: the caller tells a refusal worth retrying (429,
+    /// 503) from one that is not, and passes the rest to [`check`].
+    pub fn post_gzip(&self, path: &str, gzipped: &[u8]) -> Result<Response<ureq::Body>> {
+        let url = format!("{}{path}", self.base);
+        self.agent
+            .post(&url)
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .send(gzipped)
+            .with_context(|| format!("POST {url}"))
+    }
+}
+
 /// Turns an error answer into an error naming the server's reason.
-fn check(mut response: Response<ureq::Body>) -> Result<Response<ureq::Body>> {
+pub fn check(mut response: Response<ureq::Body>) -> Result<Response<ureq::Body>> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);

@@ -272,6 +272,7 @@ fn run(
         error,
         deps: BTreeMap::from([("git".to_owned(), who.git.to_owned())]),
         properties: BTreeMap::new(),
+        source: tally_protocol::Source::Sdk,
     };
     if event.command == "build" && rng.random::<f64>() < 0.3 {
         event

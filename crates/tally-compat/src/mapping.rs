@@ -282,6 +282,7 @@ fn to_event(mut m: Message, timestamp: OffsetDateTime, raw: &str, target: &Targe
             _ => BTreeMap::new(),
         },
         properties: BTreeMap::new(),
+        source: tally_protocol::Source::Sdk,
     };
     Event {
         properties: properties(&m.properties, library),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue, strings};
+use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue, Source, strings};
 use uuid::Uuid;
 
 use crate::access::Request;
@@ -30,6 +30,24 @@ pub struct Import<'a> {
     /// Query parameters kept (as `query.NAME` properties); the rest of a
     /// query is dropped.
     pub query_params: &'a [String],
+}
+
+/// The secret an app's gateway users are hashed with, derived from the
+/// app's own secret salt: what a server gives `tally import-logs` (with
+/// the admin token) instead of the salt, which also keys the app's
+/// PostHog and Segment user ids. An import into the store and one through
+/// its server hash a user alike.
+///
+/// ```
+/// let key = tally_gateway::event::user_key("s3cret");
+/// assert_eq!(key.len(), 32);
+/// assert_ne!(key, tally_gateway::event::user_key("other"));
+/// ```
+pub fn user_key(salt: &str) -> [u8; 32] {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(salt.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(b"tally gateway users");
+    mac.finalize().into_bytes().into()
 }
 
 /// Namespace of the ids of imported requests (a UUIDv5 namespace of
@@ -76,8 +94,7 @@ impl Import<'_> {
             Kind::Cli | Kind::Unknown => "(unknown)".into(),
         };
         let failed = line.status >= 400;
-        let mut properties =
-            BTreeMap::from([("source".to_owned(), PropertyValue::String("gateway".into()))]);
+        let mut properties = BTreeMap::new();
         for (name, value) in line
             .query
             .into_iter()
@@ -148,6 +165,7 @@ impl Import<'_> {
             }),
             deps: BTreeMap::new(),
             properties,
+            source: Source::Gateway,
         }
     }
 
@@ -260,10 +278,7 @@ mod tests {
             e.properties["query.verbose"],
             PropertyValue::String("1".into())
         );
-        assert_eq!(
-            e.properties["source"],
-            PropertyValue::String("gateway".into())
-        );
+        assert_eq!(e.source, tally_protocol::Source::Gateway);
         // The same user is the same install, whatever their client.
         let other = import.event(&line(Some("tok_live_1234"), "curl/8.5.0", 500), "raw2", 0);
         assert_eq!(other.install_id, e.install_id);

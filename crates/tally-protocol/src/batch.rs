@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::{Event, Limits, clock, validate};
+use crate::{Event, Limits, Source, clock, validate};
 
 /// The body of `POST /v1/batch`, as an SDK builds it.
 ///
@@ -253,6 +253,41 @@ pub fn decode_batch(
     now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<DecodedBatch, BatchError> {
+    decode_from(body, app, Source::Sdk, now, limits)
+}
+
+/// [`decode_batch`] for a batch of a gateway's requests, as `tally
+/// import-logs` sends them to a server with the admin token: each event
+/// must be a gateway's, where an SDK's batch may hold none.
+///
+/// ```
+/// use tally_protocol::{decode_import, Limits};
+/// let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+/// let body = br#"{"sent_at": "2026-11-25T12:00:00Z", "events": [{"id": "0195f3a4-6c1e-7cc2-9d61-3f1d6f0b1a01",
+///     "timestamp": "2026-11-25T11:59:58Z", "app": "mycli", "app_version": "1.4.2",
+///     "install_id": "6f9619ff-8b86-4d01-b42d-00cf4fc964ff", "command": "projects.get",
+///     "flags": [], "exit_code": 0, "duration_ms": 5, "os": "linux", "arch": "x86_64"}]}"#;
+/// let decoded = decode_import(body, "mycli", now, &Limits::default())?;
+/// assert_eq!(decoded.rejected[0].field, "source");
+/// # Ok::<(), tally_protocol::BatchError>(())
+/// ```
+pub fn decode_import(
+    body: &[u8],
+    app: &str,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> Result<DecodedBatch, BatchError> {
+    decode_from(body, app, Source::Gateway, now, limits)
+}
+
+/// A batch whose every event must have been seen by `source`.
+fn decode_from(
+    body: &[u8],
+    app: &str,
+    source: Source,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> Result<DecodedBatch, BatchError> {
     let too_many = Cell::new(false);
     let seed = BatchSeed(RawArray {
         limit: limits.max_events_per_batch,
@@ -279,7 +314,7 @@ pub fn decode_batch(
         dropped: raw.dropped,
     };
     for (index, raw_event) in raw.events.into_iter().enumerate() {
-        match decode_event(raw_event, app, now, shift, limits) {
+        match decode_event(raw_event, app, source, now, shift, limits) {
             Ok((event, client_timestamp)) => {
                 decoded.events.push(event);
                 decoded.client_timestamps.push(client_timestamp);
@@ -293,6 +328,7 @@ pub fn decode_batch(
 fn decode_event(
     raw: &RawValue,
     app: &str,
+    source: Source,
     now: OffsetDateTime,
     shift: time::Duration,
     limits: &Limits,
@@ -315,6 +351,15 @@ fn decode_event(
         BatchError::InvalidJson { path, reason } => (path, reason),
         other => (String::new(), other.to_string()),
     })?;
+    if event.source != source {
+        let reason = match source {
+            // An ingest key ships inside every binary: whoever holds it
+            // could otherwise pass their runs off as the API's requests.
+            Source::Sdk => "a gateway's requests are imported with `tally import-logs`, not sent with an ingest key",
+            Source::Gateway => "an import holds a gateway's requests only",
+        };
+        return Err(("source".into(), reason.into()));
+    }
     admit(event, app, now, shift, limits).map_err(|e| (e.field, e.reason))
 }
 

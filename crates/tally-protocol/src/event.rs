@@ -84,6 +84,11 @@ pub struct Event {
     /// A small flat map of custom values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, PropertyValue>,
+    /// What the event was seen by: an SDK (the default, never sent), or
+    /// the gateway whose logs `tally import-logs` read. Servers refuse a
+    /// gateway event from an ingest key: only an import makes one.
+    #[serde(default, skip_serializing_if = "Source::is_sdk")]
+    pub source: Source,
 }
 
 /// The name in a flag as typed: what comes before its first `=`, so that a
@@ -130,6 +135,46 @@ pub enum Outcome {
     Interrupted,
     /// Died without a trace (SIGKILL, OOM), seen by a later run.
     Killed,
+}
+
+/// What saw an event happen: the CLI itself, through an SDK, or the API
+/// gateway that served the CLI's request.
+///
+/// ```
+/// use tally_protocol::Source;
+/// assert_eq!(Source::parse("gateway"), Some(Source::Gateway));
+/// assert_eq!(Source::default().as_str(), "sdk");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// An SDK inside the CLI (or a PostHog or Segment client).
+    #[default]
+    Sdk,
+    /// A request in an API gateway's or web server's access log.
+    Gateway,
+}
+
+impl Source {
+    /// Every source.
+    pub const ALL: [Source; 2] = [Source::Sdk, Source::Gateway];
+
+    /// The wire and stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Sdk => "sdk",
+            Source::Gateway => "gateway",
+        }
+    }
+
+    /// The source called `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    fn is_sdk(&self) -> bool {
+        *self == Source::Sdk
+    }
 }
 
 impl Outcome {

@@ -37,9 +37,9 @@ mod validate;
 
 pub use batch::{
     Batch, BatchError, DecodedBatch, IngestResponse, Invalid, RawArray, Rejection, admit,
-    decode_batch, read_json,
+    decode_batch, decode_import, read_json,
 };
-pub use event::{ErrorInfo, Event, Outcome, PropertyValue, flag_name};
+pub use event::{ErrorInfo, Event, Outcome, PropertyValue, Source, flag_name};
 pub use limits::{Limits, MAX_REPORTED_DROPPED, strings};
 pub use stored::StoredEvent;
 pub use user_agent::{NotTallyUserAgent, UserAgent};

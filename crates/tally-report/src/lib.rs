@@ -16,6 +16,6 @@ mod query;
 mod table;
 mod version;
 
-pub use query::{DEFAULT_LIMIT, Env, Filter, Query, QueryError, ReportName};
+pub use query::{DEFAULT_LIMIT, Env, Filter, Query, QueryError, ReportName, Source};
 pub use table::{Cell, OTHER, Report, Table};
 pub use version::compare_versions;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
+pub use tally_protocol::Source;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -142,6 +143,9 @@ pub struct Filter {
     pub os: Option<String>,
     /// Only this environment.
     pub env: Option<Env>,
+    /// Only what this source saw (the SDK's runs, or a gateway's
+    /// requests); both when `None`.
+    pub source: Option<Source>,
 }
 
 /// A report request.
@@ -191,12 +195,14 @@ fn bad(field: &str, reason: impl Into<String>) -> QueryError {
 
 /// Parameters every report accepts, and the deprecation report's own.
 const KNOWN: &[&str] = &[
-    "app", "since", "until", "version", "os", "env", "flag", "command", "days", "limit",
+    "app", "since", "until", "version", "os", "env", "source", "flag", "command", "days",
+    "limit",
 ];
 
 impl Query {
     /// Reads a query from URL-style parameters (`app`, `since`, `until` as
-    /// RFC 3339 or `YYYY-MM-DD`, `version`, `os`, `env`, `limit` as a
+    /// RFC 3339 or `YYYY-MM-DD`, `version`, `os`, `env`, `source` (`sdk`,
+    /// `gateway` or `all`), `limit` as a
     /// number or `all`, and for deprecation `flag` or `command` and
     /// `days`).
     ///
@@ -225,6 +231,12 @@ impl Query {
         let env = get("env")
             .map(|e| Env::parse(e).ok_or_else(|| bad("env", "must be human, ci or agent")))
             .transpose()?;
+        let source = match get("source") {
+            None | Some("all") => None,
+            Some(s) => Some(
+                Source::parse(s).ok_or_else(|| bad("source", "must be sdk, gateway or all"))?,
+            ),
+        };
         let since = get("since").map(|v| time_param("since", v)).transpose()?;
         let until = get("until").map(|v| time_param("until", v)).transpose()?;
         if let (Some(s), Some(u)) = (since, until)
@@ -272,6 +284,7 @@ impl Query {
                 version: get("version").map(str::to_owned),
                 os: get("os").map(str::to_owned),
                 env,
+                source,
             },
             flag,
             command,
@@ -315,6 +328,10 @@ mod tests {
         assert_eq!(
             err(&[("app", "a"), ("env", "robot")], ReportName::Commands),
             "env"
+        );
+        assert_eq!(
+            err(&[("app", "a"), ("source", "logs")], ReportName::Commands),
+            "source"
         );
         assert_eq!(
             err(

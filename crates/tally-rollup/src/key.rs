@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use tally_protocol::{Event, Outcome};
+use tally_protocol::{Event, Outcome, Source};
 use tally_report::Env;
 
 /// What a rollup row is broken down by, besides day, version, OS and env.
@@ -156,6 +156,8 @@ pub struct Key<'a> {
     pub os: Cow<'a, str>,
     /// Who ran the CLI.
     pub env: Env,
+    /// What saw the runs: the SDK or a gateway's log.
+    pub source: Source,
     /// The kind's own dimensions.
     pub dims: Dims<Cow<'a, str>>,
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 // times faster than SipHash, with a per-process random seed since the
 // strings come from clients.
 use foldhash::HashMap;
-use tally_protocol::Event;
+use tally_protocol::{Event, Source};
 use tally_report::Env;
 
 use crate::{Agg, Dims, Key, Kind, day_of, env_of, keys_of, micros};
@@ -14,7 +14,7 @@ use crate::{Agg, Dims, Key, Kind, day_of, env_of, keys_of, micros};
 /// Rollup rows being built, e.g. for one batch of events.
 ///
 /// Kept in two levels: the part of a key all of an event's rows share (app,
-/// day, version, OS, environment), then each row's kind and dimensions. An
+/// day, version, OS, environment, source), then each row's kind and dimensions. An
 /// event counts in half a dozen rows, and so hashes and compares its shared
 /// part once rather than once per row.
 ///
@@ -45,6 +45,7 @@ struct Shared<'a> {
     version: Cow<'a, str>,
     os: Cow<'a, str>,
     env: Env,
+    source: Source,
 }
 
 /// The part of a rollup key that is the row's own: see [`Key::dims`].
@@ -70,6 +71,7 @@ impl Rollups {
             version: Cow::Borrowed(&event.app_version),
             os: Cow::Borrowed(&event.os),
             env: env_of(event),
+            source: event.source,
         };
         let rows = self.rows.entry_ref(&Lookup(shared)).or_default();
         for (kind, dims) in keys_of(event) {
@@ -94,6 +96,7 @@ impl Rollups {
             version: key.version,
             os: key.os,
             env: key.env,
+            source: key.source,
         };
         let own = Own {
             kind: key.kind,
@@ -118,6 +121,7 @@ impl Rollups {
                     version: borrowed(&shared.version),
                     os: borrowed(&shared.os),
                     env: shared.env,
+                    source: shared.source,
                     dims: own.dims.each_ref().map(|d| d.as_deref().map(borrowed)),
                 };
                 (key, agg)
@@ -136,6 +140,7 @@ impl Rollups {
                     version: shared.version.clone(),
                     os: shared.os.clone(),
                     env: shared.env,
+                    source: shared.source,
                     dims: own.dims,
                 };
                 (key, agg)
@@ -206,6 +211,7 @@ impl From<&Lookup<Shared<'_>>> for Shared<'static> {
             version: owned(&lookup.0.version),
             os: owned(&lookup.0.os),
             env: lookup.0.env,
+            source: lookup.0.source,
         }
     }
 }

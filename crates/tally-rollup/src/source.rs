@@ -365,7 +365,8 @@ pub fn rows_from_events<'a>(
         .collect()
 }
 
-/// Whether an event passes the filter's app, version, OS and environment.
+/// Whether an event passes the filter's app, version, OS, environment and
+/// source.
 fn passes(filter: &Filter, event: &Event) -> bool {
     event.app == filter.app
         && filter
@@ -374,4 +375,5 @@ fn passes(filter: &Filter, event: &Event) -> bool {
             .is_none_or(|v| v == event.app_version)
         && filter.os.as_deref().is_none_or(|o| o == event.os)
         && filter.env.is_none_or(|e| e == env_of(event))
+        && filter.source.is_none_or(|s| s == event.source)
 }

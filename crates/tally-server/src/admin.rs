@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Path, Query};
 use crate::state::{AppState, StoreHandle};
 
 pub(crate) async fn list_apps(
@@ -43,6 +43,30 @@ pub(crate) async fn add_app(
     state.register(&app);
     tracing::info!(app = %app.name, "App added.");
     Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// What `tally import-logs` needs of an app to import through its server.
+#[derive(serde::Serialize)]
+pub(crate) struct GatewayKey {
+    /// [`tally_gateway::event::user_key`] of the app's salt, in hex.
+    user_key: String,
+}
+
+/// `GET /api/v1/apps/{app}/gateway-key`: the secret gateway users are
+/// hashed with, for an import that sends its events to the server. The
+/// salt itself never leaves the server.
+pub(crate) async fn gateway_key(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<GatewayKey>, ApiError> {
+    let app = state
+        .app_named(&app)
+        .ok_or_else(|| ApiError::NotFound(format!("no app {app:?}")))?;
+    let key = tally_gateway::event::user_key(&app.salt);
+    Ok(Json(GatewayKey {
+        user_key: key.iter().map(|b| format!("{b:02x}")).collect(),
+    }))
 }
 
 /// The query of `GET /api/v1/export`.

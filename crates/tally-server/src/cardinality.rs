@@ -412,6 +412,7 @@ mod tests {
                 error: None,
                 deps: BTreeMap::new(),
                 properties: BTreeMap::new(),
+                source: tally_protocol::Source::Sdk,
             },
             client_timestamp: at,
             received_at: at,

@@ -161,6 +161,18 @@ pub(crate) fn decode(
                 Err(e) => Err(refusal(e)),
             };
         }
+        Dialect::Import => {
+            let app = app.ok_or(ApiError::Unauthorized("an import names its app"))?;
+            let batch =
+                tally_protocol::decode_import(body, &app.name, now, limits).map_err(refusal)?;
+            return Ok(Read {
+                app,
+                batch,
+                dialect,
+                ids: Vec::new(),
+                ignored: 0,
+            });
+        }
         Dialect::PostHog | Dialect::PostHogV1 => {
             let request = posthog::read(body, limits).map_err(refusal)?;
             let app = owner(
@@ -262,7 +274,7 @@ pub(crate) fn accepted(ingested: &Ingested) -> Response {
             }
             json!({ "results": results })
         }
-        Dialect::Tally | Dialect::Segment(_) => json!({"success": true}),
+        Dialect::Tally | Dialect::Import | Dialect::Segment(_) => json!({"success": true}),
     };
     axum::Json(body).into_response()
 }

@@ -37,6 +37,37 @@ pub(crate) async fn batch(
     answer(&state, peer, &headers, body, dialect).await
 }
 
+/// The query of `POST /api/v1/import`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportQuery {
+    app: String,
+}
+
+/// `POST /api/v1/import?app=NAME` (admin token): a batch of a gateway's
+/// requests, as `tally import-logs` makes them of an access log, stored
+/// as every batch is (deduped, the day's caps on distinct values applied,
+/// forwarded) but not rate limited: the admin chose to send it.
+pub(crate) async fn import(
+    _: crate::auth::Admin,
+    State(state): State<AppState>,
+    crate::extract::Query(query): crate::extract::Query<ImportQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = match state.app_named(&query.app) {
+        Some(app) => ingest(&state, None, &headers, body, Dialect::Import, Some(app)).await,
+        None => Err(ApiError::NotFound(format!("no app {:?}", query.app))),
+    };
+    let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
+    state.metrics().observe_request(outcome, started.elapsed());
+    match result {
+        Ok(ingested) => Json(ingested.response).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Takes in a request of `dialect` and answers it as that format's
 /// clients expect.
 pub(crate) async fn answer(
@@ -47,7 +78,7 @@ pub(crate) async fn answer(
     dialect: Dialect,
 ) -> Response {
     let started = Instant::now();
-    let result = ingest(state, peer, headers, body, dialect).await;
+    let result = ingest(state, peer, headers, body, dialect, None).await;
     let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
     state.metrics().observe_request(outcome, started.elapsed());
     match result {
@@ -73,6 +104,9 @@ pub(crate) enum Dialect {
     PostHogV1,
     /// Segment's tracking API: a batch, or one message of the type named.
     Segment(Option<&'static str>),
+    /// Tally's own, of a gateway's requests, sent with the admin token
+    /// (`POST /api/v1/import`).
+    Import,
 }
 
 /// A stored request: what Tally answers, in the format it turned out to
@@ -84,16 +118,20 @@ pub(crate) struct Ingested {
     pub(crate) ids: Vec<Option<String>>,
 }
 
+/// Reads, checks and commits a request's events; `app` is the import's
+/// (an ingest request's comes from its key).
 async fn ingest(
     state: &AppState,
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
     dialect: Dialect,
+    app: Option<KeyApp>,
 ) -> Result<Ingested, ApiError> {
     // A key in the headers is checked before the body is read; one in the
     // body (PostHog's `api_key`, Segment's `writeKey`) once it is parsed.
     let app = match crate::auth::ingest_key(headers) {
+        _ if dialect == Dialect::Import => app,
         Some(key) => Some(
             state
                 .app_of_key(&key)
@@ -107,7 +145,9 @@ async fn ingest(
         None => None,
     };
     let limiter = state.limiter();
-    limiter.client(limiter.client_of(peer, headers))?;
+    if dialect != Dialect::Import {
+        limiter.client(limiter.client_of(peer, headers))?;
+    }
     let config = state.config();
     let sent = crate::body::read(
         body,
@@ -200,9 +240,11 @@ fn prepare(
     let app = &app.name;
     // Invalid and ignored messages count too: a key sending only those
     // costs the server their parsing and an answer.
-    state
-        .limiter()
-        .app(app, decoded.events.len() + decoded.rejected.len() + ignored)?;
+    if dialect != Dialect::Import {
+        state
+            .limiter()
+            .app(app, decoded.events.len() + decoded.rejected.len() + ignored)?;
+    }
     for rejection in &decoded.rejected {
         state.metrics().count_rejected(&rejection.field);
     }

@@ -10,6 +10,9 @@
 //! Routes:
 //! - `POST /v1/batch` (ingest key): a batch of events, see `docs/protocol.md`.
 //! - `GET /api/v1/apps`, `POST /api/v1/apps` (admin token): list and add apps.
+//! - `GET /api/v1/apps/{app}/gateway-key`, `POST /api/v1/import?app=NAME`
+//!   (admin token): what `tally import-logs` hashes users with, and the
+//!   gateway's requests it sends.
 //! - `GET /api/v1/export` (admin token): stored events as NDJSON.
 //! - `GET /api/v1/reports/{name}` (admin token): a report as JSON.
 //! - `GET /healthz`, `GET /metrics` (open): liveness and Prometheus metrics.
@@ -75,6 +78,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/batch", post(ingest::batch))
         .merge(compat::routes())
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
+        .route("/api/v1/apps/{app}/gateway-key", get(admin::gateway_key))
+        .route("/api/v1/import", post(ingest::import))
         .route("/api/v1/export", get(admin::export))
         .route("/api/v1/reports/{name}", get(reports::report))
         .merge(ops::routes())

@@ -254,6 +254,16 @@ impl AppState {
         app
     }
 
+    /// The app called `name`, from memory (as [`AppState::app_of_key`]).
+    pub(crate) fn app_named(&self, name: &str) -> Option<KeyApp> {
+        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+        let app = keys.values().find(|app| &*app.name == name).cloned();
+        if app.is_none() {
+            self.inner.keys_wanted.notify_one();
+        }
+        app
+    }
+
     /// Reads the apps again whenever an unknown key asks for it (at most
     /// once a second) and every 30 seconds in any case; forgets idle rate
     /// limit buckets on the way. Runs until aborted.

@@ -53,6 +53,7 @@ pub fn sample(n: u32, app: &str, at: OffsetDateTime) -> StoredEvent {
             ("dry".to_owned(), PropertyValue::Bool(false)),
         ]
         .into(),
+        source: tally_protocol::Source::Sdk,
     };
     StoredEvent {
         client_timestamp: at - time::Duration::hours(1),
@@ -163,6 +164,7 @@ pub fn fresh(app: &str) -> Event {
             ("ratio".to_owned(), PropertyValue::Float(0.5)),
         ]
         .into(),
+        source: tally_protocol::Source::Sdk,
     }
 }
 

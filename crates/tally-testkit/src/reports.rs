@@ -107,6 +107,7 @@ fn run(i: usize, line: &str) -> StoredEvent {
         }),
         deps,
         properties: BTreeMap::new(),
+        source: tally_protocol::Source::Sdk,
     };
     StoredEvent {
         client_timestamp: at,

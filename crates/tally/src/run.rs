@@ -84,6 +84,7 @@ impl Run {
             error: None,
             deps: BTreeMap::new(),
             properties,
+            source: tally_protocol::Source::Sdk,
         };
         let active = Arc::new(Active {
             shared: Arc::clone(shared),

@@ -32,6 +32,10 @@ pub struct Args {
     /// Only humans, CI or AI agents.
     #[arg(long, value_parser = ["human", "ci", "agent"])]
     env: Option<String>,
+    /// Only the runs the SDK sent, or only the requests imported from
+    /// gateway logs (`tally import-logs`); both by default.
+    #[arg(long, value_parser = ["sdk", "gateway", "all"])]
+    source: Option<String>,
     /// deprecation: the flag, e.g. --flag=--legacy-output.
     #[arg(long, allow_hyphen_values = true)]
     flag: Option<String>,
@@ -78,6 +82,7 @@ pub fn run(args: Args) -> Result<()> {
         ("version", args.version),
         ("os", args.os),
         ("env", args.env),
+        ("source", args.source),
         ("flag", args.flag),
         ("command", args.command),
         ("days", args.days.map(|d| d.to_string())),

@@ -377,3 +377,87 @@ fn repeats_out_of_order_count_and_an_overlap_does_not() {
         "{stdout}"
     );
 }
+
+/// The commands of `tally report commands` for `source` (sdk, gateway or
+/// all), by runs.
+fn commands_seen_by(data: &str, source: &str) -> Vec<(String, u64)> {
+    let (ok, report, stderr) = tally(&[
+        "report", "commands", "--app", "mycli", "--data", data, "--format", "json", "--source",
+        source,
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json");
+    let mut rows: Vec<(String, u64)> = report["tables"][0]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().expect("command").to_owned(),
+                r[1].as_u64().expect("runs"),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn an_import_while_the_server_runs_goes_through_it_and_reports_tell_the_sources_apart() {
+    let dir = data_dir();
+    let data = dir.path().to_str().expect("utf-8");
+    let key = add_app(dir.path(), "mycli");
+    let server = crate::support::TestServer::start(dir.path());
+    let mut run = tally_testkit::events::fresh("mycli");
+    run.command = "deploy".into();
+    let (status, answer) = server.send(&key, std::slice::from_ref(&run));
+    assert_eq!((status, answer["accepted"].as_u64()), (200, Some(1)), "{answer}");
+
+    // An ingest key cannot pass its runs off as a gateway's requests.
+    let mut forged = tally_testkit::events::fresh("mycli");
+    forged.source = tally_protocol::Source::Gateway;
+    let (status, answer) = server.send(&key, &[forged]);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["rejected"][0]["field"], "source", "{answer}");
+
+    let t = an_hour_ago();
+    let ua = "mycli/1.4.2 (linux; x86_64)";
+    let log = dir.path().join("access.log");
+    let lines = [
+        nginx(t, "GET /v1/projects/1", 200, ua),
+        nginx(t, "GET /v1/projects/2", 200, ua),
+        nginx(t, "POST /v1/deploys", 500, ua),
+    ];
+    std::fs::write(&log, lines.join("\n") + "\n").expect("log");
+    // The data dir is the server's: the import finds it and sends to it.
+    let (ok, stdout, stderr) = import_nginx(dir.path(), &[&log]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("3 requests imported, 0 imported before"), "{stdout}");
+    let (ok, stdout, stderr) = import_nginx(dir.path(), &[&log]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("0 requests imported, 3 imported before"), "{stdout}");
+
+    let sdk = vec![("deploy".to_owned(), 1)];
+    let gateway = vec![
+        ("GET /v1/projects/{id}".to_owned(), 2),
+        ("POST /v1/deploys".to_owned(), 1),
+    ];
+    assert_eq!(commands_seen_by(data, "sdk"), sdk);
+    assert_eq!(commands_seen_by(data, "gateway"), gateway);
+    let mut both = [sdk, gateway].concat();
+    both.sort();
+    assert_eq!(commands_seen_by(data, "all"), both);
+
+    let (status, text) = server.get(
+        "/api/v1/export?app=mycli",
+        Some(&server.admin_token()),
+    );
+    assert_eq!(status, 200);
+    let sources: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .map(|e| e["source"].as_str().unwrap_or("sdk").to_owned())
+        .collect();
+    assert_eq!(sources.iter().filter(|s| *s == "gateway").count(), 3);
+    assert_eq!(sources.len(), 4);
+}

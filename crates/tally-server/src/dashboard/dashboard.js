@@ -100,7 +100,7 @@ function currentPage() {
 
 function params(page) {
   const p = new URLSearchParams();
-  for (const id of ["app", "since", "until", "version", "os", "env"]) {
+  for (const id of ["app", "since", "until", "version", "os", "env", "source"]) {
     const value = $("f-" + id).value.trim();
     if (value) p.set(id, value);
   }

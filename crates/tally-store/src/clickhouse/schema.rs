@@ -54,7 +54,12 @@ impl Server {
 type Migration = fn(&Http, Server) -> Result<(), StoreError>;
 
 /// The migrations, in order; index + 1 is the version each produces.
-const MIGRATIONS: &[Migration] = &[create_tables, partition_by_received_day, salt_apps];
+const MIGRATIONS: &[Migration] = &[
+    create_tables,
+    partition_by_received_day,
+    salt_apps,
+    source_events,
+];
 
 /// 1: the tables, with events partitioned by the client's day (which 2
 /// replaces).
@@ -320,6 +325,25 @@ fn salt_apps(http: &Http, _: Server) -> Result<(), StoreError> {
         lines.push('\n');
     }
     http.insert("apps", lines.as_bytes())
+}
+
+/// 4: what saw each event (`tally_protocol::Source`). The rollups need no
+/// column: a gateway's rows have kinds of their own (`stored_kind`).
+/// Collectors of the version before insert without it, and their events
+/// are the SDKs'.
+fn source_events(http: &Http, server: Server) -> Result<(), StoreError> {
+    if has_column(http, "events", "source")? {
+        return Ok(());
+    }
+    let added = http.execute(&format!(
+        "ALTER TABLE events ADD COLUMN source {} DEFAULT 'sdk'",
+        server.few()
+    ));
+    // A collector migrating at the same moment may have added it first.
+    match added {
+        Err(_) if has_column(http, "events", "source")? => Ok(()),
+        other => other,
+    }
 }
 
 /// Whether a collector is copying the events table into the new layout.

@@ -13,7 +13,7 @@ use tally_rollup::{
 use time::OffsetDateTime;
 
 use super::http::{Http, quote};
-use super::writer::{EVENT_COLUMNS, NONE, from_row};
+use super::writer::{EVENT_COLUMNS, NONE, from_row, stored_kind};
 use crate::StoreError;
 
 pub(super) struct ClickHouseSource<'a> {
@@ -274,10 +274,18 @@ fn row(r: Stored, dense: &Dense) -> Result<(Row, u64), StoreError> {
 /// The stored rollup rows of `kind` on the days `first..=last` that
 /// pass `f`, as SQL.
 fn selected(f: &Filter, kind: Kind, (first, last): (Option<i32>, Option<i32>)) -> String {
+    let kinds = match f.source {
+        Some(source) => vec![stored_kind(kind, source)],
+        None => tally_protocol::Source::ALL
+            .into_iter()
+            .map(|source| stored_kind(kind, source))
+            .collect(),
+    };
+    let kinds: Vec<String> = kinds.iter().map(|k| quote(k)).collect();
     let mut sql = format!(
-        "SELECT * FROM rollups WHERE app = {} AND kind = {}",
+        "SELECT * FROM rollups WHERE app = {} AND kind IN ({})",
         quote(&f.app),
-        quote(kind.as_str()),
+        kinds.join(", "),
     );
     if let Some(first) = first {
         sql.push_str(&format!(" AND day >= toDate({first})"));

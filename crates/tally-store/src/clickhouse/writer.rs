@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Value, json};
-use tally_protocol::{ErrorInfo, Event, Outcome, StoredEvent};
-use tally_rollup::{Histogram, day_of, day_start, env_of, from_micros, keys_of, micros};
+use tally_protocol::{ErrorInfo, Event, Outcome, Source, StoredEvent};
+use tally_rollup::{Histogram, Kind, day_of, day_start, env_of, from_micros, keys_of, micros};
 
 use super::http::{Http, quote};
 use crate::{Staged, StoreError, Writer};
@@ -105,7 +105,7 @@ fn to_row(stored: &StoredEvent) -> Value {
     let column =
         |i: usize| -> Vec<&str> { keys.iter().map(|(_, d)| d[i].unwrap_or(NONE)).collect() };
     let error = e.error.as_ref();
-    json!({
+    let mut row = json!({
         "id": e.id,
         "timestamp_us": micros(e.timestamp),
         "client_timestamp_us": micros(stored.client_timestamp),
@@ -138,12 +138,28 @@ fn to_row(stored: &StoredEvent) -> Value {
         "env": env_of(e).as_str(),
         "crashed": u8::from(e.outcome == Some(Outcome::Crash)),
         "duration_bucket": Histogram::bucket(e.duration_ms),
-        "rk.kind": keys.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        "rk.kind": keys.iter().map(|(k, _)| stored_kind(*k, e.source)).collect::<Vec<_>>(),
         "rk.d1": column(0),
         "rk.d2": column(1),
         "rk.d3": column(2),
         "rk.d4": column(3),
-    })
+    });
+    // The column's default is the SDK: only a gateway's events name it.
+    if e.source != Source::Sdk {
+        row["source"] = json!(e.source.as_str());
+    }
+    row
+}
+
+/// The `kind` of a rollup row as stored: the kind's name for the SDK's
+/// runs, behind `gateway.` for a gateway's requests. The source is part of
+/// the kind so that the rollup table's sort key, by which ClickHouse
+/// merges rows, tells the sources apart without a new table or view.
+pub(super) fn stored_kind(kind: Kind, source: Source) -> String {
+    match source {
+        Source::Sdk => kind.as_str().to_owned(),
+        Source::Gateway => format!("gateway.{}", kind.as_str()),
+    }
 }
 
 /// A map stored as JSON text, empty when the map is.
@@ -171,7 +187,7 @@ fn parse_map<V: serde::de::DeserializeOwned>(
 pub(super) const EVENT_COLUMNS: &str = "toString(id) AS id, timestamp_us, client_timestamp_us, \
     received_at_us, app, app_version, toString(install_id) AS install_id, install_hash, command, \
     flags, exit_code, outcome, duration_ms, os, arch, os_version, ci, agent, tty, error_kind, \
-    error_message, error_location, deps, properties, container, wsl, name";
+    error_message, error_location, deps, properties, container, wsl, name, source";
 
 /// An event read back from a row of [`EVENT_COLUMNS`], with its install hash.
 pub(super) fn from_row(row: &Value) -> Result<(StoredEvent, u32), StoreError> {
@@ -209,6 +225,10 @@ pub(super) fn from_row(row: &Value) -> Result<(StoredEvent, u32), StoreError> {
         }),
         deps: parse_map(row, "deps")?,
         properties: parse_map(row, "properties")?,
+        source: match row["source"].as_str() {
+            None | Some("") => Source::Sdk,
+            Some(name) => Source::parse(name).ok_or_else(|| corrupt("source"))?,
+        },
     };
     let hash = row["install_hash"]
         .as_u64()

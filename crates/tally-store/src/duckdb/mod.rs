@@ -43,7 +43,7 @@ const MEMORY_LIMIT: &str = "256MB";
 const EXPORT_COLUMNS: &str = "id, epoch_us(timestamp), epoch_us(client_timestamp),
     epoch_us(received_at), app, app_version, install_id, command, flags, exit_code,
     outcome, duration_ms, os, arch, os_version, ci, agent, tty, error_kind,
-    error_message, error_location, deps, properties, container, wsl, name";
+    error_message, error_location, deps, properties, container, wsl, name, source";
 
 /// The embedded store. See the [crate docs](crate) for an example.
 pub struct DuckDbStore {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use duckdb::{Connection, ToSql, params};
-use tally_protocol::Event;
+use tally_protocol::{Event, Source};
 use tally_report::Env;
 use tally_rollup::{Agg, Histogram, Key, Kind, Rollups, day_of, day_start};
 
@@ -41,6 +41,7 @@ pub(super) fn append(conn: &Connection, rollups: &Rollups) -> Result<usize, Stor
             agg.last_us,
             agg.installs_bytes(),
             durations,
+            key.source.as_str(),
         ])?;
     }
     appender.flush()?;
@@ -80,12 +81,13 @@ pub(super) fn read(
         "NULL::BLOB"
     };
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS}, {installs}, {durations} FROM rollups WHERE {condition}"
+        "SELECT {COLUMNS}, {installs}, {durations}, source FROM rollups WHERE {condition}"
     ))?;
     let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
     while let Some(r) = rows.next()? {
         let kind: String = r.get(1)?;
         let env: String = r.get(5)?;
+        let source: String = r.get(17)?;
         let corrupt =
             |what: &str, value: &str| StoreError::Corrupt(format!("rollup {what} {value:?}"));
         let installs: Option<Vec<u8>> = r.get(15)?;
@@ -99,6 +101,7 @@ pub(super) fn read(
             version: text(3)?,
             os: text(4)?,
             env: Env::parse(&env).ok_or_else(|| corrupt("env", &env))?,
+            source: Source::parse(&source).ok_or_else(|| corrupt("source", &source))?,
             dims: [dim(6)?, dim(7)?, dim(8)?, dim(9)?],
         };
         let agg = Agg {
@@ -142,7 +145,7 @@ pub(super) fn compact_in_slices(
     days: &BTreeSet<i32>,
     slice_rows: i64,
 ) -> Result<(), StoreError> {
-    const KEY: &str = "app, kind, version, os, env, d1, d2, d3, d4";
+    const KEY: &str = "app, kind, version, os, env, source, d1, d2, d3, d4";
     for day in days {
         // Day numbers are integers we hold: safe to inline.
         let (rows, keys): (i64, i64) = conn.query_row(
@@ -223,7 +226,7 @@ pub(super) fn raw(
     let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let install: Option<u32> = r.get(26)?;
+        let install: Option<u32> = r.get(27)?;
         let event = row_to_event(r)?;
         let install = install.ok_or_else(|| {
             StoreError::Corrupt(format!("event {} has no install number", event.event.id))

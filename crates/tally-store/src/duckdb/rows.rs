@@ -43,7 +43,7 @@ pub(super) fn events_batch(
     let properties = e()
         .map(|e| json_map(&e.properties))
         .collect::<Result<Vec<_>, _>>()?;
-    let columns: [ArrayRef; 27] = [
+    let columns: [ArrayRef; 28] = [
         uuid(|e| e.id)?,
         time(|s| s.event.timestamp),
         time(|s| s.client_timestamp),
@@ -80,6 +80,9 @@ pub(super) fn events_batch(
         maybe_text(|e| e.name.as_deref()),
         Arc::new(Int32Array::from_iter_values(
             installs.iter().map(|&n| n as i32),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            e().map(|e| e.source.as_str()),
         )),
     ];
     RecordBatch::try_new(EVENTS_SCHEMA.clone(), columns.into()).map_err(arrow_error)
@@ -137,6 +140,7 @@ static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         flag("wsl"),
         text("name", true),
         Field::new("install_no", DataType::Int32, false),
+        text("source", false),
     ]))
 });
 
@@ -198,6 +202,14 @@ pub(super) fn row_to_event(r: &duckdb::Row<'_>) -> Result<StoredEvent, StoreErro
         error,
         deps: parse_map("deps", r.get(21)?)?,
         properties: parse_map("properties", r.get(22)?)?,
+        source: {
+            let source: Option<String> = r.get(26)?;
+            match source.as_deref() {
+                None => tally_protocol::Source::Sdk,
+                Some(name) => tally_protocol::Source::parse(name)
+                    .ok_or_else(|| StoreError::Corrupt(format!("source {name:?}")))?,
+            }
+        },
     };
     Ok(StoredEvent {
         event,

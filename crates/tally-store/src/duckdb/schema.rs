@@ -107,6 +107,16 @@ UPDATE events SET client_timestamp = TIMESTAMP '2099-12-31 23:59:59.999999'
 ALTER TABLE apps ADD COLUMN salt VARCHAR;
 UPDATE apps SET salt = replace(gen_random_uuid()::VARCHAR, '-', '') || replace(gen_random_uuid()::VARCHAR, '-', '');
 "#,
+    // 7: what saw each event (`tally_protocol::Source`), in the events and
+    // in the rollups the reports filter. Imports of gateway logs made
+    // before said so in a property; their days' rollups are dropped, to be
+    // rolled up again when the store opens.
+    r#"
+ALTER TABLE events ADD COLUMN source VARCHAR DEFAULT 'sdk';
+UPDATE events SET source = 'gateway' WHERE properties LIKE '%"source":"gateway"%';
+ALTER TABLE rollups ADD COLUMN source VARCHAR DEFAULT 'sdk';
+DELETE FROM rollups WHERE EXISTS (SELECT 1 FROM events WHERE source = 'gateway');
+"#,
 ];
 
 /// Brings the database to the newest schema.

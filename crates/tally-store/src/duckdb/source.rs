@@ -44,6 +44,9 @@ impl Source for super::DuckDbStore {
         if let Some(env) = f.env {
             bind(" AND env = ?", Box::new(env.as_str()));
         }
+        if let Some(source) = f.source {
+            bind(" AND source = ?", Box::new(source.as_str()));
+        }
         let sets = Sets {
             installs: need.installs,
             durations: need.durations,

@@ -323,7 +323,9 @@ fn client_times_stored_unchecked_are_clamped_so_exports_work() {
             "UPDATE events SET client_timestamp = make_timestamp(-62167219200000000) WHERE id = (SELECT min(id) FROM events);
              UPDATE events SET client_timestamp = make_timestamp(253402300799000000) WHERE id = (SELECT max(id) FROM events);
              DELETE FROM tally_schema WHERE version >= 5;
-             ALTER TABLE apps DROP COLUMN salt;",
+             ALTER TABLE apps DROP COLUMN salt;
+             ALTER TABLE events DROP COLUMN source;
+             ALTER TABLE rollups DROP COLUMN source;",
         )
         .expect("old rows");
     }
@@ -359,7 +361,8 @@ fn apps_made_before_salts_get_one_that_stays() {
     {
         let conn = Connection::open(dir.path().join("tally.duckdb")).expect("db");
         conn.execute_batch(
-            "ALTER TABLE apps DROP COLUMN salt; DELETE FROM tally_schema WHERE version = 6;",
+            "ALTER TABLE apps DROP COLUMN salt; DELETE FROM tally_schema WHERE version >= 6;
+             ALTER TABLE events DROP COLUMN source; ALTER TABLE rollups DROP COLUMN source;",
         )
         .expect("schema 5");
     }
@@ -374,4 +377,67 @@ fn apps_made_before_salts_get_one_that_stays() {
         .apps()
         .expect("apps");
     assert_eq!(again, apps);
+}
+
+/// Gateway requests imported before the source column said so in a
+/// property: migrating the store marks them, and rolls their days up
+/// again, so the reports' source filter counts them where they belong.
+#[test]
+fn requests_imported_before_the_source_column_are_the_gateways() {
+    use tally_protocol::{PropertyValue, Source};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    {
+        let store = DuckDbStore::open(dir.path()).expect("open");
+        store.add_app("old").expect("add");
+        let mut events = vec![sample(1, "old", at), sample(2, "old", at)];
+        for e in &mut events {
+            e.event.name = None;
+        }
+        events[1].event.properties.insert(
+            "source".into(),
+            PropertyValue::String("gateway".into()),
+        );
+        store
+            .writer()
+            .expect("w")
+            .insert(&mut events.into())
+            .expect("insert");
+    }
+    {
+        let conn = Connection::open(dir.path().join("tally.duckdb")).expect("db");
+        conn.execute_batch(
+            "DELETE FROM tally_schema WHERE version >= 7;
+             ALTER TABLE events DROP COLUMN source; ALTER TABLE rollups DROP COLUMN source;",
+        )
+        .expect("schema 6");
+    }
+    let store = DuckDbStore::open(dir.path()).expect("migrate");
+    let mut sources = Vec::new();
+    store
+        .export(&ExportFilter::default(), &mut |e| {
+            sources.push(e.event.source);
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("export");
+    sources.sort();
+    assert_eq!(sources, [Source::Sdk, Source::Gateway]);
+    let runs = |source: &str| {
+        let params = std::collections::BTreeMap::from([
+            ("app".to_owned(), "old".to_owned()),
+            ("source".to_owned(), source.to_owned()),
+        ]);
+        let query =
+            tally_report::Query::from_params(tally_report::ReportName::Commands, &params)
+                .expect("query");
+        let report = store.report(&query).expect("report");
+        let rows = &report.tables[0].rows;
+        rows.iter()
+            .map(|r| match &r[1] {
+                tally_report::Cell::Int(n) => *n,
+                other => panic!("runs: {other:?}"),
+            })
+            .sum::<i64>()
+    };
+    assert_eq!((runs("sdk"), runs("gateway"), runs("all")), (1, 1, 2));
 }

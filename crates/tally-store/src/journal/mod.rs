@@ -51,7 +51,10 @@ const AHEAD: usize = 2;
 const MAX_RECORD: u32 = 1 << 30;
 const HEADER: usize = 8;
 /// The first bytes of every segment: the format and its version.
-const MAGIC: &[u8; 8] = b"TALLYJ2\n";
+const MAGIC: &[u8; 8] = b"TALLYJ3\n";
+/// The second format's: binary records without the events' source,
+/// written by Tally until 2026-12; their events are all the SDKs'.
+const MAGIC_UNSOURCED: &[u8; 8] = b"TALLYJ2\n";
 /// The first format's: records of NDJSON, written by Tally until 2026-12.
 const MAGIC_NDJSON: &[u8; 8] = b"TALLYJ1\n";
 
@@ -553,6 +556,27 @@ mod tests {
         let mut segment = MAGIC_NDJSON.to_vec();
         segment.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         segment.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        segment.extend_from_slice(&payload);
+        fs::write(segment_path(dir.path(), 1), segment).expect("write");
+        assert_eq!(replayed(dir.path()), events);
+    }
+
+    #[test]
+    fn segments_of_the_unsourced_format_are_still_replayed_as_the_sdks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = datetime!(2026-11-20 10:00:00 UTC);
+        let events: Vec<_> = (0..3).map(|n| sample(n, "j", at)).collect();
+        // The second format's record: this one's without each event's last
+        // byte, its source.
+        let encoded = Encoded::new(&events);
+        let mut payload = Vec::new();
+        for i in 0..events.len() {
+            let (_, event) = encoded.event(i).split_last().expect("bytes");
+            payload.extend_from_slice(event);
+        }
+        let mut segment = MAGIC_UNSOURCED.to_vec();
+        segment.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        segment.extend_from_slice(&checksum(1, &payload).to_le_bytes());
         segment.extend_from_slice(&payload);
         fs::write(segment_path(dir.path(), 1), segment).expect("write");
         assert_eq!(replayed(dir.path()), events);

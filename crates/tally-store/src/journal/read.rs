@@ -7,7 +7,7 @@ use std::path::Path;
 use tally_protocol::StoredEvent;
 
 use super::{
-    HEADER, MAGIC, MAGIC_NDJSON, MAX_RECORD, Position, checksum, io_error, record, segment_path,
+    HEADER, MAGIC, MAGIC_NDJSON, MAGIC_UNSOURCED, MAX_RECORD, Position, checksum, io_error, record, segment_path,
     segments,
 };
 use crate::StoreError;
@@ -43,22 +43,34 @@ pub(crate) fn end(dir: &Path, from: Position) -> Result<Position, StoreError> {
 /// One intact record, read back.
 struct Stored<'a> {
     path: &'a Path,
-    ndjson: bool,
+    format: Format,
     payload: &'a [u8],
     end: Position,
 }
 
+/// The formats of segments this Tally reads, by their magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// The first: NDJSON records.
+    Ndjson,
+    /// The second: binary records, without the events' source.
+    Unsourced,
+    /// This one's.
+    Binary,
+}
+
 impl Stored<'_> {
     fn decode(&self) -> Result<Vec<StoredEvent>, String> {
-        if self.ndjson {
-            self.payload
+        match self.format {
+            Format::Ndjson => self
+                .payload
                 .split(|&b| b == b'\n')
                 .filter(|line| !line.is_empty())
                 .map(serde_json::from_slice)
                 .collect::<Result<Vec<StoredEvent>, _>>()
-                .map_err(|e| e.to_string())
-        } else {
-            record::decode(self.payload).map_err(|e| e.to_string())
+                .map_err(|e| e.to_string()),
+            Format::Unsourced => record::decode(self.payload, false).map_err(|e| e.to_string()),
+            Format::Binary => record::decode(self.payload, true).map_err(|e| e.to_string()),
         }
     }
 }
@@ -85,9 +97,10 @@ fn records(
         if !read_full(&mut reader, &mut magic).map_err(|e| io_error("reading", &path, e))? {
             continue;
         }
-        let ndjson = match &magic {
-            MAGIC => false,
-            MAGIC_NDJSON => true,
+        let format = match &magic {
+            MAGIC => Format::Binary,
+            MAGIC_UNSOURCED => Format::Unsourced,
+            MAGIC_NDJSON => Format::Ndjson,
             // Made by a writer that stopped before it was synced.
             [0, 0, 0, 0, 0, 0, 0, 0] => continue,
             _ => {
@@ -103,7 +116,7 @@ fn records(
         loop {
             let mut header = [0u8; HEADER];
             // The first format's checksums are of the payload alone.
-            let number = (!ndjson).then_some(segment);
+            let number = (format != Format::Ndjson).then_some(segment);
             let left = size.saturating_sub(offset + HEADER as u64);
             match read_record(&mut reader, number, left, &mut header, &mut payload) {
                 Ok(true) => {}
@@ -117,7 +130,7 @@ fn records(
             }
             each(Stored {
                 path: &path,
-                ndjson,
+                format,
                 payload: &payload,
                 end,
             })?;

@@ -12,7 +12,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 
-use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue, StoredEvent};
+use tally_protocol::{ErrorInfo, Event, Outcome, PropertyValue, Source, StoredEvent};
 use tally_rollup::{from_micros, micros};
 use uuid::Uuid;
 
@@ -99,12 +99,21 @@ impl Prepared for Encoded {
 #[error("journal record malformed: {0}")]
 pub(crate) struct Malformed(&'static str);
 
-/// Reads back every event of a payload.
-pub(crate) fn decode(payload: &[u8]) -> Result<Vec<StoredEvent>, Malformed> {
+/// Reads back every event of a payload; `sourced` when its events end
+/// with their source (all but the second format's).
+pub(crate) fn decode(payload: &[u8], sourced: bool) -> Result<Vec<StoredEvent>, Malformed> {
     let mut input = Input(payload);
     let mut events = Vec::new();
     while !input.0.is_empty() {
-        events.push(input.event()?);
+        let mut stored = input.event()?;
+        if sourced {
+            stored.event.source = match input.byte()? {
+                0 => Source::Sdk,
+                1 => Source::Gateway,
+                _ => return Err(Malformed("unknown source")),
+            };
+        }
+        events.push(stored);
     }
     Ok(events)
 }
@@ -167,6 +176,10 @@ fn put_event(out: &mut Vec<u8>, stored: &StoredEvent) {
             }
         }
     }
+    out.push(match e.source {
+        Source::Sdk => 0,
+        Source::Gateway => 1,
+    });
 }
 
 fn put_len(out: &mut Vec<u8>, mut n: usize) {
@@ -335,6 +348,7 @@ impl Input<'_> {
                 error,
                 deps,
                 properties,
+                source: Source::Sdk,
             },
             client_timestamp,
             received_at,
@@ -353,6 +367,7 @@ mod tests {
     fn events() -> Vec<StoredEvent> {
         let at = datetime!(2026-11-20 10:00:00.123456 UTC);
         let mut events: Vec<_> = (0..28).map(|n| sample(n, "rec", at)).collect();
+        events[3].event.source = Source::Gateway;
         let mut bare = bare(99, "rec", at);
         bare.event.command.clear();
         events.push(bare);
@@ -363,11 +378,11 @@ mod tests {
     fn events_come_back_field_for_field() {
         let events = events();
         let encoded = Encoded::new(&events);
-        assert_eq!(decode(encoded.bytes()).expect("decode"), events);
+        assert_eq!(decode(encoded.bytes(), true).expect("decode"), events);
         // Each event's bytes stand on their own.
         for (i, event) in events.iter().enumerate() {
             assert_eq!(
-                decode(encoded.event(i)).expect("decode"),
+                decode(encoded.event(i), true).expect("decode"),
                 std::slice::from_ref(event)
             );
         }
@@ -382,7 +397,7 @@ mod tests {
         let tail = joined.split(4);
         assert_eq!(joined, Encoded::new(&events[..4]));
         assert_eq!(tail, Encoded::new(&events[4..]));
-        assert_eq!(decode(tail.event(0)).expect("decode"), [events[4].clone()]);
+        assert_eq!(decode(tail.event(0), true).expect("decode"), [events[4].clone()]);
     }
 
     /// Regression guard: if a group commit lost the encoding made in the
@@ -427,7 +442,7 @@ mod tests {
             })
             .collect();
         for cut in 1..bytes.len() {
-            let decoded = decode(&bytes[..cut]);
+            let decoded = decode(&bytes[..cut], true);
             assert_eq!(decoded.is_ok(), ends.contains(&cut), "cut at {cut}");
         }
     }

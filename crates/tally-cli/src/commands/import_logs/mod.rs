@@ -1,8 +1,11 @@
 //! `tally import-logs`: API gateway and web server access logs into the
 //! store, as the usage of the CLI that made the requests.
 
+mod input;
+mod sink;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Seek, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -13,10 +16,11 @@ use tally_gateway::event::Import;
 use tally_gateway::json::Fields;
 use tally_gateway::routes::Routes;
 use tally_protocol::StoredEvent;
-use tally_store::{Store, Writer};
 use time::OffsetDateTime;
 
-use crate::target::StoreArgs;
+use crate::target::{Target, TargetArgs};
+use input::{Line, MAX_LINE, identity, identity_now, open, read_line};
+use sink::{ServerSink, Sink, StoreSink};
 
 /// The shape of a log's lines.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +57,7 @@ pub struct Args {
     #[arg(long)]
     follow: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    target: TargetArgs,
     /// Log files, plain, gzip or zstd (told by their first bytes); `-`
     /// reads standard input.
     #[arg(required = true)]
@@ -158,24 +162,35 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--follow reads one file, by its path");
     }
     let (config, fields, routes, rules) = settings(&args)?;
-    let store = args.store.spec()?.open().context(
-        "opening the store (a running server holds the data dir's: stop it for the import)",
-    )?;
-    let app = store
-        .apps()?
-        .into_iter()
-        .find(|a| a.name == args.app)
-        .with_context(|| format!("no app {:?} in the store (tally app add)", args.app))?;
+    // Into the store, or through the server that holds it.
+    let (mut sink, secret): (Box<dyn Sink>, Vec<u8>) = match args.target.resolve()? {
+        Target::Store(store) => {
+            let app = store
+                .apps()?
+                .into_iter()
+                .find(|a| a.name == args.app)
+                .with_context(|| format!("no app {:?} in the store (tally app add)", args.app))?;
+            let writer = store.writer()?;
+            let key = tally_gateway::event::user_key(&app.salt);
+            (Box::new(StoreSink { store, writer }), key.to_vec())
+        }
+        Target::Server(client) => {
+            let sink = ServerSink {
+                client,
+                app: args.app.clone(),
+            };
+            let key = sink.user_key()?;
+            (Box::new(sink), key)
+        }
+    };
     let import = Import {
-        app: &app.name,
-        cli: config.cli.as_deref().unwrap_or(&app.name),
-        // The app's salt: a secret the store keeps and never exports.
-        secret: app.salt.as_bytes(),
+        app: &args.app,
+        cli: config.cli.as_deref().unwrap_or(&args.app),
+        secret: &secret,
         routes: &routes,
         rules: &rules,
         query_params: &config.query_params,
     };
-    let mut writer = store.writer()?;
     let mut tally = Tally::default();
     let mut distinct = (Distinct::default(), Distinct::default());
     let started = Instant::now();
@@ -183,8 +198,7 @@ pub fn run(args: Args) -> Result<()> {
         let mut run = FileRun {
             import: &import,
             fields: fields.as_ref(),
-            store: &*store,
-            writer: &mut *writer,
+            sink: &mut *sink,
             tally: &mut tally,
             batch: Vec::with_capacity(BATCH),
             seen: Occurrences::default(),
@@ -263,97 +277,11 @@ fn summary(tally: Tally, files: usize, started: Instant) -> Result<()> {
     Ok(())
 }
 
-/// `path` (or standard input), inflated if it is gzip or zstd.
-fn open(path: &PathBuf) -> Result<Box<dyn BufRead>> {
-    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)
-    };
-    let mut buffered = BufReader::with_capacity(1 << 20, raw);
-    let magic = buffered
-        .fill_buf()?
-        .get(..4)
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
-    Ok(match magic.as_slice() {
-        [0x1f, 0x8b, ..] => Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::bufread::MultiGzDecoder::new(buffered),
-        )),
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(BufReader::with_capacity(
-            1 << 20,
-            zstd::Decoder::with_buffer(buffered)?,
-        )),
-        _ => Box::new(buffered),
-    })
-}
-
-/// What tells one file from the next under the same path: its device and
-/// inode.
-#[cfg(unix)]
-fn identity(path: &std::path::Path) -> Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok((m.dev(), m.ino()))
-}
-
-/// Where inodes are not to be had, a rotation is seen as a truncation.
-#[cfg(not(unix))]
-fn identity(path: &std::path::Path) -> Result<(u64, u64)> {
-    std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok((0, 0))
-}
-
-/// The identity of what is at `path` now, if anything (between a rename
-/// and the new file's making, nothing is).
-fn identity_now(path: &std::path::Path) -> Option<(u64, u64)> {
-    identity(path).ok()
-}
-
-/// The longest line read; a longer one is malformed, and skipped.
-const MAX_LINE: u64 = 64 * 1024;
-
-/// What [`read_line`] found.
-enum Line {
-    Whole,
-    TooLong,
-    End,
-}
-
-/// The next line of `reader` into `buf`, reading at most [`MAX_LINE`]
-/// bytes of it into memory whatever the file holds.
-fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<Line> {
-    let n = reader.take(MAX_LINE).read_until(b'\n', buf)?;
-    if n == 0 {
-        return Ok(Line::End);
-    }
-    if buf.ends_with(b"\n") || (n as u64) < MAX_LINE {
-        return Ok(Line::Whole);
-    }
-    // Skip the rest of it, a buffer at a time.
-    loop {
-        let (skip, done) = {
-            let chunk = reader.fill_buf()?;
-            match chunk.iter().position(|&b| b == b'\n') {
-                Some(at) => (at + 1, true),
-                None => (chunk.len(), chunk.is_empty()),
-            }
-        };
-        reader.consume(skip);
-        if done {
-            buf.clear();
-            return Ok(Line::TooLong);
-        }
-    }
-}
-
 /// One file's import.
 struct FileRun<'a> {
     import: &'a Import<'a>,
     fields: Option<&'a Fields>,
-    store: &'a dyn Store,
-    writer: &'a mut dyn Writer,
+    sink: &'a mut dyn Sink,
     tally: &'a mut Tally,
     batch: Vec<StoredEvent>,
     /// How often each line's text came in the file.
@@ -540,12 +468,15 @@ impl FileRun<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let events = std::mem::take(&mut self.batch);
-        let mut staged = self.store.stage(events);
-        let new = self.writer.insert(&mut staged)?;
-        let imported = new.iter().filter(|&&n| n).count() as u64;
-        self.tally.imported += imported;
-        self.tally.duplicates += new.len() as u64 - imported;
+        let stored = self.sink.store(std::mem::take(&mut self.batch))?;
+        self.tally.imported += stored.new;
+        self.tally.duplicates += stored.duplicates;
+        for reason in stored.refused {
+            self.tally.bad += 1;
+            if self.tally.shown.len() < SHOWN {
+                self.tally.shown.push(reason);
+            }
+        }
         let _ = std::io::stderr().flush();
         Ok(())
     }

@@ -1,0 +1,134 @@
+//! Where an import's events go: into the store, or, when a running server
+//! holds it (DuckDB lets one process open a data dir), to that server.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tally_protocol::{IngestResponse, StoredEvent};
+use tally_store::{Store, Writer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::client::{Client, check, urlencode};
+
+/// What storing a batch came to.
+#[derive(Debug, Default)]
+pub(super) struct Stored {
+    /// Events stored for the first time.
+    pub(super) new: u64,
+    /// Events stored before (an import of the same lines).
+    pub(super) duplicates: u64,
+    /// Events the server refused, and why.
+    pub(super) refused: Vec<String>,
+}
+
+/// Takes an import's events, a batch at a time.
+pub(super) trait Sink {
+    fn store(&mut self, events: Vec<StoredEvent>) -> Result<Stored>;
+}
+
+/// The store itself, opened by the import.
+pub(super) struct StoreSink {
+    pub(super) store: Box<dyn Store>,
+    pub(super) writer: Box<dyn Writer>,
+}
+
+impl Sink for StoreSink {
+    fn store(&mut self, events: Vec<StoredEvent>) -> Result<Stored> {
+        let mut staged = self.store.stage(events);
+        let new = self.writer.insert(&mut staged)?;
+        let imported = new.iter().filter(|&&n| n).count() as u64;
+        Ok(Stored {
+            new: imported,
+            duplicates: new.len() as u64 - imported,
+            refused: Vec::new(),
+        })
+    }
+}
+
+/// The events a request to the server holds: its default batch limit.
+const PER_REQUEST: usize = 1000;
+/// Tries of one request the server answers it is too busy for (429, 503).
+const TRIES: u32 = 8;
+
+/// A running server, sent the events with the admin token
+/// (`POST /api/v1/import`): stored as its own ingest stores, under its
+/// caps on distinct values, and forwarded.
+pub(super) struct ServerSink {
+    pub(super) client: Client,
+    pub(super) app: String,
+}
+
+impl ServerSink {
+    /// The secret the server's app hashes gateway users with.
+    pub(super) fn user_key(&self) -> Result<Vec<u8>> {
+        #[derive(serde::Deserialize)]
+        struct Key {
+            user_key: String,
+        }
+        let path = format!("/api/v1/apps/{}/gateway-key", urlencode(&self.app));
+        let key: Key = self
+            .client
+            .get(&path)?
+            .body_mut()
+            .read_json()
+            .context("reading the app's gateway key")?;
+        (0..key.user_key.len())
+            .step_by(2)
+            .map(|i| {
+                key.user_key
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .context("the server's gateway key is not hex")
+    }
+
+    fn send(&self, events: &[StoredEvent]) -> Result<IngestResponse> {
+        let sent_at = OffsetDateTime::now_utc().format(&Rfc3339)?;
+        let batch = serde_json::json!({
+            "sent_at": sent_at,
+            "events": events.iter().map(|s| &s.event).collect::<Vec<_>>(),
+        });
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        serde_json::to_writer(&mut gzip, &batch)?;
+        let body = gzip.finish()?;
+        let path = format!("/api/v1/import?app={}", urlencode(&self.app));
+        let mut wait = Duration::from_millis(100);
+        for _ in 1..TRIES {
+            let response = self.client.post_gzip(&path, &body)?;
+            if !matches!(response.status().as_u16(), 429 | 503) {
+                return Ok(check(response)?.body_mut().read_json()?);
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        let response = self.client.post_gzip(&path, &body)?;
+        Ok(check(response)?.body_mut().read_json()?)
+    }
+}
+
+impl Sink for ServerSink {
+    fn store(&mut self, events: Vec<StoredEvent>) -> Result<Stored> {
+        let mut stored = Stored::default();
+        for chunk in events.chunks(PER_REQUEST) {
+            let answer = self.send(chunk)?;
+            if answer.accepted + answer.duplicates + answer.rejected.len() != chunk.len() {
+                bail!(
+                    "the server answered for {} events of {}",
+                    answer.accepted + answer.duplicates + answer.rejected.len(),
+                    chunk.len()
+                );
+            }
+            stored.new += answer.accepted as u64;
+            stored.duplicates += answer.duplicates as u64;
+            stored.refused.extend(
+                answer
+                    .rejected
+                    .iter()
+                    .map(|r| format!("refused by the server: {}: {}", r.field, r.reason)),
+            );
+        }
+        Ok(stored)
+    }
+}
