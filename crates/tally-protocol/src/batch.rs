@@ -355,7 +355,9 @@ fn decode_event(
         let reason = match source {
             // An ingest key ships inside every binary: whoever holds it
             // could otherwise pass their runs off as the API's requests.
-            Source::Sdk => "a gateway's requests are imported with `tally import-logs`, not sent with an ingest key",
+            Source::Sdk => {
+                "a gateway's requests are imported with `tally import-logs`, not sent with an ingest key"
+            }
             Source::Gateway => "an import holds a gateway's requests only",
         };
         return Err(("source".into(), reason.into()));

@@ -145,7 +145,9 @@ pub enum Outcome {
 /// assert_eq!(Source::parse("gateway"), Some(Source::Gateway));
 /// assert_eq!(Source::default().as_str(), "sdk");
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// An SDK inside the CLI (or a PostHog or Segment client).

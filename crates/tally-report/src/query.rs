@@ -195,8 +195,7 @@ fn bad(field: &str, reason: impl Into<String>) -> QueryError {
 
 /// Parameters every report accepts, and the deprecation report's own.
 const KNOWN: &[&str] = &[
-    "app", "since", "until", "version", "os", "env", "source", "flag", "command", "days",
-    "limit",
+    "app", "since", "until", "version", "os", "env", "source", "flag", "command", "days", "limit",
 ];
 
 impl Query {
@@ -233,9 +232,9 @@ impl Query {
             .transpose()?;
         let source = match get("source") {
             None | Some("all") => None,
-            Some(s) => Some(
-                Source::parse(s).ok_or_else(|| bad("source", "must be sdk, gateway or all"))?,
-            ),
+            Some(s) => {
+                Some(Source::parse(s).ok_or_else(|| bad("source", "must be sdk, gateway or all"))?)
+            }
         };
         let since = get("since").map(|v| time_param("since", v)).transpose()?;
         let until = get("until").map(|v| time_param("until", v)).transpose()?;

@@ -19,15 +19,14 @@ fn an_hour_ago() -> OffsetDateTime {
 
 /// `tally import-logs` of nginx `files` into app mycli of `data`.
 fn import_nginx(data: &std::path::Path, files: &[&std::path::Path]) -> (bool, String, String) {
-    let mut args = vec![
-        "import-logs",
-        "--app",
-        "mycli",
-        "--format",
-        "nginx",
-        "--data",
-    ];
-    args.push(data.to_str().expect("utf-8"));
+    import_nginx_to(&["--data", data.to_str().expect("utf-8")], files)
+}
+
+/// `tally import-logs` of nginx `files` into app mycli of the store that
+/// `target` names.
+fn import_nginx_to(target: &[&str], files: &[&std::path::Path]) -> (bool, String, String) {
+    let mut args = vec!["import-logs", "--app", "mycli", "--format", "nginx"];
+    args.extend(target);
     args.extend(files.iter().map(|f| f.to_str().expect("utf-8")));
     tally(&args)
 }
@@ -378,13 +377,14 @@ fn repeats_out_of_order_count_and_an_overlap_does_not() {
     );
 }
 
-/// The commands of `tally report commands` for `source` (sdk, gateway or
-/// all), by runs.
-fn commands_seen_by(data: &str, source: &str) -> Vec<(String, u64)> {
-    let (ok, report, stderr) = tally(&[
-        "report", "commands", "--app", "mycli", "--data", data, "--format", "json", "--source",
-        source,
-    ]);
+/// The commands of `tally report commands` of the store `target` names
+/// for `source` (sdk, gateway or all), with their runs.
+fn commands_seen_by(target: &[&str], source: &str) -> Vec<(String, u64)> {
+    let mut args = vec![
+        "report", "commands", "--app", "mycli", "--format", "json", "--source", source,
+    ];
+    args.extend(target);
+    let (ok, report, stderr) = tally(&args);
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&report).expect("json");
     let mut rows: Vec<(String, u64)> = report["tables"][0]["rows"]
@@ -411,7 +411,11 @@ fn an_import_while_the_server_runs_goes_through_it_and_reports_tell_the_sources_
     let mut run = tally_testkit::events::fresh("mycli");
     run.command = "deploy".into();
     let (status, answer) = server.send(&key, std::slice::from_ref(&run));
-    assert_eq!((status, answer["accepted"].as_u64()), (200, Some(1)), "{answer}");
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
 
     // An ingest key cannot pass its runs off as a gateway's requests.
     let mut forged = tally_testkit::events::fresh("mycli");
@@ -420,38 +424,10 @@ fn an_import_while_the_server_runs_goes_through_it_and_reports_tell_the_sources_
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["rejected"][0]["field"], "source", "{answer}");
 
-    let t = an_hour_ago();
-    let ua = "mycli/1.4.2 (linux; x86_64)";
-    let log = dir.path().join("access.log");
-    let lines = [
-        nginx(t, "GET /v1/projects/1", 200, ua),
-        nginx(t, "GET /v1/projects/2", 200, ua),
-        nginx(t, "POST /v1/deploys", 500, ua),
-    ];
-    std::fs::write(&log, lines.join("\n") + "\n").expect("log");
     // The data dir is the server's: the import finds it and sends to it.
-    let (ok, stdout, stderr) = import_nginx(dir.path(), &[&log]);
-    assert!(ok, "{stderr}");
-    assert!(stdout.contains("3 requests imported, 0 imported before"), "{stdout}");
-    let (ok, stdout, stderr) = import_nginx(dir.path(), &[&log]);
-    assert!(ok, "{stderr}");
-    assert!(stdout.contains("0 requests imported, 3 imported before"), "{stdout}");
+    imported_twice_and_told_apart(&dir.path().join("access.log"), &["--data", data]);
 
-    let sdk = vec![("deploy".to_owned(), 1)];
-    let gateway = vec![
-        ("GET /v1/projects/{id}".to_owned(), 2),
-        ("POST /v1/deploys".to_owned(), 1),
-    ];
-    assert_eq!(commands_seen_by(data, "sdk"), sdk);
-    assert_eq!(commands_seen_by(data, "gateway"), gateway);
-    let mut both = [sdk, gateway].concat();
-    both.sort();
-    assert_eq!(commands_seen_by(data, "all"), both);
-
-    let (status, text) = server.get(
-        "/api/v1/export?app=mycli",
-        Some(&server.admin_token()),
-    );
+    let (status, text) = server.get("/api/v1/export?app=mycli", Some(&server.admin_token()));
     assert_eq!(status, 200);
     let sources: Vec<String> = text
         .lines()
@@ -460,4 +436,62 @@ fn an_import_while_the_server_runs_goes_through_it_and_reports_tell_the_sources_
         .collect();
     assert_eq!(sources.iter().filter(|s| *s == "gateway").count(), 3);
     assert_eq!(sources.len(), 4);
+}
+
+/// Imports three requests into the store `target` names, which holds one
+/// SDK run of `deploy`, twice (the second storing nothing), and checks
+/// that the commands report counts each side under its source.
+fn imported_twice_and_told_apart(log: &std::path::Path, target: &[&str]) {
+    let t = an_hour_ago();
+    let ua = "mycli/1.4.2 (linux; x86_64)";
+    let lines = [
+        nginx(t, "GET /v1/projects/1", 200, ua),
+        nginx(t, "GET /v1/projects/2", 200, ua),
+        nginx(t, "POST /v1/deploys", 500, ua),
+    ];
+    std::fs::write(log, lines.join("\n") + "\n").expect("log");
+    let (ok, stdout, stderr) = import_nginx_to(target, &[log]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("3 requests imported, 0 imported before"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = import_nginx_to(target, &[log]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("0 requests imported, 3 imported before"),
+        "{stdout}"
+    );
+
+    let sdk = vec![("deploy".to_owned(), 1)];
+    let gateway = vec![
+        ("GET /v1/projects/{id}".to_owned(), 2),
+        ("POST /v1/deploys".to_owned(), 1),
+    ];
+    assert_eq!(commands_seen_by(target, "sdk"), sdk);
+    assert_eq!(commands_seen_by(target, "gateway"), gateway);
+    let mut both = [sdk, gateway].concat();
+    both.sort();
+    assert_eq!(commands_seen_by(target, "all"), both);
+}
+
+#[test]
+fn an_import_into_clickhouse_counts_beside_a_running_collectors_runs() {
+    let clickhouse = tally_testkit::clickhouse::LocalServer::start();
+    let store = clickhouse.store_url("imports");
+    let (ok, stdout, stderr) = tally(&["app", "add", "mycli", "--store", &store]);
+    assert!(ok, "{stderr}");
+    let key = stdout.trim().to_owned();
+    let dir = data_dir();
+    let server = crate::support::TestServer::start_with(dir.path(), &["--store", &store]);
+    let mut run = tally_testkit::events::fresh("mycli");
+    run.command = "deploy".into();
+    let (status, answer) = server.send(&key, &[run]);
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    // ClickHouse takes the import's inserts beside the collector's.
+    imported_twice_and_told_apart(&dir.path().join("access.log"), &["--store", &store]);
 }

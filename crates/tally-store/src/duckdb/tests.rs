@@ -394,10 +394,10 @@ fn requests_imported_before_the_source_column_are_the_gateways() {
         for e in &mut events {
             e.event.name = None;
         }
-        events[1].event.properties.insert(
-            "source".into(),
-            PropertyValue::String("gateway".into()),
-        );
+        events[1]
+            .event
+            .properties
+            .insert("source".into(), PropertyValue::String("gateway".into()));
         store
             .writer()
             .expect("w")
@@ -427,9 +427,8 @@ fn requests_imported_before_the_source_column_are_the_gateways() {
             ("app".to_owned(), "old".to_owned()),
             ("source".to_owned(), source.to_owned()),
         ]);
-        let query =
-            tally_report::Query::from_params(tally_report::ReportName::Commands, &params)
-                .expect("query");
+        let query = tally_report::Query::from_params(tally_report::ReportName::Commands, &params)
+            .expect("query");
         let report = store.report(&query).expect("report");
         let rows = &report.tables[0].rows;
         rows.iter()

@@ -7,8 +7,8 @@ use std::path::Path;
 use tally_protocol::StoredEvent;
 
 use super::{
-    HEADER, MAGIC, MAGIC_NDJSON, MAGIC_UNSOURCED, MAX_RECORD, Position, checksum, io_error, record, segment_path,
-    segments,
+    HEADER, MAGIC, MAGIC_NDJSON, MAGIC_UNSOURCED, MAX_RECORD, Position, checksum, io_error, record,
+    segment_path, segments,
 };
 use crate::StoreError;
 

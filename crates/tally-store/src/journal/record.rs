@@ -397,7 +397,10 @@ mod tests {
         let tail = joined.split(4);
         assert_eq!(joined, Encoded::new(&events[..4]));
         assert_eq!(tail, Encoded::new(&events[4..]));
-        assert_eq!(decode(tail.event(0), true).expect("decode"), [events[4].clone()]);
+        assert_eq!(
+            decode(tail.event(0), true).expect("decode"),
+            [events[4].clone()]
+        );
     }
 
     /// Regression guard: if a group commit lost the encoding made in the
