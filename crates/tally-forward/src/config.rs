@@ -80,6 +80,10 @@ pub enum Field {
     /// A custom event's properties.
     #[serde(rename = "properties")]
     Properties,
+    /// What saw it: `sdk`, or `gateway` for a request `tally import-logs`
+    /// read in an access log.
+    #[serde(rename = "source")]
+    Source,
 }
 
 /// What a destination gets unless its `fields` say otherwise: what the
@@ -98,6 +102,7 @@ pub const DEFAULT_FIELDS: &[Field] = &[
     Field::Ci,
     Field::Agent,
     Field::ErrorKind,
+    Field::Source,
 ];
 
 fn default_fields() -> Vec<Field> {

@@ -215,6 +215,7 @@ fn fields(e: &Event, allowed: &[Field]) -> Map<String, Value> {
             ),
             Field::Deps => ("deps", json!(e.deps)),
             Field::Properties => ("properties", json!(e.properties)),
+            Field::Source => ("source", json!(e.source.as_str())),
         };
         if !value.is_null() {
             out.insert(name.into(), value);

@@ -2,7 +2,7 @@
 //! status as the outcome, the User-Agent's CLI, version and platform, and
 //! the user's token or subject only as a keyed hash, as the install.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -54,45 +54,89 @@ pub fn user_key(salt: &str) -> [u8; 32] {
 /// Tally's own).
 const IDS: Uuid = Uuid::from_u128(0x2c5e_7d1a_4b3f_4a9e_9c01_6f2b_8d3e_5a17);
 
-impl Import<'_> {
+/// Distinct User-Agents whose reading is kept; past it, the cache starts
+/// again (a client that makes one up per request costs the parsing, not
+/// memory).
+const CACHED_AGENTS: usize = 10_000;
+/// Distinct users whose hash is kept, likewise.
+const CACHED_USERS: usize = 100_000;
+
+/// An [`Import`] at work: it keeps what it read of each User-Agent and the
+/// hash of each user, as a log holds a few clients and users many times
+/// over.
+///
+/// ```
+/// use tally_gateway::{access, event::{Import, Importer}, routes::Routes};
+/// let raw = r#"203.0.113.9 - - [25/Nov/2026:12:00:01 +0000] "GET /v1/projects/42 HTTP/1.1" 404 9 "-" "mycli/1.4.2 (linux; x86_64)""#;
+/// let line = access::parse(raw)?;
+/// let routes = Routes::default();
+/// let mut importer = Importer::new(Import { app: "mycli", cli: "mycli", secret: b"s3cret", routes: &routes, rules: &[], query_params: &[] });
+/// let e = importer.event(&line, raw, 0);
+/// assert_eq!((e.command.as_str(), e.app_version.as_str(), e.exit_code), ("GET /v1/projects/{id}", "1.4.2", 1));
+/// assert_eq!(e.error.map(|e| e.kind).as_deref(), Some("http_404"));
+/// # Ok::<(), tally_gateway::access::BadLine>(())
+/// ```
+pub struct Importer<'a> {
+    import: Import<'a>,
+    /// Keyed with the secret once; cloned for each user.
+    mac: Hmac<Sha256>,
+    agents: HashMap<Box<str>, Caller>,
+    users: HashMap<Box<str>, Uuid>,
+}
+
+/// What an event keeps of one User-Agent.
+#[derive(Debug, Clone)]
+struct Caller {
+    app_version: String,
+    os: String,
+    arch: String,
+    ci: Option<String>,
+    agent: Option<String>,
+    /// The install of a request without a user: each User-Agent is one.
+    install: Uuid,
+}
+
+impl std::fmt::Debug for Importer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer")
+            .field("import", &self.import)
+            .field("agents", &self.agents.len())
+            .field("users", &self.users.len())
+            .finish()
+    }
+}
+
+impl<'a> Importer<'a> {
+    /// Starts `import`, knowing nothing yet.
+    pub fn new(import: Import<'a>) -> Self {
+        let mac =
+            Hmac::<Sha256>::new_from_slice(import.secret).expect("HMAC takes a key of any length");
+        Self {
+            import,
+            mac,
+            agents: HashMap::new(),
+            users: HashMap::new(),
+        }
+    }
+
+    /// The import's settings.
+    pub fn import(&self) -> &Import<'a> {
+        &self.import
+    }
+
     /// The event of `line`, whose text is `raw`, the `occurrence`-th line
     /// of that very text within its second (0 for the first): the id comes
     /// from the app, the text and the occurrence, so importing a file
     /// again, or a rotated file that overlaps the last, stores nothing
     /// twice.
-    ///
-    /// ```
-    /// use tally_gateway::{access, event::Import, routes::Routes};
-    /// let raw = r#"203.0.113.9 - - [25/Nov/2026:12:00:01 +0000] "GET /v1/projects/42 HTTP/1.1" 404 9 "-" "mycli/1.4.2 (linux; x86_64)""#;
-    /// let line = access::parse(raw)?;
-    /// let import = Import { app: "mycli", cli: "mycli", secret: b"s3cret", routes: &Routes::default(), rules: &[], query_params: &[] };
-    /// let e = import.event(&line, raw, 0);
-    /// assert_eq!((e.command.as_str(), e.app_version.as_str(), e.exit_code), ("GET /v1/projects/{id}", "1.4.2", 1));
-    /// assert_eq!(e.error.map(|e| e.kind).as_deref(), Some("http_404"));
-    /// # Ok::<(), tally_gateway::access::BadLine>(())
-    /// ```
-    pub fn event(&self, line: &Request, raw: &str, occurrence: u32) -> Event {
-        let client = agent::parse_with(self.rules, line.user_agent);
-        // A User-Agent is anyone's to write: only what looks like a
-        // version or a product name is kept of it (`alice@example.com/1.0`
-        // or `mycli/ghp_token` say nothing of a CLI, and may say who).
-        let version = client
-            .version
-            .clone()
-            .filter(|v| is_token(v) && v.starts_with(|c: char| c.is_ascii_digit()));
-        let app_version = match client.kind {
-            Kind::Cli if client.name.eq_ignore_ascii_case(self.cli) => {
-                version.unwrap_or_else(|| "unknown".into())
-            }
-            // Other clients of the API stay countable: each as its own
-            // "version" of the app's usage.
-            Kind::Cli if is_product(&client.name) => match version {
-                Some(v) => format!("{}/{v}", client.name),
-                None => client.name.clone(),
-            },
-            Kind::Browser => "(browser)".into(),
-            Kind::Cli | Kind::Unknown => "(unknown)".into(),
+    pub fn event(&mut self, line: &Request, raw: &str, occurrence: u32) -> Event {
+        let caller = self.caller(line.user_agent).clone();
+        let install_id = match line.user {
+            Some(user) => self.user(user),
+            // Without a user, each User-Agent is one install: a floor.
+            None => caller.install,
         };
+        let import = &self.import;
         let failed = line.status >= 400;
         let mut properties = BTreeMap::new();
         for (name, value) in line
@@ -101,29 +145,19 @@ impl Import<'_> {
             .flat_map(|q| q.split('&'))
             .filter_map(|p| p.split_once('='))
         {
-            if self.query_params.iter().any(|p| p == name) {
+            if import.query_params.iter().any(|p| p == name) {
                 properties.insert(format!("query.{name}"), PropertyValue::String(value.into()));
             }
         }
-        let mut id_text = Vec::with_capacity(raw.len() + 16);
-        id_text.extend_from_slice(self.app.as_bytes());
-        id_text.push(0);
-        id_text.extend_from_slice(raw.as_bytes());
-        id_text.extend_from_slice(&occurrence.to_le_bytes());
-        let installed_by = match line.user {
-            Some(user) => format!("user:{user}"),
-            // Without a user, each User-Agent is one install: a floor.
-            None => format!("ua:{}", line.user_agent),
-        };
         Event {
-            id: Uuid::new_v5(&IDS, &id_text),
+            id: line_id(import.app, raw, occurrence),
             timestamp: line.time,
-            app: self.app.to_owned(),
-            app_version: fit(app_version, strings::VERSION),
-            install_id: self.hashed(&installed_by),
+            app: import.app.to_owned(),
+            app_version: caller.app_version,
+            install_id,
             name: None,
             command: fit(
-                self.routes.feature(line.method, line.path),
+                import.routes.feature(line.method, line.path),
                 strings::COMMAND,
             ),
             flags: Vec::new(),
@@ -138,23 +172,11 @@ impl Import<'_> {
                 .duration_ms
                 .filter(|d| d.is_finite())
                 .map_or(0, |d| d.clamp(0.0, 86_400_000.0).round() as u64),
-            os: client
-                .os
-                .filter(|o| is_token(o))
-                .map_or_else(|| "unknown".into(), |o| fit(o, strings::PLATFORM)),
-            arch: client
-                .arch
-                .filter(|a| is_token(a))
-                .map_or_else(|| "unknown".into(), |a| fit(a, strings::PLATFORM)),
+            os: caller.os,
+            arch: caller.arch,
             os_version: None,
-            ci: client
-                .ci
-                .filter(|c| is_token(c))
-                .map(|c| fit(c, strings::PLATFORM)),
-            agent: client
-                .agent
-                .filter(|a| is_token(a))
-                .map(|a| fit(a, strings::PLATFORM)),
+            ci: caller.ci,
+            agent: caller.agent,
             tty: None,
             container: None,
             wsl: None,
@@ -169,17 +191,97 @@ impl Import<'_> {
         }
     }
 
-    /// The first 16 bytes of the HMAC-SHA256 of `text`, keyed with the
-    /// secret, as a UUIDv8.
-    fn hashed(&self, text: &str) -> Uuid {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(self.secret).expect("HMAC takes a key of any length");
+    /// What `ua` says, read once.
+    fn caller(&mut self, ua: &str) -> &Caller {
+        if !self.agents.contains_key(ua) {
+            if self.agents.len() >= CACHED_AGENTS {
+                self.agents.clear();
+            }
+            let caller = self.read(ua);
+            self.agents.insert(ua.into(), caller);
+        }
+        &self.agents[ua]
+    }
+
+    /// Reads `ua` into what an event keeps of it.
+    fn read(&self, ua: &str) -> Caller {
+        let client = agent::parse_with(self.import.rules, ua);
+        // A User-Agent is anyone's to write: only what looks like a
+        // version or a product name is kept of it (`alice@example.com/1.0`
+        // or `mycli/ghp_token` say nothing of a CLI, and may say who).
+        let version = client
+            .version
+            .clone()
+            .filter(|v| is_token(v) && v.starts_with(|c: char| c.is_ascii_digit()));
+        let app_version = match client.kind {
+            Kind::Cli if client.name.eq_ignore_ascii_case(self.import.cli) => {
+                version.unwrap_or_else(|| "unknown".into())
+            }
+            // Other clients of the API stay countable: each as its own
+            // "version" of the app's usage.
+            Kind::Cli if is_product(&client.name) => match version {
+                Some(v) => format!("{}/{v}", client.name),
+                None => client.name.clone(),
+            },
+            Kind::Browser => "(browser)".into(),
+            Kind::Cli | Kind::Unknown => "(unknown)".into(),
+        };
+        let platform = |value: Option<String>| {
+            value
+                .filter(|v| is_token(v))
+                .map(|v| fit(v, strings::PLATFORM))
+        };
+        Caller {
+            app_version: fit(app_version, strings::VERSION),
+            os: platform(client.os).unwrap_or_else(|| "unknown".into()),
+            arch: platform(client.arch).unwrap_or_else(|| "unknown".into()),
+            ci: platform(client.ci),
+            agent: platform(client.agent),
+            install: self.hashed("ua:", ua),
+        }
+    }
+
+    /// The install of `user`, hashed once.
+    fn user(&mut self, user: &str) -> Uuid {
+        if let Some(&install) = self.users.get(user) {
+            return install;
+        }
+        if self.users.len() >= CACHED_USERS {
+            self.users.clear();
+        }
+        let install = self.hashed("user:", user);
+        self.users.insert(user.into(), install);
+        install
+    }
+
+    /// The first 16 bytes of the HMAC-SHA256 of `kind` and `text`, keyed
+    /// with the secret, as a UUIDv8.
+    fn hashed(&self, kind: &str, text: &str) -> Uuid {
+        let mut mac = self.mac.clone();
+        mac.update(kind.as_bytes());
         mac.update(text.as_bytes());
         let hash = mac.finalize().into_bytes();
         let mut bytes = [0; 16];
         bytes.copy_from_slice(&hash[..16]);
         Uuid::new_v8(bytes)
     }
+}
+
+/// The UUIDv5 of the app, a line's text and its occurrence, in [`IDS`]:
+/// SHA-1 as the `sha1` crate does it, with the CPU's SHA instructions
+/// where it has them (`Uuid::new_v5` hashes without).
+fn line_id(app: &str, raw: &str, occurrence: u32) -> Uuid {
+    use sha1::Digest;
+    let mut sha = sha1::Sha1::new();
+    sha.update(IDS.as_bytes());
+    sha.update(app.as_bytes());
+    sha.update([0]);
+    sha.update(raw.as_bytes());
+    sha.update(occurrence.to_le_bytes());
+    let hash = sha.finalize();
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
 /// A name or version as CLIs write them: letters, digits, `.`, `-`, `_`
@@ -229,15 +331,15 @@ mod tests {
         }
     }
 
-    fn import<'a>(routes: &'a Routes, params: &'a [String]) -> Import<'a> {
-        Import {
+    fn import<'a>(routes: &'a Routes, params: &'a [String]) -> Importer<'a> {
+        Importer::new(Import {
             app: "mycli",
             cli: "mycli",
             secret: b"s3cret",
             routes,
             rules: &[],
             query_params: params,
-        }
+        })
     }
 
     #[test]
@@ -247,7 +349,7 @@ mod tests {
             .add("GET /v1/projects/{id}", "projects.get")
             .expect("route");
         let params = ["verbose".to_owned()];
-        let import = import(&routes, &params);
+        let mut import = import(&routes, &params);
         let e = import.event(
             &line(
                 Some("tok_live_1234"),
@@ -291,7 +393,7 @@ mod tests {
     #[test]
     fn what_a_user_agent_says_is_kept_only_where_it_reads_as_a_cli() {
         let routes = Routes::default();
-        let import = import(&routes, &[]);
+        let mut import = import(&routes, &[]);
         for (ua, version) in [
             ("alice@example.com/1.0", "(unknown)"),
             ("mycli/ghp_R4nd0mT0k3n", "unknown"),
@@ -311,7 +413,7 @@ mod tests {
     #[test]
     fn the_same_line_has_the_same_id_and_its_repeats_their_own() {
         let routes = Routes::default();
-        let import = import(&routes, &[]);
+        let mut import = import(&routes, &[]);
         let l = line(None, "", 200);
         assert_eq!(
             import.event(&l, "same", 0).id,
@@ -322,5 +424,27 @@ mod tests {
             import.event(&l, "same", 1).id
         );
         assert_eq!(import.event(&l, "same", 0).app_version, "(unknown)");
+        // Ids are UUIDv5s of the app and the line's text and occurrence,
+        // whatever computes the SHA-1.
+        let mut text = b"mycli\0same".to_vec();
+        text.extend_from_slice(&1u32.to_le_bytes());
+        assert_eq!(import.event(&l, "same", 1).id, Uuid::new_v5(&IDS, &text));
+    }
+
+    #[test]
+    fn a_cached_reading_is_the_reading() {
+        let routes = Routes::default();
+        let mut import = import(&routes, &[]);
+        let ua = "mycli/1.4.2 (linux; amd64; ci=github-actions)";
+        let first = import.event(&line(None, ua, 200), "a", 0);
+        let again = import.event(&line(Some("tok"), ua, 200), "b", 0);
+        let user = import.event(&line(Some("tok"), "curl/8.5.0", 200), "c", 0);
+        assert_eq!(
+            (again.app_version.as_str(), again.arch.as_str(), again.ci.as_deref()),
+            ("1.4.2", "x86_64", Some("github-actions"))
+        );
+        assert_eq!((first.os.as_str(), first.app_version.as_str()), ("linux", "1.4.2"));
+        assert_ne!(first.install_id, again.install_id, "a user is not a User-Agent");
+        assert_eq!(user.install_id, again.install_id);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tally_gateway::agent::Rule;
-use tally_gateway::event::Import;
+use tally_gateway::event::{Import, Importer};
 use tally_gateway::json::Fields;
 use tally_gateway::routes::Routes;
 use tally_protocol::StoredEvent;
@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::target::{Target, TargetArgs};
 use input::{Line, MAX_LINE, identity, identity_now, open, read_line};
-use sink::{ServerSink, Sink, StoreSink};
+use sink::{ServerSink, Sink, Storer, Stored, StoreSink};
 
 /// The shape of a log's lines.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +123,7 @@ struct Occurrences {
 impl Occurrences {
     /// The occurrence of `line`, logged at `second`, counted.
     fn next(&mut self, second: i64, line: &str) -> u32 {
-        use std::hash::{Hash, Hasher};
+        use std::hash::BuildHasher;
         // Forgotten a window at a time: a line's repeats are told apart
         // for between one and two windows.
         if second >= self.newest + REPEATS_WITHIN_S {
@@ -131,9 +131,9 @@ impl Occurrences {
             let oldest = second - REPEATS_WITHIN_S;
             self.counts.retain(|(s, _), _| *s >= oldest);
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        line.hash(&mut hasher);
-        let count = self.counts.entry((second, hasher.finish())).or_insert(0);
+        // The same hash of a text on every run, so its count is too.
+        let hash = foldhash::quality::FixedState::default().hash_one(line);
+        let count = self.counts.entry((second, hash)).or_insert(0);
         *count += 1;
         *count - 1
     }
@@ -163,7 +163,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (config, fields, routes, rules) = settings(&args)?;
     // Into the store, or through the server that holds it.
-    let (mut sink, secret): (Box<dyn Sink>, Vec<u8>) = match args.target.resolve()? {
+    let (sink, secret): (Box<dyn Sink + Send>, Vec<u8>) = match args.target.resolve()? {
         Target::Store(store) => {
             let app = store
                 .apps()?
@@ -183,22 +183,23 @@ pub fn run(args: Args) -> Result<()> {
             (Box::new(sink), key)
         }
     };
-    let import = Import {
+    let mut importer = Importer::new(Import {
         app: &args.app,
         cli: config.cli.as_deref().unwrap_or(&args.app),
         secret: &secret,
         routes: &routes,
         rules: &rules,
         query_params: &config.query_params,
-    };
+    });
+    let mut storer = Storer::start(sink)?;
     let mut tally = Tally::default();
     let mut distinct = (Distinct::default(), Distinct::default());
     let started = Instant::now();
     for file in &args.files {
         let mut run = FileRun {
-            import: &import,
+            importer: &mut importer,
             fields: fields.as_ref(),
-            sink: &mut *sink,
+            storer: &mut storer,
             tally: &mut tally,
             batch: Vec::with_capacity(BATCH),
             seen: Occurrences::default(),
@@ -278,10 +279,10 @@ fn summary(tally: Tally, files: usize, started: Instant) -> Result<()> {
 }
 
 /// One file's import.
-struct FileRun<'a> {
-    import: &'a Import<'a>,
+struct FileRun<'a, 'i> {
+    importer: &'a mut Importer<'i>,
     fields: Option<&'a Fields>,
-    sink: &'a mut dyn Sink,
+    storer: &'a mut Storer,
     tally: &'a mut Tally,
     batch: Vec<StoredEvent>,
     /// How often each line's text came in the file.
@@ -291,7 +292,7 @@ struct FileRun<'a> {
     started: Instant,
 }
 
-impl FileRun<'_> {
+impl FileRun<'_, '_> {
     fn read(&mut self, mut reader: Box<dyn BufRead>, path: &std::path::Path) -> Result<()> {
         let mut buf = Vec::new();
         let mut number = 0u64;
@@ -329,7 +330,7 @@ impl FileRun<'_> {
                 );
             }
         }
-        self.flush()
+        self.settle()
     }
 
     /// One line's bytes, counted and read; a full batch is stored.
@@ -386,7 +387,7 @@ impl FileRun<'_> {
                 buf.clear();
                 continue;
             }
-            self.flush()?;
+            self.settle()?;
             if said != Some(self.tally.imported) {
                 println!(
                     "following {}: {} requests imported, {} malformed lines",
@@ -428,7 +429,7 @@ impl FileRun<'_> {
         match request {
             Ok(request) => {
                 let occurrence = self.seen.next(request.time.unix_timestamp(), line);
-                let mut event = self.import.event(&request, line, occurrence);
+                let mut event = self.importer.event(&request, line, occurrence);
                 // Any client of the API chooses its User-Agent and path.
                 self.distinct.0.fold(&mut event.app_version);
                 self.distinct.1.fold(&mut event.command);
@@ -438,7 +439,7 @@ impl FileRun<'_> {
                 let limits = tally_protocol::Limits::default();
                 match tally_protocol::admit(
                     event,
-                    self.import.app,
+                    self.importer.import().app,
                     now,
                     time::Duration::ZERO,
                     &limits,
@@ -468,16 +469,30 @@ impl FileRun<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let stored = self.sink.store(std::mem::take(&mut self.batch))?;
-        self.tally.imported += stored.new;
-        self.tally.duplicates += stored.duplicates;
-        for reason in stored.refused {
-            self.tally.bad += 1;
-            if self.tally.shown.len() < SHOWN {
-                self.tally.shown.push(reason);
-            }
-        }
+        let stored = self.storer.store(std::mem::take(&mut self.batch))?;
+        self.count(stored);
         let _ = std::io::stderr().flush();
         Ok(())
+    }
+
+    /// Stores what is read so far, and waits for it to be stored.
+    fn settle(&mut self) -> Result<()> {
+        self.flush()?;
+        let stored = self.storer.settle()?;
+        self.count(stored);
+        Ok(())
+    }
+
+    fn count(&mut self, stored: Vec<Stored>) {
+        for stored in stored {
+            self.tally.imported += stored.new;
+            self.tally.duplicates += stored.duplicates;
+            for reason in stored.refused {
+                self.tally.bad += 1;
+                if self.tally.shown.len() < SHOWN {
+                    self.tally.shown.push(reason);
+                }
+            }
+        }
     }
 }

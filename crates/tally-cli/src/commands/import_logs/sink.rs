@@ -1,6 +1,8 @@
 //! Where an import's events go: into the store, or, when a running server
 //! holds it (DuckDB lets one process open a data dir), to that server.
 
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -130,5 +132,81 @@ impl Sink for ServerSink {
             );
         }
         Ok(stored)
+    }
+}
+
+/// A sink on a thread of its own: a batch is stored while the next is
+/// read and parsed, so the import takes the longer of the two rather than
+/// their sum. One batch waits at most while another is stored.
+pub(super) struct Storer {
+    batches: Option<SyncSender<Vec<StoredEvent>>>,
+    results: Receiver<Result<Stored>>,
+    /// Batches handed over whose result has not been taken.
+    pending: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Storer {
+    pub(super) fn start(mut sink: Box<dyn Sink + Send>) -> Result<Self> {
+        let (batches, todo) = sync_channel::<Vec<StoredEvent>>(1);
+        let (done, results) = channel();
+        let thread = std::thread::Builder::new()
+            .name("tally-import-store".into())
+            .spawn(move || {
+                for batch in todo {
+                    if done.send(sink.store(batch)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting the import's store thread")?;
+        Ok(Self {
+            batches: Some(batches),
+            results,
+            pending: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `batch` over to be stored; returns what the batches stored
+    /// since came to, failing with the first that failed.
+    pub(super) fn store(&mut self, batch: Vec<StoredEvent>) -> Result<Vec<Stored>> {
+        let mut stored = Vec::new();
+        while let Ok(result) = self.results.try_recv() {
+            self.pending -= 1;
+            stored.push(result?);
+        }
+        let sent = self.batches.as_ref().map(|b| b.send(batch));
+        if !matches!(sent, Some(Ok(()))) {
+            // The thread is gone: what it said last says why.
+            self.settle()?;
+            bail!("the import's store thread stopped");
+        }
+        self.pending += 1;
+        Ok(stored)
+    }
+
+    /// Waits for every batch handed over to be stored; what they came to.
+    pub(super) fn settle(&mut self) -> Result<Vec<Stored>> {
+        let mut stored = Vec::new();
+        while self.pending > 0 {
+            let result = self
+                .results
+                .recv()
+                .context("the import's store thread stopped")?;
+            self.pending -= 1;
+            stored.push(result?);
+        }
+        Ok(stored)
+    }
+}
+
+impl Drop for Storer {
+    /// Closes the sink (the store's writer) on its thread, and waits.
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
