@@ -440,11 +440,21 @@ mod tests {
         let again = import.event(&line(Some("tok"), ua, 200), "b", 0);
         let user = import.event(&line(Some("tok"), "curl/8.5.0", 200), "c", 0);
         assert_eq!(
-            (again.app_version.as_str(), again.arch.as_str(), again.ci.as_deref()),
+            (
+                again.app_version.as_str(),
+                again.arch.as_str(),
+                again.ci.as_deref()
+            ),
             ("1.4.2", "x86_64", Some("github-actions"))
         );
-        assert_eq!((first.os.as_str(), first.app_version.as_str()), ("linux", "1.4.2"));
-        assert_ne!(first.install_id, again.install_id, "a user is not a User-Agent");
+        assert_eq!(
+            (first.os.as_str(), first.app_version.as_str()),
+            ("linux", "1.4.2")
+        );
+        assert_ne!(
+            first.install_id, again.install_id,
+            "a user is not a User-Agent"
+        );
         assert_eq!(user.install_id, again.install_id);
     }
 }

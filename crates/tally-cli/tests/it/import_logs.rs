@@ -495,3 +495,69 @@ fn an_import_into_clickhouse_counts_beside_a_running_collectors_runs() {
     // ClickHouse takes the import's inserts beside the collector's.
     imported_twice_and_told_apart(&dir.path().join("access.log"), &["--store", &store]);
 }
+
+/// The most memory (VmHWM, in bytes) the process `child` held before it
+/// exited, looked up every 10 ms.
+fn peak_memory(child: &mut std::process::Child) -> u64 {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().expect("wait").is_none() {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        let kb = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        peak = peak.max(kb.unwrap_or(0) * 1024);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    peak
+}
+
+#[test]
+fn a_gigabyte_is_read_in_bounded_memory() {
+    let dir = data_dir();
+    add_app(dir.path(), "mycli");
+    // A gigabyte with no newline in it (a sparse file: it takes no room),
+    // then a line: the import streams past the one endless line.
+    let log = dir.path().join("huge.log");
+    let file = std::fs::File::create(&log).expect("create");
+    file.set_len(1 << 30).expect("sparse gigabyte");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
+    let line = nginx(an_hour_ago(), "GET /v1/whoami", 200, "mycli/1.0.0");
+    writeln!(file, "\n{line}").expect("write");
+    drop(file);
+    let mut child = std::process::Command::new(crate::support::TALLY)
+        .args([
+            "import-logs",
+            "--app",
+            "mycli",
+            "--format",
+            "nginx",
+            "--data",
+        ])
+        .arg(dir.path())
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let peak = peak_memory(&mut child);
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("1 requests imported, 0 imported before, 1 malformed lines"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("huge.log:1: longer than 64 KiB"),
+        "{stdout}"
+    );
+    assert!(
+        peak > 0 && peak < 300 << 20,
+        "the import of 1 GiB peaked at {} MiB",
+        peak >> 20
+    );
+}

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::target::{Target, TargetArgs};
 use input::{Line, MAX_LINE, identity, identity_now, open, read_line};
-use sink::{ServerSink, Sink, Storer, Stored, StoreSink};
+use sink::{ServerSink, Sink, StoreSink, Stored, Storer};
 
 /// The shape of a log's lines.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
