@@ -226,7 +226,7 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("the follower says");
         if said.contains(&format!(": {n} requests imported")) {
-            return;
+            return said;
         }
     };
     wait_for(3);
@@ -245,6 +245,17 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
     // Copied and truncated.
     std::fs::write(&log, line(9)).expect("truncate");
     wait_for(9);
+    // Truncated and written again past where the reading was: read anew
+    // from the start, not from the middle of a line.
+    std::fs::write(&log, line(10) + &line(11) + &line(12)).expect("truncate");
+    wait_for(12);
+    // A line the server never finished before the file was rotated.
+    append(&log, &line(13)[..30]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::rename(&log, dir.path().join("access.log.2")).expect("rename");
+    append(&log, &line(14));
+    let said = wait_for(13);
+    assert!(said.ends_with(", 1 malformed lines"), "{said}");
     let _ = child.kill();
     let _ = child.wait();
     let stored = export(dir.path(), "mycli");
@@ -253,14 +264,26 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
         .map(|e| e["command"].as_str().expect("command").to_owned())
         .collect();
     commands.sort();
-    assert_eq!(commands.len(), 9, "{commands:?}");
+    assert_eq!(commands.len(), 13, "{commands:?}");
     commands.dedup();
     assert_eq!(commands, ["GET /v1/projects/{id}"]);
     let ids: std::collections::HashSet<&str> = stored
         .iter()
         .map(|e| e["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(ids.len(), 9);
+    assert_eq!(ids.len(), 13);
+
+    // A compressed file is not written to as it is read.
+    let gz = dir.path().join("old.log.gz");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(line(1).as_bytes()).expect("gzip");
+    std::fs::write(&gz, gzip.finish().expect("gzip")).expect("write");
+    let (ok, _, stderr) = tally(&[
+        "import-logs", "--follow", "--app", "mycli", "--format", "nginx", "--data",
+        dir.path().to_str().expect("utf-8"), gz.to_str().expect("utf-8"),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("Gzip-compressed: import it without --follow"), "{stderr}");
 }
 
 /// A client choosing a new path (or User-Agent) for every request makes

@@ -20,39 +20,47 @@ pub(super) fn open(path: &PathBuf) -> Result<Box<dyn BufRead>> {
         .get(..4)
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
-    Ok(match magic.as_slice() {
-        [0x1f, 0x8b, ..] => Box::new(BufReader::with_capacity(
+    Ok(match compression(&magic) {
+        Some(Compression::Gzip) => Box::new(BufReader::with_capacity(
             1 << 20,
             flate2::bufread::MultiGzDecoder::new(buffered),
         )),
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(BufReader::with_capacity(
+        Some(Compression::Zstd) => Box::new(BufReader::with_capacity(
             1 << 20,
             zstd::Decoder::with_buffer(buffered)?,
         )),
-        _ => Box::new(buffered),
+        None => Box::new(buffered),
     })
+}
+
+/// How a file is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compression {
+    Gzip,
+    Zstd,
+}
+
+/// The compression a file's first bytes name, if any.
+pub(super) fn compression(magic: &[u8]) -> Option<Compression> {
+    match magic {
+        [0x1f, 0x8b, ..] => Some(Compression::Gzip),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Compression::Zstd),
+        _ => None,
+    }
 }
 
 /// What tells one file from the next under the same path: its device and
 /// inode.
 #[cfg(unix)]
-pub(super) fn identity(path: &std::path::Path) -> Result<(u64, u64)> {
+pub(super) fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok((m.dev(), m.ino()))
+    (m.dev(), m.ino())
 }
 
 /// Where inodes are not to be had, a rotation is seen as a truncation.
 #[cfg(not(unix))]
-pub(super) fn identity(path: &std::path::Path) -> Result<(u64, u64)> {
-    std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok((0, 0))
-}
-
-/// The identity of what is at `path` now, if anything (between a rename
-/// and the new file's making, nothing is).
-pub(super) fn identity_now(path: &std::path::Path) -> Option<(u64, u64)> {
-    identity(path).ok()
+pub(super) fn identity(_: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
 }
 
 /// The longest line read; a longer one is malformed, and skipped.

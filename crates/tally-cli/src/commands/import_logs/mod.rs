@@ -1,11 +1,12 @@
 //! `tally import-logs`: API gateway and web server access logs into the
 //! store, as the usage of the CLI that made the requests.
 
+mod follow;
 mod input;
 mod sink;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, IsTerminal, Seek, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ use tally_protocol::StoredEvent;
 use time::OffsetDateTime;
 
 use crate::target::{Target, TargetArgs};
-use input::{Line, MAX_LINE, identity, identity_now, open, read_line};
+use input::{Line, open, read_line};
 use sink::{ServerSink, Sink, StoreSink, Stored, Storer};
 
 /// The shape of a log's lines.
@@ -344,72 +345,6 @@ impl FileRun<'_, '_> {
             self.flush()?;
         }
         Ok(())
-    }
-
-    /// Reads `path` as it grows, forever: at its end, what was read is
-    /// stored and said, and the path is looked at again; a new file under
-    /// it (rotated away) is read once the old one is read to its end, and
-    /// a file cut shorter (copied and truncated) from its start. A line is
-    /// only read once its newline is there.
-    fn follow(&mut self, path: &std::path::Path) -> Result<()> {
-        let open =
-            || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
-        let mut file = BufReader::new(open()?);
-        let mut identity = identity(path)?;
-        let (mut position, mut number, mut said, mut rotated) = (0u64, 0u64, None, None);
-        let mut buf = Vec::new();
-        loop {
-            let n = file
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n > 0 && buf.ends_with(b"\n") {
-                position += buf.len() as u64;
-                number += 1;
-                self.take(&buf, path, number)?;
-                buf.clear();
-                continue;
-            }
-            if buf.len() as u64 > MAX_LINE {
-                number += 1;
-                self.tally.lines += 1;
-                self.bad(path, number, "longer than 64 KiB");
-                buf.clear();
-                continue;
-            }
-            if n > 0 {
-                // Half a line: the rest comes with a later read.
-                continue;
-            }
-            if let Some(now) = rotated.take() {
-                // The old file is read to its end: on to the new one.
-                file = BufReader::new(open()?);
-                (identity, position, number) = (now, 0, 0);
-                buf.clear();
-                continue;
-            }
-            self.settle()?;
-            if said != Some(self.tally.imported) {
-                println!(
-                    "following {}: {} requests imported, {} malformed lines",
-                    path.display(),
-                    self.tally.imported,
-                    self.tally.bad
-                );
-                said = Some(self.tally.imported);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            match identity_now(path) {
-                // Rotated: what was written to the old file since is read
-                // first.
-                Some(now) if now != identity => rotated = Some(now),
-                Some(_) if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < position => {
-                    file.seek(std::io::SeekFrom::Start(0))?;
-                    (position, number) = (0, 0);
-                    buf.clear();
-                }
-                _ => {}
-            }
-        }
     }
 
     fn line(&mut self, line: &str, path: &std::path::Path, number: u64) {
