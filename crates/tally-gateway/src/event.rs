@@ -14,7 +14,7 @@ use crate::agent::{self, Kind, Rule};
 use crate::routes::Routes;
 
 /// What turning requests into one app's events needs.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Import<'a> {
     /// The app the requests are usage of.
     pub app: &'a str,
@@ -30,6 +30,10 @@ pub struct Import<'a> {
     /// Query parameters kept (as `query.NAME` properties); the rest of a
     /// query is dropped.
     pub query_params: &'a [String],
+    /// The server whose log it is, when several serve the same API behind
+    /// a balancer: two of them may log the very same line in the same
+    /// second, each a request of its own. Empty for one server.
+    pub instance: &'a str,
 }
 
 /// The secret an app's gateway users are hashed with, derived from the
@@ -61,16 +65,43 @@ const CACHED_AGENTS: usize = 10_000;
 /// Distinct users whose hash is kept, likewise.
 const CACHED_USERS: usize = 100_000;
 
+/// Distinct values an import keeps of a field its clients choose: the
+/// path's shape when no template matches, and the version a User-Agent
+/// gives, counted apart for the app's own CLI and for the other clients.
+/// A client sending a new User-Agent or path every request would
+/// otherwise make every report a list of its inventions (and another
+/// client's inventions never crowd out the CLI's releases). Beyond it, new
+/// values are `(other)`, as the server's ingest folds them. The features
+/// of route templates are never folded: the config bounds them.
+pub const MAX_DISTINCT: usize = 1000;
+
+/// The values of one field seen in an import.
+#[derive(Debug, Default)]
+struct Distinct(std::collections::HashSet<String>);
+
+impl Distinct {
+    fn fold(&mut self, value: &mut String) {
+        if self.0.contains(value.as_str()) {
+            return;
+        }
+        if self.0.len() >= MAX_DISTINCT {
+            *value = tally_report::OTHER.into();
+        } else {
+            self.0.insert(value.clone());
+        }
+    }
+}
+
 /// An [`Import`] at work: it keeps what it read of each User-Agent and the
 /// hash of each user, as a log holds a few clients and users many times
-/// over.
+/// over, and the distinct values it let through ([`MAX_DISTINCT`]).
 ///
 /// ```
 /// use tally_gateway::{access, event::{Import, Importer}, routes::Routes};
 /// let raw = r#"203.0.113.9 - - [25/Nov/2026:12:00:01 +0000] "GET /v1/projects/42 HTTP/1.1" 404 9 "-" "mycli/1.4.2 (linux; x86_64)""#;
 /// let line = access::parse(raw)?;
 /// let routes = Routes::default();
-/// let mut importer = Importer::new(Import { app: "mycli", cli: "mycli", secret: b"s3cret", routes: &routes, rules: &[], query_params: &[] });
+/// let mut importer = Importer::new(Import { app: "mycli", cli: "mycli", secret: b"s3cret", routes: &routes, rules: &[], query_params: &[], instance: "" });
 /// let e = importer.event(&line, raw, 0);
 /// assert_eq!((e.command.as_str(), e.app_version.as_str(), e.exit_code), ("GET /v1/projects/{id}", "1.4.2", 1));
 /// assert_eq!(e.error.map(|e| e.kind).as_deref(), Some("http_404"));
@@ -82,12 +113,17 @@ pub struct Importer<'a> {
     mac: Hmac<Sha256>,
     agents: HashMap<Box<str>, Caller>,
     users: HashMap<Box<str>, Uuid>,
+    /// The app's CLI's versions, other clients' versions, and paths'
+    /// shapes.
+    seen: [Distinct; 3],
 }
 
 /// What an event keeps of one User-Agent.
 #[derive(Debug, Clone)]
 struct Caller {
     app_version: String,
+    /// Whether the User-Agent names the app's own CLI.
+    own: bool,
     os: String,
     arch: String,
     ci: Option<String>,
@@ -116,6 +152,7 @@ impl<'a> Importer<'a> {
             mac,
             agents: HashMap::new(),
             users: HashMap::new(),
+            seen: Default::default(),
         }
     }
 
@@ -130,7 +167,17 @@ impl<'a> Importer<'a> {
     /// again, or a rotated file that overlaps the last, stores nothing
     /// twice.
     pub fn event(&mut self, line: &Request, raw: &str, occurrence: u32) -> Event {
-        let caller = self.caller(line.user_agent).clone();
+        let mut caller = self.caller(line.user_agent).clone();
+        let [own, others, shapes] = &mut self.seen;
+        if caller.own { own } else { others }.fold(&mut caller.app_version);
+        let command = match self.import.routes.templated(line.method, line.path) {
+            Some(feature) => feature.to_owned(),
+            None => {
+                let mut shape = format!("{} {}", line.method, crate::routes::shape(line.path));
+                shapes.fold(&mut shape);
+                shape
+            }
+        };
         let install_id = match line.user {
             Some(user) => self.user(user),
             // Without a user, each User-Agent is one install: a floor.
@@ -150,16 +197,13 @@ impl<'a> Importer<'a> {
             }
         }
         Event {
-            id: line_id(import.app, raw, occurrence),
+            id: line_id(import, raw, occurrence),
             timestamp: line.time,
             app: import.app.to_owned(),
             app_version: caller.app_version,
             install_id,
             name: None,
-            command: fit(
-                import.routes.feature(line.method, line.path),
-                strings::COMMAND,
-            ),
+            command: fit(command, strings::COMMAND),
             flags: Vec::new(),
             exit_code: i32::from(failed),
             outcome: Some(if failed {
@@ -213,10 +257,9 @@ impl<'a> Importer<'a> {
             .version
             .clone()
             .filter(|v| is_token(v) && v.starts_with(|c: char| c.is_ascii_digit()));
+        let own = client.kind == Kind::Cli && client.name.eq_ignore_ascii_case(self.import.cli);
         let app_version = match client.kind {
-            Kind::Cli if client.name.eq_ignore_ascii_case(self.import.cli) => {
-                version.unwrap_or_else(|| "unknown".into())
-            }
+            Kind::Cli if own => version.unwrap_or_else(|| "unknown".into()),
             // Other clients of the API stay countable: each as its own
             // "version" of the app's usage.
             Kind::Cli if is_product(&client.name) => match version {
@@ -233,6 +276,7 @@ impl<'a> Importer<'a> {
         };
         Caller {
             app_version: fit(app_version, strings::VERSION),
+            own,
             os: platform(client.os).unwrap_or_else(|| "unknown".into()),
             arch: platform(client.arch).unwrap_or_else(|| "unknown".into()),
             ci: platform(client.ci),
@@ -267,15 +311,20 @@ impl<'a> Importer<'a> {
     }
 }
 
-/// The UUIDv5 of the app, a line's text and its occurrence, in [`IDS`]:
+/// The UUIDv5 of the app, the instance (if named), a line's text and its
+/// occurrence, in [`IDS`]:
 /// SHA-1 as the `sha1` crate does it, with the CPU's SHA instructions
 /// where it has them (`Uuid::new_v5` hashes without).
-fn line_id(app: &str, raw: &str, occurrence: u32) -> Uuid {
+fn line_id(import: &Import, raw: &str, occurrence: u32) -> Uuid {
     use sha1::Digest;
     let mut sha = sha1::Sha1::new();
     sha.update(IDS.as_bytes());
-    sha.update(app.as_bytes());
+    sha.update(import.app.as_bytes());
     sha.update([0]);
+    if !import.instance.is_empty() {
+        sha.update(import.instance.as_bytes());
+        sha.update([0]);
+    }
     sha.update(raw.as_bytes());
     sha.update(occurrence.to_le_bytes());
     let hash = sha.finalize();
@@ -339,6 +388,7 @@ mod tests {
             routes,
             rules: &[],
             query_params: params,
+            instance: "",
         })
     }
 
@@ -429,6 +479,15 @@ mod tests {
         let mut text = b"mycli\0same".to_vec();
         text.extend_from_slice(&1u32.to_le_bytes());
         assert_eq!(import.event(&l, "same", 1).id, Uuid::new_v5(&IDS, &text));
+        // The same line in another server's log is another request.
+        let mut other = Importer::new(Import {
+            instance: "web-2",
+            ..*import.import()
+        });
+        assert_ne!(
+            other.event(&l, "same", 0).id,
+            import.event(&l, "same", 0).id
+        );
     }
 
     #[test]
@@ -456,5 +515,32 @@ mod tests {
             "a user is not a User-Agent"
         );
         assert_eq!(user.install_id, again.install_id);
+    }
+
+    #[test]
+    fn a_flood_of_made_up_clients_and_paths_folds_only_theirs() {
+        let mut routes = Routes::default();
+        routes
+            .add("GET /v1/projects/{id}", "projects.get")
+            .expect("route");
+        let mut import = import(&routes, &[]);
+        for n in 0..MAX_DISTINCT + 5 {
+            let ua = format!("flood{n}/1.0");
+            let path = format!("/v1/made-up-{n}");
+            let mut flood = line(None, &ua, 200);
+            flood.path = &path;
+            let e = import.event(&flood, "x", 0);
+            let folded = n >= MAX_DISTINCT;
+            assert_eq!(e.app_version == "(other)", folded, "{}", e.app_version);
+            assert_eq!(e.command == "(other)", folded, "{}", e.command);
+        }
+        // The CLI's own releases and the configured features still count.
+        let mut own = line(None, "mycli/9.9.9", 200);
+        own.path = "/v1/projects/7";
+        let e = import.event(&own, "y", 0);
+        assert_eq!(
+            (e.app_version.as_str(), e.command.as_str()),
+            ("9.9.9", "projects.get")
+        );
     }
 }

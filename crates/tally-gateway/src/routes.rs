@@ -67,16 +67,24 @@ impl Routes {
 
     /// The feature of a request: its template's, or its path's shape.
     pub fn feature(&self, method: &str, path: &str) -> String {
-        for key in [method, "*"] {
-            if let Some(found) = self
-                .by_method
-                .get(key)
-                .and_then(|router| router.at(path).ok())
-            {
-                return found.value.clone();
-            }
-        }
-        format!("{method} {}", shape(path))
+        self.templated(method, path)
+            .map_or_else(|| format!("{method} {}", shape(path)), str::to_owned)
+    }
+
+    /// The feature of the template a request matches, if one does.
+    ///
+    /// ```
+    /// let mut routes = tally_gateway::routes::Routes::default();
+    /// routes.add("* /healthz", "health")?;
+    /// assert_eq!(routes.templated("HEAD", "/healthz"), Some("health"));
+    /// assert_eq!(routes.templated("GET", "/v1/whoami"), None);
+    /// # Ok::<(), tally_gateway::routes::BadRoute>(())
+    /// ```
+    pub fn templated(&self, method: &str, path: &str) -> Option<&str> {
+        [method, "*"].into_iter().find_map(|key| {
+            let router = self.by_method.get(key)?;
+            router.at(path).ok().map(|found| found.value.as_str())
+        })
     }
 }
 

@@ -279,11 +279,21 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
     gzip.write_all(line(1).as_bytes()).expect("gzip");
     std::fs::write(&gz, gzip.finish().expect("gzip")).expect("write");
     let (ok, _, stderr) = tally(&[
-        "import-logs", "--follow", "--app", "mycli", "--format", "nginx", "--data",
-        dir.path().to_str().expect("utf-8"), gz.to_str().expect("utf-8"),
+        "import-logs",
+        "--follow",
+        "--app",
+        "mycli",
+        "--format",
+        "nginx",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        gz.to_str().expect("utf-8"),
     ]);
     assert!(!ok);
-    assert!(stderr.contains("Gzip-compressed: import it without --follow"), "{stderr}");
+    assert!(
+        stderr.contains("Gzip-compressed: import it without --follow"),
+        "{stderr}"
+    );
 }
 
 /// A client choosing a new path (or User-Agent) for every request makes

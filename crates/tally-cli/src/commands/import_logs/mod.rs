@@ -57,6 +57,12 @@ pub struct Args {
     /// is said on stdout.
     #[arg(long)]
     follow: bool,
+    /// The server whose logs these are, when several behind a balancer
+    /// each log their share: the same line in two servers' logs is two
+    /// requests. Give each server's files their own name, the same on
+    /// every import of them.
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
     #[command(flatten)]
     target: TargetArgs,
     /// Log files, plain, gzip or zstd (told by their first bytes); `-`
@@ -82,27 +88,6 @@ struct Config {
     query_params: Vec<String>,
     /// Field names for --format json.
     json: Option<Fields>,
-}
-
-/// Distinct values an import keeps of a field chosen by the clients (the
-/// version, the command): a hostile client sending a new User-Agent or path
-/// every request would otherwise make every report a list of its
-/// inventions. Beyond it, new values are `(other)`, as the server's ingest
-/// folds them.
-const MAX_DISTINCT: usize = 1000;
-
-/// The values of one field seen in an import.
-#[derive(Default)]
-struct Distinct(std::collections::HashSet<String>);
-
-impl Distinct {
-    fn fold(&mut self, value: &mut String) {
-        if self.0.len() >= MAX_DISTINCT && !self.0.contains(value.as_str()) {
-            *value = "(other)".into();
-        } else if !self.0.contains(value.as_str()) {
-            self.0.insert(value.clone());
-        }
-    }
 }
 
 /// How long a line's repeats are told apart: log times are the requests'
@@ -191,10 +176,10 @@ pub fn run(args: Args) -> Result<()> {
         routes: &routes,
         rules: &rules,
         query_params: &config.query_params,
+        instance: args.instance.as_deref().unwrap_or_default(),
     });
     let mut storer = Storer::start(sink)?;
     let mut tally = Tally::default();
-    let mut distinct = (Distinct::default(), Distinct::default());
     let started = Instant::now();
     for file in &args.files {
         let mut run = FileRun {
@@ -204,7 +189,6 @@ pub fn run(args: Args) -> Result<()> {
             tally: &mut tally,
             batch: Vec::with_capacity(BATCH),
             seen: Occurrences::default(),
-            distinct: &mut distinct,
             started,
         };
         if args.follow {
@@ -288,8 +272,6 @@ struct FileRun<'a, 'i> {
     batch: Vec<StoredEvent>,
     /// How often each line's text came in the file.
     seen: Occurrences,
-    /// The versions and commands seen, each capped.
-    distinct: &'a mut (Distinct, Distinct),
     started: Instant,
 }
 
@@ -364,10 +346,7 @@ impl FileRun<'_, '_> {
         match request {
             Ok(request) => {
                 let occurrence = self.seen.next(request.time.unix_timestamp(), line);
-                let mut event = self.importer.event(&request, line, occurrence);
-                // Any client of the API chooses its User-Agent and path.
-                self.distinct.0.fold(&mut event.app_version);
-                self.distinct.1.fold(&mut event.command);
+                let event = self.importer.event(&request, line, occurrence);
                 // Judged as every event reaching a store is: its time
                 // believable (and on UTC), its fields within the limits.
                 let now = OffsetDateTime::now_utc();
