@@ -74,89 +74,115 @@ impl Fields {
     /// assert!(tally_gateway::json::Fields::preset("nope").is_none());
     /// ```
     pub fn preset(name: &str) -> Option<Self> {
-        let f = |time: &str,
-                 method: &str,
-                 path: &str,
-                 status: &str,
-                 ua: &str,
-                 duration: &str,
-                 unit,
-                 user: &str| Fields {
-            time: time.into(),
-            method: method.into(),
-            path: path.into(),
-            status: status.into(),
-            user_agent: ua.into(),
-            duration: Some(duration.into()).filter(|d: &String| !d.is_empty()),
-            duration_unit: unit,
-            user: Some(user.into()).filter(|u: &String| !u.is_empty()),
-        };
-        Some(match name {
-            // The $context variables of AWS's JSON example.
-            "aws-apigateway" => f(
-                "requestTime",
-                "httpMethod",
-                "path",
-                "status",
-                "userAgent",
-                "responseLatency",
-                Unit::Ms,
-                "principalId",
-            ),
-            "cloudflare" => f(
-                "EdgeStartTimestamp",
-                "ClientRequestMethod",
-                "ClientRequestPath",
-                "EdgeResponseStatus",
-                "ClientRequestUserAgent",
-                "EdgeTimeToFirstByteMs",
-                Unit::Ms,
-                "",
-            ),
-            "kong" => f(
-                "started_at",
-                "request.method",
-                "request.uri",
-                "response.status",
-                "request.headers.user-agent",
-                "latencies.request",
-                Unit::Ms,
-                "consumer.username",
-            ),
-            "envoy" => f(
-                "start_time",
-                "method",
-                "path",
-                "response_code",
-                "user_agent",
-                "duration",
-                Unit::Ms,
-                "",
-            ),
-            "traefik" => f(
-                "StartUTC",
-                "RequestMethod",
-                "RequestPath",
-                "DownstreamStatus",
-                "request_User-Agent",
-                "Duration",
-                Unit::Ns,
-                "",
-            ),
-            "caddy" => f(
-                "ts",
-                "request.method",
-                "request.uri",
-                "status",
-                "request.headers.User-Agent",
-                "duration",
-                Unit::S,
-                "user_id",
-            ),
-            _ => return None,
+        let (_, [time, method, path, status, ua, duration, user], unit) =
+            PRESETS.iter().find(|(preset, ..)| *preset == name)?;
+        let some = |field: &str| Some(field.to_owned()).filter(|f| !f.is_empty());
+        Some(Fields {
+            time: (*time).into(),
+            method: (*method).into(),
+            path: (*path).into(),
+            status: (*status).into(),
+            user_agent: (*ua).into(),
+            duration: some(duration),
+            duration_unit: *unit,
+            user: some(user),
         })
     }
 }
+
+/// The names of the presets, for saying which there are.
+///
+/// ```
+/// assert!(tally_gateway::json::presets().any(|p| p == "envoy"));
+/// ```
+pub fn presets() -> impl Iterator<Item = &'static str> {
+    PRESETS.iter().map(|(name, ..)| *name)
+}
+
+/// The presets: each gateway's names for the time, method, path, status,
+/// User-Agent, duration and user ("" where it logs none), and the
+/// duration's unit. docs/gateway.md says what each field holds.
+const PRESETS: &[(&str, [&str; 7], Unit)] = &[
+    // The $context variables of AWS's JSON example.
+    (
+        "aws-apigateway",
+        [
+            "requestTime",
+            "httpMethod",
+            "path",
+            "status",
+            "userAgent",
+            "responseLatency",
+            "principalId",
+        ],
+        Unit::Ms,
+    ),
+    (
+        "cloudflare",
+        [
+            "EdgeStartTimestamp",
+            "ClientRequestMethod",
+            "ClientRequestPath",
+            "EdgeResponseStatus",
+            "ClientRequestUserAgent",
+            "EdgeTimeToFirstByteMs",
+            "",
+        ],
+        Unit::Ms,
+    ),
+    (
+        "kong",
+        [
+            "started_at",
+            "request.method",
+            "request.uri",
+            "response.status",
+            "request.headers.user-agent",
+            "latencies.request",
+            "consumer.username",
+        ],
+        Unit::Ms,
+    ),
+    (
+        "envoy",
+        [
+            "start_time",
+            "method",
+            "path",
+            "response_code",
+            "user_agent",
+            "duration",
+            "",
+        ],
+        Unit::Ms,
+    ),
+    (
+        "traefik",
+        [
+            "StartUTC",
+            "RequestMethod",
+            "RequestPath",
+            "DownstreamStatus",
+            "request_User-Agent",
+            "Duration",
+            "",
+        ],
+        Unit::Ns,
+    ),
+    (
+        "caddy",
+        [
+            "ts",
+            "request.method",
+            "request.uri",
+            "status",
+            "request.headers.User-Agent",
+            "duration",
+            "user_id",
+        ],
+        Unit::S,
+    ),
+];
 
 /// One request of a JSON line (owned: JSON strings may hold escapes).
 #[derive(Debug, Clone, PartialEq)]

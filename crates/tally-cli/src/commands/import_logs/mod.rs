@@ -212,7 +212,8 @@ fn settings(args: &Args) -> Result<(Config, Option<Fields>, Routes, Vec<Rule>)> 
     };
     let fields = match (args.format, &args.preset, config.json.clone()) {
         (Format::Json, Some(preset), _) => Some(Fields::preset(preset).with_context(|| {
-            format!("no preset {preset:?}: aws-apigateway, cloudflare, kong, envoy, traefik, caddy")
+            let known: Vec<&str> = tally_gateway::json::presets().collect();
+            format!("no preset {preset:?}: {}", known.join(", "))
         })?),
         (Format::Json, None, Some(fields)) => Some(fields),
         (Format::Json, None, None) => {
