@@ -61,6 +61,8 @@ impl Identity {
 
 /// One pattern and what replaces its matches.
 struct Rule {
+    /// What it finds, as counted (`email`, `phone`, ...).
+    name: &'static str,
     pattern: Regex,
     replace: Replace,
 }
@@ -77,12 +79,15 @@ enum Replace {
 /// What goes, in this order: the home dir (→ `~`), credentials in URLs,
 /// e-mail addresses, tokens and keys (AWS, GitHub, Slack, JWT, bearer,
 /// `password=`-style assignments, long hex and base64), other users' home
-/// dirs (`/home/x`, `/Users/x`, `C:\Users\x y`), volume names, IP addresses,
-/// and the user and host name wherever they still appear as a word.
+/// dirs (`/home/x`, `/Users/x`, `C:\Users\x y`, `~x/`), volume names,
+/// machines on the local network (`alices-mbp.local`), IP addresses, phone
+/// numbers, and the user and host name wherever they still appear as a
+/// word.
 pub struct Scrubber {
     literals: Vec<(String, &'static str)>,
     rules: Vec<Rule>,
-    words: Vec<(Regex, &'static str)>,
+    /// The user's and host's names as words, their replacement and rule.
+    words: Vec<(Regex, &'static str, &'static str)>,
 }
 
 /// Names too short or too common to replace as words without destroying the
@@ -104,14 +109,17 @@ impl Scrubber {
             literals.push((home, "~"));
         }
         let mut words = Vec::new();
-        for (name, replacement) in [(identity.host, "<host>"), (identity.user, "<user>")] {
+        for (name, replacement, rule) in [
+            (identity.host, "<host>", "host"),
+            (identity.user, "<user>", "user"),
+        ] {
             let Some(name) = name else { continue };
             if name.len() < MIN_WORD || COMMON_NAMES.contains(&name.to_lowercase().as_str()) {
                 continue;
             }
             let pattern = format!(r"(?i)(^|[^A-Za-z0-9]){}([^A-Za-z0-9]|$)", escape(&name));
             if let Ok(re) = Regex::new(&pattern) {
-                words.push((re, replacement));
+                words.push((re, replacement, rule));
             }
         }
         Self {
@@ -123,24 +131,47 @@ impl Scrubber {
 
     /// `text` with every private piece replaced.
     pub fn scrub(&self, text: &str) -> String {
+        self.scrub_noting(text, &mut |_| {})
+    }
+
+    /// [`Scrubber::scrub`], calling `hit` with the name of each rule that
+    /// replaced something (once per rule): `home`, `user`, `host`,
+    /// `credentials`, `email`, `phone`, `token`, `other-home`, `ip`, ...
+    ///
+    /// ```
+    /// let scrubber = tally_scrub::Scrubber::new(tally_scrub::Identity::default());
+    /// let mut hits = Vec::new();
+    /// let text = scrubber.scrub_noting("call +1 415 555 0132 or ada@example.com", &mut |rule| hits.push(rule));
+    /// assert_eq!(text, "call <phone> or <email>");
+    /// assert_eq!(hits, ["email", "phone"]);
+    /// ```
+    pub fn scrub_noting(&self, text: &str, hit: &mut dyn FnMut(&'static str)) -> String {
         let mut out = text.to_owned();
         for (literal, replacement) in &self.literals {
-            out = replace_path_prefix(&out, literal, replacement);
+            let replaced = replace_path_prefix(&out, literal, replacement);
+            if replaced != out {
+                hit("home");
+                out = replaced;
+            }
         }
         for rule in &self.rules {
             let replaced = match rule.replace {
                 Replace::With(template) => rule.pattern.replace_all(&out, template),
                 Replace::Judge(judge) => rule.pattern.replace_all(&out, judge),
             };
-            if let Cow::Owned(s) = replaced {
+            if let Cow::Owned(s) = replaced
+                && s != out
+            {
+                hit(rule.name);
                 out = s;
             }
         }
-        for (word, replacement) in &self.words {
+        for (word, replacement, name) in &self.words {
             let with = format!("${{1}}{replacement}${{2}}");
             // Twice: adjacent matches share the separator between them.
             for _ in 0..2 {
                 if let Cow::Owned(s) = word.replace_all(&out, with.as_str()) {
+                    hit(name);
                     out = s;
                 }
             }
@@ -174,64 +205,132 @@ fn escape(literal: &str) -> String {
 
 fn rules() -> Vec<Rule> {
     use Replace::{Judge, With};
-    let table: [(&str, Replace); 17] = [
+    let table: [(&str, &str, Replace); 22] = [
         // scheme://user:password@host -> scheme://<credentials>@host
         (
+            "credentials",
             r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]*@",
             With("${1}<credentials>@"),
         ),
         (
+            "email",
             r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
             With("<email>"),
         ),
         (
+            "token",
             r"\b(AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b",
             With("<aws-key>"),
         ),
-        (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", With("<github-token>")),
-        (r"\bgithub_pat_[A-Za-z0-9_]{20,}", With("<github-token>")),
-        (r"\bxox[abposr]-[A-Za-z0-9\-]{10,}", With("<slack-token>")),
         (
+            "token",
+            r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",
+            With("<github-token>"),
+        ),
+        (
+            "token",
+            r"\bgithub_pat_[A-Za-z0-9_]{20,}",
+            With("<github-token>"),
+        ),
+        (
+            "token",
+            r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
+            With("<slack-token>"),
+        ),
+        (
+            "token",
             r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+",
             With("<jwt>"),
         ),
         (
+            "token",
             r"(?i)\b(bearer)(\s+)([A-Za-z0-9._~+/=\-]{8,})",
             Judge(bearer),
         ),
         (
+            "token",
             r#"(?i)\b([a-z_\-]*(password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key)[a-z_\-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&]+)"#,
             With("$1$3<redacted>"),
         ),
         // Other users' home dirs and named volumes: the name, not the path.
         (
+            "other-home",
             r"(?i)\b([a-z]:[\\/](Users|Documents and Settings)[\\/])[^\\/\r\n:*?<>|]+",
             With("${1}<user>"),
         ),
-        (r#"(/(home|Users)/)[^/\s:'"]+"#, With("${1}<user>")),
-        (r#"(/Volumes/)[^/\s:'"]+"#, With("${1}<volume>")),
-        // Two characters at least: /mnt/c is WSL's drive C, not a name.
-        (r#"(/mnt/)[^/\s:'"]{2,}"#, With("${1}<mount>")),
-        (r"\b[0-9a-fA-F]{32,}\b", With("<hex>")),
         (
+            "other-home",
+            r#"(/(home|Users)/)[^/\s:'"]+"#,
+            With("${1}<user>"),
+        ),
+        // `~bob/notes`: the shell's name for bob's home dir (`~/` stays).
+        (
+            "other-home",
+            r#"(^|[\s'"(=:,])~[A-Za-z_][A-Za-z0-9_.\-]*(/|[\s'"),:]|$)"#,
+            With("${1}~<user>${2}"),
+        ),
+        ("volume", r#"(/Volumes/)[^/\s:'"]+"#, With("${1}<volume>")),
+        // Two characters at least: /mnt/c is WSL's drive C, not a name.
+        ("volume", r#"(/mnt/)[^/\s:'"]{2,}"#, With("${1}<mount>")),
+        // A machine on the local network by its mDNS or LAN name
+        // (`alices-mbp.local`); not a file's second extension
+        // (`.env.local`, `config.local.json`).
+        (
+            "host",
+            r"(^|[^A-Za-z0-9./_\-])[A-Za-z0-9][A-Za-z0-9\-]*\.(local|lan|localdomain|home\.arpa|internal)([^A-Za-z0-9.\-]|$)",
+            With("${1}<host>${3}"),
+        ),
+        ("token", r"\b[0-9a-fA-F]{32,}\b", With("<hex>")),
+        (
+            "ip",
             r"\b(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}\b",
             With("<ip>"),
         ),
         (
+            "ip",
             r"(?i)(^|[^0-9a-z:])([0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7})",
             Judge(ipv6),
         ),
-        (r"[A-Za-z0-9+/_\-]{40,}={0,2}", Judge(base64)),
+        // Phone numbers: international (`+44 20 7946 0958`, 8 to 15
+        // digits) or North American (`(415) 555-0132`, `415-555-0132`);
+        // never a plain run of digits, a date or a version.
+        (
+            "phone",
+            r"\+[0-9]{1,3}([ .\-]?\(?[0-9]{1,4}\)?){2,5}",
+            Judge(phone),
+        ),
+        (
+            "phone",
+            r"\([0-9]{3}\) ?[0-9]{3}[\-. ][0-9]{4}\b",
+            With("<phone>"),
+        ),
+        (
+            "phone",
+            r"\b[0-9]{3}[\-.][0-9]{3}[\-.][0-9]{4}\b",
+            With("<phone>"),
+        ),
+        ("token", r"[A-Za-z0-9+/_\-]{40,}={0,2}", Judge(base64)),
     ];
     table
         .into_iter()
-        .map(|(pattern, replace)| Rule {
+        .map(|(name, pattern, replace)| Rule {
+            name,
             // Constant patterns, each exercised by the corpus tests.
             pattern: Regex::new(pattern)
                 .unwrap_or_else(|e| panic!("bad scrub pattern {pattern}: {e}")),
             replace,
         })
         .collect()
+}
+
+/// An international phone number: 8 to 15 digits after the `+`.
+fn phone(caps: &Captures<'_>) -> String {
+    let digits = caps[0].bytes().filter(u8::is_ascii_digit).count();
+    if (8..=15).contains(&digits) {
+        "<phone>".to_owned()
+    } else {
+        caps[0].to_owned()
+    }
 }
 
 /// An IPv6 address, when the candidate parses as one and has a digit (so

@@ -196,3 +196,46 @@ fn clean_text_is_unchanged() {
         check(&s, text, text);
     }
 }
+
+#[test]
+fn phone_numbers_go_and_numbers_that_are_not_stay() {
+    let s = linux();
+    check(&s, "call +1 415 555 0132 now", "call <phone> now");
+    check(&s, "sms to +447700900123 failed", "sms to <phone> failed");
+    check(&s, "fax +44 (20) 7946-0958", "fax <phone>");
+    check(&s, "office (415) 555-0132", "office <phone>");
+    check(&s, "ring 415-555-0132.", "ring <phone>.");
+    check(&s, "released 2026-12-03", "released 2026-12-03");
+    check(&s, "v1.415.555 is out", "v1.415.555 is out");
+    check(&s, "wrote 1048576 bytes", "wrote 1048576 bytes");
+    check(&s, "x+1 = 2", "x+1 = 2");
+}
+
+#[test]
+fn other_users_tilde_paths_and_machines_on_the_lan_go() {
+    let s = linux();
+    check(&s, "read ~bob/notes.txt", "read ~<user>/notes.txt");
+    check(&s, "cd ~carol", "cd ~<user>");
+    check(&s, "open ~/notes.txt", "open ~/notes.txt");
+    check(&s, "see 'a~b'", "see 'a~b'");
+    check(
+        &s,
+        "connect to bobs-macbook-pro.local:8080 refused",
+        "connect to <host>:8080 refused",
+    );
+    check(&s, "ping nas.lan failed", "ping <host> failed");
+    check(&s, "missing .env.local", "missing .env.local");
+    check(&s, "read config.local.json", "read config.local.json");
+}
+
+#[test]
+fn each_rule_that_replaced_something_is_named() {
+    let s = linux();
+    let mut hits = Vec::new();
+    let out = s.scrub_noting(
+        "/home/alice/x failed for bob@example.com on dave-laptop.local",
+        &mut |rule| hits.push(rule),
+    );
+    assert_eq!(out, "~/x failed for <email> on <host>");
+    assert_eq!(hits, ["home", "email", "host"]);
+}

@@ -256,12 +256,15 @@ fn prepare(
             rejected: decoded.rejected,
         });
     }
+    let mut hits = std::collections::BTreeMap::<&'static str, u64>::new();
     let mut events: Vec<StoredEvent> = decoded
         .events
         .into_iter()
         .zip(decoded.client_timestamps)
         .map(|(mut event, client_timestamp)| {
-            scrub(&mut event, dialect);
+            scrub(&mut event, dialect, &mut |rule| {
+                *hits.entry(rule).or_default() += 1;
+            });
             StoredEvent {
                 event,
                 client_timestamp,
@@ -269,6 +272,9 @@ fn prepare(
             }
         })
         .collect();
+    for (rule, n) in hits {
+        state.metrics().count_scrubbed(app, rule, n);
+    }
     // Every value is the client's to choose: beyond the day's cap on a
     // field's distinct values, new ones are stored as "(other)".
     let folded = state.cardinality().fold(app, now.date(), &mut events);
@@ -298,26 +304,28 @@ fn prepare(
     })
 }
 
-/// The server's own pass over free text, for SDKs that scrub less than
-/// Tally's (or not at all): e-mails, credentials, tokens, IPs and the names
-/// in other people's home dirs never reach the store. A foreign client's
-/// `command` is free text too: whoever instrumented the CLI chose what went
-/// into it.
-fn scrub(event: &mut tally_protocol::Event, dialect: Dialect) {
+/// The server's own pass over free text, the SDK's scrubber run again,
+/// for SDKs that scrub less than Tally's (old ones, or none at all):
+/// e-mails, credentials, tokens, IPs, phone numbers and the names in other
+/// people's home dirs never reach the store. A foreign client's `command`
+/// is free text too: whoever instrumented the CLI chose what went into
+/// it. `hit` hears each rule that changed a field.
+fn scrub(event: &mut tally_protocol::Event, dialect: Dialect, hit: &mut dyn FnMut(&'static str)) {
     static SCRUBBER: std::sync::LazyLock<tally_scrub::Scrubber> =
         std::sync::LazyLock::new(|| tally_scrub::Scrubber::new(tally_scrub::Identity::default()));
+    let mut scrub = |text: &mut String| *text = SCRUBBER.scrub_noting(text, hit);
     if let Some(error) = &mut event.error {
-        error.message = SCRUBBER.scrub(&error.message);
+        scrub(&mut error.message);
         if let Some(location) = &mut error.location {
-            *location = SCRUBBER.scrub(location);
+            scrub(location);
         }
     }
     for value in event.properties.values_mut() {
         if let tally_protocol::PropertyValue::String(s) = value {
-            *s = SCRUBBER.scrub(s);
+            scrub(s);
         }
     }
-    if dialect != Dialect::Tally {
-        event.command = SCRUBBER.scrub(&event.command);
+    if !matches!(dialect, Dialect::Tally | Dialect::Import) {
+        scrub(&mut event.command);
     }
 }

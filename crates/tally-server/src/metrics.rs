@@ -48,6 +48,12 @@ struct DimensionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScrubLabel {
+    app: String,
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -76,6 +82,7 @@ struct Inner {
     connections_refused: Counter,
     connections_evicted: Counter,
     folded: Family<DimensionLabel, Counter>,
+    scrubbed: Family<ScrubLabel, Counter>,
     in_flight_bytes: Gauge,
     clients_remembered: Gauge,
 }
@@ -100,6 +107,7 @@ impl Default for Metrics {
             connections_refused: Counter::default(),
             connections_evicted: Counter::default(),
             folded: Family::default(),
+            scrubbed: Family::default(),
             in_flight_bytes: Gauge::default(),
             clients_remembered: Gauge::default(),
         };
@@ -180,6 +188,11 @@ impl Default for Metrics {
                 "values_folded",
                 "Event values stored as (other) because their field had too many distinct values today",
                 inner.folded.clone(),
+            );
+            r.register(
+                "scrubbed",
+                "Free-text fields the server's scrubber changed on arrival, by app and rule (what the sender's own scrubbing missed)",
+                inner.scrubbed.clone(),
             );
             r.register(
                 "in_flight_bytes",
@@ -407,6 +420,18 @@ impl Metrics {
 
     /// Counts `n` values of `dimension` (one of a fixed set of field
     /// names, see `cardinality.rs`) stored as `(other)`.
+    /// Counts `n` fields of `app` in which the scrubber's `rule` replaced
+    /// something.
+    pub(crate) fn count_scrubbed(&self, app: &str, rule: &'static str, n: u64) {
+        self.inner
+            .scrubbed
+            .get_or_create(&ScrubLabel {
+                app: app.to_owned(),
+                rule,
+            })
+            .inc_by(n);
+    }
+
     pub(crate) fn count_folded(&self, dimension: &'static str, n: u64) {
         self.inner
             .folded

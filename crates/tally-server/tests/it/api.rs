@@ -113,3 +113,32 @@ async fn unreadable_bodies_and_queries_answer_json_errors() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     assert_eq!(answer.body["error"], "invalid_path");
 }
+
+/// An old or third-party SDK that scrubs less than Tally's: the server
+/// scrubs its free text again on arrival and counts what it found, by app
+/// and rule, in `/metrics`.
+#[tokio::test]
+async fn free_text_is_scrubbed_again_on_arrival_and_the_hits_counted() {
+    let server = Harness::new();
+    let key = server.add_app("leaky").await;
+    let mut event = fresh("leaky");
+    event.error = Some(tally_protocol::ErrorInfo {
+        kind: "io".into(),
+        message: "cannot reach bobs-mbp.local, call +1 415 555 0132 or mail bob@example.com".into(),
+        location: Some("~bob/src/main.rs:3".into()),
+    });
+    let answer = server.ingest(&key, &[], batch_body(&[event])).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let stored = server.export("leaky").await;
+    assert_eq!(
+        stored[0]["error"]["message"],
+        "cannot reach <host>, call <phone> or mail <email>"
+    );
+    assert_eq!(stored[0]["error"]["location"], "~<user>/src/main.rs:3");
+    let metrics = server.get("/metrics", None).await;
+    let text = metrics.body.as_str().expect("text").to_owned();
+    for rule in ["email", "phone", "host", "other-home"] {
+        let line = format!("tally_scrubbed_total{{app=\"leaky\",rule=\"{rule}\"}} 1");
+        assert!(text.contains(&line), "{line} not in {text}");
+    }
+}
