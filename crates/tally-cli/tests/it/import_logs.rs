@@ -291,7 +291,7 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
     ]);
     assert!(!ok);
     assert!(
-        stderr.contains("Gzip-compressed: import it without --follow"),
+        stderr.contains("gzip-compressed: import it without --follow"),
         "{stderr}"
     );
 }

@@ -105,8 +105,9 @@ impl FileRun<'_, '_> {
         let mut followed = Followed::open(path)?;
         if let Some(compressed) = compression(followed.file.fill_buf()?) {
             bail!(
-                "--follow reads a log as it is written, and {} is {compressed:?}-compressed: import it without --follow",
-                path.display()
+                "--follow reads a log as it is written, and {} is {}-compressed: import it without --follow",
+                path.display(),
+                compressed.name()
             );
         }
         let (mut said, mut rotated) = (None, false);

@@ -40,6 +40,16 @@ pub(super) enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// Its name, as people write it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
 /// The compression a file's first bytes name, if any.
 pub(super) fn compression(magic: &[u8]) -> Option<Compression> {
     match magic {
