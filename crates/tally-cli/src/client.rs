@@ -13,8 +13,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: &str) -> Self {
+        // A server that stops answering fails the command instead of
+        // hanging it; an answer's body (an export) may take as long as it
+        // takes.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(120)))
             .build()
             .new_agent();
         Self {

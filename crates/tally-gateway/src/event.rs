@@ -48,9 +48,12 @@ pub struct Import<'a> {
 /// assert_ne!(key, tally_gateway::event::user_key("other"));
 /// ```
 pub fn user_key(salt: &str) -> [u8; 32] {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(salt.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(b"tally gateway users");
+    // The label is the key and the salt the message: the app's PostHog
+    // and Segment install ids are HMACs keyed with the salt, of ids a
+    // client chooses, so no such id can be made to stand for this key.
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"tally gateway users")
+        .expect("HMAC takes a key of any length");
+    mac.update(salt.as_bytes());
     mac.finalize().into_bytes().into()
 }
 
@@ -64,6 +67,9 @@ const IDS: Uuid = Uuid::from_u128(0x2c5e_7d1a_4b3f_4a9e_9c01_6f2b_8d3e_5a17);
 const CACHED_AGENTS: usize = 10_000;
 /// Distinct users whose hash is kept, likewise.
 const CACHED_USERS: usize = 100_000;
+/// The longest User-Agent or user kept in a cache: any client writes them,
+/// up to a line's length, and the caches are bounded by their entries.
+const CACHED_LEN: usize = 256;
 
 /// Distinct values an import keeps of a field its clients choose: the
 /// path's shape when no template matches, and the version a User-Agent
@@ -167,13 +173,16 @@ impl<'a> Importer<'a> {
     /// again, or a rotated file that overlaps the last, stores nothing
     /// twice.
     pub fn event(&mut self, line: &Request, raw: &str, occurrence: u32) -> Event {
-        let mut caller = self.caller(line.user_agent).clone();
+        let mut caller = self.caller(line.user_agent);
         let [own, others, shapes] = &mut self.seen;
         if caller.own { own } else { others }.fold(&mut caller.app_version);
         let command = match self.import.routes.templated(line.method, line.path) {
             Some(feature) => feature.to_owned(),
             None => {
-                let mut shape = format!("{} {}", line.method, crate::routes::shape(line.path));
+                let mut shape = fit(
+                    format!("{} {}", line.method, crate::routes::shape(line.path)),
+                    strings::COMMAND,
+                );
                 shapes.fold(&mut shape);
                 shape
             }
@@ -235,16 +244,19 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// What `ua` says, read once.
-    fn caller(&mut self, ua: &str) -> &Caller {
-        if !self.agents.contains_key(ua) {
+    /// What `ua` says, read once (when it is not too long to keep).
+    fn caller(&mut self, ua: &str) -> Caller {
+        if let Some(caller) = self.agents.get(ua) {
+            return caller.clone();
+        }
+        let caller = self.read(ua);
+        if ua.len() <= CACHED_LEN {
             if self.agents.len() >= CACHED_AGENTS {
                 self.agents.clear();
             }
-            let caller = self.read(ua);
-            self.agents.insert(ua.into(), caller);
+            self.agents.insert(ua.into(), caller.clone());
         }
-        &self.agents[ua]
+        caller
     }
 
     /// Reads `ua` into what an event keeps of it.
@@ -294,7 +306,9 @@ impl<'a> Importer<'a> {
             self.users.clear();
         }
         let install = self.hashed("user:", user);
-        self.users.insert(user.into(), install);
+        if user.len() <= CACHED_LEN {
+            self.users.insert(user.into(), install);
+        }
         install
     }
 

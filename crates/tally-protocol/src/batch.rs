@@ -306,7 +306,11 @@ fn decode_from(
         path: "sent_at".into(),
         reason,
     })?;
-    let shift = clock::shift(now, sent_at, limits.skew_tolerance);
+    // A gateway's times are the gateway's clock, not the importer's.
+    let shift = match source {
+        Source::Sdk => clock::shift(now, sent_at, limits.skew_tolerance),
+        Source::Gateway => time::Duration::ZERO,
+    };
     let mut decoded = DecodedBatch {
         events: Vec::with_capacity(raw.events.len()),
         rejected: Vec::new(),

@@ -276,8 +276,14 @@ fn prepare(
         state.metrics().count_scrubbed(app, rule, n);
     }
     // Every value is the client's to choose: beyond the day's cap on a
-    // field's distinct values, new ones are stored as "(other)".
-    let folded = state.cardinality().fold(app, now.date(), &mut events);
+    // field's distinct values, new ones are stored as "(other)". An
+    // import's were capped by the importer, and must not use up the day's
+    // room of the SDK's (a backfill of a month of logs would).
+    let folded = if dialect == Dialect::Import {
+        Default::default()
+    } else {
+        state.cardinality().fold(app, now.date(), &mut events)
+    };
     for (dimension, n) in folded.iter() {
         state.metrics().count_folded(dimension, n);
     }

@@ -123,6 +123,10 @@ pub fn varied(n: u64) -> Vec<StoredEvent> {
             if ev.exit_code == 0 {
                 ev.error = None;
             }
+            // A request of a gateway's log now and then, beside the runs.
+            if next(4) == 0 {
+                ev.source = tally_protocol::Source::Gateway;
+            }
             e
         })
         .collect()

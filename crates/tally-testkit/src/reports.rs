@@ -643,7 +643,7 @@ pub fn limits(s: Ask<'_>) {
 /// limited to two rows a table, and with filters that cut days, pick
 /// versions, OSes and environments.
 pub fn varied_queries() -> Vec<Query> {
-    let filters: [&[(&str, &str)]; 8] = [
+    let filters: [&[(&str, &str)]; 10] = [
         &[],
         &[("limit", "2")],
         &[("since", "2026-10-25"), ("until", "2026-11-03")],
@@ -658,6 +658,14 @@ pub fn varied_queries() -> Vec<Query> {
         &[("version", "1.1.0"), ("os", "macos")],
         &[("env", "ci"), ("since", "2026-10-30")],
         &[("env", "agent")],
+        // Whole days of a gateway's requests (durations included), and
+        // the SDKs' runs alone.
+        &[
+            ("source", "gateway"),
+            ("since", "2026-10-25"),
+            ("until", "2026-11-03"),
+        ],
+        &[("source", "sdk")],
     ];
     let mut queries = Vec::new();
     for report in ReportName::ALL {

@@ -330,21 +330,43 @@ fn salt_apps(http: &Http, _: Server) -> Result<(), StoreError> {
 /// 4: what saw each event (`tally_protocol::Source`). The rollups need no
 /// column: a gateway's rows have kinds of their own (`stored_kind`).
 /// Collectors of the version before insert without it, and their events
-/// are the SDKs'.
+/// are the SDKs'. `rollups_mv` keeps durations of `command` rows only; a
+/// view of its own adds those of a gateway's (see
+/// [`GATEWAY_DURATIONS_VIEW`]), so the first view is never dropped and
+/// remade while collectors insert.
 fn source_events(http: &Http, server: Server) -> Result<(), StoreError> {
-    if has_column(http, "events", "source")? {
-        return Ok(());
+    if !has_column(http, "events", "source")? {
+        let added = http.execute(&format!(
+            "ALTER TABLE events ADD COLUMN source {} DEFAULT 'sdk'",
+            server.few()
+        ));
+        // A collector migrating at the same moment may have added it first.
+        match added {
+            Err(_) if has_column(http, "events", "source")? => {}
+            other => other?,
+        }
     }
-    let added = http.execute(&format!(
-        "ALTER TABLE events ADD COLUMN source {} DEFAULT 'sdk'",
-        server.few()
-    ));
-    // A collector migrating at the same moment may have added it first.
-    match added {
-        Err(_) if has_column(http, "events", "source")? => Ok(()),
-        other => other,
-    }
+    http.execute(GATEWAY_DURATIONS_VIEW)
 }
+
+/// The durations of a gateway's `command` rows, written in the same
+/// INSERT as `rollups_mv`'s rows: rows of zero runs whose counts merge
+/// into the same keys (a set of installs it already has, times it already
+/// spans) and add only the durations.
+const GATEWAY_DURATIONS_VIEW: &str =
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_gateway_durations_mv TO rollups AS
+    SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
+        rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
+        sumState(toUInt64(0)) AS runs,
+        sumState(toUInt64(0)) AS ok,
+        sumState(toUInt64(0)) AS crashes,
+        minState(timestamp_us) AS first_us,
+        maxState(timestamp_us) AS last_us,
+        groupUniqArrayState(install_hash) AS installs,
+        sumMapState([duration_bucket], [toUInt64(1)]) AS durations
+    FROM events ARRAY JOIN rk
+    WHERE isNull(name) AND rk.kind = 'gateway.command'
+    GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4";
 
 /// Whether a collector is copying the events table into the new layout.
 fn copy_running(http: &Http) -> Result<bool, StoreError> {

@@ -108,14 +108,12 @@ ALTER TABLE apps ADD COLUMN salt VARCHAR;
 UPDATE apps SET salt = replace(gen_random_uuid()::VARCHAR, '-', '') || replace(gen_random_uuid()::VARCHAR, '-', '');
 "#,
     // 7: what saw each event (`tally_protocol::Source`), in the events and
-    // in the rollups the reports filter. Imports of gateway logs made
-    // before said so in a property; their days' rollups are dropped, to be
-    // rolled up again when the store opens.
+    // in the rollups the reports filter; what is stored before is the
+    // SDKs'. (A property is no proof of a gateway: anyone with an ingest
+    // key could have sent `source = "gateway"`.)
     r#"
 ALTER TABLE events ADD COLUMN source VARCHAR DEFAULT 'sdk';
-UPDATE events SET source = 'gateway' WHERE properties LIKE '%"source":"gateway"%';
 ALTER TABLE rollups ADD COLUMN source VARCHAR DEFAULT 'sdk';
-DELETE FROM rollups WHERE EXISTS (SELECT 1 FROM events WHERE source = 'gateway');
 "#,
 ];
 

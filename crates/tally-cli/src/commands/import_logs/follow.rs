@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -12,6 +12,14 @@ use super::input::{MAX_LINE, compression, identity};
 
 /// How often a file read to its end is looked at again.
 const POLL: Duration = Duration::from_millis(200);
+/// How long a file renamed away is still read after the last line came:
+/// the server writes to it until it is told to reopen its log (nginx's
+/// USR1 in logrotate's `postrotate`), which can take seconds.
+const DRAIN: Duration = Duration::from_secs(3);
+/// Lines read between looks at the path while catching up, so that a
+/// copy-and-truncate is seen before the reading runs into what is written
+/// after it.
+const LOOK_EVERY: u64 = 10_000;
 /// The first bytes of a file kept (as read) to tell it, copied and
 /// truncated and grown again past where the reading was, from itself
 /// grown.
@@ -110,7 +118,9 @@ impl FileRun<'_, '_> {
                 compressed.name()
             );
         }
-        let (mut said, mut rotated) = (None, false);
+        // Since a rotation was seen: when the old file last grew.
+        let mut rotated: Option<Instant> = None;
+        let mut said = None;
         let mut buf = Vec::new();
         loop {
             let n = followed
@@ -120,14 +130,21 @@ impl FileRun<'_, '_> {
                 .read_until(b'\n', &mut buf)
                 .with_context(|| format!("reading {}", path.display()))?;
             if n > 0 {
+                let before = followed.number;
                 self.followed_bytes(&mut followed, &mut buf, path)?;
+                if let Some(grew) = &mut rotated {
+                    *grew = Instant::now();
+                } else if followed.number / LOOK_EVERY > before / LOOK_EVERY {
+                    self.look(&mut followed, &mut buf, path, &mut rotated)?;
+                }
                 continue;
             }
-            if rotated {
+            if rotated.is_some_and(|grew| grew.elapsed() >= DRAIN) {
                 // The old file is read to its end: on to the new one.
                 self.cut_short(&mut followed, &mut buf, path);
                 followed = Followed::open(path)?;
-                rotated = false;
+                self.seen = super::Occurrences::default();
+                rotated = None;
                 continue;
             }
             self.settle()?;
@@ -141,16 +158,32 @@ impl FileRun<'_, '_> {
                 said = Some(self.tally.imported);
             }
             std::thread::sleep(POLL);
-            match followed.change(path)? {
-                Change::None => {}
-                // What was written to the old file since is read first.
-                Change::Rotated => rotated = true,
-                Change::Truncated => {
-                    self.cut_short(&mut followed, &mut buf, path);
-                    followed.restart()?;
-                }
+            if rotated.is_none() {
+                self.look(&mut followed, &mut buf, path, &mut rotated)?;
             }
         }
+    }
+
+    /// Looks at the path again: a rotation is noted (what the server
+    /// still writes to the old file is read first), a truncation read
+    /// anew from the start, its repeats counted anew.
+    fn look(
+        &mut self,
+        followed: &mut Followed,
+        buf: &mut Vec<u8>,
+        path: &Path,
+        rotated: &mut Option<Instant>,
+    ) -> Result<()> {
+        match followed.change(path)? {
+            Change::None => {}
+            Change::Rotated => *rotated = Some(Instant::now()),
+            Change::Truncated => {
+                self.cut_short(followed, buf, path);
+                followed.restart()?;
+                self.seen = super::Occurrences::default();
+            }
+        }
+        Ok(())
     }
 
     /// Takes what a read added to `buf`: a whole line, a line too long

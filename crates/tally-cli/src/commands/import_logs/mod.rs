@@ -346,12 +346,17 @@ impl FileRun<'_, '_> {
         };
         match request {
             Ok(request) => {
+                let now = OffsetDateTime::now_utc();
+                let limits = tally_protocol::Limits::default();
+                // A time to come is refused before it is counted: it would
+                // hold back the forgetting of every repeat after it.
+                if request.time > now + limits.max_future {
+                    return self.bad(path, number, "the time is in the future");
+                }
                 let occurrence = self.seen.next(request.time.unix_timestamp(), line);
                 let event = self.importer.event(&request, line, occurrence);
                 // Judged as every event reaching a store is: its time
                 // believable (and on UTC), its fields within the limits.
-                let now = OffsetDateTime::now_utc();
-                let limits = tally_protocol::Limits::default();
                 match tally_protocol::admit(
                     event,
                     self.importer.import().app,

@@ -83,10 +83,16 @@ impl ServerSink {
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
             })
             .collect::<Option<Vec<u8>>>()
-            .context("the server's gateway key is not hex")
+            .filter(|key| key.len() == 32)
+            .context("the server's gateway key is not 32 bytes of hex")
     }
 
-    fn send(&self, events: &[StoredEvent]) -> Result<IngestResponse> {
+    /// Sends `events`; what the server answered, or `None` when it said
+    /// they are too many for one request (413). A refusal it may take
+    /// back (429, 503) and a failure to reach it are tried again: every
+    /// event keeps its id, so a try whose answer was lost stores nothing
+    /// twice.
+    fn send(&self, events: &[StoredEvent]) -> Result<Option<IngestResponse>> {
         let sent_at = OffsetDateTime::now_utc().format(&Rfc3339)?;
         let batch = serde_json::json!({
             "sent_at": sent_at,
@@ -97,16 +103,73 @@ impl ServerSink {
         let body = gzip.finish()?;
         let path = format!("/api/v1/import?app={}", urlencode(&self.app));
         let mut wait = Duration::from_millis(100);
-        for _ in 1..TRIES {
-            let response = self.client.post_gzip(&path, &body)?;
-            if !matches!(response.status().as_u16(), 429 | 503) {
-                return Ok(check(response)?.body_mut().read_json()?);
+        for tried in 1.. {
+            let last = tried == TRIES;
+            let mut response = match self.client.post_gzip(&path, &body) {
+                Ok(response) => response,
+                Err(e) if !last => {
+                    tracing::debug!(error = %e, "sending imported requests failed; trying again");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match response.status().as_u16() {
+                429 | 503 if !last => {}
+                413 => return Ok(None),
+                // No event of the request could be taken: each is refused,
+                // and the import goes on.
+                400 => {
+                    let text = response.body_mut().read_to_string()?;
+                    let refused: serde_json::Value =
+                        serde_json::from_str(&text).unwrap_or_default();
+                    if let Ok(rejected) = serde_json::from_value(refused["rejected"].clone())
+                        && refused["error"] == "invalid_events"
+                    {
+                        return Ok(Some(IngestResponse {
+                            accepted: 0,
+                            duplicates: 0,
+                            rejected,
+                        }));
+                    }
+                    bail!("the server answered 400 Bad Request: {text}");
+                }
+                _ => return Ok(Some(check(response)?.body_mut().read_json()?)),
             }
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_secs(5));
         }
-        let response = self.client.post_gzip(&path, &body)?;
-        Ok(check(response)?.body_mut().read_json()?)
+        unreachable!("the last try returns")
+    }
+
+    /// Stores `events` into `stored`, in halves when the server takes
+    /// fewer a request than they are.
+    fn send_into(&self, events: &[StoredEvent], stored: &mut Stored) -> Result<()> {
+        let Some(answer) = self.send(events)? else {
+            if events.len() == 1 {
+                bail!("the server refused one event as too large (413)");
+            }
+            let (first, second) = events.split_at(events.len() / 2);
+            self.send_into(first, stored)?;
+            return self.send_into(second, stored);
+        };
+        if answer.accepted + answer.duplicates + answer.rejected.len() != events.len() {
+            bail!(
+                "the server answered for {} events of {}",
+                answer.accepted + answer.duplicates + answer.rejected.len(),
+                events.len()
+            );
+        }
+        stored.new += answer.accepted as u64;
+        stored.duplicates += answer.duplicates as u64;
+        stored.refused.extend(
+            answer
+                .rejected
+                .iter()
+                .map(|r| format!("refused by the server: {}: {}", r.field, r.reason)),
+        );
+        Ok(())
     }
 }
 
@@ -114,22 +177,7 @@ impl Sink for ServerSink {
     fn store(&mut self, events: Vec<StoredEvent>) -> Result<Stored> {
         let mut stored = Stored::default();
         for chunk in events.chunks(PER_REQUEST) {
-            let answer = self.send(chunk)?;
-            if answer.accepted + answer.duplicates + answer.rejected.len() != chunk.len() {
-                bail!(
-                    "the server answered for {} events of {}",
-                    answer.accepted + answer.duplicates + answer.rejected.len(),
-                    chunk.len()
-                );
-            }
-            stored.new += answer.accepted as u64;
-            stored.duplicates += answer.duplicates as u64;
-            stored.refused.extend(
-                answer
-                    .rejected
-                    .iter()
-                    .map(|r| format!("refused by the server: {}: {}", r.field, r.reason)),
-            );
+            self.send_into(chunk, &mut stored)?;
         }
         Ok(stored)
     }
