@@ -117,7 +117,7 @@ fn stored_rollups_answer_as_the_raw_events_do() {
         .expect("count");
     let keys: i64 = conn
         .query_row(
-            "SELECT count(*) FROM (SELECT DISTINCT app, kind, day, version, os, env, d1, d2, d3, d4 FROM rollups)",
+            "SELECT count(*) FROM (SELECT DISTINCT app, kind, day, version, os, env, source, d1, d2, d3, d4 FROM rollups)",
             [],
             |r| r.get(0),
         )
