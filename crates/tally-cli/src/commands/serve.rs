@@ -243,11 +243,16 @@ fn announce(data: &Path, addr: SocketAddr) -> Result<PathBuf> {
 }
 
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env(crate::env::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours for a person at a terminal; a file or a log collector gets
+    // the text alone (and NO_COLOR is honoured, https://no-color.org).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }
 

@@ -106,3 +106,36 @@ fn sigterm_drains_and_exits_zero() {
     let lost = acked.difference(&stored).count();
     assert_eq!(lost, 0, "{lost} acknowledged events lost in the drain");
 }
+
+/// `tally serve 2> file`: the log is text, without a terminal's colour
+/// codes.
+#[test]
+fn a_log_written_to_a_file_has_no_colour_codes() {
+    let dir = data_dir();
+    let log = dir.path().join("serve.log");
+    let mut child = std::process::Command::new(crate::support::TALLY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("TALLY_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Tally is listening") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("Tally is listening"), "{text}");
+    assert!(text.contains(" INFO "), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in the log: {text:?}"
+    );
+}
