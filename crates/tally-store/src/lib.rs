@@ -93,6 +93,18 @@ pub trait Store: Send + Sync {
     /// drops whole months), never shorter. The server calls it hourly.
     fn retain_days(&self, days: u32) -> Result<(), StoreError>;
 
+    /// Forgets `app`'s events older than `events_days` and its rollups
+    /// older than `rollups_days` whole UTC days before today (`None`: kept
+    /// for ever). Rollups may outlive their events: the reports of those
+    /// days then count them from the rollups alone. Events go by the same
+    /// day as in [`Store::retain_days`].
+    fn retain_app(
+        &self,
+        app: &str,
+        events_days: Option<u32>,
+        rollups_days: Option<u32>,
+    ) -> Result<(), StoreError>;
+
     /// Events acknowledged as durable but not yet in the tables reads use
     /// (the embedded store's journal ahead of its loader); a number that
     /// keeps growing means the store cannot keep up.

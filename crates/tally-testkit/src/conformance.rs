@@ -185,6 +185,56 @@ pub fn retention_forgets_old_events(store: &dyn Store) {
     assert_eq!(runs(), 1, "the old event's rollups are gone too");
 }
 
+/// Per app: events kept 10 days and rollups 30 forget an event of 100
+/// days ago entirely, keep one of 20 days ago in the reports only (its
+/// rollups outlive it), keep yesterday's, and touch no other app.
+pub fn retention_per_app_keeps_rollups_longer(store: &dyn Store) {
+    let now = from_micros(micros(OffsetDateTime::now_utc()));
+    let at = |n: u32, app: &str, days: i64| {
+        let mut e = sample(n, app, now - time::Duration::days(days));
+        e.event.name = None;
+        e.client_timestamp = e.event.timestamp;
+        e.received_at = e.event.timestamp;
+        e
+    };
+    let (old, middle, recent) = (at(50, "kept", 100), at(51, "kept", 20), at(52, "kept", 1));
+    let other = at(53, "other", 100);
+    insert(store, vec![old, middle, recent.clone(), other.clone()]);
+    // Whole days only: the reports' own days, not the raw events of today.
+    let until = (now - time::Duration::days(1)).date().to_string();
+    let runs = |app: &str| {
+        let query = Query::from_params(
+            ReportName::Commands,
+            &[
+                ("app".to_owned(), app.to_owned()),
+                ("until".to_owned(), until.clone()),
+            ]
+            .into(),
+        )
+        .expect("query");
+        let report = store.report(&query).expect("report");
+        report.tables[0]
+            .rows
+            .iter()
+            .map(|r| match r[1] {
+                tally_report::Cell::Int(n) => n,
+                _ => 0,
+            })
+            .sum::<i64>()
+    };
+    assert_eq!((runs("kept"), runs("other")), (2, 1));
+    store
+        .retain_app("kept", Some(10), Some(30))
+        .expect("retain");
+    assert_eq!(export(store, &app_filter("kept")), [recent]);
+    assert_eq!(export(store, &app_filter("other")), [other]);
+    assert_eq!(
+        (runs("kept"), runs("other")),
+        (1, 1),
+        "20 days ago is still counted from its rollups; 100 days ago is not"
+    );
+}
+
 /// Varied events, inserted in batches and partly retried, give every report
 /// of [`varied_queries`](crate::reports::varied_queries) the answer of
 /// rolling up the stored events on the spot (see
@@ -225,7 +275,8 @@ pub fn answers_as_its_events_do(store: &dyn Store) {
 macro_rules! store_tests {
     ($open:path) => {
         $crate::store_tests!(@each $open; events_round_trip duplicates_are_stored_once
-            export_filters apps_are_unique retention_forgets_old_events answers_as_its_events_do);
+            export_filters apps_are_unique retention_forgets_old_events
+            retention_per_app_keeps_rollups_longer answers_as_its_events_do);
         mod reports {
             use super::*;
             $crate::report_tests!($crate::conformance::asking($open()));

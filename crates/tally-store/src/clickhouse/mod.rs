@@ -107,6 +107,15 @@ impl Store for ClickHouseStore {
         schema::retain_days(&self.http, days)
     }
 
+    fn retain_app(
+        &self,
+        app: &str,
+        events_days: Option<u32>,
+        rollups_days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        schema::retain_app(&self.http, app, events_days, rollups_days)
+    }
+
     fn add_app(&self, name: &str) -> Result<App, StoreError> {
         tally_protocol::check_app_name(name).map_err(StoreError::InvalidAppName)?;
         if self.apps()?.iter().any(|a| a.name == name) {

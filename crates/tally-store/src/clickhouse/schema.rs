@@ -416,6 +416,54 @@ fn has_column(http: &Http, table: &str, column: &str) -> Result<bool, StoreError
     Ok(rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0) > 0)
 }
 
+/// Forgets one app's events (by the day they were received) and rollups
+/// older than their days, row by row: partitions are months of every app.
+/// A delete is a mutation ClickHouse runs behind; this waits for it, so
+/// what is gone is gone when it returns.
+pub(super) fn retain_app(
+    http: &Http,
+    app: &str,
+    events_days: Option<u32>,
+    rollups_days: Option<u32>,
+) -> Result<(), StoreError> {
+    for (table, column, days) in [
+        ("events", "rday", events_days),
+        ("rollups", "day", rollups_days),
+    ] {
+        let Some(days) = days else { continue };
+        let cutoff = tally_rollup::from_micros(tally_rollup::day_start(
+            tally_rollup::retention_cutoff(days),
+        ))
+        .date();
+        http.execute(&format!(
+            "ALTER TABLE {table} DELETE WHERE app = {} AND {column} < toDate('{cutoff}')",
+            super::http::quote(app)
+        ))?;
+    }
+    wait_for_mutations(http)
+}
+
+/// Waits for the database's mutations to be done, a minute at most.
+fn wait_for_mutations(http: &Http) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let rows = http.rows(&format!(
+            "SELECT count() AS n FROM system.mutations WHERE database = {} AND is_done = 0",
+            super::http::quote(http.database())
+        ))?;
+        if rows.first().and_then(|r| r["n"].as_u64()) == Some(0) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StoreError::Unavailable(
+                "ClickHouse has not finished deleting what retention forgets; it goes on behind"
+                    .into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Keeps `days` whole days: every server drops the monthly partitions that
 /// end before the cutoff; servers with TTL also forget the days before it
 /// in the months that remain, as they merge. Events go by the day they were

@@ -192,6 +192,28 @@ impl Store for DuckDbStore {
         Ok(())
     }
 
+    fn retain_app(
+        &self,
+        app: &str,
+        events_days: Option<u32>,
+        rollups_days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let conn = self.connection()?;
+        if let Some(days) = events_days {
+            conn.execute(
+                "DELETE FROM events WHERE app = ? AND timestamp < make_timestamp(?)",
+                duckdb::params![app, day_start(retention_cutoff(days))],
+            )?;
+        }
+        if let Some(days) = rollups_days {
+            conn.execute(
+                "DELETE FROM rollups WHERE app = ? AND day < ?",
+                duckdb::params![app, retention_cutoff(days)],
+            )?;
+        }
+        Ok(())
+    }
+
     fn unloaded_events(&self) -> usize {
         self.handoff.unloaded()
     }
