@@ -45,6 +45,16 @@ pub(crate) async fn add_app(
     Ok((StatusCode::CREATED, Json(app)))
 }
 
+/// `GET /api/v1/retention`: what retention forgets of each app.
+pub(crate) async fn retention(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<crate::RetentionStatus>>, ApiError> {
+    let apps = state.store().call(|store| store.apps()).await?;
+    let names = apps.iter().map(|a| a.name.as_str());
+    Ok(Json(state.config().retention_status(names)))
+}
+
 /// What `tally import-logs` needs of an app to import through its server.
 #[derive(serde::Serialize)]
 pub(crate) struct GatewayKey {

@@ -25,6 +25,9 @@ pub struct Config {
     /// Forget events older than this many days (checked hourly); `None`
     /// keeps everything.
     pub retention_days: Option<u32>,
+    /// Apps whose events or rollups are kept for days of their own (the
+    /// rest of each falls back to `retention_days`).
+    pub app_retention: BTreeMap<String, AppRetention>,
     /// What one batch request may hold.
     pub limits: Limits,
     /// How many connections may be open and how long each may take.
@@ -60,6 +63,7 @@ impl Config {
             store: StoreSpec::new(&data_dir, None),
             data_dir,
             retention_days: None,
+            app_retention: BTreeMap::new(),
             limits: Limits::default(),
             connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),
@@ -129,5 +133,93 @@ mod tests {
         assert!(refused.to_string().contains("client_header"), "{refused}");
         config.rate_limits.client_header = Some("X-Forwarded-For".into());
         config.check().expect("a header name");
+    }
+}
+
+/// How long one app's data is kept, where it is not `retention_days`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AppRetention {
+    /// Days its events are kept.
+    pub events_days: Option<u32>,
+    /// Days its rollups (what the reports count) are kept: at least as
+    /// long as its events.
+    pub rollups_days: Option<u32>,
+}
+
+impl Config {
+    /// How long `app`'s events and rollups are kept, in days (`None`: for
+    /// ever).
+    ///
+    /// ```
+    /// let mut config = tally_server::Config::new("d".into());
+    /// config.retention_days = Some(90);
+    /// config.app_retention.insert("mycli".into(), tally_server::AppRetention { events_days: None, rollups_days: Some(1825) });
+    /// assert_eq!(config.retention_of("mycli"), tally_server::AppRetention { events_days: Some(90), rollups_days: Some(1825) });
+    /// assert_eq!(config.retention_of("other").rollups_days, Some(90));
+    /// ```
+    pub fn retention_of(&self, app: &str) -> AppRetention {
+        let own = self.app_retention.get(app).copied().unwrap_or_default();
+        AppRetention {
+            events_days: own.events_days.or(self.retention_days),
+            rollups_days: own.rollups_days.or(self.retention_days),
+        }
+    }
+
+    /// Whether anything is ever forgotten.
+    pub fn retains(&self) -> bool {
+        self.retention_days.is_some() || !self.app_retention.is_empty()
+    }
+}
+
+/// What retention forgets of one app, from today on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetentionStatus {
+    /// The app.
+    pub app: String,
+    /// Days its events are kept (`None`: for ever).
+    pub events_days: Option<u32>,
+    /// Days its rollups are kept.
+    pub rollups_days: Option<u32>,
+    /// Its events before this UTC day go within the hour (YYYY-MM-DD).
+    pub events_before: Option<String>,
+    /// Its rollups before this UTC day go within the hour.
+    pub rollups_before: Option<String>,
+}
+
+impl Config {
+    /// What retention forgets of each of `apps` (`GET /api/v1/retention`,
+    /// `tally retention status`).
+    ///
+    /// ```
+    /// let mut config = tally_server::Config::new("d".into());
+    /// config.retention_days = Some(30);
+    /// let status = config.retention_status(["mycli"]);
+    /// assert_eq!(status[0].events_days, Some(30));
+    /// assert!(status[0].events_before.is_some());
+    /// ```
+    pub fn retention_status<'a>(
+        &self,
+        apps: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<RetentionStatus> {
+        let before = |days: Option<u32>| {
+            // The first day kept, as the stores count it: `days` whole
+            // UTC days before today.
+            days.map(|days| {
+                (time::OffsetDateTime::now_utc().date() - time::Duration::days(i64::from(days)))
+                    .to_string()
+            })
+        };
+        apps.into_iter()
+            .map(|app| {
+                let keep = self.retention_of(app);
+                RetentionStatus {
+                    app: app.to_owned(),
+                    events_days: keep.events_days,
+                    rollups_days: keep.rollups_days,
+                    events_before: before(keep.events_days),
+                    rollups_before: before(keep.rollups_days),
+                }
+            })
+            .collect()
     }
 }

@@ -8,6 +8,9 @@
 //! invocation_event = "command_run"
 //! # Events per second the app's key may send (bursts of four times as many pass).
 //! events_per_second = 2000
+//! # Raw events 13 months, what the reports count 5 years.
+//! keep_events_days = 395
+//! keep_rollups_days = 1825
 //!
 //! # Where its events are forwarded (docs/forwarding.md); one table each.
 //! [[apps.mycli.forward]]
@@ -52,6 +55,11 @@ pub struct AppSettings {
     /// Where the app's events are forwarded (`[[apps.NAME.forward]]`).
     #[serde(default)]
     pub forward: Vec<tally_forward::Destination>,
+    /// Days the app's events are kept (default: `--retention-days`).
+    pub keep_events_days: Option<u32>,
+    /// Days the app's rollups are kept, at least as long as its events:
+    /// the reports of days whose events are gone count from them alone.
+    pub keep_rollups_days: Option<u32>,
 }
 
 /// Why a config file was refused: where, and what is wrong.
@@ -81,10 +89,24 @@ impl ConfigFile {
         };
         let file: ConfigFile =
             toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
-        for name in file.apps.keys() {
+        for (name, settings) in &file.apps {
+            let offset = text.find(name.as_str()).map(|s| s..s);
             if let Err(reason) = tally_protocol::check_app_name(name) {
-                let offset = text.find(name.as_str()).map(|s| s..s);
                 return Err(at(offset, reason));
+            }
+            let (events, rollups) = (settings.keep_events_days, settings.keep_rollups_days);
+            if events == Some(0) || rollups == Some(0) {
+                return Err(at(offset, format!("apps.{name}: a day at least is kept")));
+            }
+            if let (Some(events), Some(rollups)) = (events, rollups)
+                && rollups < events
+            {
+                return Err(at(
+                    offset,
+                    format!(
+                        "apps.{name}: keep_rollups_days ({rollups}) must be at least keep_events_days ({events}): rollups are what the reports of kept events count"
+                    ),
+                ));
             }
         }
         Ok(file)
@@ -101,6 +123,15 @@ impl ConfigFile {
                     .rate_limits
                     .apps
                     .insert(app.clone(), Rate::per_second(n, n.saturating_mul(4)));
+            }
+            if settings.keep_events_days.is_some() || settings.keep_rollups_days.is_some() {
+                config.app_retention.insert(
+                    app.clone(),
+                    crate::AppRetention {
+                        events_days: settings.keep_events_days,
+                        rollups_days: settings.keep_rollups_days,
+                    },
+                );
             }
             if !settings.forward.is_empty() {
                 config.forward.insert(app, settings.forward);
@@ -137,5 +168,21 @@ mod tests {
         assert_eq!(config.invocation_events.of("a"), "run");
         assert_eq!(config.invocation_events.of("b"), "invocation");
         assert_eq!(config.rate_limits.apps["b"], Rate::per_second(10, 40));
+    }
+
+    #[test]
+    fn rollups_are_kept_at_least_as_long_as_events() {
+        let e = ConfigFile::parse("[apps.a]\nkeep_events_days = 30\nkeep_rollups_days = 10\n")
+            .expect_err("shorter rollups");
+        assert!(e.reason.contains("keep_rollups_days"), "{e}");
+        ConfigFile::parse("[apps.a]\nkeep_events_days = 0\n").expect_err("no day");
+        let file = ConfigFile::parse("[apps.a]\nkeep_events_days = 30\nkeep_rollups_days = 400\n")
+            .expect("parse");
+        let mut config = Config::new("d".into());
+        config.retention_days = Some(90);
+        file.apply(&mut config);
+        let a = config.retention_of("a");
+        assert_eq!((a.events_days, a.rollups_days), (Some(30), Some(400)));
+        assert_eq!(config.retention_of("b").events_days, Some(90));
     }
 }

@@ -14,6 +14,8 @@
 //!   (admin token): what `tally import-logs` hashes users with, and the
 //!   gateway's requests it sends.
 //! - `GET /api/v1/export` (admin token): stored events as NDJSON.
+//! - `GET /api/v1/retention` (admin token): what retention forgets of each
+//!   app, and from which day.
 //! - `GET /api/v1/reports/{name}` (admin token): a report as JSON.
 //! - `GET /healthz`, `GET /metrics` (open): liveness and Prometheus metrics.
 //! - `GET /` and `/assets/*` (open): the dashboard, which reads with the
@@ -60,7 +62,7 @@ mod state;
 pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};
 pub use cardinality::CardinalityLimits;
 pub use compat::InvocationEvents;
-pub use config::Config;
+pub use config::{AppRetention, Config, RetentionStatus};
 pub use config_file::{AppSettings, ConfigFile, ConfigFileError};
 pub use error::ServeError;
 pub use listen::ConnectionLimits;
@@ -81,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/gateway-key", get(admin::gateway_key))
         .route("/api/v1/import", post(ingest::import))
         .route("/api/v1/export", get(admin::export))
+        .route("/api/v1/retention", get(admin::retention))
         .route("/api/v1/reports/{name}", get(reports::report))
         .merge(ops::routes())
         .merge(dashboard::routes())
@@ -142,8 +145,11 @@ impl Server {
         let addr = listener.local_addr().map_err(ServeError::Listen)?;
         tracing::info!(%addr, "Tally is listening.");
         let mut background = tokio::task::JoinSet::new();
-        if let Some(days) = self.state.config().retention_days {
-            background.spawn(retention(self.state.store().shared(), days));
+        if self.state.config().retains() {
+            background.spawn(retention(
+                self.state.store().shared(),
+                self.state.config().clone(),
+            ));
         }
         background.spawn(self.state.clone().refresh_keys());
         let config = self.state.config();
@@ -170,14 +176,33 @@ impl Server {
     }
 }
 
-/// Forgets what is older than `days`, now and every hour.
-async fn retention(store: std::sync::Arc<dyn tally_store::Store>, days: u32) {
+/// Forgets what the config keeps no longer: every app alike when no app
+/// has days of its own (whole partitions, where the store has them), else
+/// app by app.
+fn retain(store: &dyn tally_store::Store, config: &Config) -> Result<(), tally_store::StoreError> {
+    if config.app_retention.is_empty() {
+        return config
+            .retention_days
+            .map_or(Ok(()), |days| store.retain_days(days));
+    }
+    for app in store.apps()? {
+        let keep = config.retention_of(&app.name);
+        if keep.events_days.is_some() || keep.rollups_days.is_some() {
+            store.retain_app(&app.name, keep.events_days, keep.rollups_days)?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets what the config keeps no longer, now and every hour.
+async fn retention(store: std::sync::Arc<dyn tally_store::Store>, config: Config) {
+    let config = std::sync::Arc::new(config);
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every.tick().await;
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.retain_days(days)).await {
-            Ok(Ok(())) => tracing::debug!(days, "retention applied"),
+        let (store, config) = (store.clone(), config.clone());
+        match tokio::task::spawn_blocking(move || retain(&*store, &config)).await {
+            Ok(Ok(())) => tracing::debug!("retention applied"),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; trying again in an hour"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),
         }

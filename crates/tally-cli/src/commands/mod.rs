@@ -6,6 +6,7 @@ mod export;
 mod forward;
 mod import_logs;
 mod report;
+mod retention;
 mod serve;
 
 use anyhow::Result;
@@ -45,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: forward::Command,
     },
+    /// What retention forgets of each app, and from which day.
+    Retention {
+        #[command(subcommand)]
+        command: retention::Command,
+    },
 }
 
 /// Runs the subcommand `cli` names.
@@ -57,5 +63,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export::run(args),
         Command::Forward { command } => forward::run(command),
         Command::ImportLogs(args) => import_logs::run(args),
+        Command::Retention { command } => retention::run(command),
     }
 }

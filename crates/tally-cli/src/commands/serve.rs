@@ -147,11 +147,7 @@ pub fn run(args: Args) -> Result<()> {
     args.limits.apply(&mut config)?;
     config.invocation_events = invocation_events(args.invocation_events);
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the config file {}", path.display()))?;
-        tally_server::ConfigFile::parse(&text)
-            .with_context(|| format!("the config file {}", path.display()))?
-            .apply(&mut config);
+        apply_config_file(path, &mut config)?;
     }
     if args.demo {
         let spec = &config.store;
@@ -159,6 +155,19 @@ pub fn run(args: Args) -> Result<()> {
         crate::demo::fill_if_empty(&*store, &spec.to_string())?;
     }
     serve(config, args.listen)
+}
+
+/// Reads the config file at `path` into `config`.
+pub(super) fn apply_config_file(
+    path: &std::path::Path,
+    config: &mut tally_server::Config,
+) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    tally_server::ConfigFile::parse(&text)
+        .with_context(|| format!("the config file {}", path.display()))?
+        .apply(config);
+    Ok(())
 }
 
 fn serve(mut config: tally_server::Config, listen: SocketAddr) -> Result<()> {

@@ -139,3 +139,69 @@ fn a_log_written_to_a_file_has_no_colour_codes() {
         "colour codes in the log: {text:?}"
     );
 }
+
+/// Per-app retention in the config file: the server forgets one app's old
+/// events when it starts (and hourly), keeps the other's, and `tally
+/// retention status` says what goes, from the server or from the files.
+#[test]
+fn an_apps_own_retention_is_applied_and_said() {
+    let dir = data_dir();
+    let (a, b) = (add_app(dir.path(), "a"), add_app(dir.path(), "b"));
+    let mut server = TestServer::start(dir.path());
+    for (key, app) in [(&a, "a"), (&b, "b")] {
+        let events: Vec<Event> = [100, 1]
+            .into_iter()
+            .map(|days| {
+                let mut e = fresh(app);
+                e.timestamp = time::OffsetDateTime::now_utc() - time::Duration::days(days);
+                e
+            })
+            .collect();
+        let (status, answer) = server.send(key, &events);
+        assert_eq!(
+            (status, answer["accepted"].as_u64()),
+            (200, Some(2)),
+            "{answer}"
+        );
+    }
+    assert!(server.terminate().success());
+    let config = dir.path().join("tally.toml");
+    std::fs::write(
+        &config,
+        "[apps.a]\nkeep_events_days = 30\nkeep_rollups_days = 400\n",
+    )
+    .expect("config");
+    let data = dir.path().to_str().expect("utf-8");
+    let (ok, files, stderr) = crate::support::tally(&[
+        "retention",
+        "status",
+        "--data",
+        data,
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{stderr}");
+    let server = TestServer::start_with(dir.path(), &["--config", config.to_str().expect("utf-8")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while export(dir.path(), "a").len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        export(dir.path(), "a").len(),
+        1,
+        "a's event of 100 days ago is gone"
+    );
+    assert_eq!(export(dir.path(), "b").len(), 2, "b keeps everything");
+    let (ok, said, stderr) = crate::support::tally(&["retention", "status", "--data", data]);
+    assert!(ok, "{stderr}");
+    assert_eq!(said, files, "the server says what its files say");
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 2, "{said}");
+    assert!(
+        lines[0].starts_with("a: events kept 30 days (those before ")
+            && lines[0].contains("; rollups kept 400 days"),
+        "{said}"
+    );
+    assert_eq!(lines[1], "b: events kept for ever; rollups kept for ever");
+    drop(server);
+}
