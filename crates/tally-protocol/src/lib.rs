@@ -55,6 +55,25 @@ pub fn check_app_name(name: &str) -> Result<(), String> {
     validate::app_name(name)
 }
 
+/// What the SDK's environment variables of `app` start with: its name in
+/// upper case, anything but letters and digits as `_`
+/// (`MY_CLI_TELEMETRY_DISABLED` for `my-cli`).
+///
+/// ```
+/// assert_eq!(tally_protocol::env_prefix("my-cli"), "MY_CLI");
+/// ```
+pub fn env_prefix(app: &str) -> String {
+    app.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The version of the wire format this crate speaks; it is also the `v1` in
 /// the ingest path `/v1/batch`.
 pub const FORMAT_VERSION: u32 = 1;

@@ -178,17 +178,7 @@ impl Builder {
     /// Reads consent and settings. When the process was started as the
     /// SDK's flusher, sends the spool and exits here instead of returning.
     pub fn build(self) -> Tally {
-        let prefix: String = self
-            .app
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let prefix = tally_protocol::env_prefix(&self.app);
         let var = |suffix: &str| {
             std::env::var(format!("{prefix}_TELEMETRY_{suffix}"))
                 .ok()

@@ -5,6 +5,7 @@ mod demo_data;
 mod export;
 mod forward;
 mod import_logs;
+mod privacy_report;
 mod report;
 mod retention;
 mod serve;
@@ -46,6 +47,10 @@ enum Command {
         #[command(subcommand)]
         command: forward::Command,
     },
+    /// Write the telemetry disclosure of an app, as Markdown: every field
+    /// sent and why, how long it is kept, how to turn it off, what is
+    /// never collected.
+    PrivacyReport(privacy_report::Args),
     /// What retention forgets of each app, and from which day.
     Retention {
         #[command(subcommand)]
@@ -64,5 +69,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Forward { command } => forward::run(command),
         Command::ImportLogs(args) => import_logs::run(args),
         Command::Retention { command } => retention::run(command),
+        Command::PrivacyReport(args) => privacy_report::run(args),
     }
 }

@@ -10,5 +10,6 @@ mod forward;
 mod hostile;
 mod import_logs;
 mod ingest;
+mod privacy;
 mod secrets;
 mod support;

@@ -1,0 +1,58 @@
+//! `tally privacy-report`: the disclosure names every field an event can
+//! carry, the app's retention and its switches.
+
+use crate::support::{data_dir, tally};
+
+#[test]
+fn the_privacy_report_names_every_field_the_retention_and_the_switches() {
+    let dir = data_dir();
+    let config = dir.path().join("tally.toml");
+    std::fs::write(
+        &config,
+        "[apps.my-cli]\nkeep_events_days = 395\nkeep_rollups_days = 1825\n",
+    )
+    .expect("config");
+    let (ok, page, stderr) = tally(&[
+        "privacy-report",
+        "--app",
+        "my-cli",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{stderr}");
+    // An event with every field set: each must be explained.
+    let mut event = tally_testkit::events::sample(1, "my-cli", time::OffsetDateTime::now_utc());
+    let e = &mut event.event;
+    e.source = tally_protocol::Source::Gateway;
+    e.name = Some("cache.hit".into());
+    e.outcome = Some(tally_protocol::Outcome::Crash);
+    (e.os_version, e.ci, e.agent) = (
+        Some("14.4".into()),
+        Some("gitlab".into()),
+        Some("cursor".into()),
+    );
+    (e.tty, e.container, e.wsl) = (Some(true), Some(true), Some(true));
+    assert!(e.error.is_some() && !e.deps.is_empty() && !e.properties.is_empty());
+    let fields = serde_json::to_value(&event.event).expect("json");
+    for field in fields.as_object().expect("object").keys() {
+        assert!(
+            page.contains(&format!("| `{field}` |")),
+            "{field} is not explained:\n{page}"
+        );
+    }
+    for said in [
+        "# Telemetry of my-cli",
+        "Each event as sent: 395 days",
+        "(what the maintainers' reports show): 1825 days",
+        "`MY_CLI_TELEMETRY_DISABLED=1`",
+        "`DO_NOT_TRACK=1`",
+        "## What is never collected",
+    ] {
+        assert!(page.contains(said), "{said:?} missing:\n{page}");
+    }
+    assert!(!page.contains("## Requests to the API"), "{page}");
+    let (ok, page, _) = tally(&["privacy-report", "--app", "my-cli", "--gateway"]);
+    assert!(ok);
+    assert!(page.contains("## Requests to the API"), "{page}");
+    assert!(page.contains("until the maintainers delete them"), "{page}");
+}
