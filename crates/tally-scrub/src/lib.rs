@@ -135,7 +135,7 @@ impl Scrubber {
     }
 
     /// [`Scrubber::scrub`], calling `hit` with the name of each rule that
-    /// replaced something (once per rule): `home`, `user`, `host`,
+    /// replaced something (once per rule and pass): `home`, `user`, `host`,
     /// `credentials`, `email`, `phone`, `token`, `other-home`, `ip`, ...
     ///
     /// ```
@@ -272,13 +272,15 @@ fn rules() -> Vec<Rule> {
         ("volume", r#"(/Volumes/)[^/\s:'"]+"#, With("${1}<volume>")),
         // Two characters at least: /mnt/c is WSL's drive C, not a name.
         ("volume", r#"(/mnt/)[^/\s:'"]{2,}"#, With("${1}<mount>")),
-        // A machine on the local network by its mDNS or LAN name
-        // (`alices-mbp.local`); not a file's second extension
-        // (`.env.local`, `config.local.json`).
+        // A machine on the local network by its mDNS, LAN or cloud-private
+        // name (`alices-mbp.local`, `ip-10-0-0-1.ec2.internal`), whose first
+        // label has a digit or a dash as machine names do; not a file's
+        // second extension (`.env.local`, `config.local.json`) nor a
+        // field (`self.internal`, `settings.local`).
         (
             "host",
-            r"(^|[^A-Za-z0-9./_\-])[A-Za-z0-9][A-Za-z0-9\-]*\.(local|lan|localdomain|home\.arpa|internal)([^A-Za-z0-9.\-]|$)",
-            With("${1}<host>${3}"),
+            r"(?i)(^|//|[^a-z0-9._/\-])([a-z0-9\-]*[0-9\-][a-z0-9\-]*(\.[a-z0-9\-]+)*\.(local|lan|localdomain|home\.arpa|internal))([^a-z0-9.\-]|$)",
+            With("${1}<host>${5}"),
         ),
         ("token", r"\b[0-9a-fA-F]{32,}\b", With("<hex>")),
         (
@@ -294,9 +296,11 @@ fn rules() -> Vec<Rule> {
         // Phone numbers: international (`+44 20 7946 0958`, 8 to 15
         // digits) or North American (`(415) 555-0132`, `415-555-0132`);
         // never a plain run of digits, a date or a version.
+        // Not after a digit or letter (`1.0.0+20130313144700` is a
+        // version), and no `.` between its groups (`+3.14159265`).
         (
             "phone",
-            r"\+[0-9]{1,3}([ .\-]?\(?[0-9]{1,4}\)?){2,5}",
+            r"(^|[^0-9A-Za-z.+])(\+[0-9]{1,3}([ \-]?\(?[0-9]{1,4}\)?){2,5})",
             Judge(phone),
         ),
         (
@@ -325,9 +329,9 @@ fn rules() -> Vec<Rule> {
 
 /// An international phone number: 8 to 15 digits after the `+`.
 fn phone(caps: &Captures<'_>) -> String {
-    let digits = caps[0].bytes().filter(u8::is_ascii_digit).count();
+    let digits = caps[2].bytes().filter(u8::is_ascii_digit).count();
     if (8..=15).contains(&digits) {
-        "<phone>".to_owned()
+        format!("{}<phone>", &caps[1])
     } else {
         caps[0].to_owned()
     }

@@ -209,6 +209,12 @@ fn phone_numbers_go_and_numbers_that_are_not_stay() {
     check(&s, "v1.415.555 is out", "v1.415.555 is out");
     check(&s, "wrote 1048576 bytes", "wrote 1048576 bytes");
     check(&s, "x+1 = 2", "x+1 = 2");
+    check(
+        &s,
+        "tally 1.0.0+20130313144700",
+        "tally 1.0.0+20130313144700",
+    );
+    check(&s, "expected +3.14159265", "expected +3.14159265");
 }
 
 #[test]
@@ -223,9 +229,25 @@ fn other_users_tilde_paths_and_machines_on_the_lan_go() {
         "connect to bobs-macbook-pro.local:8080 refused",
         "connect to <host>:8080 refused",
     );
-    check(&s, "ping nas.lan failed", "ping <host> failed");
+    check(&s, "ping nas-01.lan failed", "ping <host> failed");
+    check(
+        &s,
+        "GET http://alices-mbp.local:3000/x",
+        "GET http://<host>:3000/x",
+    );
+    check(&s, "at ip-10-0-0-1.ec2.internal", "at <host>");
     check(&s, "missing .env.local", "missing .env.local");
     check(&s, "read config.local.json", "read config.local.json");
+    check(
+        &s,
+        "No module named 'settings.local'",
+        "No module named 'settings.local'",
+    );
+    check(
+        &s,
+        "cannot borrow `self.internal`",
+        "cannot borrow `self.internal`",
+    );
 }
 
 #[test]

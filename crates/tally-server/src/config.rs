@@ -156,12 +156,22 @@ impl Config {
     /// config.app_retention.insert("mycli".into(), tally_server::AppRetention { events_days: None, rollups_days: Some(1825) });
     /// assert_eq!(config.retention_of("mycli"), tally_server::AppRetention { events_days: Some(90), rollups_days: Some(1825) });
     /// assert_eq!(config.retention_of("other").rollups_days, Some(90));
+    /// // Rollups are never forgotten before the events they count.
+    /// config.app_retention.insert("long".into(), tally_server::AppRetention { events_days: Some(395), rollups_days: None });
+    /// assert_eq!(config.retention_of("long").rollups_days, Some(395));
     /// ```
     pub fn retention_of(&self, app: &str) -> AppRetention {
         let own = self.app_retention.get(app).copied().unwrap_or_default();
+        let events_days = own.events_days.or(self.retention_days);
+        // Never shorter than the events, whichever setting each came from:
+        // the reports of kept events count their rollups.
+        let rollups_days = match (events_days, own.rollups_days.or(self.retention_days)) {
+            (Some(events), Some(rollups)) => Some(rollups.max(events)),
+            _ => None,
+        };
         AppRetention {
-            events_days: own.events_days.or(self.retention_days),
-            rollups_days: own.rollups_days.or(self.retention_days),
+            events_days,
+            rollups_days,
         }
     }
 

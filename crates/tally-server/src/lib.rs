@@ -185,13 +185,18 @@ fn retain(store: &dyn tally_store::Store, config: &Config) -> Result<(), tally_s
             .retention_days
             .map_or(Ok(()), |days| store.retain_days(days));
     }
+    // One app's failure is said, and the others are retained still.
+    let mut failed = None;
     for app in store.apps()? {
         let keep = config.retention_of(&app.name);
         if keep.events_days.is_some() || keep.rollups_days.is_some() {
-            store.retain_app(&app.name, keep.events_days, keep.rollups_days)?;
+            if let Err(e) = store.retain_app(&app.name, keep.events_days, keep.rollups_days) {
+                tracing::warn!(app = %app.name, error = %e, "retention of an app failed");
+                failed = Some(e);
+            }
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Forgets what the config keeps no longer, now and every hour.

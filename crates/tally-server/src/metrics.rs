@@ -418,8 +418,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts `n` values of `dimension` (one of a fixed set of field
-    /// names, see `cardinality.rs`) stored as `(other)`.
     /// Counts `n` fields of `app` in which the scrubber's `rule` replaced
     /// something.
     pub(crate) fn count_scrubbed(&self, app: &str, rule: &'static str, n: u64) {
@@ -432,6 +430,8 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// Counts `n` values of `dimension` (one of a fixed set of field
+    /// names, see `cardinality.rs`) stored as `(other)`.
     pub(crate) fn count_folded(&self, dimension: &'static str, n: u64) {
         self.inner
             .folded

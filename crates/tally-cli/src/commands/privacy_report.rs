@@ -32,7 +32,11 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "a random id of the event",
         "to store each event once, however often it is sent",
     ),
-    ("timestamp", "when the command started", "usage over time"),
+    (
+        "timestamp",
+        "when the command started (or a custom event was recorded)",
+        "usage over time",
+    ),
     (
         "app",
         "the CLI's name",
@@ -60,7 +64,7 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ),
     (
         "flags",
-        "the names of the flags typed, e.g. `--force`; never their values",
+        "the names of the flags typed, e.g. `--force`; never their values, but for flags whose value is one of a fixed set of choices the maintainers list (e.g. `--format=json`), recorded as a property",
         "which options are used, before one is removed",
     ),
     ("exit_code", "the exit code", "how often commands succeed"),
@@ -126,7 +130,7 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ),
     (
         "properties",
-        "up to 32 values the CLI records with a run or custom event, scrubbed as error messages are",
+        "up to 32 values the CLI records with a run or custom event; text among them is scrubbed by the server as error messages are",
         "what the maintainers chose to measure",
     ),
     (
@@ -186,8 +190,8 @@ fn page(app: &str, keep: tally_server::AppRetention, gateway: bool) -> String {
             "## Requests to the API\n\n{app}'s API keeps access logs, as web servers do; the maintainers \
              read them as usage too. Of each request they keep the feature used (the route, never the \
              ids in its path), the status, the time it took, and the CLI name, version, OS and arch from \
-             the User-Agent. Who made it is kept only as a keyed hash of the account's token or name, \
-             which cannot be turned back into it. The address it came from and the query string are \
+             the User-Agent. Who made it is kept only as a keyed hash of the account's token or name \
+             (or, for a request with none, of its User-Agent), which cannot be turned back into it. The address it came from and the query string are \
              never kept.\n"
         );
     }
@@ -212,8 +216,9 @@ fn page(app: &str, keep: tally_server::AppRetention, gateway: bool) -> String {
         "## What is never collected\n\n\
          - your IP address: the server does not store it;\n\
          - the values of flags, arguments, file names or file contents, environment variables;\n\
-         - your user name, home directory, host name, e-mail address or tokens (removed from error \
-         messages on your machine, and again on the server);\n\
+         - your user name, home directory, host name, e-mail address, phone number or tokens, \
+         removed where recognised from error messages on your machine and again on the server \
+         (short or common names such as `root` are left, as removing them would destroy messages);\n\
          - any id derived from you or your machine: the install id is random.\n"
     );
     let _ = writeln!(

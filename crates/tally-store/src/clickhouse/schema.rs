@@ -426,6 +426,12 @@ pub(super) fn retain_app(
     events_days: Option<u32>,
     rollups_days: Option<u32>,
 ) -> Result<(), StoreError> {
+    for table in ["events", "rollups"] {
+        // A table-wide TTL set by `retain_days` would forget what an app
+        // keeps longer (ClickHouse 20 and later can remove it; before, a
+        // TTL can only be removed by hand).
+        let _ = http.execute(&format!("ALTER TABLE {table} REMOVE TTL"));
+    }
     for (table, column, days) in [
         ("events", "rday", events_days),
         ("rollups", "day", rollups_days),
@@ -443,12 +449,14 @@ pub(super) fn retain_app(
     wait_for_mutations(http)
 }
 
-/// Waits for the database's mutations to be done, a minute at most.
+/// Waits for the mutations of the events and rollups to be done, a minute
+/// at most.
 fn wait_for_mutations(http: &Http) -> Result<(), StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let rows = http.rows(&format!(
-            "SELECT count() AS n FROM system.mutations WHERE database = {} AND is_done = 0",
+            "SELECT count() AS n FROM system.mutations
+             WHERE database = {} AND table IN ('events', 'rollups') AND is_done = 0",
             super::http::quote(http.database())
         ))?;
         if rows.first().and_then(|r| r["n"].as_u64()) == Some(0) {
