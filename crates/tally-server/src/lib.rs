@@ -189,11 +189,11 @@ fn retain(store: &dyn tally_store::Store, config: &Config) -> Result<(), tally_s
     let mut failed = None;
     for app in store.apps()? {
         let keep = config.retention_of(&app.name);
-        if keep.events_days.is_some() || keep.rollups_days.is_some() {
-            if let Err(e) = store.retain_app(&app.name, keep.events_days, keep.rollups_days) {
-                tracing::warn!(app = %app.name, error = %e, "retention of an app failed");
-                failed = Some(e);
-            }
+        if (keep.events_days.is_some() || keep.rollups_days.is_some())
+            && let Err(e) = store.retain_app(&app.name, keep.events_days, keep.rollups_days)
+        {
+            tracing::warn!(app = %app.name, error = %e, "retention of an app failed");
+            failed = Some(e);
         }
     }
     failed.map_or(Ok(()), Err)
