@@ -155,15 +155,22 @@ impl Scrubber {
             }
         }
         for rule in &self.rules {
-            let replaced = match rule.replace {
-                Replace::With(template) => rule.pattern.replace_all(&out, template),
-                Replace::Judge(judge) => rule.pattern.replace_all(&out, judge),
-            };
-            if let Cow::Owned(s) = replaced
-                && s != out
-            {
-                hit(rule.name);
-                out = s;
+            // Once more after a hit: matches that end on a separator take
+            // it from the next one (`a-1.local b-2.local`).
+            for pass in 0..2 {
+                let replaced = match rule.replace {
+                    Replace::With(template) => rule.pattern.replace_all(&out, template),
+                    Replace::Judge(judge) => rule.pattern.replace_all(&out, judge),
+                };
+                match replaced {
+                    Cow::Owned(s) if s != out => {
+                        if pass == 0 {
+                            hit(rule.name);
+                        }
+                        out = s;
+                    }
+                    _ => break,
+                }
             }
         }
         for (word, replacement, name) in &self.words {

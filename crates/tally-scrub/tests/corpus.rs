@@ -236,6 +236,8 @@ fn other_users_tilde_paths_and_machines_on_the_lan_go() {
         "GET http://<host>:3000/x",
     );
     check(&s, "at ip-10-0-0-1.ec2.internal", "at <host>");
+    check(&s, "ping a-1.local b-2.local", "ping <host> <host>");
+    check(&s, "cp ~carol ~dave", "cp ~<user> ~<user>");
     check(&s, "missing .env.local", "missing .env.local");
     check(&s, "read config.local.json", "read config.local.json");
     check(
