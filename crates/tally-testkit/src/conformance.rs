@@ -151,6 +151,24 @@ pub fn apps_are_unique(store: &dyn Store) {
     assert!(apps.contains(&a) && apps.contains(&b));
 }
 
+/// The runs the commands report counts for the query `params`.
+pub fn runs(store: &dyn Store, params: &[(&str, &str)]) -> i64 {
+    let params = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let query = Query::from_params(ReportName::Commands, &params).expect("query");
+    let report = store.report(&query).expect("report");
+    report.tables[0]
+        .rows
+        .iter()
+        .map(|r| match r[1] {
+            tally_report::Cell::Int(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Keeping 30 days forgets an event from 100 days ago, with its rollups,
 /// and keeps one from yesterday.
 pub fn retention_forgets_old_events(store: &dyn Store) {
@@ -163,22 +181,7 @@ pub fn retention_forgets_old_events(store: &dyn Store) {
         e.client_timestamp = e.event.timestamp;
     }
     insert(store, vec![old, recent.clone()]);
-    let runs = || {
-        let query = Query::from_params(
-            ReportName::Commands,
-            &[("app".to_owned(), "retention".to_owned())].into(),
-        )
-        .expect("query");
-        let report = store.report(&query).expect("report");
-        report.tables[0]
-            .rows
-            .iter()
-            .map(|r| match r[1] {
-                tally_report::Cell::Int(n) => n,
-                _ => 0,
-            })
-            .sum::<i64>()
-    };
+    let runs = || runs(store, &[("app", "retention")]);
     assert_eq!(runs(), 2);
     store.retain_days(30).expect("retain");
     assert_eq!(export(store, &app_filter("retention")), [recent]);
@@ -202,26 +205,7 @@ pub fn retention_per_app_keeps_rollups_longer(store: &dyn Store) {
     insert(store, vec![old, middle, recent.clone(), other.clone()]);
     // Whole days only: the reports' own days, not the raw events of today.
     let until = (now - time::Duration::days(1)).date().to_string();
-    let runs = |app: &str| {
-        let query = Query::from_params(
-            ReportName::Commands,
-            &[
-                ("app".to_owned(), app.to_owned()),
-                ("until".to_owned(), until.clone()),
-            ]
-            .into(),
-        )
-        .expect("query");
-        let report = store.report(&query).expect("report");
-        report.tables[0]
-            .rows
-            .iter()
-            .map(|r| match r[1] {
-                tally_report::Cell::Int(n) => n,
-                _ => 0,
-            })
-            .sum::<i64>()
-    };
+    let runs = |app: &str| runs(store, &[("app", app), ("until", &until)]);
     assert_eq!((runs("kept"), runs("other")), (2, 1));
     store
         .retain_app("kept", Some(10), Some(30))
