@@ -80,7 +80,7 @@ async fn posthog_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    answer(&state, peer, &headers, body, Dialect::PostHog).await
+    answer(&state, peer, &headers, body, Dialect::PostHog, None).await
 }
 
 /// `POST /i/v1/analytics/events`: PostHog's newer capture, keyed by a
@@ -91,7 +91,7 @@ async fn posthog_v1(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    answer(&state, peer, &headers, body, Dialect::PostHogV1).await
+    answer(&state, peer, &headers, body, Dialect::PostHogV1, None).await
 }
 
 /// `POST /v1/track`, `/v1/page` ... : one Segment message of that type.
@@ -103,7 +103,17 @@ async fn segment_message(
     body: Body,
 ) -> Response {
     match segment::TYPES.iter().find(|t| **t == kind) {
-        Some(kind) => answer(&state, peer, &headers, body, Dialect::Segment(Some(kind))).await,
+        Some(kind) => {
+            answer(
+                &state,
+                peer,
+                &headers,
+                body,
+                Dialect::Segment(Some(kind)),
+                None,
+            )
+            .await
+        }
         None => ApiError::NotFound(format!(
             "no such path: /v1/{} (Segment's are /v1/batch and /v1/{})",
             kind.chars().take(64).collect::<String>(),

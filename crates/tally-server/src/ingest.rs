@@ -34,7 +34,7 @@ pub(crate) async fn batch(
     } else {
         Dialect::Segment(None)
     };
-    answer(&state, peer, &headers, body, dialect).await
+    answer(&state, peer, &headers, body, dialect, None).await
 }
 
 /// The query of `POST /api/v1/import`.
@@ -55,35 +55,29 @@ pub(crate) async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
-    let result = match state.app_named(&query.app) {
-        Some(app) => ingest(&state, None, &headers, body, Dialect::Import, Some(app)).await,
-        None => Err(ApiError::NotFound(format!("no app {:?}", query.app))),
-    };
-    let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
-    state.metrics().observe_request(outcome, started.elapsed());
-    match result {
-        Ok(ingested) => Json(ingested.response).into_response(),
-        Err(e) => e.into_response(),
+    match state.app_named(&query.app) {
+        Some(app) => answer(&state, None, &headers, body, Dialect::Import, Some(app)).await,
+        None => ApiError::NotFound(format!("no app {:?}", query.app)).into_response(),
     }
 }
 
-/// Takes in a request of `dialect` and answers it as that format's
-/// clients expect.
+/// Takes in a request of `dialect` (for `app` when it is an import's) and
+/// answers it as that format's clients expect.
 pub(crate) async fn answer(
     state: &AppState,
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
     dialect: Dialect,
+    app: Option<KeyApp>,
 ) -> Response {
     let started = Instant::now();
-    let result = ingest(state, peer, headers, body, dialect, None).await;
+    let result = ingest(state, peer, headers, body, dialect, app).await;
     let outcome = result.as_ref().map_or_else(ApiError::code, |_| "ok");
     state.metrics().observe_request(outcome, started.elapsed());
     match result {
         Ok(Ingested {
-            dialect: Dialect::Tally,
+            dialect: Dialect::Tally | Dialect::Import,
             response,
             ..
         }) => Json(response).into_response(),
