@@ -17,6 +17,24 @@ fn an_hour_ago() -> OffsetDateTime {
         - time::Duration::hours(1)
 }
 
+/// `tally import-logs` of the nginx `log` into app mycli of `data`, with
+/// `extra` arguments, running, its stdout piped.
+fn spawn_import(
+    data: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(crate::support::TALLY)
+        .args(["import-logs", "--app", "mycli", "--format", "nginx"])
+        .args(extra)
+        .arg("--data")
+        .arg(data)
+        .arg(log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 /// `tally import-logs` of nginx `files` into app mycli of `data`.
 fn import_nginx(data: &std::path::Path, files: &[&std::path::Path]) -> (bool, String, String) {
     import_nginx_to(&["--data", data.to_str().expect("utf-8")], files)
@@ -174,7 +192,6 @@ fn an_unknown_app_or_preset_is_one_line_on_stderr() {
 #[test]
 fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
     let dir = data_dir();
     add_app(dir.path(), "mycli");
     let log = dir.path().join("access.log");
@@ -196,21 +213,7 @@ fn following_a_log_through_its_rotations_loses_nothing_and_repeats_nothing() {
         file.write_all(text.as_bytes()).expect("append");
     };
     append(&log, &(line(1) + &line(2) + &line(3)));
-    let mut child = Command::new(crate::support::TALLY)
-        .args([
-            "import-logs",
-            "--follow",
-            "--app",
-            "mycli",
-            "--format",
-            "nginx",
-            "--data",
-        ])
-        .arg(dir.path())
-        .arg(&log)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_import(dir.path(), &log, &["--follow"]);
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("stdout");
     std::thread::spawn(move || {
@@ -562,20 +565,7 @@ fn a_gigabyte_is_read_in_bounded_memory() {
     let line = nginx(an_hour_ago(), "GET /v1/whoami", 200, "mycli/1.0.0");
     writeln!(file, "\n{line}").expect("write");
     drop(file);
-    let mut child = std::process::Command::new(crate::support::TALLY)
-        .args([
-            "import-logs",
-            "--app",
-            "mycli",
-            "--format",
-            "nginx",
-            "--data",
-        ])
-        .arg(dir.path())
-        .arg(&log)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_import(dir.path(), &log, &[]);
     let peak = peak_memory(&mut child);
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
