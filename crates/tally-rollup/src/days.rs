@@ -38,9 +38,21 @@ pub fn day_start(day: i32) -> i64 {
     i64::from(day) * DAY_US
 }
 
-/// The first day kept when keeping `days` whole days before today.
+/// The first day kept when keeping `days` whole days before today, and
+/// never before 1970-01-01 (day 0), before which no store holds an event:
+/// a number of days past that keeps everything, where a cast overflowing
+/// into a cutoff to come would have forgotten everything.
+///
+/// ```
+/// let today = tally_rollup::retention_cutoff(0);
+/// assert_eq!(tally_rollup::retention_cutoff(30), today - 30);
+/// assert_eq!(tally_rollup::retention_cutoff(u32::MAX), 0);
+/// ```
 pub fn retention_cutoff(days: u32) -> i32 {
-    day_of(micros(OffsetDateTime::now_utc())) - days as i32
+    let today = day_of(micros(OffsetDateTime::now_utc()));
+    today
+        .saturating_sub(i32::try_from(days).unwrap_or(i32::MAX))
+        .max(0)
 }
 
 /// A report's time range in microseconds, split into whole days (read from

@@ -206,6 +206,10 @@ impl Config {
     /// let status = config.retention_status(["mycli"]);
     /// assert_eq!(status[0].events_days, Some(30));
     /// assert!(status[0].events_before.is_some());
+    /// // A number of days past any calendar keeps everything.
+    /// config.retention_days = Some(u32::MAX);
+    /// let status = config.retention_status(["mycli"]);
+    /// assert_eq!(status[0].events_before.as_deref(), Some("1970-01-01"));
     /// ```
     pub fn retention_status<'a>(
         &self,
@@ -213,9 +217,14 @@ impl Config {
     ) -> Vec<RetentionStatus> {
         let before = |days: Option<u32>| {
             // The first day kept, as the stores count it: `days` whole
-            // UTC days before today.
+            // UTC days before today, never before 1970
+            // (`tally_rollup::retention_cutoff`).
             days.map(|days| {
-                (time::OffsetDateTime::now_utc().date() - time::Duration::days(i64::from(days)))
+                let epoch = time::Date::from_ordinal_date(1970, 1).unwrap_or(time::Date::MIN);
+                time::OffsetDateTime::now_utc()
+                    .date()
+                    .checked_sub(time::Duration::days(i64::from(days)))
+                    .map_or(epoch, |d| d.max(epoch))
                     .to_string()
             })
         };

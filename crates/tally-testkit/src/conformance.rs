@@ -210,6 +210,10 @@ pub fn retention_per_app_keeps_rollups_longer(store: &dyn Store) {
     store
         .retain_app("kept", Some(10), Some(30))
         .expect("retain");
+    // Days past any calendar keep everything, never forget it.
+    store
+        .retain_app("other", Some(u32::MAX), Some(u32::MAX))
+        .expect("retain for ever");
     assert_eq!(export(store, &app_filter("kept")), [recent]);
     assert_eq!(export(store, &app_filter("other")), [other]);
     assert_eq!(
