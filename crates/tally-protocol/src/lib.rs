@@ -29,6 +29,7 @@
 mod batch;
 pub mod clock;
 mod event;
+mod install;
 mod limits;
 pub mod platform;
 mod stored;
@@ -40,6 +41,7 @@ pub use batch::{
     decode_batch, decode_import, read_json,
 };
 pub use event::{ErrorInfo, Event, Outcome, PropertyValue, Source, flag_name};
+pub use install::{InstallSecret, owns};
 pub use limits::{Limits, MAX_REPORTED_DROPPED, strings};
 pub use stored::StoredEvent;
 pub use user_agent::{NotTallyUserAgent, UserAgent};

@@ -153,6 +153,12 @@ pub fn apps_are_unique(store: &dyn Store) {
 
 /// The runs the commands report counts for the query `params`.
 pub fn runs(store: &dyn Store, params: &[(&str, &str)]) -> i64 {
+    commands_sum(store, params, 1)
+}
+
+/// The sum over the commands report's rows of column `column` (1: runs,
+/// 2: installs) for the query `params`.
+fn commands_sum(store: &dyn Store, params: &[(&str, &str)], column: usize) -> i64 {
     let params = params
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -162,7 +168,7 @@ pub fn runs(store: &dyn Store, params: &[(&str, &str)]) -> i64 {
     report.tables[0]
         .rows
         .iter()
-        .map(|r| match r[1] {
+        .map(|r| match r[column] {
             tally_report::Cell::Int(n) => n,
             _ => 0,
         })
@@ -223,6 +229,82 @@ pub fn retention_per_app_keeps_rollups_longer(store: &dyn Store) {
     );
 }
 
+/// Erasing an install takes its raw events and its part in every rollup:
+/// the reports then answer as the events left do, rolled up from scratch,
+/// and the same id in another app is left alone.
+pub fn erasure_leaves_no_trace(store: &dyn Store) {
+    let events = varied(2_000);
+    let gone = events[0].event.install_id;
+    let mut twin = sample(9_000, "twin", events[0].event.timestamp);
+    twin.event.install_id = gone;
+    let mut all = events.clone();
+    all.push(twin.clone());
+    insert(store, all);
+    let (mut left, theirs): (Vec<_>, Vec<_>) =
+        events.into_iter().partition(|e| e.event.install_id != gone);
+    assert!(theirs.len() > 10, "the install ran on many days");
+    assert_eq!(
+        store.forget_install("varied", gone).expect("forget"),
+        theirs.len() as u64
+    );
+    let mut exported = export(store, &app_filter("varied"));
+    for list in [&mut exported, &mut left] {
+        list.sort_by_key(|e| (e.event.timestamp, e.event.id));
+    }
+    assert!(
+        exported == left,
+        "every event of the install went, and no other"
+    );
+    assert_eq!(export(store, &app_filter("twin")), [twin.clone()]);
+    left.push(twin);
+    crate::reports::answers_match_events(
+        &|query| store.report(query).expect("report"),
+        &left,
+        "after an erasure",
+    );
+    assert_eq!(
+        store.forget_install("varied", gone).expect("again"),
+        0,
+        "an erasure done is done"
+    );
+}
+
+/// On days whose raw events are past retention, an erased install leaves
+/// the rollups' install sets; its runs stay in the counts, which name no
+/// one.
+pub fn erasure_past_raw_retention_leaves_install_sets(store: &dyn Store) {
+    let day = from_micros(micros(OffsetDateTime::now_utc())) - time::Duration::days(60);
+    let run = |n: u32, install: u128| {
+        let mut e = sample(n, "aged", day);
+        e.event.name = None;
+        e.event.command = "build".into();
+        e.event.install_id = uuid::Uuid::from_u128(install);
+        (e.client_timestamp, e.received_at) = (day, day);
+        e
+    };
+    insert(store, vec![run(1, 7), run(2, 7), run(3, 8)]);
+    store.retain_app("aged", Some(30), None).expect("retain");
+    let since = day.date().to_string();
+    let params = [("app", "aged"), ("since", since.as_str())];
+    assert_eq!(
+        (
+            commands_sum(store, &params, 1),
+            commands_sum(store, &params, 2)
+        ),
+        (3, 2)
+    );
+    let gone = uuid::Uuid::from_u128(7);
+    assert_eq!(store.forget_install("aged", gone).expect("forget"), 0);
+    assert_eq!(
+        (
+            commands_sum(store, &params, 1),
+            commands_sum(store, &params, 2)
+        ),
+        (3, 1),
+        "the install left the sets; the runs stay"
+    );
+}
+
 /// Varied events, inserted in batches and partly retried, give every report
 /// of [`varied_queries`](crate::reports::varied_queries) the answer of
 /// rolling up the stored events on the spot (see
@@ -264,7 +346,8 @@ macro_rules! store_tests {
     ($open:path) => {
         $crate::store_tests!(@each $open; events_round_trip duplicates_are_stored_once
             export_filters apps_are_unique retention_forgets_old_events
-            retention_per_app_keeps_rollups_longer answers_as_its_events_do);
+            retention_per_app_keeps_rollups_longer answers_as_its_events_do
+            erasure_leaves_no_trace erasure_past_raw_retention_leaves_install_sets);
         mod reports {
             use super::*;
             $crate::report_tests!($crate::conformance::asking($open()));

@@ -14,6 +14,7 @@
 //!   of install ids (see [`writer::install_hash`]).
 //! - Apps live in the database, so every collector knows every app.
 
+mod erase;
 mod http;
 mod schema;
 mod source;
@@ -114,6 +115,10 @@ impl Store for ClickHouseStore {
         rollups_days: Option<u32>,
     ) -> Result<(), StoreError> {
         schema::retain_app(&self.http, app, events_days, rollups_days)
+    }
+
+    fn forget_install(&self, app: &str, install: uuid::Uuid) -> Result<u64, StoreError> {
+        erase::forget_install(&self.http, app, install)
     }
 
     fn add_app(&self, name: &str) -> Result<App, StoreError> {

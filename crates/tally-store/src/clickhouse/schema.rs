@@ -69,7 +69,7 @@ fn create_tables(http: &Http, server: Server) -> Result<(), StoreError> {
         events_table("events", few, Partition::ClientDay),
         APPS_TABLE.to_owned(),
         rollups_table(few),
-        ROLLUPS_VIEW.to_owned(),
+        rollups_view(),
     ] {
         http.execute(&sql)?;
     }
@@ -186,8 +186,18 @@ fn rollups_table(few: &str) -> String {
 }
 
 /// Written in the same INSERT as the events it counts.
-const ROLLUPS_VIEW: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO rollups AS
-    SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
+fn rollups_view() -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO rollups AS {}",
+        rollups_select("1")
+    )
+}
+
+/// The rollup rows of the events `condition` selects: what `rollups_mv`
+/// writes of each insert, and what an erasure rolls up again.
+pub(super) fn rollups_select(condition: &str) -> String {
+    format!(
+        "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
         rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
         sumState(toUInt64(1)) AS runs,
         sumState(toUInt64(exit_code = 0)) AS ok,
@@ -199,8 +209,10 @@ const ROLLUPS_VIEW: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO
             if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
             if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())) AS durations
     FROM events ARRAY JOIN rk
-    WHERE isNull(name)
-    GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4";
+    WHERE isNull(name) AND ({condition})
+    GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4"
+    )
+}
 
 /// Creates the database if needed and brings it to the newest schema.
 pub(super) fn migrate(http: &Http) -> Result<(), StoreError> {
@@ -332,7 +344,7 @@ fn salt_apps(http: &Http, _: Server) -> Result<(), StoreError> {
 /// Collectors of the version before insert without it, and their events
 /// are the SDKs'. `rollups_mv` keeps durations of `command` rows only; a
 /// view of its own adds those of a gateway's (see
-/// [`GATEWAY_DURATIONS_VIEW`]), so the first view is never dropped and
+/// [`gateway_durations_view`]), so the first view is never dropped and
 /// remade while collectors insert.
 fn source_events(http: &Http, server: Server) -> Result<(), StoreError> {
     if !has_column(http, "events", "source")? {
@@ -346,16 +358,24 @@ fn source_events(http: &Http, server: Server) -> Result<(), StoreError> {
             other => other?,
         }
     }
-    http.execute(GATEWAY_DURATIONS_VIEW)
+    http.execute(&gateway_durations_view())
 }
 
 /// The durations of a gateway's `command` rows, written in the same
 /// INSERT as `rollups_mv`'s rows: rows of zero runs whose counts merge
 /// into the same keys (a set of installs it already has, times it already
 /// spans) and add only the durations.
-const GATEWAY_DURATIONS_VIEW: &str =
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_gateway_durations_mv TO rollups AS
-    SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
+fn gateway_durations_view() -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_gateway_durations_mv TO rollups AS {}",
+        gateway_durations_select("1")
+    )
+}
+
+/// The gateway durations rows of the events `condition` selects.
+pub(super) fn gateway_durations_select(condition: &str) -> String {
+    format!(
+        "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
         rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
         sumState(toUInt64(0)) AS runs,
         sumState(toUInt64(0)) AS ok,
@@ -365,8 +385,10 @@ const GATEWAY_DURATIONS_VIEW: &str =
         groupUniqArrayState(install_hash) AS installs,
         sumMapState([duration_bucket], [toUInt64(1)]) AS durations
     FROM events ARRAY JOIN rk
-    WHERE isNull(name) AND rk.kind = 'gateway.command'
-    GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4";
+    WHERE isNull(name) AND rk.kind = 'gateway.command' AND ({condition})
+    GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4"
+    )
+}
 
 /// Whether a collector is copying the events table into the new layout.
 fn copy_running(http: &Http) -> Result<bool, StoreError> {
@@ -451,7 +473,7 @@ pub(super) fn retain_app(
 
 /// Waits for the mutations of the events and rollups to be done, a minute
 /// at most.
-fn wait_for_mutations(http: &Http) -> Result<(), StoreError> {
+pub(super) fn wait_for_mutations(http: &Http) -> Result<(), StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let rows = http.rows(&format!(
@@ -464,7 +486,8 @@ fn wait_for_mutations(http: &Http) -> Result<(), StoreError> {
         }
         if std::time::Instant::now() > deadline {
             return Err(StoreError::Unavailable(
-                "ClickHouse has not finished deleting what retention forgets; it goes on behind"
+                "ClickHouse has not finished deleting what retention or an erasure forgets; \
+                 it goes on behind"
                     .into(),
             ));
         }

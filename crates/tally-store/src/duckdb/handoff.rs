@@ -63,6 +63,9 @@ pub(super) struct State {
     writing: bool,
     /// The writer holds [`Room`]: it may append to the journal.
     appending: bool,
+    /// Installs erased since the loader last looked, whose numbers its
+    /// cache must drop.
+    pub(super) forgotten: Vec<uuid::Uuid>,
 }
 
 /// A journaled batch, where its record ends, and the memory it takes.
@@ -184,6 +187,14 @@ impl Handoff {
         match self.failure() {
             Some(failure) => Err(StoreError::Unavailable(failure)),
             None => Ok(()),
+        }
+    }
+
+    /// Tells the loader that `install` was erased, numbers and all.
+    pub(super) fn forgotten(&self, install: uuid::Uuid) {
+        let mut state = self.lock();
+        if state.writing {
+            state.forgotten.push(install);
         }
     }
 

@@ -117,6 +117,13 @@ impl InstallNumbers {
         Ok((numbers, fresh))
     }
 
+    /// Drops an erased install's number: if it comes again, it is a new
+    /// install with a new number.
+    pub(super) fn forget(&mut self, id: Uuid) {
+        self.recent.remove(&id.as_u128());
+        self.older.remove(&id.as_u128());
+    }
+
     fn cached(&mut self, id: u128) -> Option<u32> {
         if let Some(&n) = self.recent.get(&id) {
             return Some(n);

@@ -362,6 +362,9 @@ impl Loader {
                 self.open.insert(Open::new(end, self.caches.rollups))
             }
         };
+        for install in std::mem::take(&mut handoff.lock().forgotten) {
+            self.installs.forget(install);
+        }
         let events: Vec<&StoredEvent> = batches.iter().flat_map(|h| &h.events).collect();
         let appended = open.append(
             &self.conn,

@@ -9,6 +9,7 @@
 //! loads.
 
 mod compactor;
+mod erase;
 mod handoff;
 mod installs;
 mod loader;
@@ -212,6 +213,14 @@ impl Store for DuckDbStore {
             )?;
         }
         Ok(())
+    }
+
+    fn forget_install(&self, app: &str, install: uuid::Uuid) -> Result<u64, StoreError> {
+        // What was acknowledged before is in the tables before it goes.
+        self.handoff.wait_complete()?;
+        let erased = erase::forget_install(&mut self.connection()?, app, install)?;
+        self.handoff.forgotten(install);
+        Ok(erased)
     }
 
     fn unloaded_events(&self) -> usize {

@@ -55,7 +55,7 @@ pub(super) struct Sets {
     pub(super) durations: bool,
 }
 
-const ALL_SETS: Sets = Sets {
+pub(super) const ALL_SETS: Sets = Sets {
     installs: true,
     durations: true,
 };
