@@ -56,6 +56,10 @@ pub enum ApiError {
         /// Per-event reasons, when every event of a batch was rejected.
         rejected: Vec<Rejection>,
     },
+    /// 403: credentials of the right kind that do not give what was asked
+    /// (an install secret that is not the install's).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 404: no such thing (a report name, a page).
     #[error("{0}")]
     NotFound(String),
@@ -122,6 +126,7 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => "unauthorized",
             Self::BadRequest { code, .. } => code,
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Timeout(_) => "timeout",
@@ -173,6 +178,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,

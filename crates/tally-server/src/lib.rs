@@ -9,6 +9,9 @@
 //!
 //! Routes:
 //! - `POST /v1/batch` (ingest key): a batch of events, see `docs/protocol.md`.
+//! - `DELETE /v1/installs/{id}` (ingest key and the install's secret), and
+//!   `DELETE /api/v1/installs/{id}[?app=NAME]` (admin token): erase an
+//!   install, see `erase.rs`.
 //! - `GET /api/v1/apps`, `POST /api/v1/apps` (admin token): list and add apps.
 //! - `GET /api/v1/apps/{app}/gateway-key`, `POST /api/v1/import?app=NAME`
 //!   (admin token): what `tally import-logs` hashes users with, and the
@@ -48,6 +51,7 @@ mod compat;
 mod config;
 mod config_file;
 mod dashboard;
+mod erase;
 mod error;
 mod extract;
 mod ingest;
@@ -72,16 +76,18 @@ pub use state::AppState;
 use std::future::Future;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 /// The router of a Tally server over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/batch", post(ingest::batch))
+        .route("/v1/installs/{install_id}", delete(erase::by_install))
         .merge(compat::routes())
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
         .route("/api/v1/apps/{app}/gateway-key", get(admin::gateway_key))
         .route("/api/v1/import", post(ingest::import))
+        .route("/api/v1/installs/{install_id}", delete(erase::by_admin))
         .route("/api/v1/export", get(admin::export))
         .route("/api/v1/retention", get(admin::retention))
         .route("/api/v1/reports/{name}", get(reports::report))

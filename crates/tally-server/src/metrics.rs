@@ -48,6 +48,11 @@ struct DimensionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabel {
+    app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScrubLabel {
     app: String,
     rule: &'static str,
@@ -83,6 +88,7 @@ struct Inner {
     connections_evicted: Counter,
     folded: Family<DimensionLabel, Counter>,
     scrubbed: Family<ScrubLabel, Counter>,
+    erasures: Family<AppLabel, Counter>,
     in_flight_bytes: Gauge,
     clients_remembered: Gauge,
 }
@@ -108,6 +114,7 @@ impl Default for Metrics {
             connections_evicted: Counter::default(),
             folded: Family::default(),
             scrubbed: Family::default(),
+            erasures: Family::default(),
             in_flight_bytes: Gauge::default(),
             clients_remembered: Gauge::default(),
         };
@@ -193,6 +200,11 @@ impl Default for Metrics {
                 "scrubbed",
                 "Free-text fields the server's scrubber changed on arrival, by app and rule (what the sender's own scrubbing missed)",
                 inner.scrubbed.clone(),
+            );
+            r.register(
+                "erasures",
+                "Installs erased, by app (by the install itself or by an admin)",
+                inner.erasures.clone(),
             );
             r.register(
                 "in_flight_bytes",
@@ -428,6 +440,16 @@ impl Metrics {
                 rule,
             })
             .inc_by(n);
+    }
+
+    /// Counts an erased install of `app`.
+    pub(crate) fn count_erasure(&self, app: &str) {
+        self.inner
+            .erasures
+            .get_or_create(&AppLabel {
+                app: app.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts `n` values of `dimension` (one of a fixed set of field

@@ -83,11 +83,21 @@ impl Default for RateLimits {
     }
 }
 
+/// Erasures one app's installs may ask for: each costs the store a pass
+/// over the app's events (a mutation on ClickHouse), and anyone with the
+/// app's key can make installs to erase, so they are few, whatever the
+/// other limits say. Far more than installs that really leave ask for.
+const ERASURES_PER_APP: Rate = Rate {
+    per_second: 1,
+    burst: 30,
+};
+
 /// The buckets of a running server.
 pub(crate) struct Limiter {
     apps: DefaultKeyedRateLimiter<Arc<str>>,
     own: HashMap<String, DefaultDirectRateLimiter>,
     clients: DefaultKeyedRateLimiter<u64>,
+    erasures: DefaultKeyedRateLimiter<Arc<str>>,
     salt: std::hash::RandomState,
     client_header: Option<axum::http::HeaderName>,
 }
@@ -105,6 +115,7 @@ impl Limiter {
                 .map(|(app, rate)| (app.clone(), RateLimiter::direct(rate.quota(at_least))))
                 .collect(),
             clients: RateLimiter::keyed(limits.requests_per_client.quota(1)),
+            erasures: RateLimiter::keyed(ERASURES_PER_APP.quota(1)),
             salt: std::hash::RandomState::new(),
             // `Config::check` refused a name that is not one.
             client_header: limits
@@ -167,11 +178,20 @@ impl Limiter {
         }
     }
 
+    /// Lets one erasure of an install of `app` through, or says when to
+    /// come back.
+    pub(crate) fn erasure(&self, app: &Arc<str>) -> Result<(), ApiError> {
+        self.erasures
+            .check_key(app)
+            .map_err(|wait| limited("erasing installs of this app", &wait))
+    }
+
     /// Forgets the clients and apps whose buckets are full again.
     pub(crate) fn forget_idle(&self) {
         self.clients.retain_recent();
         self.clients.shrink_to_fit();
         self.apps.retain_recent();
+        self.erasures.retain_recent();
     }
 
     /// Client addresses remembered now.

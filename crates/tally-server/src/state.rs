@@ -42,6 +42,9 @@ struct Inner {
     preparing: Arc<tokio::sync::Semaphore>,
     limiter: Limiter,
     cardinality: Cardinality,
+    /// Held by the erasure that runs: one at a time, as each is a pass
+    /// over an app's events.
+    erasing: tokio::sync::Mutex<()>,
     /// The outbox of each app that forwards (see `tally_forward`).
     outboxes: HashMap<String, Arc<tally_forward::Outbox>>,
 }
@@ -171,6 +174,7 @@ impl AppState {
                         * std::thread::available_parallelism().map_or(1, usize::from),
                 )),
                 limiter,
+                erasing: tokio::sync::Mutex::new(()),
                 outboxes,
                 config,
                 store: StoreHandle(store),
@@ -229,6 +233,11 @@ impl AppState {
 
     pub(crate) fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    /// Leave to erase: held while an erasure runs.
+    pub(crate) fn erasing(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.erasing
     }
 
     pub(crate) fn cardinality(&self) -> &Cardinality {

@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tally_protocol::InstallSecret;
 use uuid::Uuid;
 
 /// Why telemetry is on or off.
@@ -89,8 +90,33 @@ impl fmt::Display for Consent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Settings {
     pub enabled: bool,
-    /// Random, made once; the only identity an event carries.
+    /// Made once, of `secret`; the only identity an event carries.
     pub install_id: Uuid,
+    /// What the install id is made of (see [`InstallSecret`]), which proves
+    /// to the server that an erasure is asked by this install. Files
+    /// written before erasure existed have none (and a random id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl Settings {
+    /// A new install: a new secret, and the id it makes.
+    pub(crate) fn new_install(enabled: bool) -> Self {
+        let secret = InstallSecret::new();
+        Self {
+            enabled,
+            install_id: secret.install_id(),
+            secret: Some(secret.as_str().to_owned()),
+        }
+    }
+
+    /// The secret, if this install has one that makes its id.
+    pub(crate) fn secret(&self) -> Option<InstallSecret> {
+        self.secret
+            .as_deref()
+            .and_then(InstallSecret::parse)
+            .filter(|s| s.install_id() == self.install_id)
+    }
 }
 
 /// A variable that says "yes": set, and not empty, "0" or "false".

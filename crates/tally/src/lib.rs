@@ -69,6 +69,7 @@ mod clap_support;
 mod consent;
 mod context;
 mod deliver;
+mod forget;
 mod fsutil;
 mod run;
 mod send;
@@ -366,6 +367,9 @@ pub enum Action {
     Show,
     /// Deletes the spool.
     Purge,
+    /// Asks the server to erase every event of this install, deletes the
+    /// spool, and starts a new install id.
+    Forget,
 }
 
 impl Tally {
@@ -451,17 +455,14 @@ impl Tally {
             Action::Enable | Action::Disable => {
                 let dirs = shared.dirs.as_ref().ok_or_else(no_dir)?;
                 let enabled = action == Action::Enable;
-                let install_id = shared
-                    .settings
-                    .as_ref()
-                    .map_or_else(uuid::Uuid::new_v4, |s| s.install_id);
-                consent::save(
-                    &dirs.config_file,
-                    &consent::Settings {
+                let settings = match &shared.settings {
+                    Some(settings) => consent::Settings {
                         enabled,
-                        install_id,
+                        ..settings.clone()
                     },
-                )?;
+                    None => consent::Settings::new_install(enabled),
+                };
+                consent::save(&dirs.config_file, &settings)?;
                 if enabled {
                     writeln!(out, "Telemetry enabled for {}.", shared.app)?;
                 } else {
@@ -495,6 +496,7 @@ impl Tally {
                 let purged = shared.spool().purge()?;
                 writeln!(out, "Deleted {purged} unsent event(s).")
             }
+            Action::Forget => forget::forget(shared, out),
         }
     }
 }

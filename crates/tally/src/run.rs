@@ -262,10 +262,7 @@ impl Active {
 /// shown either: telemetry stays off, quietly, as an unwritable config dir
 /// means.
 fn first_run(shared: &Shared, path: &Path) {
-    let settings = consent::Settings {
-        enabled: true,
-        install_id: uuid::Uuid::new_v4(),
-    };
+    let settings = consent::Settings::new_install(true);
     if consent::save(path, &settings).is_ok() {
         let _ = writeln!(std::io::stderr(), "{}", shared.notice);
     }

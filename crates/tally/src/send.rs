@@ -97,14 +97,7 @@ pub(crate) fn send(
     let Ok(body) = gz.finish() else {
         return Sent::Refused(0);
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(budget))
-        .timeout_connect(Some(budget.min(Duration::from_secs(3))))
-        .max_redirects(0)
-        .build()
-        .into();
-    let response = agent
+    let response = agent(budget)
         .post(url)
         .header("Authorization", &format!("Bearer {key}"))
         .header("Content-Type", "application/json")
@@ -153,6 +146,72 @@ pub(crate) fn send(
             retry_after,
             why: Failure::Status(status),
         },
+    }
+}
+
+/// An agent that waits at most `budget`, follows no redirect, and hands
+/// every status back as an answer.
+fn agent(budget: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(budget))
+        .timeout_connect(Some(budget.min(Duration::from_secs(3))))
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// What the server answers an erasure.
+#[derive(serde::Deserialize)]
+struct Erased {
+    erased_events: u64,
+}
+
+/// Asks the server at `endpoint` to erase the install that `secret` makes;
+/// returns how many of its events it erased, or why it did not, in a
+/// sentence.
+pub(crate) fn erase(
+    endpoint: &str,
+    key: &str,
+    user_agent: &str,
+    secret: &tally_protocol::InstallSecret,
+    budget: Duration,
+) -> Result<u64, String> {
+    let url = format!(
+        "{}/v1/installs/{}",
+        endpoint.trim_end_matches('/'),
+        secret.install_id()
+    );
+    if lacks_tls(&url) {
+        return Err(Failure::NoTls.to_string());
+    }
+    let response = agent(budget)
+        .delete(&url)
+        .header("Authorization", &format!("Bearer {key}"))
+        .header("Tally-Install-Secret", secret.as_str())
+        .header("User-Agent", user_agent)
+        .call();
+    let mut response = response.map_err(|e| format!("{url}: {}", Failure::Network(e)))?;
+    let status = response.status().as_u16();
+    let mut text = String::new();
+    let _ = response
+        .body_mut()
+        .as_reader()
+        .take(1 << 16)
+        .read_to_string(&mut text);
+    match (status, serde_json::from_str::<Erased>(&text)) {
+        (200..=299, Ok(erased)) => Ok(erased.erased_events),
+        (200..=299, Err(_)) => Err(format!("{url}: {}", Failure::NotTally(status))),
+        _ => {
+            // The server's reason, when it gave one.
+            let reason = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["reason"].as_str().map(str::to_owned));
+            Err(match reason {
+                Some(reason) => format!("{url}: the server answered {status}: {reason}"),
+                None => format!("{url}: {}", Failure::Status(status)),
+            })
+        }
     }
 }
 

@@ -73,6 +73,9 @@ enum TelemetryCmd {
     Show,
     /// Delete the events waiting to be sent.
     Purge,
+    /// Erase everything this install sent from the server, and start anew
+    /// under a new install id.
+    Forget,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             TelemetryCmd::Disable => tally::Action::Disable,
             TelemetryCmd::Show => tally::Action::Show,
             TelemetryCmd::Purge => tally::Action::Purge,
+            TelemetryCmd::Forget => tally::Action::Forget,
         };
         return match telemetry.telemetry_command(action, &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ mod api;
 mod bad_input;
 mod compat;
 mod compat_input;
+mod erase;
 mod forward;
 mod hostile;
 mod support;

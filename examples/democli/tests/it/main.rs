@@ -3,5 +3,6 @@
 
 mod consent;
 mod delivery;
+mod forget;
 mod outcomes;
 mod support;
