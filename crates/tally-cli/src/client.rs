@@ -55,6 +55,18 @@ impl Client {
 }
 
 impl Client {
+    /// DELETE `path` (with its query), failing on a non-2xx answer.
+    pub fn delete(&self, path: &str) -> Result<Response<ureq::Body>> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .delete(&url)
+            .header("Authorization", &self.auth)
+            .call()
+            .with_context(|| format!("DELETE {url}"))?;
+        check(response)
+    }
+
     /// POST gzip-compressed JSON to `path`, handing back whatever the
     /// server answered: the caller tells a refusal worth retrying (429,
     /// 503) from one that is not, and passes the rest to [`check`].

@@ -442,6 +442,13 @@ impl Tally {
                 if let Some(endpoint) = &shared.endpoint {
                     writeln!(out, "Endpoint: {endpoint}")?;
                 }
+                if let Some(settings) = &shared.settings {
+                    writeln!(
+                        out,
+                        "Install id: {} (`telemetry forget` erases what it sent)",
+                        settings.install_id
+                    )?;
+                }
                 if let Some(dirs) = &shared.dirs {
                     let waiting = shared.spool().all().map(|e| e.len()).unwrap_or(0);
                     writeln!(

@@ -3,6 +3,7 @@
 mod app;
 mod demo_data;
 mod export;
+mod forget;
 mod forward;
 mod import_logs;
 mod privacy_report;
@@ -41,6 +42,9 @@ enum Command {
     /// Import API gateway or web server access logs (nginx, Apache, JSON)
     /// as the usage of the CLI that made the requests.
     ImportLogs(import_logs::Args),
+    /// Erase one install: its events and its part in the reports, as its
+    /// user asked.
+    Forget(forget::Args),
     /// What forwarding to PostHog, Segment and webhooks did: status, dead
     /// letters, replay.
     Forward {
@@ -66,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::App { command } => app::run(command),
         Command::Report(args) => report::run(args),
         Command::Export(args) => export::run(args),
+        Command::Forget(args) => forget::run(args),
         Command::Forward { command } => forward::run(command),
         Command::ImportLogs(args) => import_logs::run(args),
         Command::Retention { command } => retention::run(command),

@@ -56,3 +56,49 @@ fn the_privacy_report_names_every_field_the_retention_and_the_switches() {
     assert!(page.contains("## Requests to the API"), "{page}");
     assert!(page.contains("until the maintainers delete them"), "{page}");
 }
+
+/// `tally forget` erases an install through the server that holds the
+/// data dir, and on the store itself when no server does.
+#[test]
+fn tally_forget_erases_an_install_through_the_server_or_the_store() {
+    use crate::support::{TestServer, add_app, export};
+    let dir = data_dir();
+    let data = dir.path().to_str().expect("utf-8");
+    let key = add_app(dir.path(), "app");
+    let mut server = TestServer::start(dir.path());
+    let installs = [
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    ];
+    let events: Vec<_> = [0, 0, 1, 2]
+        .into_iter()
+        .map(|i| {
+            let mut e = tally_testkit::events::fresh("app");
+            e.install_id = installs[i];
+            e
+        })
+        .collect();
+    let (status, answer) = server.send(&key, &events);
+    assert_eq!(status, 200, "{answer}");
+    let forget = |install: uuid::Uuid, app: &str| {
+        let id = install.to_string();
+        tally(&["forget", "--data", data, "--install-id", &id, "--app", app])
+    };
+    let (ok, said, stderr) = forget(installs[0], "app");
+    assert!(ok, "{stderr}");
+    assert!(said.contains("2 event(s)"), "{said}");
+    assert!(server.terminate().success());
+    let (ok, said, stderr) = forget(installs[1], "app");
+    assert!(ok, "{stderr}");
+    assert!(said.contains("1 event(s)"), "{said}");
+    let left: Vec<_> = export(dir.path(), "app")
+        .iter()
+        .map(|e| e["install_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(left, [installs[2].to_string()]);
+    let (ok, _, stderr) = forget(installs[2], "nope");
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no app \"nope\""), "{stderr}");
+}
