@@ -149,6 +149,21 @@ pub struct Destination {
     /// The most events one request carries (default 100; Segment's limit
     /// of 500 KB a batch is kept whatever this says).
     pub batch_events: Option<usize>,
+    /// Where erasures go, when not the usual place: PostHog's app host for
+    /// its private API (`https://eu.posthog.com`, where `url` may be the
+    /// ingest host `https://eu.i.posthog.com`), or Segment's Public API
+    /// (`https://api.segmentapis.com`, the default). Webhooks get them at
+    /// `url`.
+    pub erasure_url: Option<String>,
+    /// What deletes people: a PostHog personal API key (with the person
+    /// write scope) or a Segment Public API token (with the regulations
+    /// scope); better [`erasure_key_env`](Self::erasure_key_env). Without
+    /// either, a PostHog or Segment destination is not told of erasures.
+    pub erasure_key: Option<String>,
+    /// The environment variable holding the erasure key.
+    pub erasure_key_env: Option<String>,
+    /// The PostHog project's id, for erasures.
+    pub project_id: Option<String>,
     /// Attempts a batch gets when it keeps failing with errors that may
     /// pass (5xx, timeouts, 429 ...) before its events become dead letters
     /// (for `tally forward replay`); unset, it is tried until it goes

@@ -34,7 +34,7 @@ pub(crate) struct Target<'a> {
 /// Namespace of webhook message ids (a UUIDv5 namespace of Tally's own).
 const WEBHOOK_IDS: Uuid = Uuid::from_u128(0x5b1e_0c3f_9a7d_4e21_8f60_2d4b_91c7_e803);
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -112,6 +112,9 @@ fn segment(
                 "type": "track",
                 "event": name(target, &s.event),
                 "anonymousId": s.event.install_id,
+                // Segment erases and suppresses by user id only: the
+                // install's id is both.
+                "userId": s.event.install_id,
                 "messageId": s.event.id,
                 "timestamp": rfc3339(s.event.timestamp),
                 "properties": fields(&s.event, target.fields),

@@ -46,6 +46,7 @@ use std::time::Duration;
 
 mod config;
 mod encode;
+mod erasure;
 mod outbox;
 mod sender;
 mod state;
@@ -163,6 +164,7 @@ fn secrets(app: &str, destinations: &[Destination]) -> Result<Vec<config::Secret
 /// and a thread per destination.
 pub struct Forwarder {
     outboxes: BTreeMap<String, Arc<Outbox>>,
+    erasing: Erasing,
     stats: Vec<(String, String, Arc<Stats>)>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -195,6 +197,7 @@ impl Forwarder {
         let now_us = tally_rollup::micros(time::OffsetDateTime::now_utc());
         let mut forwarder = Self {
             outboxes: BTreeMap::new(),
+            erasing: Erasing::default(),
             stats: Vec::new(),
             stop: Arc::clone(&stop),
             threads: Vec::new(),
@@ -210,9 +213,35 @@ impl Forwarder {
                 options.memory,
                 now_us,
             )?);
+            let mut told = AppErasing {
+                outbox: Arc::clone(&outbox),
+                queues: Vec::new(),
+                untold: Vec::new(),
+            };
             for (destination, secret) in forwarding.destinations.into_iter().zip(secrets) {
                 let dir = app_dir.join(&destination.name);
                 std::fs::create_dir_all(&dir).map_err(|e| ForwardError::io(&dir, e))?;
+                let signing = match &secret {
+                    config::Secret::Signing(key) => Some(key.as_slice()),
+                    config::Secret::Key(_) => None,
+                };
+                let deleter = erasure::Deleter::of(&destination, signing).map_err(|reason| {
+                    ForwardError::Config {
+                        app: app.clone(),
+                        reason,
+                    }
+                })?;
+                let erasing = match deleter {
+                    Some(deleter) => {
+                        let queue = Arc::new(erasure::Erasures::new(&dir));
+                        told.queues.push(Arc::clone(&queue));
+                        Some((queue, deleter))
+                    }
+                    None => {
+                        told.untold.push(destination.name.clone());
+                        None
+                    }
+                };
                 // Before any thread runs: no segment is pruned that a
                 // destination still has to read.
                 let reader = outbox.register(State::load(&dir)?.cursor);
@@ -231,6 +260,8 @@ impl Forwarder {
                     backoff: options.backoff,
                     stop: Arc::clone(&stop),
                     agent: agent.clone(),
+                    erasing,
+                    app: app.clone(),
                 };
                 let name = format!("tally-forward-{}", sender.destination.name);
                 let thread = std::thread::Builder::new()
@@ -239,9 +270,15 @@ impl Forwarder {
                     .map_err(|e| ForwardError::io(data_dir, e))?;
                 forwarder.threads.push(thread);
             }
+            Arc::make_mut(&mut forwarder.erasing.apps).insert(app.clone(), told);
             forwarder.outboxes.insert(app, outbox);
         }
         Ok(forwarder)
+    }
+
+    /// What passes erasures on to the destinations.
+    pub fn erasing(&self) -> Erasing {
+        self.erasing.clone()
     }
 
     /// The outbox of `app`, if it forwards.
@@ -280,6 +317,50 @@ impl Drop for Forwarder {
                 tracing::error!("A forwarding thread panicked.");
             }
         }
+    }
+}
+
+/// Passes erasures on to each app's destinations (see
+/// [`Forwarder::erasing`]); cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Erasing {
+    apps: Arc<BTreeMap<String, AppErasing>>,
+}
+
+#[derive(Debug, Clone)]
+struct AppErasing {
+    outbox: Arc<Outbox>,
+    /// The erasures of each destination that can delete installs ...
+    queues: Vec<Arc<erasure::Erasures>>,
+    /// ... and the names of those that cannot (PostHog and Segment
+    /// without an erasure key).
+    untold: Vec<String>,
+}
+
+impl Erasing {
+    /// Queues the erasure of `install` of `app` for each destination that
+    /// can delete it, to go after the events the outbox holds now; returns
+    /// the names of the destinations that cannot be told.
+    ///
+    /// ```
+    /// let erasing = tally_forward::Erasing::default();
+    /// let untold = erasing.erase("mycli", uuid::Uuid::nil())?;
+    /// assert!(untold.is_empty(), "an app that forwards nowhere");
+    /// # Ok::<(), tally_forward::ForwardError>(())
+    /// ```
+    pub fn erase(&self, app: &str, install: uuid::Uuid) -> Result<Vec<String>, ForwardError> {
+        let Some(told) = self.apps.get(app) else {
+            return Ok(Vec::new());
+        };
+        let erasure = erasure::Erasure {
+            install_id: install,
+            after: told.outbox.end(),
+            at: time::OffsetDateTime::now_utc(),
+        };
+        for queue in &told.queues {
+            queue.add(&erasure)?;
+        }
+        Ok(told.untold.clone())
     }
 }
 

@@ -14,7 +14,8 @@ use time::OffsetDateTime;
 
 use crate::ForwardError;
 use crate::config::{Destination, Secret};
-use crate::encode::{self, Target};
+use crate::encode::{self, Request, Target};
+use crate::erasure::{Deleter, Erasure, Erasures};
 use crate::outbox::{Cursor, Outbox};
 use crate::state::{self, DeadLetter, State};
 
@@ -132,6 +133,10 @@ pub(crate) struct Sender {
     pub agent: ureq::Agent,
     /// Its place among the outbox's readers.
     pub reader: usize,
+    /// The erasures it passes on, and how, if it can.
+    pub erasing: Option<(Arc<Erasures>, Deleter)>,
+    /// The app whose events it forwards.
+    pub app: String,
 }
 
 impl Sender {
@@ -169,6 +174,15 @@ impl Sender {
             Ordering::Relaxed,
         );
         while !self.stopped() {
+            // An erasure goes once the install's events before it went.
+            if let Some((erasures, deleter)) = &self.erasing
+                && let Some(erasure) = erasures.due(state.cursor)?
+            {
+                if !self.pass_on(erasures, deleter, &erasure, &mut state)? {
+                    return Ok(());
+                }
+                continue;
+            }
             // Dead letters queued for a replay go first.
             let (events, next) = match state::read_replay(&self.dir, state.replay_offset, max)? {
                 (events, offset) if !events.is_empty() => (events, Next::Replay(offset)),
@@ -288,6 +302,65 @@ impl Sender {
         Ok(true)
     }
 
+    /// Tells the destination of `erasure` until it took it or refused it
+    /// for good (or gave up after `max_attempts`); false if the server
+    /// stopped first.
+    fn pass_on(
+        &self,
+        erasures: &Erasures,
+        deleter: &Deleter,
+        erasure: &Erasure,
+        state: &mut State,
+    ) -> Result<bool, ForwardError> {
+        let mut failures = 0;
+        loop {
+            if self.stopped() {
+                return Ok(false);
+            }
+            let request = deleter.request(&self.app, erasure, OffsetDateTime::now_utc());
+            let refused = match self.post(&request) {
+                Sent::Delivered => None,
+                Sent::Refused(status, reason) => Some(format!("{status}: {reason}")),
+                Sent::TooLarge(limit) => Some(format!("over the limit of {limit} bytes")),
+                Sent::Again(reason, _)
+                    if self
+                        .destination
+                        .max_attempts
+                        .is_some_and(|n| failures + 1 >= n) =>
+                {
+                    Some(format!(
+                        "given up after {} attempts: {reason}",
+                        failures + 1
+                    ))
+                }
+                Sent::Again(reason, asked) => {
+                    failures += 1;
+                    state.retries += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    state.last_error = Some(format!("passing on an erasure: {reason}"));
+                    state.save(&self.dir)?;
+                    self.sleep(self.backoff.wait(failures, asked));
+                    continue;
+                }
+            };
+            match refused {
+                None => {
+                    tracing::info!(destination = %self.destination.name, "An erasure was passed on.")
+                }
+                Some(reason) => {
+                    // The install's id is not kept for an erasure that
+                    // cannot go: the operator is told, here and in the
+                    // status, to delete it there by hand.
+                    tracing::error!(destination = %self.destination.name, %reason, "A destination refused an erasure; delete the install there by hand.");
+                    state.last_error = Some(format!("an erasure was refused: {reason}"));
+                }
+            }
+            erasures.done(erasure)?;
+            state.save(&self.dir)?;
+            return Ok(true);
+        }
+    }
+
     fn delivered(&self, n: u64, state: &mut State) {
         state.sent += n;
         let now = OffsetDateTime::now_utc();
@@ -350,6 +423,11 @@ impl Sender {
         {
             return Sent::TooLarge(limit);
         }
+        self.post(&request)
+    }
+
+    /// Sends `request`, and says what came of it.
+    fn post(&self, request: &Request) -> Sent {
         let mut call = self.agent.post(&request.url);
         for (name, value) in &request.headers {
             call = call.header(*name, value);

@@ -6,7 +6,8 @@
 //! A secret that is not the install's is refused before anything is looked
 //! up, with the same answer whether the install exists or not, so no one
 //! else can erase an install or learn that it ran. The log says which app
-//! lost an install, never which.
+//! lost an install, never which. The erasure is then passed on to the
+//! app's forwarding destinations that can delete (see `tally_forward`).
 
 use std::sync::Arc;
 
@@ -118,5 +119,13 @@ async fn erase(state: &AppState, app: Arc<str>, install: Uuid) -> Result<u64, Ap
         .await?;
     state.metrics().count_erasure(&app);
     tracing::info!(app = %app, events = erased, "An install was erased.");
+    let forwarding = state.forward_erasing().clone();
+    let untold = tokio::task::spawn_blocking(move || forwarding.erase(&app, install))
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    for destination in untold {
+        tracing::warn!(%destination, "A destination that got the erased install's events cannot be told to delete them (it has no erasure key): delete them there by hand.");
+    }
     Ok(erased)
 }

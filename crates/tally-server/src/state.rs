@@ -47,6 +47,8 @@ struct Inner {
     erasing: tokio::sync::Mutex<()>,
     /// The outbox of each app that forwards (see `tally_forward`).
     outboxes: HashMap<String, Arc<tally_forward::Outbox>>,
+    /// What passes erasures on to those apps' destinations.
+    forward_erasing: tally_forward::Erasing,
 }
 
 /// The app an ingest key belongs to, as requests need it; cheap to clone.
@@ -150,6 +152,7 @@ impl AppState {
             .keys()
             .filter_map(|app| Some((app.clone(), Arc::clone(forwarder.outbox(app)?))))
             .collect();
+        let erasing = forwarder.erasing();
         let committer = Committer::start(
             store.writer()?,
             config.queue_events,
@@ -176,6 +179,7 @@ impl AppState {
                 limiter,
                 erasing: tokio::sync::Mutex::new(()),
                 outboxes,
+                forward_erasing: erasing,
                 config,
                 store: StoreHandle(store),
                 admin_token: AdminToken::new(&admin_token),
@@ -242,6 +246,11 @@ impl AppState {
 
     pub(crate) fn cardinality(&self) -> &Cardinality {
         &self.inner.cardinality
+    }
+
+    /// What passes erasures on to the destinations.
+    pub(crate) fn forward_erasing(&self) -> &tally_forward::Erasing {
+        &self.inner.forward_erasing
     }
 
     /// The outbox of `app`, if it forwards.

@@ -459,3 +459,133 @@ fn a_hanging_destination_holds_back_neither_ingest_nor_the_others() {
         assert!(metrics.contains(line), "{line} not in:\n{metrics}");
     }
 }
+
+/// An erasure is passed on after the install's events: PostHog's persons
+/// API, a Segment regulation, a signed webhook message; a destination
+/// that refuses it keeps no dead letter of the install.
+#[test]
+fn erasures_are_passed_on_after_the_installs_events() {
+    let (posthog, segment, webhook, refusing) = (
+        Receiver::start(),
+        Receiver::start(),
+        Receiver::start(),
+        Receiver::start(),
+    );
+    refusing.otherwise(Reply::status(400));
+    let (server, key) = forwarding(vec![
+        destination(&format!(
+            "name = \"posthog\"\nkind = \"posthog\"\nurl = \"{}\"\nkey = \"phc_test\"\n\
+             erasure_key = \"phx_personal\"\nproject_id = \"42\"",
+            posthog.url
+        )),
+        destination(&format!(
+            "name = \"segment\"\nkind = \"segment\"\nurl = \"{0}\"\nkey = \"wk\"\n\
+             erasure_url = \"{0}/public\"\nerasure_key = \"sgp_token\"",
+            segment.url
+        )),
+        destination(&format!(
+            "name = \"hooks\"\nkind = \"webhook\"\nurl = \"{}/hook\"\nsecret = \"{SECRET}\"",
+            webhook.url
+        )),
+        destination(&format!(
+            "name = \"refusing\"\nkind = \"webhook\"\nurl = \"{}/hook\"\nsecret = \"{SECRET}\"",
+            refusing.url
+        )),
+    ]);
+    let (gone, kept) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let events: Vec<_> = [gone, gone, kept]
+        .into_iter()
+        .map(|install| {
+            let mut e = fresh("mycli");
+            e.install_id = install;
+            e
+        })
+        .collect();
+    send(&server, &key, &events);
+    let data = server.data_dir();
+    eventually(Duration::from_secs(30), "dead letters", || {
+        let mut n = 0;
+        tally_forward::dead_letters(data, "mycli", "refusing", |_| n += 1).expect("dead");
+        (n == 3).then_some(())
+    });
+    let erased = ureq::delete(format!("{}/api/v1/installs/{gone}", server.url))
+        .header("Authorization", &format!("Bearer {}", server.admin_token()))
+        .call()
+        .expect("erase")
+        .body_mut()
+        .read_json::<Value>()
+        .expect("json");
+    assert_eq!(erased["erased_events"], 2);
+
+    let erasure = |receiver: &Receiver, path: &str| {
+        eventually(Duration::from_secs(30), path, || {
+            let received = receiver.received();
+            let at = received.iter().position(|r| r.path == path)?;
+            assert!(
+                received[..at].iter().any(|r| r.status == 200),
+                "the events went first"
+            );
+            Some(received[at].clone())
+        })
+    };
+    let to_posthog = erasure(&posthog, "/api/projects/42/persons/bulk_delete/");
+    assert_eq!(
+        to_posthog.header("authorization"),
+        Some("Bearer phx_personal")
+    );
+    assert_eq!(
+        to_posthog.json(),
+        json!({"distinct_ids": [gone.to_string()], "delete_events": true})
+    );
+    let to_segment = erasure(&segment, "/public/regulations");
+    assert_eq!(to_segment.header("authorization"), Some("Bearer sgp_token"));
+    assert_eq!(
+        to_segment.json(),
+        json!({"regulationType": "SUPPRESS_WITH_DELETE", "subjectType": "USER_ID",
+               "subjectIds": [gone.to_string()]})
+    );
+    let to_hook = eventually(Duration::from_secs(30), "the webhook's erasure", || {
+        webhook
+            .received()
+            .into_iter()
+            .find(|r| r.json()["type"] == "erasure")
+    });
+    assert_eq!(
+        to_hook.json()["data"],
+        json!({"app": "mycli", "install_id": gone.to_string()})
+    );
+    assert!(to_hook.header("webhook-signature").is_some());
+    eventually(Duration::from_secs(30), "the refused erasure", || {
+        let mut left = Vec::new();
+        tally_forward::dead_letters(data, "mycli", "refusing", |d| {
+            left.push(d.event.event.install_id)
+        })
+        .expect("dead");
+        (left == [kept]).then_some(())
+    });
+    let status = tally_forward::status(data).expect("status");
+    let refusing_status = status
+        .iter()
+        .find(|s| s.destination == "refusing")
+        .expect("refusing");
+    assert!(
+        refusing_status
+            .state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("erasure was refused")),
+        "{refusing_status:?}"
+    );
+    // Nothing left to pass on: no install id is kept for it.
+    for name in ["posthog", "segment", "hooks", "refusing"] {
+        let file = tally_forward::forward_dir(data)
+            .join("mycli")
+            .join(name)
+            .join("erasures.ndjson");
+        eventually(Duration::from_secs(30), "erasures done", || {
+            std::fs::read_to_string(&file)
+                .map_or(true, |text| text.is_empty())
+                .then_some(())
+        });
+    }
+}
