@@ -224,8 +224,15 @@ fn page(app: &str, keep: tally_server::AppRetention, gateway: bool) -> String {
     let _ = writeln!(
         out,
         "## Deleting what was sent\n\nThe install id is random and tied to nothing else, so what was \
-         sent cannot be linked to you by itself. `{app} telemetry disable` stops sending and deletes \
-         what waits on your machine; what the server holds goes as the retention above says."
+         sent cannot be linked to you by itself. To have it deleted all the same, run \
+         `{app} telemetry forget`: the server deletes every event of your install and takes it out \
+         of the daily counts (on days whose events are already past retention, your runs stay in \
+         the counts, which name no one, and your install leaves them), passes the deletion on to \
+         the tools the maintainers forward to, and your install starts again under a new id. Only \
+         your install can ask this: it proves it with a secret kept in its config file, which the \
+         install id is made of. `{app} telemetry status` shows your install id; the maintainers \
+         can delete it for you too. `{app} telemetry disable` stops sending and deletes what waits \
+         on your machine."
     );
     out
 }
