@@ -17,5 +17,5 @@ mod table;
 mod version;
 
 pub use query::{DEFAULT_LIMIT, Env, Filter, Query, QueryError, ReportName, Source};
-pub use table::{Cell, OTHER, Report, Table};
+pub use table::{Cell, Hidden, OTHER, Report, Table};
 pub use version::compare_versions;

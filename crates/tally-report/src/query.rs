@@ -166,6 +166,12 @@ pub struct Query {
     /// (see [`Table::total_rows`](crate::Table::total_rows)). `None` lists
     /// every row. Tables of days and weeks (`installs`) are not limited.
     pub limit: Option<usize>,
+    /// Groups with fewer distinct installs than this are left out (and
+    /// counted in [`Report::hidden`](crate::Report::hidden)), so that a
+    /// rare version or flag cannot single out one user. Not a URL
+    /// parameter: the server sets it from the app's settings, and no one
+    /// who reads a report can lower it.
+    pub min_installs: Option<u64>,
 }
 
 /// How many rows a table lists unless the query says: what a reader takes
@@ -289,6 +295,7 @@ impl Query {
             command,
             days,
             limit,
+            min_installs: None,
         })
     }
 }

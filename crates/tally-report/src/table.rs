@@ -75,6 +75,16 @@ pub struct Table {
 /// because their field had too many distinct values that day.
 pub const OTHER: &str = "(other)";
 
+/// What a report left out because it had fewer installs than the app
+/// shows (see [`Query::min_installs`](crate::Query::min_installs)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hidden {
+    /// The fewest distinct installs a group shown has.
+    pub min_installs: u64,
+    /// Groups left out, and counts of installs blanked (`null`).
+    pub groups: u64,
+}
+
 /// A report's answer: one or more tables.
 ///
 /// ```
@@ -87,6 +97,7 @@ pub const OTHER: &str = "(other)";
 ///         rows: vec![vec![Cell::Text("build".into()), Cell::Int(3)]],
 ///         total_rows: 1,
 ///     }],
+///     hidden: None,
 /// };
 /// assert_eq!(report.to_csv(), "command,runs\nbuild,3\n");
 /// assert_eq!(report.to_text(), "command    runs\nbuild         3\n");
@@ -97,6 +108,10 @@ pub struct Report {
     pub report: String,
     /// Its tables, the main one first.
     pub tables: Vec<Table>,
+    /// What it left out for having too few installs, when the app hides
+    /// small groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Hidden>,
 }
 
 impl Report {
@@ -123,6 +138,7 @@ impl Report {
     ///         rows: vec![vec![Cell::Text(osc52.into())]],
     ///         total_rows: 1,
     ///     }],
+    ///     hidden: None,
     /// };
     /// assert_eq!(report.to_text(), "command\n\\u{1b}]52;c;cm0gLXJm\\u{7}\n");
     /// ```
@@ -196,6 +212,13 @@ impl Report {
                 let _ = writeln!(out, "({total} rows in all; the rest are summed in {OTHER})");
             }
         }
+        if let Some(hidden) = self.hidden.filter(|h| h.groups > 0) {
+            let _ = writeln!(
+                out,
+                "\n({} groups of fewer than {} installs are hidden)",
+                hidden.groups, hidden.min_installs
+            );
+        }
         out
     }
 
@@ -220,6 +243,7 @@ impl Report {
     ///         rows: vec![vec![Cell::Text("=HYPERLINK(\"http://x\")".into()), Cell::Int(-3)]],
     ///         total_rows: 1,
     ///     }],
+    ///     hidden: None,
     /// };
     /// assert_eq!(report.to_csv(), "command,change\n\"'=HYPERLINK(\"\"http://x\"\")\",-3\n");
     /// ```
@@ -258,6 +282,7 @@ mod tests {
                 total_rows: rows.len(),
                 rows,
             }],
+            hidden: None,
         }
     }
 

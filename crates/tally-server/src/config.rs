@@ -28,6 +28,10 @@ pub struct Config {
     /// Apps whose events or rollups are kept for days of their own (the
     /// rest of each falls back to `retention_days`).
     pub app_retention: BTreeMap<String, AppRetention>,
+    /// Apps whose reports leave out groups of fewer distinct installs
+    /// than this (app name -> k; see `tally_report::Query::min_installs`):
+    /// in the API, the dashboard and `tally report` through the server.
+    pub min_group_installs: BTreeMap<String, u64>,
     /// What one batch request may hold.
     pub limits: Limits,
     /// How many connections may be open and how long each may take.
@@ -64,6 +68,7 @@ impl Config {
             data_dir,
             retention_days: None,
             app_retention: BTreeMap::new(),
+            min_group_installs: BTreeMap::new(),
             limits: Limits::default(),
             connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),

@@ -11,6 +11,8 @@
 //! # Raw events 13 months, what the reports count 5 years.
 //! keep_events_days = 395
 //! keep_rollups_days = 1825
+//! # Reports leave out versions, flags ... run by fewer than 5 installs.
+//! min_group_installs = 5
 //!
 //! # Where its events are forwarded (docs/forwarding.md); one table each.
 //! [[apps.mycli.forward]]
@@ -60,6 +62,10 @@ pub struct AppSettings {
     /// Days the app's rollups are kept, at least as long as its events:
     /// the reports of days whose events are gone count from them alone.
     pub keep_rollups_days: Option<u32>,
+    /// Reports leave out groups (a version, a flag, an OS ...) of fewer
+    /// distinct installs than this, so that a rare one cannot single out a
+    /// user in a shared dashboard (default: all are shown).
+    pub min_group_installs: Option<u64>,
 }
 
 /// Why a config file was refused: where, and what is wrong.
@@ -132,6 +138,9 @@ impl ConfigFile {
                         rollups_days: settings.keep_rollups_days,
                     },
                 );
+            }
+            if let Some(k) = settings.min_group_installs {
+                config.min_group_installs.insert(app.clone(), k);
             }
             if !settings.forward.is_empty() {
                 config.forward.insert(app, settings.forward);

@@ -1,4 +1,5 @@
-//! `GET /api/v1/reports/{name}`: the reports, as JSON, for the admin.
+//! `GET /api/v1/reports/{name}`: the reports, as JSON, for the admin,
+//! less the app's small groups when its settings hide them.
 
 use std::collections::BTreeMap;
 
@@ -8,11 +9,11 @@ use tally_report::{Report, ReportName};
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
-use crate::state::StoreHandle;
+use crate::state::AppState;
 
 pub(crate) async fn report(
     _: Admin,
-    State(store): State<StoreHandle>,
+    State(state): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Report>, ApiError> {
@@ -23,8 +24,14 @@ pub(crate) async fn report(
             known.join(", ")
         ))
     })?;
-    let query = tally_report::Query::from_params(report, &params)
+    let mut query = tally_report::Query::from_params(report, &params)
         .map_err(|e| ApiError::bad("invalid_query", e.field, e.reason))?;
+    query.min_installs = state
+        .config()
+        .min_group_installs
+        .get(&query.filter.app)
+        .copied();
+    let store = state.store();
     store.complete()?;
     Ok(Json(store.call(move |store| store.report(&query)).await?))
 }

@@ -479,6 +479,64 @@ fn limited(
     (rows(&report, name, columns), total)
 }
 
+/// Every report with groups of one install hidden (`min_installs` 2): no
+/// group of fewer appears in any table, and each report says how many it
+/// left out. By hand: linux (A, C) is the one OS kept; of the flags,
+/// `--verbose` (A, C) and `--legacy` (C, D).
+pub fn small_groups(s: Ask<'_>) {
+    let hiding = |report: ReportName, params: &[(&str, &str)]| {
+        let mut all: BTreeMap<String, String> = [("app".to_owned(), APP.to_owned())].into();
+        all.extend(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let mut query = Query::from_params(report, &all).expect("valid query");
+        query.min_installs = Some(2);
+        s(&query)
+    };
+    let platforms = hiding(ReportName::Platforms, &[]);
+    assert_eq!(
+        rows(&platforms, "os", &["os", "installs", "runs"]),
+        [vec![t("linux"), i(2), i(3)]]
+    );
+    let hidden = platforms.hidden.expect("hidden");
+    assert_eq!(hidden.min_installs, 2);
+    assert!(hidden.groups >= 2, "{hidden:?}");
+    assert!(
+        platforms
+            .to_text()
+            .contains("groups of fewer than 2 installs are hidden")
+    );
+    assert_eq!(
+        rows(
+            &hiding(ReportName::Flags, &[]),
+            "flags",
+            &["flag", "installs"]
+        ),
+        [vec![t("--legacy"), i(2)], vec![t("--verbose"), i(2)]]
+    );
+    for report in ReportName::ALL {
+        let answer = hiding(report, &[("flag", "--legacy")]);
+        for table in &answer.tables {
+            for (c, column) in table.columns.iter().enumerate() {
+                if !column.contains("installs")
+                    && !["daily", "weekly", "monthly"].contains(&column.as_str())
+                {
+                    continue;
+                }
+                for row in &table.rows {
+                    assert!(
+                        !matches!(row[c], Cell::Int(1)),
+                        "{report:?}/{}: a group of one install: {row:?}",
+                        table.name
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Each report with a `limit`: the rows that count most, the rest summed
 /// in one `(other)` row (empty installs, as those of several rows do not
 /// add up), and how many rows there are in all.
@@ -710,7 +768,7 @@ pub fn answers_match_events(ask: Ask<'_>, events: &[StoredEvent], phase: &str) {
 macro_rules! report_tests {
     ($ask:expr) => {
         $crate::report_tests!(@each $ask; versions platforms commands flags errors durations
-            installs environments deprecation health deps limits);
+            installs environments deprecation health deps limits small_groups);
     };
     (@each $ask:expr; $($report:ident)*) => {
         $(

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use tally_report::{Query, Report, ReportName};
@@ -52,6 +53,11 @@ pub struct Args {
     /// How to print it.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// The server's config file, for a store read directly: its
+    /// `min_group_installs` hides the app's small groups as the server
+    /// does (a running server applies its own).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     target: TargetArgs,
 }
@@ -93,9 +99,16 @@ pub fn run(args: Args) -> Result<()> {
     .collect();
     // Checked here too, so a bad filter fails the same way with or without
     // a server.
-    let query = Query::from_params(args.name, &params)?;
+    let mut query = Query::from_params(args.name, &params)?;
     let report: Report = match args.target.resolve()? {
-        Target::Store(store) => store.report(&query)?,
+        Target::Store(store) => {
+            if let Some(path) = &args.config {
+                let mut settings = tally_server::Config::new(args.target.store.data.clone());
+                super::serve::apply_config_file(path, &mut settings)?;
+                query.min_installs = settings.min_group_installs.get(&query.filter.app).copied();
+            }
+            store.report(&query)?
+        }
         Target::Server(client) => {
             let query_string: Vec<String> = params
                 .iter()

@@ -14,13 +14,16 @@ mod environments;
 mod errors;
 mod flags;
 mod health;
+mod hiding;
 mod installs;
 mod platforms;
 mod table;
 mod top;
 mod versions;
 
-use tally_report::{Filter, Query, Report, ReportName};
+use std::sync::atomic::AtomicU64;
+
+use tally_report::{Filter, Hidden, Query, Report, ReportName};
 use time::OffsetDateTime;
 
 use crate::{Error, Group, Need, Source};
@@ -30,7 +33,19 @@ type Src<'s, E> = &'s (dyn Source<Error = E> + Sync);
 
 /// Answers `query` from `source`.
 pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Report, E> {
-    let tables = match query.report {
+    let hiding = query
+        .min_installs
+        .filter(|&k| k > 1)
+        .map(|min_installs| hiding::Hiding {
+            inner: source,
+            min_installs,
+            hidden: AtomicU64::new(0),
+        });
+    let source: Src<'_, E> = match &hiding {
+        Some(hiding) => hiding,
+        None => source,
+    };
+    let mut tables = match query.report {
         ReportName::Versions => versions::answer(source, query)?,
         ReportName::Platforms => platforms::answer(source, query)?,
         ReportName::Commands => commands::answer(source, query)?,
@@ -43,9 +58,17 @@ pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Resul
         ReportName::Health => health::answer(source, query)?,
         ReportName::Deps => deps::answer(source, query)?,
     };
+    let hidden = hiding.map(|hiding| {
+        let blanked = hiding::blank_small_counts(&mut tables, hiding.min_installs);
+        Hidden {
+            min_installs: hiding.min_installs,
+            groups: hiding.hidden.into_inner() + blanked,
+        }
+    });
     Ok(Report {
         report: query.report.as_str().to_owned(),
         tables,
+        hidden,
     })
 }
 

@@ -262,10 +262,20 @@ function card(title, ...content) {
   return el("div", { class: "card" }, el("h2", {}, title), ...content);
 }
 
+/// The note a report's hidden small groups get, if it hid any.
+function hiddenNote(answer) {
+  const hidden = answer.hidden;
+  if (!hidden || !hidden.groups) return null;
+  return el("p", { class: "note hidden-groups", "data-hidden": hidden.groups },
+    `${hidden.groups.toLocaleString("en-US")} groups of fewer than ${hidden.min_installs} installs are hidden, ` +
+    "so that no one can be singled out.");
+}
+
 async function renderReport(name) {
   const answer = await report(name);
   return el("div", { class: "grid", id: "report-" + name }, answer.tables.map((table) =>
-    card(TABLE_TITLES[name + "/" + table.name] || table.name, chartFor(name, table), tableView(table))));
+    card(TABLE_TITLES[name + "/" + table.name] || table.name, chartFor(name, table), tableView(table))),
+    hiddenNote(answer));
 }
 
 async function renderOverview() {
@@ -285,7 +295,10 @@ async function renderOverview() {
     card("Operating systems", chartFor("platforms", platforms.tables[0]) || el("p", { class: "empty" }, "No data.")),
     card("Top commands", chartFor("commands", cmd), tableView(cmd)),
     card("Top errors", tableView(errors.tables[0])),
-    card("Durations", tableView(durations.tables[0])));
+    card("Durations", tableView(durations.tables[0])),
+    hiddenNote({ hidden: [versions, platforms, commands, errors, durations]
+      .map((r) => r.hidden).filter((h) => h)
+      .reduce((sum, h) => ({ min_installs: h.min_installs, groups: (sum ? sum.groups : 0) + h.groups }), null) }));
 }
 
 async function route() {

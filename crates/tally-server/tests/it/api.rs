@@ -142,3 +142,40 @@ async fn free_text_is_scrubbed_again_on_arrival_and_the_hits_counted() {
         assert!(text.contains(&line), "{line} not in {text}");
     }
 }
+
+/// An app whose settings hide small groups: its reports leave out the OS
+/// only one install runs, whoever asks, and say that they did.
+#[tokio::test]
+async fn an_apps_small_groups_are_hidden_from_its_reports() {
+    let server = Harness::with(|config| {
+        config.min_group_installs.insert("shy".into(), 2);
+    });
+    let key = server.add_app("shy").await;
+    let events: Vec<_> = [("linux", 1), ("linux", 2), ("macos", 3)]
+        .into_iter()
+        .map(|(os, n)| {
+            let mut e = fresh("shy");
+            e.os = os.into();
+            e.install_id = uuid::Uuid::from_u128(n);
+            e
+        })
+        .collect();
+    let answer = server.ingest(&key, &[], batch_body(&events)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let token = server.admin_token();
+    let report = server
+        .get("/api/v1/reports/platforms?app=shy", Some(&token))
+        .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    let os = report.body["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["name"] == "os")
+        .expect("os table");
+    assert_eq!(os["rows"].as_array().expect("rows").len(), 1, "{os}");
+    assert_eq!(os["rows"][0][0], "linux");
+    assert_eq!(report.body["hidden"]["min_installs"], 2);
+    assert!(report.body["hidden"]["groups"].as_u64() >= Some(1));
+    assert!(!report.body.to_string().contains("macos"));
+}
