@@ -77,6 +77,7 @@ pub(crate) fn decode_all<'a>(
     let mut decoded = Decoded {
         batch: DecodedBatch {
             events: Vec::new(),
+            positions: Vec::new(),
             rejected: Vec::new(),
             client_timestamps: Vec::new(),
             dropped: 0,
@@ -116,6 +117,7 @@ pub(crate) fn decode_all<'a>(
         match result {
             Ok(Some((event, client_timestamp))) => {
                 decoded.batch.events.push(event);
+                decoded.batch.positions.push(index);
                 decoded.batch.client_timestamps.push(client_timestamp);
             }
             Ok(None) => decoded.ignored += 1,

@@ -42,6 +42,9 @@ fn is_zero(n: &u64) -> bool {
 pub struct DecodedBatch {
     /// Valid events, in request order, with timestamps on the server's clock.
     pub events: Vec<Event>,
+    /// Where each valid event was in the request (parallel to `events`),
+    /// as [`Rejection::index`] counts.
+    pub positions: Vec<usize>,
     /// The events that were not accepted and why.
     pub rejected: Vec<Rejection>,
     /// The client's original timestamp of each valid event (parallel to
@@ -313,6 +316,7 @@ fn decode_from(
     };
     let mut decoded = DecodedBatch {
         events: Vec::with_capacity(raw.events.len()),
+        positions: Vec::with_capacity(raw.events.len()),
         rejected: Vec::new(),
         client_timestamps: Vec::with_capacity(raw.events.len()),
         dropped: raw.dropped,
@@ -321,6 +325,7 @@ fn decode_from(
         match decode_event(raw_event, app, source, now, shift, limits) {
             Ok((event, client_timestamp)) => {
                 decoded.events.push(event);
+                decoded.positions.push(index);
                 decoded.client_timestamps.push(client_timestamp);
             }
             Err((field, reason)) => decoded.rejected.push(Rejection::new(index, field, reason)),

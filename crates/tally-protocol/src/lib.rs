@@ -32,6 +32,7 @@ mod event;
 mod install;
 mod limits;
 pub mod platform;
+pub mod schema;
 mod stored;
 mod user_agent;
 mod validate;

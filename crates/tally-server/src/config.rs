@@ -32,6 +32,9 @@ pub struct Config {
     /// than this (app name -> k; see `tally_report::Query::min_installs`):
     /// in the API, the dashboard and `tally report` through the server.
     pub min_group_installs: BTreeMap<String, u64>,
+    /// Apps that declared what their CLIs may send (app name -> schema,
+    /// see `tally_protocol::schema`); the others take any well-formed event.
+    pub schemas: BTreeMap<String, tally_protocol::schema::Schema>,
     /// What one batch request may hold.
     pub limits: Limits,
     /// How many connections may be open and how long each may take.
@@ -69,6 +72,7 @@ impl Config {
             retention_days: None,
             app_retention: BTreeMap::new(),
             min_group_installs: BTreeMap::new(),
+            schemas: BTreeMap::new(),
             limits: Limits::default(),
             connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),

@@ -14,6 +14,10 @@
 //! # Reports leave out versions, flags ... run by fewer than 5 installs.
 //! min_group_installs = 5
 //!
+//! # What its CLI may send (docs/api.md, "Schemas"); anything else is refused.
+//! [apps.mycli.schema.events."cache.hit".properties]
+//! layer = { type = "string", values = ["memory", "disk"], report = true }
+//!
 //! # Where its events are forwarded (docs/forwarding.md); one table each.
 //! [[apps.mycli.forward]]
 //! name = "posthog"
@@ -37,7 +41,7 @@ use crate::{Config, Rate};
 /// assert_eq!(config.invocation_events.of("mycli"), "run");
 /// # Ok::<(), tally_server::ConfigFileError>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Settings by app name.
@@ -46,7 +50,7 @@ pub struct ConfigFile {
 }
 
 /// What the config file may set for one app.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSettings {
     /// See [`InvocationEvents`](crate::InvocationEvents).
@@ -66,6 +70,8 @@ pub struct AppSettings {
     /// distinct installs than this, so that a rare one cannot single out a
     /// user in a shared dashboard (default: all are shown).
     pub min_group_installs: Option<u64>,
+    /// The custom events and properties the app's CLI may send.
+    pub schema: Option<tally_protocol::schema::Schema>,
 }
 
 /// Why a config file was refused: where, and what is wrong.
@@ -99,6 +105,15 @@ impl ConfigFile {
             let offset = text.find(name.as_str()).map(|s| s..s);
             if let Err(reason) = tally_protocol::check_app_name(name) {
                 return Err(at(offset, reason));
+            }
+            if let Some(schema) = &settings.schema
+                && let Err(reason) = schema.validate()
+            {
+                let at_schema = text
+                    .find(&format!("[apps.{name}.schema"))
+                    .map(|s| s..s)
+                    .or(offset.clone());
+                return Err(at(at_schema, format!("apps.{name}.schema: {reason}")));
             }
             let (events, rollups) = (settings.keep_events_days, settings.keep_rollups_days);
             if events == Some(0) || rollups == Some(0) {
@@ -138,6 +153,9 @@ impl ConfigFile {
                         rollups_days: settings.keep_rollups_days,
                     },
                 );
+            }
+            if let Some(schema) = settings.schema {
+                config.schemas.insert(app.clone(), schema);
             }
             if let Some(k) = settings.min_group_installs {
                 config.min_group_installs.insert(app.clone(), k);

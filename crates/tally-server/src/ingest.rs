@@ -239,6 +239,12 @@ fn prepare(
             .limiter()
             .app(app, decoded.events.len() + decoded.rejected.len() + ignored)?;
     }
+    let mut decoded = decoded;
+    if dialect != Dialect::Import
+        && let Some(schema) = state.config().schemas.get(&**app)
+    {
+        apply_schema(state, app, schema, &mut decoded);
+    }
     for rejection in &decoded.rejected {
         state.metrics().count_rejected(&rejection.field);
     }
@@ -302,6 +308,40 @@ fn prepare(
         dialect,
         ids,
     })
+}
+
+/// Holds `decoded`'s events to `app`'s schema: what it refuses joins the
+/// batch's rejections (with its place in the request), what it drops is
+/// left out and counted.
+fn apply_schema(
+    state: &AppState,
+    app: &str,
+    schema: &tally_protocol::schema::Schema,
+    decoded: &mut tally_protocol::DecodedBatch,
+) {
+    use tally_protocol::schema::Checked;
+    let events = std::mem::take(&mut decoded.events);
+    let positions = std::mem::take(&mut decoded.positions);
+    let stamps = std::mem::take(&mut decoded.client_timestamps);
+    for ((mut event, position), stamp) in events.into_iter().zip(positions).zip(stamps) {
+        match schema.check(&mut event) {
+            Checked::Kept(dropped) => {
+                for _ in &dropped {
+                    state.metrics().count_schema_dropped(app, "property");
+                }
+                decoded.events.push(event);
+                decoded.positions.push(position);
+                decoded.client_timestamps.push(stamp);
+            }
+            Checked::Dropped(_) => state.metrics().count_schema_dropped(app, "event"),
+            Checked::Rejected(violation) => {
+                decoded
+                    .rejected
+                    .push(Rejection::new(position, violation.field, violation.reason))
+            }
+        }
+    }
+    decoded.rejected.sort_by_key(|r| r.index);
 }
 
 /// The server's own pass over free text, the SDK's scrubber run again,

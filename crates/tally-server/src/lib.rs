@@ -12,6 +12,7 @@
 //! - `DELETE /v1/installs/{id}` (ingest key and the install's secret), and
 //!   `DELETE /api/v1/installs/{id}[?app=NAME]` (admin token): erase an
 //!   install, see `erase.rs`.
+//! - `GET /v1/apps/{app}/schema` (open): what the app's CLI may send.
 //! - `GET /api/v1/apps`, `POST /api/v1/apps` (admin token): list and add apps.
 //! - `GET /api/v1/apps/{app}/gateway-key`, `POST /api/v1/import?app=NAME`
 //!   (admin token): what `tally import-logs` hashes users with, and the
@@ -60,6 +61,7 @@ mod metrics;
 mod ops;
 mod rate;
 mod reports;
+mod schema;
 mod stall;
 mod state;
 
@@ -83,6 +85,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/installs/{install_id}", delete(erase::by_install))
+        .route("/v1/apps/{app}/schema", get(schema::published))
         .merge(compat::routes())
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
         .route("/api/v1/apps/{app}/gateway-key", get(admin::gateway_key))

@@ -53,6 +53,12 @@ struct AppLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemaLabel {
+    app: String,
+    what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScrubLabel {
     app: String,
     rule: &'static str,
@@ -89,6 +95,7 @@ struct Inner {
     folded: Family<DimensionLabel, Counter>,
     scrubbed: Family<ScrubLabel, Counter>,
     erasures: Family<AppLabel, Counter>,
+    schema_dropped: Family<SchemaLabel, Counter>,
     in_flight_bytes: Gauge,
     clients_remembered: Gauge,
 }
@@ -115,6 +122,7 @@ impl Default for Metrics {
             folded: Family::default(),
             scrubbed: Family::default(),
             erasures: Family::default(),
+            schema_dropped: Family::default(),
             in_flight_bytes: Gauge::default(),
             clients_remembered: Gauge::default(),
         };
@@ -205,6 +213,11 @@ impl Default for Metrics {
                 "erasures",
                 "Installs erased, by app (by the install itself or by an admin)",
                 inner.erasures.clone(),
+            );
+            r.register(
+                "schema_dropped",
+                "Events and properties left out because the app's schema does not declare them (with undeclared = \"drop\"), by app",
+                inner.schema_dropped.clone(),
             );
             r.register(
                 "in_flight_bytes",
@@ -440,6 +453,17 @@ impl Metrics {
                 rule,
             })
             .inc_by(n);
+    }
+
+    /// Counts an event or a property (`what`) of `app` its schema dropped.
+    pub(crate) fn count_schema_dropped(&self, app: &str, what: &'static str) {
+        self.inner
+            .schema_dropped
+            .get_or_create(&SchemaLabel {
+                app: app.to_owned(),
+                what,
+            })
+            .inc();
     }
 
     /// Counts an erased install of `app`.

@@ -146,15 +146,67 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.config {
         super::serve::apply_config_file(path, &mut config)?;
     }
+    let schema = config.schemas.get(&args.app);
     print!(
         "{}",
-        page(&args.app, config.retention_of(&args.app), args.gateway)
+        page(
+            &args.app,
+            config.retention_of(&args.app),
+            args.gateway,
+            schema
+        )
     );
     Ok(())
 }
 
-/// The page for `app`, kept as `keep` says.
-fn page(app: &str, keep: tally_server::AppRetention, gateway: bool) -> String {
+/// The section on what the app's schema lets its CLI send.
+fn declared(app: &str, schema: &tally_protocol::schema::Schema) -> String {
+    let mut out = format!(
+        "## What {app} may send beyond that\n\nIts maintainers declared every custom event and property; \
+         the server refuses anything else. The same list is published at `/v1/apps/{app}/schema` on their \
+         server.\n\n| Event | Property | Type and values | Shown in reports |\n|---|---|---|---|\n"
+    );
+    let events = std::iter::once(("(every run)".to_owned(), None, &schema.properties)).chain(
+        schema.events.iter().map(|(name, spec)| {
+            (
+                format!("`{name}`"),
+                spec.description.as_deref(),
+                &spec.properties,
+            )
+        }),
+    );
+    for (event, description, properties) in events {
+        if properties.is_empty() && event == "(every run)" {
+            continue;
+        }
+        if properties.is_empty() {
+            let _ = writeln!(out, "| {event} | | {} | |", description.unwrap_or(""));
+        }
+        for (key, spec) in properties {
+            let mut kind = spec.kind.as_str().to_owned();
+            if !spec.values.is_empty() {
+                kind = format!("{kind}: {}", spec.values.join(", "));
+            }
+            if spec.min.is_some() || spec.max.is_some() {
+                let bound = |b: Option<f64>| b.map_or("any".to_owned(), |b| b.to_string());
+                kind = format!("{kind}, {} to {}", bound(spec.min), bound(spec.max));
+            }
+            let shown = if spec.report { "yes" } else { "no" };
+            let _ = writeln!(out, "| {event} | `{key}` | {kind} | {shown} |");
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// The page for `app`, kept as `keep` says, sending what `schema`
+/// declares if it has one.
+fn page(
+    app: &str,
+    keep: tally_server::AppRetention,
+    gateway: bool,
+    schema: Option<&tally_protocol::schema::Schema>,
+) -> String {
     let env = tally_protocol::env_prefix(app);
     let days = |d: Option<u32>| {
         d.map_or_else(
@@ -184,6 +236,9 @@ fn page(app: &str, keep: tally_server::AppRetention, gateway: bool) -> String {
         out,
         "\nNothing is sent on the first run: it shows a notice instead.\n"
     );
+    if let Some(schema) = schema {
+        out.push_str(&declared(app, schema));
+    }
     if gateway {
         let _ = writeln!(
             out,

@@ -9,7 +9,10 @@ fn the_privacy_report_names_every_field_the_retention_and_the_switches() {
     let config = dir.path().join("tally.toml");
     std::fs::write(
         &config,
-        "[apps.my-cli]\nkeep_events_days = 395\nkeep_rollups_days = 1825\n",
+        "[apps.my-cli]\nkeep_events_days = 395\nkeep_rollups_days = 1825\n\
+         [apps.my-cli.schema.events.\"cache.hit\".properties]\n\
+         layer = { type = \"string\", values = [\"memory\", \"disk\"], report = true }\n\
+         size_mb = { type = \"number\", min = 0, max = 100000 }\n",
     )
     .expect("config");
     let (ok, page, stderr) = tally(&[
@@ -20,6 +23,14 @@ fn the_privacy_report_names_every_field_the_retention_and_the_switches() {
         config.to_str().expect("utf-8"),
     ]);
     assert!(ok, "{stderr}");
+    // What the app's schema declares is listed, and where it is published.
+    for line in [
+        "| `cache.hit` | `layer` | string: memory, disk | yes |",
+        "| `cache.hit` | `size_mb` | number, 0 to 100000 | no |",
+        "`/v1/apps/my-cli/schema`",
+    ] {
+        assert!(page.contains(line), "{line} not in {page}");
+    }
     // An event with every field set: each must be explained.
     let mut event = tally_testkit::events::sample(1, "my-cli", time::OffsetDateTime::now_utc());
     let e = &mut event.event;

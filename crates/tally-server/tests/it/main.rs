@@ -9,4 +9,5 @@ mod compat_input;
 mod erase;
 mod forward;
 mod hostile;
+mod schema;
 mod support;
