@@ -21,7 +21,7 @@ use crate::ForwardError;
 use crate::config::{Destination, Kind};
 use crate::encode::{Request, signed};
 use crate::outbox::{Cursor, read_lines};
-use crate::state::{DEAD_FILE, DeadLetter, write_atomically};
+use crate::state::{DEAD_FILE, DeadLetter, REPLAY_FILE, write_atomically};
 
 const ERASURES_FILE: &str = "erasures.ndjson";
 
@@ -93,9 +93,14 @@ impl Erasures {
     pub(crate) fn done(&self, erasure: &Erasure) -> Result<(), ForwardError> {
         let _held = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         rewrite_without(&self.path(), |e: &Erasure| e == erasure)?;
-        rewrite_without(&self.dir.join(DEAD_FILE), |d: &DeadLetter| {
-            d.event.event.install_id == erasure.install_id
-        })
+        // Dead letters, and those queued to be sent again: the destination
+        // has been told to delete the install, and must not get it back.
+        for file in [DEAD_FILE, REPLAY_FILE] {
+            rewrite_without(&self.dir.join(file), |d: &DeadLetter| {
+                d.event.event.install_id == erasure.install_id
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -211,8 +216,10 @@ impl Deleter {
                     "timestamp": crate::encode::rfc3339(now),
                     "data": {"app": app, "install_id": id},
                 });
-                // The same erasure has the same id on every attempt.
-                let message = Uuid::new_v5(&ERASURE_IDS, erasure.install_id.as_bytes());
+                // The same erasure has the same id on every attempt, and
+                // the same install's erasure in another app another id.
+                let name = [app.as_bytes(), b"\0", erasure.install_id.as_bytes()].concat();
+                let message = Uuid::new_v5(&ERASURE_IDS, &name);
                 let message = format!("msg_{}", message.simple());
                 signed(url, key, &message, now, body.to_string().into_bytes())
             }

@@ -58,7 +58,9 @@ pub(crate) async fn by_install(
         ));
     }
     limiter.erasure(&app.name)?;
-    let erased_events = erase(&state, app.name, install).await?;
+    // An install never stored has nothing to pass on: destinations only
+    // ever had what the store had.
+    let erased_events = erase(&state, vec![app.name], install, Forward::IfStored).await?;
     Ok(Json(Erased { erased_events }))
 }
 
@@ -91,10 +93,9 @@ pub(crate) async fn by_admin(
             apps.into_iter().map(|a| Arc::from(a.name)).collect()
         }
     };
-    let mut erased_events = 0;
-    for app in apps {
-        erased_events += erase(&state, app, install).await?;
-    }
+    // The admin asked: destinations are told even when the store has
+    // nothing left (its retention may have gone first).
+    let erased_events = erase(&state, apps, install, Forward::Always).await?;
     Ok(Json(Erased { erased_events }))
 }
 
@@ -108,24 +109,66 @@ fn install_id(text: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-/// Erases `install` of `app`, one erasure at a time; returns the raw events
-/// erased.
-async fn erase(state: &AppState, app: Arc<str>, install: Uuid) -> Result<u64, ApiError> {
-    let _one = state.erasing().lock().await;
-    let name = Arc::clone(&app);
-    let erased = state
-        .store()
-        .call(move |store| store.forget_install(&name, install))
-        .await?;
-    state.metrics().count_erasure(&app);
-    tracing::info!(app = %app, events = erased, "An install was erased.");
-    let forwarding = state.forward_erasing().clone();
-    let untold = tokio::task::spawn_blocking(move || forwarding.erase(&app, install))
+/// When an erasure is passed on to the forwarding destinations.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forward {
+    /// Only if the store held the install.
+    IfStored,
+    Always,
+}
+
+/// How long a client asked to wait while another erasure runs.
+const BUSY_RETRY_S: u32 = 30;
+
+/// Erases `install` of `apps` and passes it on, one erasure at a time
+/// (a second meanwhile is told to come back); returns the raw events
+/// erased. It runs to its end on a task of its own, even if the client
+/// goes away meanwhile: half an erasure is never left behind.
+async fn erase(
+    state: &AppState,
+    apps: Vec<Arc<str>>,
+    install: Uuid,
+    forward: Forward,
+) -> Result<u64, ApiError> {
+    let one = Arc::clone(state.erasing())
+        .try_lock_owned()
+        .map_err(|_| ApiError::Busy {
+            retry_after_s: BUSY_RETRY_S,
+        })?;
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _one = one;
+        let names: Vec<String> = apps.iter().map(|a| a.to_string()).collect();
+        let erased = state
+            .store()
+            .call(move |store| {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                store.forget_install(&names, install)
+            })
+            .await?;
+        for app in &apps {
+            state.metrics().count_erasure(app);
+            tracing::info!(app = %app, events = erased.unwrap_or(0), "An install was erased.");
+        }
+        if erased.is_none() && forward == Forward::IfStored {
+            return Ok(0);
+        }
+        let forwarding = state.forward_erasing().clone();
+        let untold = tokio::task::spawn_blocking(move || {
+            let mut untold = Vec::new();
+            for app in &apps {
+                untold.extend(forwarding.erase(app, install)?);
+            }
+            Ok::<_, tally_forward::ForwardError>(untold)
+        })
         .await
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
-    for destination in untold {
-        tracing::warn!(%destination, "A destination that got the erased install's events cannot be told to delete them (it has no erasure key): delete them there by hand.");
-    }
-    Ok(erased)
+        for destination in untold {
+            tracing::warn!(%destination, "A destination that got the erased install's events cannot be told to delete them (it has no erasure key): delete them there by hand.");
+        }
+        Ok(erased.unwrap_or(0))
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(Box::new(e)))?
 }

@@ -84,13 +84,13 @@ impl Default for RateLimits {
 }
 
 /// Erasures one app's installs may ask for: each costs the store a pass
-/// over the app's events (a mutation on ClickHouse), and anyone with the
-/// app's key can make installs to erase, so they are few, whatever the
-/// other limits say. Far more than installs that really leave ask for.
-const ERASURES_PER_APP: Rate = Rate {
-    per_second: 1,
-    burst: 30,
-};
+/// over the app's events of the install's days (mutations on ClickHouse),
+/// and anyone with the app's key can make installs to erase, so they are
+/// few, whatever the other limits say: one every 10 seconds, 10 at once.
+/// Far more than installs that really leave ask for; one refused is told
+/// when to come back, and an admin can always erase.
+const ERASURE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const ERASURE_BURST: u32 = 10;
 
 /// The buckets of a running server.
 pub(crate) struct Limiter {
@@ -115,7 +115,11 @@ impl Limiter {
                 .map(|(app, rate)| (app.clone(), RateLimiter::direct(rate.quota(at_least))))
                 .collect(),
             clients: RateLimiter::keyed(limits.requests_per_client.quota(1)),
-            erasures: RateLimiter::keyed(ERASURES_PER_APP.quota(1)),
+            erasures: RateLimiter::keyed(
+                Quota::with_period(ERASURE_EVERY)
+                    .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(ERASURE_BURST).unwrap_or(NonZeroU32::MIN)),
+            ),
             salt: std::hash::RandomState::new(),
             // `Config::check` refused a name that is not one.
             client_header: limits

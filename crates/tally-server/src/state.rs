@@ -44,7 +44,7 @@ struct Inner {
     cardinality: Cardinality,
     /// Held by the erasure that runs: one at a time, as each is a pass
     /// over an app's events.
-    erasing: tokio::sync::Mutex<()>,
+    erasing: Arc<tokio::sync::Mutex<()>>,
     /// The outbox of each app that forwards (see `tally_forward`).
     outboxes: HashMap<String, Arc<tally_forward::Outbox>>,
     /// What passes erasures on to those apps' destinations.
@@ -177,7 +177,7 @@ impl AppState {
                         * std::thread::available_parallelism().map_or(1, usize::from),
                 )),
                 limiter,
-                erasing: tokio::sync::Mutex::new(()),
+                erasing: Arc::new(tokio::sync::Mutex::new(())),
                 outboxes,
                 forward_erasing: erasing,
                 config,
@@ -240,7 +240,7 @@ impl AppState {
     }
 
     /// Leave to erase: held while an erasure runs.
-    pub(crate) fn erasing(&self) -> &tokio::sync::Mutex<()> {
+    pub(crate) fn erasing(&self) -> &Arc<tokio::sync::Mutex<()>> {
         &self.inner.erasing
     }
 

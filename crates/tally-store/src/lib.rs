@@ -105,14 +105,19 @@ pub trait Store: Send + Sync {
         rollups_days: Option<u32>,
     ) -> Result<(), StoreError>;
 
-    /// Erases one install of `app`: its raw events, and its part in every
-    /// rollup. The rollups of the days it has raw events on are rolled up
-    /// again from the events left, so they agree with reports counted from
-    /// scratch; on days whose raw events are already past retention, the
-    /// install leaves the rollups' install sets and its runs stay in their
-    /// counts, which name no one. Returns how many raw events went. What
-    /// arrives for the install after the call began may be kept.
-    fn forget_install(&self, app: &str, install: uuid::Uuid) -> Result<u64, StoreError>;
+    /// Erases one install from each of `apps`: its raw events, and its
+    /// part in every rollup. The rollups of the days it has raw events on
+    /// are rolled up again from the events left, so they agree with reports
+    /// counted from scratch; on days whose raw events are already past
+    /// retention, the install leaves the rollups' install sets and its runs
+    /// stay in their counts, which name no one. Returns how many raw events
+    /// went, or `None` when no event of the install was ever stored (there
+    /// is nothing to pass on). What arrives for the install after the call
+    /// began may be kept. Erase an id from every app in one call: an app
+    /// erased later alone may keep it in the install sets of days past its
+    /// retention.
+    fn forget_install(&self, apps: &[&str], install: uuid::Uuid)
+    -> Result<Option<u64>, StoreError>;
 
     /// Events acknowledged as durable but not yet in the tables reads use
     /// (the embedded store's journal ahead of its loader); a number that

@@ -244,8 +244,8 @@ pub fn erasure_leaves_no_trace(store: &dyn Store) {
         events.into_iter().partition(|e| e.event.install_id != gone);
     assert!(theirs.len() > 10, "the install ran on many days");
     assert_eq!(
-        store.forget_install("varied", gone).expect("forget"),
-        theirs.len() as u64
+        store.forget_install(&["varied"], gone).expect("forget"),
+        Some(theirs.len() as u64)
     );
     let mut exported = export(store, &app_filter("varied"));
     for list in [&mut exported, &mut left] {
@@ -263,9 +263,16 @@ pub fn erasure_leaves_no_trace(store: &dyn Store) {
         "after an erasure",
     );
     assert_eq!(
-        store.forget_install("varied", gone).expect("again"),
-        0,
-        "an erasure done is done"
+        store.forget_install(&["varied"], gone).expect("again"),
+        None,
+        "an erasure done is done: nothing of the install is left"
+    );
+    assert_eq!(
+        store
+            .forget_install(&["varied", "twin"], uuid::Uuid::from_u128(0xdead))
+            .expect("unknown"),
+        None,
+        "an install never stored"
     );
 }
 
@@ -294,7 +301,11 @@ pub fn erasure_past_raw_retention_leaves_install_sets(store: &dyn Store) {
         (3, 2)
     );
     let gone = uuid::Uuid::from_u128(7);
-    assert_eq!(store.forget_install("aged", gone).expect("forget"), 0);
+    assert_eq!(
+        store.forget_install(&["aged"], gone).expect("forget"),
+        Some(0),
+        "known from the rollups alone"
+    );
     assert_eq!(
         (
             commands_sum(store, &params, 1),

@@ -87,7 +87,7 @@ impl fmt::Display for Consent {
 }
 
 /// What the config file holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Settings {
     pub enabled: bool,
     /// Made once, of `secret`; the only identity an event carries.
@@ -97,6 +97,17 @@ pub(crate) struct Settings {
     /// written before erasure existed have none (and a random id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+impl fmt::Debug for Settings {
+    /// Never the secret: it could end in a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("enabled", &self.enabled)
+            .field("install_id", &self.install_id)
+            .field("secret", &self.secret.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 impl Settings {
@@ -163,8 +174,9 @@ pub(crate) fn decide(prefix: &str, config: Option<&Path>) -> (Consent, Option<Se
     }
 }
 
-/// Writes the config file (atomically: a reader never sees half of it).
+/// Writes the config file (atomically: a reader never sees half of it;
+/// readable by the user alone, as it holds the install's secret).
 pub(crate) fn save(path: &Path, settings: &Settings) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(settings).map_err(io::Error::other)?;
-    crate::fsutil::write_atomic(path, &json)
+    crate::fsutil::write_private(path, &json)
 }

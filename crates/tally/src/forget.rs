@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crate::{Shared, consent};
 
-/// How long the erasure may take: the user waits for it, and asked for it.
-const BUDGET: Duration = Duration::from_secs(10);
+/// How long the erasure may take: the user asked for it, and is told it
+/// is under way. (A server on ClickHouse waits for its deletes.)
+const BUDGET: Duration = Duration::from_secs(90);
 
 /// Erases this install's events on the server, deletes the spool and
 /// starts a new install id (keeping whether telemetry is on), saying what
@@ -30,6 +31,8 @@ pub(crate) fn forget(shared: &Shared, out: &mut dyn Write) -> io::Result<()> {
     let old = settings.install_id;
     let said = match (settings.secret(), &shared.endpoint, &shared.key) {
         (Some(secret), Some(endpoint), Some(key)) => {
+            writeln!(out, "Asking {endpoint} to erase install {old} ...")?;
+            out.flush()?;
             let erased = crate::send::erase(endpoint, key, &shared.user_agent(), &secret, BUDGET)
                 .map_err(|why| {
                     io::Error::other(format!(
@@ -39,8 +42,9 @@ pub(crate) fn forget(shared: &Shared, out: &mut dyn Write) -> io::Result<()> {
             format!("The server erased {erased} event(s) of install {old}.")
         }
         (None, Some(_), Some(_)) => format!(
-            "Install {old} was made before installs had a secret, so it cannot ask the server \
-             itself: ask the maintainers of {} to erase it (`tally forget --install-id {old}`).",
+            "Install {old} has no secret that proves it is this install's (made before installs \
+             had one, or its config file was changed), so it cannot ask the server itself: ask the \
+             maintainers of {} to erase install {old} (`tally forget --install-id {old}`).",
             shared.app
         ),
         _ => format!("This build sends to no server; install {old} was never sent anywhere."),

@@ -6,6 +6,17 @@ use std::path::Path;
 /// Writes `bytes` to `path` through a temporary file and a rename, creating
 /// the parent dir: concurrent readers see the old or the new file, whole.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_through_tmp(path, bytes, false)
+}
+
+/// [`write_atomic`] for a file that holds a secret: readable by its owner
+/// only, and synced before it replaces the old one, so a crash never
+/// leaves it empty.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_through_tmp(path, bytes, true)
+}
+
+fn write_through_tmp(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
@@ -19,9 +30,25 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
+        if private {
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if private && let Ok(dir) = std::fs::File::open(dir) {
+            // Not every platform can sync a folder; the rename is then as
+            // durable as it gets.
+            let _ = dir.sync_all();
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -204,9 +204,16 @@ pub(crate) fn erase(
         (200..=299, Err(_)) => Err(format!("{url}: {}", Failure::NotTally(status))),
         _ => {
             // The server's reason, when it gave one.
+            // The server's reason, on one line and short, whatever it sent.
             let reason = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
-                .and_then(|v| v["reason"].as_str().map(str::to_owned));
+                .and_then(|v| v["reason"].as_str().map(str::to_owned))
+                .map(|r| {
+                    r.chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .take(200)
+                        .collect::<String>()
+                });
             Err(match reason {
                 Some(reason) => format!("{url}: the server answered {status}: {reason}"),
                 None => format!("{url}: {}", Failure::Status(status)),

@@ -49,13 +49,18 @@ pub fn run(args: Args) -> Result<()> {
                 Some(app) => vec![app.clone()],
                 None => apps,
             };
-            let mut erased = 0;
-            for app in chosen {
-                erased += store
-                    .forget_install(&app, install)
-                    .with_context(|| format!("erasing install {install} of {app}"))?;
+            let apps: Vec<&str> = chosen.iter().map(String::as_str).collect();
+            let erased = store
+                .forget_install(&apps, install)
+                .with_context(|| format!("erasing install {install}"))?;
+            if erased.is_some() {
+                // Forwarding is the server's: it has the destinations' keys.
+                eprintln!(
+                    "Note: no server holds the store, so forwarding destinations were not told; \
+                     delete the install there by hand, or erase it again while the server runs."
+                );
             }
-            erased
+            erased.unwrap_or(0)
         }
     };
     let whose = args

@@ -117,8 +117,12 @@ impl Store for ClickHouseStore {
         schema::retain_app(&self.http, app, events_days, rollups_days)
     }
 
-    fn forget_install(&self, app: &str, install: uuid::Uuid) -> Result<u64, StoreError> {
-        erase::forget_install(&self.http, app, install)
+    fn forget_install(
+        &self,
+        apps: &[&str],
+        install: uuid::Uuid,
+    ) -> Result<Option<u64>, StoreError> {
+        erase::forget_install(&self.http, apps, install)
     }
 
     fn add_app(&self, name: &str) -> Result<App, StoreError> {

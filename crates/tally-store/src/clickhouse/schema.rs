@@ -59,6 +59,7 @@ const MIGRATIONS: &[Migration] = &[
     partition_by_received_day,
     salt_apps,
     source_events,
+    erasures_pending,
 ];
 
 /// 1: the tables, with events partitioned by the client's day (which 2
@@ -390,6 +391,18 @@ pub(super) fn gateway_durations_select(condition: &str) -> String {
     )
 }
 
+/// 5: erasures written down before they delete anything, crossed out
+/// when done (see `erase.rs`).
+fn erasures_pending(http: &Http, _: Server) -> Result<(), StoreError> {
+    http.execute(
+        "CREATE TABLE IF NOT EXISTS erasures_pending (
+            app String,
+            install_id UUID,
+            days Array(String)
+        ) ENGINE = MergeTree ORDER BY (app, install_id)",
+    )
+}
+
 /// Whether a collector is copying the events table into the new layout.
 fn copy_running(http: &Http) -> Result<bool, StoreError> {
     let rows = http.rows(&format!(
@@ -478,7 +491,8 @@ pub(super) fn wait_for_mutations(http: &Http) -> Result<(), StoreError> {
     loop {
         let rows = http.rows(&format!(
             "SELECT count() AS n FROM system.mutations
-             WHERE database = {} AND table IN ('events', 'rollups') AND is_done = 0",
+             WHERE database = {} AND table IN ('events', 'rollups', 'erasures_pending')
+               AND is_done = 0",
             super::http::quote(http.database())
         ))?;
         if rows.first().and_then(|r| r["n"].as_u64()) == Some(0) {

@@ -14,17 +14,17 @@ use crate::StoreError;
 /// rows (the compactor's) is tried again.
 const TRIES: usize = 5;
 
-/// Erases `install` of `app` in one transaction, tried again when the
+/// Erases `install` of `apps` in one transaction, tried again when the
 /// compactor changed the same rows meanwhile; returns the raw events
-/// erased.
+/// erased, or `None` if no event of the install was ever stored.
 pub(super) fn forget_install(
     conn: &mut Connection,
-    app: &str,
+    apps: &[&str],
     install: Uuid,
-) -> Result<u64, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let mut tries = 0;
     loop {
-        match erase(conn, app, install) {
+        match erase(conn, apps, install) {
             Err(StoreError::DuckDb(e))
                 if tries + 1 < TRIES && e.to_string().contains("onflict") =>
             {
@@ -36,25 +36,54 @@ pub(super) fn forget_install(
     }
 }
 
-fn erase(conn: &mut Connection, app: &str, install: Uuid) -> Result<u64, StoreError> {
+fn erase(conn: &mut Connection, apps: &[&str], install: Uuid) -> Result<Option<u64>, StoreError> {
     let tx = conn.transaction()?;
-    let number: Option<u32> = tx
-        .query_row(
-            "SELECT n FROM installs WHERE install_id = ?",
-            [install],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            duckdb::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+    // The install's number: its row, or (for events a loader numbered
+    // while an earlier erasure ran) the number its events carry.
+    let number: Option<u32> = tx.query_row(
+        "SELECT coalesce((SELECT n FROM installs WHERE install_id = ? LIMIT 1),
+                         (SELECT install_no FROM events WHERE install_id = ? LIMIT 1))",
+        [install, install],
+        |r| r.get(0),
+    )?;
     let Some(number) = number else {
         // Never numbered: no event of it was ever stored.
-        return Ok(0);
+        return Ok(None);
     };
+    let (mut erased, mut held) = (0, false);
+    for &app in apps {
+        let (events, in_sets) = erase_from(&tx, app, install, number)?;
+        erased += events;
+        held |= in_sets;
+    }
+    let elsewhere: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE install_id = ?)",
+        [install],
+        |r| r.get(0),
+    )?;
+    if !elsewhere {
+        // The row keeps its number, so that no later install is given it
+        // (the rollups of days past retention may still count it); its id
+        // goes.
+        tx.execute(
+            "UPDATE installs SET install_id = gen_random_uuid() WHERE install_id = ?",
+            [install],
+        )?;
+    }
+    tx.commit()?;
+    Ok((erased > 0 || held).then_some(erased))
+}
+
+/// Erases install `install` (numbered `number`) of `app`; returns the raw
+/// events erased, and whether rollups of days past retention held it.
+fn erase_from(
+    conn: &Connection,
+    app: &str,
+    install: Uuid,
+    number: u32,
+) -> Result<(u64, bool), StoreError> {
     let days: BTreeSet<i32> = {
-        let mut stmt = tx.prepare(
+        let mut stmt = conn.prepare(
             "SELECT DISTINCT epoch_us(timestamp) // ? FROM events WHERE app = ? AND install_id = ?",
         )?;
         stmt.query_map(params![tally_rollup::DAY_US, app, install], |r| {
@@ -64,49 +93,48 @@ fn erase(conn: &mut Connection, app: &str, install: Uuid) -> Result<u64, StoreEr
         .collect::<Result<_, _>>()?
     };
     // Rollups before the app's first raw day count events that are gone:
-    // they cannot be rolled up again, only lose the install.
-    let horizon: Option<i64> = tx.query_row(
+    // they cannot be rolled up again, only lose the install. (Retention
+    // goes by the same time as the rollups' days, so every day from the
+    // first on is whole.)
+    let first: Option<i64> = conn.query_row(
         "SELECT min(epoch_us(timestamp)) FROM events WHERE app = ?",
         [app],
         |r| r.get(0),
     )?;
-    let erased = tx.execute(
+    let erased = conn.execute(
         "DELETE FROM events WHERE app = ? AND install_id = ?",
         params![app, install],
     )? as u64;
     for &day in &days {
-        tx.execute(
+        conn.execute(
             "DELETE FROM rollups WHERE app = ? AND day = ?",
             params![app, day],
         )?;
         let mut again = Rollups::default();
-        for (event, install) in rollups::raw(&tx, Some(app), day_start(day), day_start(day + 1))? {
-            again.add(&event, install);
-        }
-        rollups::append(&tx, &again)?;
+        rollups::each_raw(
+            conn,
+            Some(app),
+            day_start(day),
+            day_start(day + 1),
+            &mut |event, n| {
+                again.add(&event, n);
+            },
+        )?;
+        rollups::append(conn, &again)?;
     }
-    let before = horizon.map_or(i32::MAX, day_of);
-    leave_install_sets(&tx, app, before, number)?;
-    let elsewhere: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE install_id = ?)",
-        [install],
-        |r| r.get(0),
-    )?;
-    if !elsewhere {
-        tx.execute("DELETE FROM installs WHERE install_id = ?", [install])?;
-    }
-    tx.commit()?;
-    Ok(erased)
+    let held = leave_install_sets(conn, app, first.map_or(i32::MAX, day_of), number)?;
+    Ok((erased, held))
 }
 
 /// Takes install `number` out of the install sets of `app`'s rollup rows
-/// of the days before `before`, a day at a time.
+/// of the days before `before`, a day at a time; says whether any held it.
 fn leave_install_sets(
     conn: &Connection,
     app: &str,
     before: i32,
     number: u32,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let mut any = false;
     let days: Vec<i32> = {
         let mut stmt = conn
             .prepare("SELECT DISTINCT day FROM rollups WHERE app = ? AND day < ? ORDER BY day")?;
@@ -135,6 +163,7 @@ fn leave_install_sets(
             )?;
             rollups::append(conn, &rows)?;
         }
+        any |= held;
     }
-    Ok(())
+    Ok(any)
 }

@@ -215,10 +215,14 @@ impl Store for DuckDbStore {
         Ok(())
     }
 
-    fn forget_install(&self, app: &str, install: uuid::Uuid) -> Result<u64, StoreError> {
+    fn forget_install(
+        &self,
+        apps: &[&str],
+        install: uuid::Uuid,
+    ) -> Result<Option<u64>, StoreError> {
         // What was acknowledged before is in the tables before it goes.
         self.handoff.wait_complete()?;
-        let erased = erase::forget_install(&mut self.connection()?, app, install)?;
+        let erased = erase::forget_install(&mut self.connection()?, apps, install)?;
         self.handoff.forgotten(install);
         Ok(erased)
     }

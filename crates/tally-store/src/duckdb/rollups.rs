@@ -213,6 +213,20 @@ pub(super) fn raw(
     from: i64,
     to: i64,
 ) -> Result<Vec<(Event, u32)>, StoreError> {
+    let mut out = Vec::new();
+    each_raw(conn, app, from, to, &mut |event, n| out.push((event, n)))?;
+    Ok(out)
+}
+
+/// [`raw`], each event handed to `each` as it is read, so that a day of
+/// many events is never in memory at once.
+pub(super) fn each_raw(
+    conn: &Connection,
+    app: Option<&str>,
+    from: i64,
+    to: i64,
+    each: &mut dyn FnMut(Event, u32),
+) -> Result<(), StoreError> {
     let mut sql = format!(
         "SELECT {EXPORT_COLUMNS}, install_no FROM events WHERE name IS NULL \
          AND timestamp >= make_timestamp(?) AND timestamp < make_timestamp(?)"
@@ -224,14 +238,13 @@ pub(super) fn raw(
     }
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(duckdb::params_from_iter(args.iter()))?;
-    let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let install: Option<u32> = r.get(27)?;
         let event = row_to_event(r)?;
         let install = install.ok_or_else(|| {
             StoreError::Corrupt(format!("event {} has no install number", event.event.id))
         })?;
-        out.push((event.event, install));
+        each(event.event, install);
     }
-    Ok(out)
+    Ok(())
 }
