@@ -214,7 +214,12 @@ pub fn generate(
                 continue;
             }
             let at = start + Duration::days(day);
-            today.push(run(&mut rng, app, who, &commands, (day, at)));
+            let run = run(&mut rng, app, who, &commands, (day, at));
+            // A build looks its cache up: a custom event beside the run.
+            if run.event.command == "build" && rng.random::<f64>() < 0.6 {
+                today.push(cache_lookup(&mut rng, &run));
+            }
+            today.push(run);
             made += 1;
         }
         today.sort_by_key(|e| e.event.timestamp);
@@ -284,6 +289,27 @@ fn run(
         received_at: at,
         event,
     }
+}
+
+/// The custom event a build `run` records as it looks its cache up.
+fn cache_lookup(rng: &mut StdRng, run: &StoredEvent) -> StoredEvent {
+    let mut lookup = run.clone();
+    let e = &mut lookup.event;
+    e.id = Uuid::from_u128(rng.random::<u128>() & !(0xf000 << 64) | (0x4000 << 64));
+    let hit = rng.random::<f64>() < 0.7;
+    e.name = Some(if hit { "cache.hit" } else { "cache.miss" }.to_owned());
+    e.properties = BTreeMap::from([(
+        "layer".to_owned(),
+        if rng.random::<f64>() < 0.8 {
+            "memory"
+        } else {
+            "disk"
+        }
+        .into(),
+    )]);
+    e.error = None;
+    (e.exit_code, e.outcome) = (0, Some(tally_protocol::Outcome::Success));
+    lookup
 }
 
 /// The flags typed on a run of `spec` in `version` on `day`.
@@ -357,6 +383,43 @@ const ERRORS: &[((&str, &str), f64)] = &[
 /// The app and size of `serve --demo`'s data.
 pub const APP: &str = "democli";
 pub const EVENTS: u64 = 100_000;
+
+/// What [`APP`]'s CLI may send beyond every event's fields: the demo's
+/// custom events, their cache layer shown in reports, and the number of
+/// targets a build names.
+pub fn schema() -> tally_protocol::schema::Schema {
+    use tally_protocol::schema::{EventSpec, PropertySpec, PropertyType, Schema};
+    let layer = PropertySpec {
+        kind: PropertyType::String,
+        values: vec!["memory".into(), "disk".into()],
+        min: None,
+        max: None,
+        report: true,
+        description: Some("Where the build found (or missed) its cache".into()),
+    };
+    let lookup = |description: &str| EventSpec {
+        description: Some(description.into()),
+        properties: BTreeMap::from([("layer".to_owned(), layer.clone())]),
+    };
+    Schema {
+        properties: BTreeMap::from([(
+            "targets".to_owned(),
+            PropertySpec {
+                kind: PropertyType::Integer,
+                values: Vec::new(),
+                min: Some(1.0),
+                max: Some(100.0),
+                report: false,
+                description: Some("How many targets a build names".into()),
+            },
+        )]),
+        events: BTreeMap::from([
+            ("cache.hit".to_owned(), lookup("A build found its cache")),
+            ("cache.miss".to_owned(), lookup("A build did not")),
+        ]),
+        ..Schema::default()
+    }
+}
 
 /// Fills a store that has no apps yet with [`EVENTS`] events of [`APP`];
 /// `place` names the store in what it prints.

@@ -167,6 +167,27 @@ impl Schema {
         Ok(())
     }
 
+    /// The (event name, property) pairs whose values reports may show.
+    ///
+    /// ```
+    /// let schema: tally_protocol::schema::Schema = serde_json::from_str(
+    ///     r#"{"events": {"cache.hit": {"properties": {"warm": {"type": "boolean", "report": true}}}}}"#,
+    /// )?;
+    /// assert_eq!(schema.shown(), [("cache.hit".to_owned(), "warm".to_owned())]);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn shown(&self) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .flat_map(|(name, spec)| {
+                spec.properties
+                    .iter()
+                    .filter(|(_, p)| p.report)
+                    .map(move |(key, _)| (name.clone(), key.clone()))
+            })
+            .collect()
+    }
+
     /// The properties events called `name` (`None`: the invocation event)
     /// may carry, if the schema declares such events.
     pub fn properties_of(&self, name: Option<&str>) -> Option<&BTreeMap<String, PropertySpec>> {

@@ -34,11 +34,14 @@ pub enum ReportName {
     Health,
     /// Versions of the tools the CLI depends on.
     Deps,
+    /// Custom events: runs and installs per name, by version and by day,
+    /// and the values of the properties the app's schema shows.
+    Events,
 }
 
 impl ReportName {
     /// All reports, in the order the dashboard lists them.
-    pub const ALL: [ReportName; 11] = [
+    pub const ALL: [ReportName; 12] = [
         ReportName::Versions,
         ReportName::Platforms,
         ReportName::Commands,
@@ -50,6 +53,7 @@ impl ReportName {
         ReportName::Deprecation,
         ReportName::Health,
         ReportName::Deps,
+        ReportName::Events,
     ];
 
     /// The name in URLs and on the command line, e.g. "versions".
@@ -70,6 +74,7 @@ impl ReportName {
             ReportName::Deprecation => "deprecation",
             ReportName::Health => "health",
             ReportName::Deps => "deps",
+            ReportName::Events => "events",
         }
     }
 
@@ -172,6 +177,10 @@ pub struct Query {
     /// parameter: the server sets it from the app's settings, and no one
     /// who reads a report can lower it.
     pub min_installs: Option<u64>,
+    /// For `events`: the (event name, property) pairs whose values the
+    /// report may show, as the app's schema declares them (`report =
+    /// true`); none when empty. Not a URL parameter: the server sets it.
+    pub shown_properties: Vec<(String, String)>,
 }
 
 /// How many rows a table lists unless the query says: what a reader takes
@@ -296,6 +305,7 @@ impl Query {
             days,
             limit,
             min_installs: None,
+            shown_properties: Vec::new(),
         })
     }
 }

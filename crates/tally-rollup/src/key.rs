@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use tally_protocol::{Event, Outcome, Source};
+use tally_protocol::{Event, Outcome, PropertyValue, Source};
 use tally_report::Env;
 
 /// What a rollup row is broken down by, besides day, version, OS and env.
@@ -21,17 +21,24 @@ pub enum Kind {
     Environment,
     /// Tool and tool version (one row per dependency).
     Dep,
+    /// A custom event's name (custom events only).
+    Event,
+    /// A custom event's name, and one of its text or yes/no properties
+    /// with its value (one row per property).
+    EventProperty,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Command,
         Kind::Flag,
         Kind::Error,
         Kind::Platform,
         Kind::Environment,
         Kind::Dep,
+        Kind::Event,
+        Kind::EventProperty,
     ];
 
     /// The stored name.
@@ -48,6 +55,8 @@ impl Kind {
             Kind::Platform => "platform",
             Kind::Environment => "environment",
             Kind::Dep => "dep",
+            Kind::Event => "event",
+            Kind::EventProperty => "event_property",
         }
     }
 
@@ -65,6 +74,8 @@ impl Kind {
             Kind::Platform => &[Dim::OsVersion, Dim::Arch, Dim::Container, Dim::Wsl],
             Kind::Environment => &[Dim::Ci, Dim::Agent, Dim::Tty],
             Kind::Dep => &[Dim::Tool, Dim::ToolVersion],
+            Kind::Event => &[Dim::EventName],
+            Kind::EventProperty => &[Dim::EventName, Dim::Property, Dim::Value],
         }
     }
 
@@ -111,6 +122,12 @@ pub enum Dim {
     Tool,
     /// That tool's version ([`Kind::Dep`]).
     ToolVersion,
+    /// A custom event's name ([`Kind::Event`], [`Kind::EventProperty`]).
+    EventName,
+    /// A property's key ([`Kind::EventProperty`]).
+    Property,
+    /// A property's value, as text ([`Kind::EventProperty`]).
+    Value,
 }
 
 impl Dim {
@@ -123,14 +140,20 @@ impl Dim {
     /// ```
     pub const fn slot(self) -> usize {
         match self {
-            Dim::Command | Dim::ErrorKind | Dim::OsVersion | Dim::Ci | Dim::Tool => 0,
+            Dim::Command
+            | Dim::ErrorKind
+            | Dim::OsVersion
+            | Dim::Ci
+            | Dim::Tool
+            | Dim::EventName => 0,
             Dim::Outcome
             | Dim::Flag
             | Dim::ErrorLocation
             | Dim::Arch
             | Dim::Agent
-            | Dim::ToolVersion => 1,
-            Dim::Container | Dim::Tty => 2,
+            | Dim::ToolVersion
+            | Dim::Property => 1,
+            Dim::Container | Dim::Tty | Dim::Value => 2,
             Dim::Wsl => 3,
         }
     }
@@ -189,10 +212,28 @@ pub fn outcome_of(event: &Event) -> Outcome {
     })
 }
 
-/// The rollup rows an invocation event counts in: each kind with its own
-/// dimensions.
+/// The rollup rows an event counts in: each kind with its own dimensions.
+/// A custom event counts in its name's row and one row per text or
+/// yes/no property (numbers are not broken down); an invocation in all
+/// the others.
 pub fn keys_of(event: &Event) -> Vec<(Kind, Dims<&str>)> {
     let flag = |b: Option<bool>| b.map(|b| if b { "true" } else { "false" });
+    if let Some(name) = event.name.as_deref() {
+        let mut keys = vec![Kind::Event.row([(Dim::EventName, Some(name))])];
+        for (key, value) in &event.properties {
+            let value = match value {
+                PropertyValue::String(s) => s.as_str(),
+                PropertyValue::Bool(b) => flag(Some(*b)).unwrap_or_default(),
+                PropertyValue::Int(_) | PropertyValue::Float(_) => continue,
+            };
+            keys.push(Kind::EventProperty.row([
+                (Dim::EventName, Some(name)),
+                (Dim::Property, Some(key.as_str())),
+                (Dim::Value, Some(value)),
+            ]));
+        }
+        return keys;
+    }
     let command = Some(event.command.as_str());
     let mut keys = vec![
         Kind::Command.row([

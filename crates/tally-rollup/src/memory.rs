@@ -33,7 +33,7 @@ impl<'a> MemorySource<'a> {
             .collect()
     }
 
-    /// `app`'s invocation events in `[from, to)`.
+    /// `app`'s events in `[from, to)`.
     fn between<'q>(
         &self,
         app: &'q str,
@@ -42,8 +42,7 @@ impl<'a> MemorySource<'a> {
     ) -> impl Iterator<Item = (&'a Event, u32)> + use<'a, 'q> {
         self.events.iter().filter_map(move |(event, install)| {
             let at = micros(event.timestamp);
-            (event.app == app && event.name.is_none() && (from..to).contains(&at))
-                .then_some((event, *install))
+            (event.app == app && (from..to).contains(&at)).then_some((event, *install))
         })
     }
 }

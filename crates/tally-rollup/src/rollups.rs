@@ -57,13 +57,10 @@ struct Own<'a> {
 
 impl Rollups {
     /// Adds one stored event, counting `install` (its number, see
-    /// [`Installs`]) in each row's set; custom events have no rollups. A key
-    /// is looked up as it borrows from the event, and copied only when new:
-    /// most events add to rows that exist.
+    /// [`Installs`]) in each row's set. A key is looked up as it borrows
+    /// from the event, and copied only when new: most events add to rows
+    /// that exist.
     pub fn add(&mut self, event: &Event, install: u32) {
-        if event.name.is_some() {
-            return;
-        }
         let at = micros(event.timestamp);
         let shared = Shared {
             app: Cow::Borrowed(&event.app),

@@ -33,8 +33,8 @@ pub trait Source {
         each: &mut dyn FnMut(Row) -> Result<(), Self::Error>,
     ) -> Result<(), Self::Error>;
 
-    /// `app`'s invocation events in `[from, to)` (microseconds), each with
-    /// its install number.
+    /// `app`'s events (invocations and custom events) in `[from, to)`
+    /// (microseconds), each with its install number.
     fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, Self::Error>;
 
     /// Rows within `[since, until)` that pass `filter`, as `need` asks,

@@ -32,8 +32,8 @@
 //! Memory: each kept value costs its bytes plus about 40 bytes of set
 //! entry, and its bytes are bounded by the protocol's string limits
 //! (`tally_protocol::limits::strings`). With the default caps that is at
-//! most about 6.5 MB per app and day (two thirds of it error locations and
-//! dep versions at their longest), so 13 MB per app. Apps are made by the
+//! most about 8 MB per app and day (half of it error locations and
+//! dep versions at their longest, a fifth property values), so 16 MB per app. Apps are made by the
 //! admin, so their number is bounded too. Lookups are hash lookups with
 //! std's randomly keyed SipHash, so crafted values cannot make them slow.
 
@@ -87,6 +87,9 @@ pub struct CardinalityLimits {
     pub dep_versions: usize,
     /// Distinct property keys.
     pub property_keys: usize,
+    /// Distinct (key, text value) pairs of properties: what the `events`
+    /// report breaks custom events down by.
+    pub property_values: usize,
 }
 
 impl Default for CardinalityLimits {
@@ -107,6 +110,7 @@ impl Default for CardinalityLimits {
             dep_names: 1_000,
             dep_versions: 5_000,
             property_keys: 1_000,
+            property_values: 5_000,
         }
     }
 }
@@ -128,6 +132,7 @@ impl CardinalityLimits {
             Dimension::DepName => self.dep_names,
             Dimension::DepVersion => self.dep_versions,
             Dimension::PropertyKey => self.property_keys,
+            Dimension::PropertyValue => self.property_values,
         }
     }
 }
@@ -149,9 +154,10 @@ enum Dimension {
     DepName,
     DepVersion,
     PropertyKey,
+    PropertyValue,
 }
 
-const DIMENSIONS: usize = 14;
+const DIMENSIONS: usize = 15;
 
 impl Dimension {
     const ALL: [Dimension; DIMENSIONS] = [
@@ -169,6 +175,7 @@ impl Dimension {
         Dimension::DepName,
         Dimension::DepVersion,
         Dimension::PropertyKey,
+        Dimension::PropertyValue,
     ];
 
     /// The name in the metric's `dimension` label.
@@ -188,6 +195,7 @@ impl Dimension {
             Dimension::DepName => "dep_name",
             Dimension::DepVersion => "dep_version",
             Dimension::PropertyKey => "property_key",
+            Dimension::PropertyValue => "property_value",
         }
     }
 }
@@ -361,7 +369,8 @@ impl Folder<'_> {
     }
 
     /// Keys beyond the cap are dropped with their values; `(other)` then
-    /// holds how many were.
+    /// holds how many were. A text value beyond the cap of pairs becomes
+    /// `(other)`.
     fn properties(&mut self, properties: &mut std::collections::BTreeMap<String, PropertyValue>) {
         let mut dropped = 0;
         properties.retain(|key, _| {
@@ -369,6 +378,17 @@ impl Folder<'_> {
             dropped += i64::from(!kept);
             kept
         });
+        let mut pair = std::mem::take(&mut self.pair);
+        for (key, value) in properties.iter_mut() {
+            if let PropertyValue::String(text) = value {
+                pair.clear();
+                pair.extend([key.as_str(), "\0", text.as_str()]);
+                if !self.admits(Dimension::PropertyValue, &pair) {
+                    *text = OTHER.into();
+                }
+            }
+        }
+        self.pair = pair;
         if dropped > 0 {
             properties.insert(OTHER.into(), PropertyValue::Int(dropped));
         }
@@ -442,6 +462,7 @@ mod tests {
             dep_names: each,
             dep_versions: each,
             property_keys: each,
+            property_values: each,
         }
     }
 
@@ -508,6 +529,39 @@ mod tests {
         );
         assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 14);
         assert_eq!(counts.iter().count(), 13, "all but dep_version: {counts:?}");
+    }
+
+    #[test]
+    fn text_property_values_beyond_the_cap_become_other() {
+        let cardinality = Cardinality::new(CardinalityLimits {
+            property_values: 1,
+            ..CardinalityLimits::default()
+        });
+        let mut events: Vec<StoredEvent> = ["disk", "tape", "disk"]
+            .into_iter()
+            .map(|layer| {
+                let mut e = event("1.0", "build");
+                e.event.properties = [
+                    ("layer".to_owned(), PropertyValue::String(layer.into())),
+                    ("n".to_owned(), PropertyValue::Int(7)),
+                ]
+                .into();
+                e
+            })
+            .collect();
+        let counts = cardinality.fold("mycli", DAY, &mut events);
+        let layers: Vec<&PropertyValue> = events
+            .iter()
+            .map(|e| &e.event.properties["layer"])
+            .collect();
+        let text = |s: &str| PropertyValue::String(s.into());
+        assert_eq!(layers, [&text("disk"), &text(OTHER), &text("disk")]);
+        assert_eq!(folded(&counts), [("property_value", 1)]);
+        assert_eq!(
+            events[1].event.properties["n"],
+            PropertyValue::Int(7),
+            "numbers stay"
+        );
     }
 
     #[test]

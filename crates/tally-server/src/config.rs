@@ -184,6 +184,30 @@ impl Config {
         }
     }
 
+    /// Sets what the app's settings say of `query`, which no one who asks
+    /// can change: its small groups hidden, and which properties of its
+    /// custom events its schema lets reports show.
+    ///
+    /// ```
+    /// let mut config = tally_server::Config::new("d".into());
+    /// config.min_group_installs.insert("mycli".into(), 5);
+    /// let params = [("app".to_owned(), "mycli".to_owned())].into();
+    /// let mut query = tally_report::Query::from_params(tally_report::ReportName::Events, &params)?;
+    /// config.settle(&mut query);
+    /// assert_eq!(query.min_installs, Some(5));
+    /// assert!(query.shown_properties.is_empty(), "no schema, nothing shown");
+    /// # Ok::<(), tally_report::QueryError>(())
+    /// ```
+    pub fn settle(&self, query: &mut tally_report::Query) {
+        let app = &query.filter.app;
+        query.min_installs = self.min_group_installs.get(app).copied();
+        query.shown_properties = self
+            .schemas
+            .get(app)
+            .map(tally_protocol::schema::Schema::shown)
+            .unwrap_or_default();
+    }
+
     /// Whether anything is ever forgotten.
     pub fn retains(&self) -> bool {
         self.retention_days.is_some() || !self.app_retention.is_empty()

@@ -26,11 +26,7 @@ pub(crate) async fn report(
     })?;
     let mut query = tally_report::Query::from_params(report, &params)
         .map_err(|e| ApiError::bad("invalid_query", e.field, e.reason))?;
-    query.min_installs = state
-        .config()
-        .min_group_installs
-        .get(&query.filter.app)
-        .copied();
+    state.config().settle(&mut query);
     let store = state.store();
     store.complete()?;
     Ok(Json(store.call(move |store| store.report(&query)).await?))

@@ -126,6 +126,18 @@ pub fn varied(n: u64) -> Vec<StoredEvent> {
             // A request of a gateway's log now and then, beside the runs.
             if next(4) == 0 {
                 ev.source = tally_protocol::Source::Gateway;
+            } else if next(6) == 0 {
+                // And a custom event of the SDK's.
+                ev.name = Some(["cache.hit", "cache.miss"][next(2) as usize].into());
+                ev.properties = [
+                    (
+                        "layer".to_owned(),
+                        ["memory", "disk"][next(2) as usize].into(),
+                    ),
+                    ("warm".to_owned(), (next(2) == 0).into()),
+                    ("size_mb".to_owned(), (next(100) as i64).into()),
+                ]
+                .into();
             }
             e
         })

@@ -41,7 +41,8 @@ const RUNS: &str = "
 /// | 5 | C | 1.1.0 | linux | agent (claude-code) | build | --verbose --legacy | 101 (crash) | 500 | 11-03 |
 /// | 6 | D | 1.1.0 | windows | human | build | --legacy | 0 | 600 | 11-08 (Sun) |
 ///
-/// plus a custom event (`cache.hit`) from A, which no report counts, and
+/// plus a custom event (`cache.hit`, `layer` = `disk`, `size_mb` = 3)
+/// from A, which only `events` counts, and
 /// deps: git 2.43.0 on runs 1 and 2, git 2.44.0 on run 6.
 pub fn data() -> Vec<StoredEvent> {
     let mut events: Vec<StoredEvent> = RUNS
@@ -53,6 +54,11 @@ pub fn data() -> Vec<StoredEvent> {
     let mut custom = events[0].clone();
     custom.event.id = Uuid::from_u128(0xb000_0000_0000_7000_8000_0000_0000_00ff);
     custom.event.name = Some("cache.hit".into());
+    custom.event.properties = [
+        ("layer".to_owned(), "disk".into()),
+        ("size_mb".to_owned(), 3i64.into()),
+    ]
+    .into();
     events.push(custom);
     events
 }
@@ -479,6 +485,43 @@ fn limited(
     (rows(&report, name, columns), total)
 }
 
+/// `events`: A's one `cache.hit`, on 11-01 with 1.0.0; of its properties
+/// `layer` is shown (the schema's choice), `size_mb`, a number, never.
+pub fn events(s: Ask<'_>) {
+    let mut all: BTreeMap<String, String> = [("app".to_owned(), APP.to_owned())].into();
+    all.insert("since".into(), "2026-10-01".into());
+    let mut query = Query::from_params(ReportName::Events, &all).expect("valid query");
+    let plain = s(&query);
+    assert_eq!(
+        rows(&plain, "events", &["event", "installs", "runs"]),
+        [vec![t("cache.hit"), i(1), i(1)]]
+    );
+    assert_eq!(
+        rows(&plain, "versions", &["event", "version", "runs"]),
+        [vec![t("cache.hit"), t("1.0.0"), i(1)]]
+    );
+    assert_eq!(
+        rows(&plain, "trend", &["day", "event", "runs"]),
+        [vec![t("2026-11-01"), t("cache.hit"), i(1)]]
+    );
+    assert!(
+        plain.table("properties").is_none(),
+        "nothing shown unless declared"
+    );
+    query.shown_properties = vec![
+        ("cache.hit".into(), "layer".into()),
+        ("cache.hit".into(), "size_mb".into()),
+    ];
+    assert_eq!(
+        rows(
+            &s(&query),
+            "properties",
+            &["event", "property", "value", "installs", "runs"]
+        ),
+        [vec![t("cache.hit"), t("layer"), t("disk"), i(1), i(1)]]
+    );
+}
+
 /// Every report with groups of one install hidden (`min_installs` 2): no
 /// group of fewer appears in any table, and each report says how many it
 /// left out. By hand: linux (A, C) is the one OS kept; of the flags,
@@ -737,7 +780,12 @@ pub fn varied_queries() -> Vec<Query> {
                 params.insert("flag".into(), "--legacy".into());
                 params.insert("until".into(), "2026-11-08".into());
             }
-            queries.push(Query::from_params(report, &params).expect("valid query"));
+            let mut query = Query::from_params(report, &params).expect("valid query");
+            query.shown_properties = vec![
+                ("cache.hit".into(), "layer".into()),
+                ("cache.miss".into(), "warm".into()),
+            ];
+            queries.push(query);
         }
     }
     queries
@@ -754,8 +802,11 @@ pub fn answers_match_events(ask: Ask<'_>, events: &[StoredEvent], phase: &str) {
         let source = tally_rollup::MemorySource::new(&numbered);
         let expected = tally_rollup::answer(&source, &query).expect("in memory");
         assert_eq!(answer, expected, "{phase}: {query:?}");
+        // A gateway records no custom events.
+        let none = query.report == ReportName::Events
+            && query.filter.source == Some(tally_report::Source::Gateway);
         assert!(
-            answer.tables.iter().any(|t| !t.rows.is_empty()),
+            none || answer.tables.iter().any(|t| !t.rows.is_empty()),
             "{phase}: {query:?} is empty, so it proves nothing"
         );
     }
@@ -768,7 +819,7 @@ pub fn answers_match_events(ask: Ask<'_>, events: &[StoredEvent], phase: &str) {
 macro_rules! report_tests {
     ($ask:expr) => {
         $crate::report_tests!(@each $ask; versions platforms commands flags errors durations
-            installs environments deprecation health deps limits small_groups);
+            installs environments deprecation health deps limits small_groups events);
     };
     (@each $ask:expr; $($report:ident)*) => {
         $(

@@ -54,8 +54,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// The server's config file, for a store read directly: its
-    /// `min_group_installs` hides the app's small groups as the server
-    /// does (a running server applies its own).
+    /// `min_group_installs` hides the app's small groups, and its schema
+    /// says which properties `events` shows, as the server does (a
+    /// running server applies its own).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -105,7 +106,7 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(path) = &args.config {
                 let mut settings = tally_server::Config::new(args.target.store.data.clone());
                 super::serve::apply_config_file(path, &mut settings)?;
-                query.min_installs = settings.min_group_installs.get(&query.filter.app).copied();
+                settings.settle(&mut query);
             }
             store.report(&query)?
         }

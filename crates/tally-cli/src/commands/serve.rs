@@ -153,6 +153,11 @@ pub fn run(args: Args) -> Result<()> {
         let spec = &config.store;
         let store = spec.open().with_context(|| format!("opening {spec}"))?;
         crate::demo::fill_if_empty(&*store, &spec.to_string())?;
+        // What the demo's CLI may send, unless the config file says.
+        config
+            .schemas
+            .entry(crate::demo::APP.to_owned())
+            .or_insert_with(crate::demo::schema);
     }
     serve(config, args.listen)
 }

@@ -343,6 +343,13 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
         );
         screenshot(&mut browser, report);
     }
+    // The demo's custom events, and the cache layer its schema shows.
+    browser.eval("location.hash = '#/events'");
+    browser.wait_for(
+        "[...document.querySelectorAll('#report-events table[data-table=properties] td')]\
+         .some((td) => td.textContent === 'memory')",
+        "the cache layers of the custom events",
+    );
 
     // A filter changes what the page shows, to what the API answers.
     browser.eval("location.hash = '#/commands'");

@@ -12,6 +12,7 @@ mod deps;
 mod durations;
 mod environments;
 mod errors;
+mod events;
 mod flags;
 mod health;
 mod hiding;
@@ -57,6 +58,7 @@ pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Resul
         ReportName::Deprecation => deprecation::answer(source, query)?,
         ReportName::Health => health::answer(source, query)?,
         ReportName::Deps => deps::answer(source, query)?,
+        ReportName::Events => events::answer(source, query)?,
     };
     let hidden = hiding.map(|hiding| {
         let blanked = hiding::blank_small_counts(&mut tables, hiding.min_installs);

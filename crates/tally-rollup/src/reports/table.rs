@@ -14,6 +14,7 @@ use crate::{Agg, Dim, Group, Row, day_start, from_micros};
 #[derive(Clone, Copy)]
 pub(super) enum Column {
     Os,
+    Version,
     Env,
     Text(Dim),
     Bool(Dim),
@@ -23,6 +24,7 @@ impl Column {
     pub(super) fn cell(self, row: &Row) -> Cell {
         match self {
             Column::Os => Cell::Text(row.os.clone()),
+            Column::Version => Cell::Text(row.version.clone()),
             Column::Env => Cell::Text(row.env.as_str().to_owned()),
             Column::Text(dim) => row
                 .dim(dim)

@@ -3,11 +3,12 @@
 // from /api/v1/reports/* with the admin token the user logs in with.
 
 const REPORTS = ["versions", "platforms", "commands", "flags", "errors", "durations",
-  "installs", "environments", "deprecation", "health", "deps"];
+  "installs", "environments", "deprecation", "health", "deps", "events"];
 const TITLES = {
   overview: "Overview", versions: "Versions", platforms: "Platforms", commands: "Commands",
   flags: "Flags", errors: "Errors", durations: "Durations", installs: "Installs",
   environments: "Environments", deprecation: "Deprecation", health: "Release health", deps: "Dependencies",
+  events: "Custom events",
 };
 const TABLE_TITLES = {
   "versions/versions": "Installs per version", "versions/latest": "Latest release",
@@ -21,6 +22,8 @@ const TABLE_TITLES = {
   "environments/tty": "Interactive terminal", "deprecation/usage": "Usage in the window",
   "deprecation/by_version": "By version", "health/versions": "Per version, against the previous one",
   "health/commands": "Per command and version", "deps/deps": "Tool versions",
+  "events/events": "Custom events", "events/versions": "Per version", "events/trend": "Runs per day",
+  "events/properties": "Property values (those the app's schema shows)",
 };
 // The key of the row that sums what a report's limit left out (and values
 // the server stored as "(other)").
@@ -237,6 +240,7 @@ function chartFor(reportName, table) {
     const xs = column(table, "day");
     return lineChart(xs, ["daily", "weekly", "monthly"].map((n) => ({ name: n, values: column(table, n) })));
   }
+  if (key === "events/trend") return pivotChart(table, "day", "event", "runs", 6);
   if (key === "installs/new") return barChart(column(table, "week").slice(-12), column(table, "new_installs").slice(-12));
   if (key === "commands/commands") {
     const rows = charted(table).slice(0, 12);

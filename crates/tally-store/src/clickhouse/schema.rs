@@ -60,6 +60,7 @@ const MIGRATIONS: &[Migration] = &[
     salt_apps,
     source_events,
     erasures_pending,
+    named_events,
 ];
 
 /// 1: the tables, with events partitioned by the client's day (which 2
@@ -190,12 +191,13 @@ fn rollups_table(few: &str) -> String {
 fn rollups_view() -> String {
     format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO rollups AS {}",
-        rollups_select("1")
+        rollups_select("isNull(name)")
     )
 }
 
 /// The rollup rows of the events `condition` selects: what `rollups_mv`
-/// writes of each insert, and what an erasure rolls up again.
+/// (invocations) and `rollups_named_mv` (custom events) write of each
+/// insert, and what an erasure rolls up again.
 pub(super) fn rollups_select(condition: &str) -> String {
     format!(
         "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
@@ -210,7 +212,7 @@ pub(super) fn rollups_select(condition: &str) -> String {
             if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
             if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())) AS durations
     FROM events ARRAY JOIN rk
-    WHERE isNull(name) AND ({condition})
+    WHERE {condition}
     GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4"
     )
 }
@@ -401,6 +403,17 @@ fn erasures_pending(http: &Http, _: Server) -> Result<(), StoreError> {
             days Array(String)
         ) ENGINE = MergeTree ORDER BY (app, install_id)",
     )
+}
+
+/// 6: custom events rolled up (their `rk` rows, of kinds `event` and
+/// `event_property`), by a view of their own beside `rollups_mv`, which
+/// is never dropped and remade while collectors insert. Custom events
+/// stored before have no `rk` rows, and stay out of the rollups.
+fn named_events(http: &Http, _: Server) -> Result<(), StoreError> {
+    http.execute(&format!(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_named_mv TO rollups AS {}",
+        rollups_select("isNotNull(name)")
+    ))
 }
 
 /// Whether a collector is copying the events table into the new layout.

@@ -203,7 +203,7 @@ impl Source for ClickHouseSource<'_> {
 
     fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE app = {} AND isNull(name)
+            "SELECT {EVENT_COLUMNS} FROM events WHERE app = {}
              AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
             quote(app)
         );

@@ -97,11 +97,7 @@ fn date(day: i32) -> String {
 
 fn to_row(stored: &StoredEvent) -> Value {
     let e = &stored.event;
-    let keys = if e.name.is_some() {
-        Vec::new()
-    } else {
-        keys_of(e)
-    };
+    let keys = keys_of(e);
     let column =
         |i: usize| -> Vec<&str> { keys.iter().map(|(_, d)| d[i].unwrap_or(NONE)).collect() };
     let error = e.error.as_ref();

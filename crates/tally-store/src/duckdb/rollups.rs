@@ -178,35 +178,51 @@ pub(super) fn compact_in_slices(
 }
 
 /// Rolls up events stored before rollups existed (or whose rollups were
-/// lost): runs when the rollup table is empty but invocation events exist.
+/// lost): runs when the rollup table is empty but events exist. Custom
+/// events, which Tally before 0.2 left out of the rollups, are rolled up
+/// once too.
 pub(super) fn rebuild_if_missing(conn: &mut Connection) -> Result<(), StoreError> {
-    let (have_rollups, range): (bool, (Option<i64>, Option<i64>)) = (
-        conn.query_row("SELECT EXISTS (SELECT 1 FROM rollups)", [], |r| r.get(0))?,
-        conn.query_row(
-            "SELECT min(epoch_us(timestamp)), max(epoch_us(timestamp)) FROM events WHERE name IS NULL",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?,
-    );
-    let (false, (Some(first), Some(last))) = (have_rollups, range) else {
+    let exists = |conn: &Connection, sql: &str| -> Result<bool, StoreError> {
+        Ok(conn.query_row(&format!("SELECT EXISTS ({sql})"), [], |r| r.get(0))?)
+    };
+    let all = !exists(conn, "SELECT 1 FROM rollups")?;
+    let named = !all
+        && !exists(conn, "SELECT 1 FROM rollups WHERE kind = 'event'")?
+        && exists(conn, "SELECT 1 FROM events WHERE name IS NOT NULL")?;
+    if !all && !named {
+        return Ok(());
+    }
+    let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT min(epoch_us(timestamp)), max(epoch_us(timestamp)) FROM events",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (Some(first), Some(last)) = (first, last) else {
         return Ok(());
     };
     tracing::info!("rolling up the stored events for the reports (once)");
     let tx = conn.transaction()?;
     for day in day_of(first)..=day_of(last) {
-        let events = raw(&tx, None, day_start(day), day_start(day + 1))?;
         let mut rollups = Rollups::default();
-        for (event, install) in &events {
-            rollups.add(event, *install);
-        }
+        each_raw(
+            &tx,
+            None,
+            day_start(day),
+            day_start(day + 1),
+            &mut |event, install| {
+                if all || event.name.is_some() {
+                    rollups.add(&event, install);
+                }
+            },
+        )?;
         append(&tx, &rollups)?;
     }
     tx.commit()?;
     Ok(())
 }
 
-/// Invocation events in `[from, to)` (microseconds), of `app` if given,
-/// with their install numbers.
+/// Events in `[from, to)` (microseconds), of `app` if given, with their
+/// install numbers.
 pub(super) fn raw(
     conn: &Connection,
     app: Option<&str>,
@@ -228,8 +244,8 @@ pub(super) fn each_raw(
     each: &mut dyn FnMut(Event, u32),
 ) -> Result<(), StoreError> {
     let mut sql = format!(
-        "SELECT {EXPORT_COLUMNS}, install_no FROM events WHERE name IS NULL \
-         AND timestamp >= make_timestamp(?) AND timestamp < make_timestamp(?)"
+        "SELECT {EXPORT_COLUMNS}, install_no FROM events \
+         WHERE timestamp >= make_timestamp(?) AND timestamp < make_timestamp(?)"
     );
     let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(from), Box::new(to)];
     if let Some(app) = app {
