@@ -551,6 +551,12 @@ pub fn small_groups(s: Ask<'_>) {
             .to_text()
             .contains("groups of fewer than 2 installs are hidden")
     );
+    for shown in [platforms.to_text(), platforms.to_csv()] {
+        assert!(
+            !shown.contains("macos") && !shown.contains("windows"),
+            "{shown}"
+        );
+    }
     assert_eq!(
         rows(
             &hiding(ReportName::Flags, &[]),

@@ -9,5 +9,6 @@ mod compat_input;
 mod erase;
 mod forward;
 mod hostile;
+mod leaks;
 mod schema;
 mod support;
