@@ -155,6 +155,54 @@ fn rollups_are_rebuilt_when_missing() {
     assert_eq!(store.report(&query).expect("report"), before);
 }
 
+/// A store whose custom events were stored before Tally rolled them up
+/// gets their rollups when it opens, and only theirs: the runs' rollups
+/// are not counted twice.
+#[test]
+fn custom_events_stored_before_their_rollups_are_rolled_up_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = varied(400);
+    let ask = |store: &DuckDbStore, report| {
+        let query = tally_report::Query::from_params(
+            report,
+            &[("app".to_owned(), "varied".to_owned())].into(),
+        )
+        .expect("query");
+        store.report(&query).expect("report")
+    };
+    let (events_before, commands_before) = {
+        let store = DuckDbStore::open(dir.path()).expect("open");
+        store
+            .writer()
+            .expect("w")
+            .insert(&mut events.to_vec().into())
+            .expect("insert");
+        let answers = (
+            ask(&store, tally_report::ReportName::Events),
+            ask(&store, tally_report::ReportName::Commands),
+        );
+        assert!(
+            !answers.0.tables[0].rows.is_empty(),
+            "varied has custom events"
+        );
+        store
+            .connection()
+            .expect("conn")
+            .execute(
+                "DELETE FROM rollups WHERE kind IN ('event', 'event_property')",
+                [],
+            )
+            .expect("delete");
+        answers
+    };
+    let store = DuckDbStore::open(dir.path()).expect("reopen");
+    assert_eq!(ask(&store, tally_report::ReportName::Events), events_before);
+    assert_eq!(
+        ask(&store, tally_report::ReportName::Commands),
+        commands_before
+    );
+}
+
 /// A crash after a batch was journaled (and acknowledged) but before the
 /// loader stored it: the next open stores it, once, however often the store
 /// is opened again.
