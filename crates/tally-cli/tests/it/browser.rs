@@ -103,7 +103,7 @@ impl Browser {
         }
         browser.call(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+            json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
         );
         browser
     }
@@ -342,7 +342,82 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
             &format!("the {report} page"),
         );
         screenshot(&mut browser, report);
+        // At 1280 px, no column of any table is cut off by its card.
+        let clipped = browser.eval(
+            "[...document.querySelectorAll('#page .card')].flatMap((card) => { \
+               const edge = card.getBoundingClientRect().right; \
+               return [...card.querySelectorAll('th')] \
+                 .filter((th) => th.getBoundingClientRect().right > edge + 1) \
+                 .map((th) => th.textContent); })",
+        );
+        assert_eq!(clipped, json!([]), "columns cut off on the {report} page");
     }
+
+    // Release health leads with its answer: the demo's 1.2.0 regression
+    // of `deploy`, and its rows first, in red.
+    browser.eval("location.hash = '#/health'");
+    browser.wait_for("document.querySelector('#headline h1')", "the headline");
+    let headline = browser.eval("document.querySelector('#headline h1').textContent");
+    let headline = headline.as_str().expect("text");
+    assert!(
+        headline.starts_with("1.2.0: `deploy") && headline.contains("fell from"),
+        "{headline}"
+    );
+    assert_eq!(
+        browser.eval(
+            "document.querySelector('#report-health table[data-table=commands] tbody tr').className"
+        ),
+        json!("regression")
+    );
+
+    // A click on a version filters by it, in the URL, which a reload keeps.
+    browser.eval("location.hash = '#/versions'");
+    browser.wait_for(
+        "document.querySelector('#report-versions table[data-table=versions] a.drill')",
+        "a version to click",
+    );
+    let version = browser.eval(
+        "(() => { const a = document.querySelector('#report-versions table[data-table=versions] a.drill'); \
+           a.click(); return a.textContent; })()",
+    );
+    browser.wait_for(
+        &format!("location.hash.includes('version=' + encodeURIComponent({version}))"),
+        "the version in the URL",
+    );
+    browser.call("Page.reload", json!({}));
+    browser.wait_for(
+        &format!(
+            "document.getElementById('f-version') && document.getElementById('f-version').value === {version} \
+             && document.querySelector('#report-versions table')"
+        ),
+        "the filter after a reload",
+    );
+    browser.eval("history.back()");
+    browser.wait_for(
+        "!location.hash.includes('version=')",
+        "the view before the click, with the back button",
+    );
+
+    // The CSV a download gets is what `tally report --format csv` prints.
+    let csv = browser.eval(&format!(
+        "fetch('/api/v1/reports/commands?app=democli&format=csv&table=commands', \
+           {{ headers: {{ Authorization: 'Bearer ' + {} }} }}).then((r) => r.text())",
+        json!(token.trim())
+    ));
+    let (ok, printed, stderr) = crate::support::tally(&[
+        "report",
+        "commands",
+        "--app",
+        "democli",
+        "--format",
+        "csv",
+        "--server",
+        &server.url,
+        "--token",
+        token.trim(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(csv, json!(printed));
     // The demo's custom events, and the cache layer its schema shows.
     browser.eval("location.hash = '#/events'");
     browser.wait_for(

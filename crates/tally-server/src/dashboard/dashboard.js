@@ -32,7 +32,7 @@ const OTHER = "(other)";
 const OVERVIEW_LIMIT = 10;
 const COLORS = ["#3367d6", "#e8710a", "#2e7d32", "#c62828", "#8e24aa", "#00897b", "#6d4c41", "#5c6bc0"];
 
-const state = { token: sessionStorage.getItem("tally-token") || "", apps: [] };
+const state = { token: sessionStorage.getItem("tally-token") || "", apps: [], last: "" };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -96,16 +96,74 @@ async function login(token) {
   await route();
 }
 
+// The filters of the form, each kept in the URL (after the page:
+// "#/commands?app=mycli&env=ci"), so that a link opens the same view and
+// the back button goes back to the last one.
+const FILTERS = ["app", "since", "until", "version", "os", "env", "source", "flag", "command", "days"];
+// The quick ranges: the last so many hours, as `last=` in the URL.
+const RANGES = { "24h": 24, "7d": 7 * 24, "30d": 30 * 24, "90d": 90 * 24 };
+
 function currentPage() {
-  const name = location.hash.replace(/^#\//, "");
+  const name = location.hash.replace(/^#\//, "").split("?")[0];
   return name === "" || !(name in TITLES) ? "overview" : name;
 }
 
+/// The filters the URL holds.
+function urlFilters() {
+  return new URLSearchParams(location.hash.split("?")[1] || "");
+}
+
+/// Puts the URL's filters into the form (the first app when it names none).
+function restoreFilters() {
+  const q = urlFilters();
+  for (const id of FILTERS) {
+    const input = $("f-" + id);
+    const value = q.get(id);
+    if (id === "app" && !value) continue;
+    input.value = value || (id === "days" ? "30" : "");
+  }
+  state.last = RANGES[q.get("last")] ? q.get("last") : "";
+  for (const b of document.querySelectorAll("#ranges button")) {
+    b.classList.toggle("active", b.dataset.last === state.last);
+  }
+}
+
+/// The form's filters as the URL keeps them, with `changes` made.
+function formFilters(changes) {
+  const q = new URLSearchParams();
+  for (const id of FILTERS) {
+    const value = $("f-" + id).value.trim();
+    if (value && !(id === "days" && value === "30")) q.set(id, value);
+  }
+  if (state.last) q.set("last", state.last);
+  for (const [k, v] of Object.entries(changes || {})) {
+    if (v) q.set(k, v); else q.delete(k);
+  }
+  return q;
+}
+
+/// The link to `page` with the form's filters and `changes`.
+function link(page, changes) {
+  const q = formFilters(changes).toString();
+  return "#/" + page + (q ? "?" + q : "");
+}
+
+/// Goes to `href`; the same view again is shown afresh.
+function go(href) {
+  if (location.hash === href) route(); else location.hash = href;
+}
+
+/// What the API is asked for `page`: the filters, a quick range as the
+/// time it starts, and the page's own.
 function params(page) {
   const p = new URLSearchParams();
   for (const id of ["app", "since", "until", "version", "os", "env", "source"]) {
     const value = $("f-" + id).value.trim();
     if (value) p.set(id, value);
+  }
+  if (state.last) {
+    p.set("since", new Date(Date.now() - RANGES[state.last] * 3600e3).toISOString().replace(/\.\d+Z$/, "Z"));
+    p.delete("until");
   }
   if (page === "overview") p.set("limit", String(OVERVIEW_LIMIT));
   if (page === "deprecation") {
@@ -142,20 +200,36 @@ function maxOf(values) {
   return max;
 }
 
+// Columns whose values are filters: a click on one filters every page by it.
+const DRILLS = { version: "version", os: "os", env: "env" };
+
+/// A cell, as a link that filters by its value where its column is a filter.
+function cellView(column, value, row) {
+  // The (other) row's installs are not the sum of its rows' installs.
+  const text = value === null && isOther(row) ? "–" : formatCell(column, value);
+  const filter = DRILLS[column];
+  if (!filter || typeof value !== "string" || value === OTHER || value === "") return text;
+  return el("a", { href: link(currentPage(), { [filter]: value }), class: "drill", title: `Only ${column} ${value}` }, text);
+}
+
 /// A table of every row the API answered; when a limit left rows out, the
-/// last row sums them and a note says how many there are in all.
+/// last row sums them and a note says how many there are in all. Rows that
+/// are a regression come first, in red.
 function tableView(table) {
   if (table.rows.length === 0) return el("p", { class: "empty" }, "No data for these filters.");
+  const flagged = table.columns.indexOf("regression");
+  const rows = flagged < 0 ? table.rows
+    : [...table.rows.filter((r) => r[flagged] === true), ...table.rows.filter((r) => r[flagged] !== true)];
   const view = el("table", { "data-table": table.name },
     el("thead", {}, el("tr", {}, table.columns.map((c) => el("th", {}, c.replaceAll("_", " "))))),
-    el("tbody", {}, table.rows.map((row) => el("tr", isOther(row) ? { class: "other" } : {}, row.map((value, i) => {
-      const classes = [];
-      if (typeof value === "number") classes.push("num");
-      if (table.columns[i] === "regression" && value === true) classes.push("flag-true");
-      // The (other) row's installs are not the sum of its rows' installs.
-      const text = value === null && isOther(row) ? "–" : formatCell(table.columns[i], value);
-      return el("td", { class: classes.join(" ") }, text);
-    })))));
+    el("tbody", {}, rows.map((row) => {
+      const classes = [isOther(row) ? "other" : "", flagged >= 0 && row[flagged] === true ? "regression" : ""];
+      return el("tr", { class: classes.join(" ").trim() }, row.map((value, i) => {
+        const kind = typeof value === "number" ? "num" : "";
+        const flag = table.columns[i] === "regression" && value === true ? " flag-true" : "";
+        return el("td", { class: (kind + flag).trim() }, cellView(table.columns[i], value, row));
+      }));
+    })));
   const total = table.total_rows || 0;
   if (total <= table.rows.length) return view;
   const listed = (table.rows.length - 1).toLocaleString("en-US");
@@ -181,15 +255,26 @@ function barChart(labels, values, format) {
   return chart;
 }
 
-function lineChart(xs, series) {
+/// Lines of `series` over `xs`; with `fit`, the axis spans the values
+/// (so a drop of three points is seen), else it starts at zero.
+function lineChart(xs, series, fit) {
   const W = 800, H = 240, L = 48, B = 26;
-  const max = maxOf(series.flatMap((s) => s.values));
+  const values = series.flatMap((s) => s.values).filter((v) => typeof v === "number");
+  let max = maxOf(values);
+  let min = 0;
+  if (fit && values.length) {
+    const low = Math.min(...values.slice(0, 10000)), high = Math.max(...values.slice(0, 10000));
+    const pad = Math.max((high - low) * 0.15, 0.5);
+    [min, max] = [Math.max(0, low - pad), high + pad];
+  }
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img" });
   const x = (i) => L + (xs.length <= 1 ? 0 : (i / (xs.length - 1)) * (W - L - 10));
-  const y = (v) => H - B - (v / max) * (H - B - 10);
+  const y = (v) => H - B - ((v - min) / (max - min || 1)) * (H - B - 10);
   for (const frac of [0, 0.5, 1]) {
-    chart.append(svg("line", { x1: L, x2: W - 10, y1: y(max * frac), y2: y(max * frac), stroke: "#e3e7ee" }),
-      svg("text", { x: 4, y: y(max * frac) + 4 }, Math.round(max * frac).toLocaleString("en-US")));
+    const at = min + (max - min) * frac;
+    const label = fit ? at.toFixed(1) : Math.round(at).toLocaleString("en-US");
+    chart.append(svg("line", { x1: L, x2: W - 10, y1: y(at), y2: y(at), stroke: "#e3e7ee" }),
+      svg("text", { x: 4, y: y(at) + 4 }, label));
   }
   const step = Math.max(1, Math.ceil(xs.length / 8));
   xs.forEach((label, i) => {
@@ -254,16 +339,82 @@ function chartFor(reportName, table) {
   }
   if (key === "health/versions") {
     const rows = charted(table).reverse();
-    return lineChart(rows.map((r) => r[0]), [
-      { name: "success rate %", values: rows.map((r) => Math.round(r[2] * 1000) / 10) },
-      { name: "crash rate %", values: rows.map((r) => Math.round(r[5] * 1000) / 10) },
-    ]);
+    return el("div", {},
+      lineChart(rows.map((r) => r[0]), [
+        { name: "success rate %", values: rows.map((r) => Math.round(r[2] * 1000) / 10) },
+      ], true),
+      lineChart(rows.map((r) => r[0]), [
+        { name: "crash rate %", values: rows.map((r) => Math.round(r[5] * 1000) / 10) },
+      ], true));
   }
   return null;
 }
 
 function card(title, ...content) {
   return el("div", { class: "card" }, el("h2", {}, title), ...content);
+}
+
+/// Downloads table `table` of report `name` as the API renders it (`csv`
+/// or `json`): the numbers `tally report` prints.
+async function download(name, table, format) {
+  const p = params(name);
+  p.set("format", format);
+  p.set("table", table);
+  const response = await fetch("/api/v1/reports/" + name + "?" + p.toString(),
+    { headers: { Authorization: "Bearer " + state.token } });
+  if (!response.ok) throw new Error((await response.json()).reason || response.statusText);
+  const url = URL.createObjectURL(await response.blob());
+  const a = el("a", { href: url, download: `${name}-${table}.${format}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  URL.revokeObjectURL(url);
+}
+
+/// The buttons that download a table.
+function exports(name, table) {
+  return el("div", { class: "exports" }, ["csv", "json"].map((format) => {
+    const button = el("button", { type: "button", "data-format": format, "data-table": table }, format.toUpperCase());
+    button.addEventListener("click", () => download(name, table, format).catch((e) => {
+      $("error").textContent = e.message;
+      show("error", true);
+    }));
+    return button;
+  }));
+}
+
+/// A table's card: its title, chart, rows and download buttons; a table
+/// of many columns takes the page's whole width, so none is cut off.
+function tableCard(name, table) {
+  const view = card(TABLE_TITLES[name + "/" + table.name] || table.name,
+    chartFor(name, table), tableView(table), exports(name, table.name));
+  if (table.columns.length > 5) view.classList.add("wide");
+  return view;
+}
+
+/// What Release health says first: each regression beyond noise, the
+/// worst first, in a sentence; or that there is none.
+function healthHeadline(answer) {
+  const pct = (x) => (x * 100).toFixed(1) + "%";
+  const lines = [];
+  for (const name of ["commands", "versions"]) {
+    const table = answer.tables.find((t) => t.name === name);
+    if (!table || lines.length) continue;
+    const at = (row, c) => row[table.columns.indexOf(c)];
+    const drop = (r) => at(r, "success_rate") - at(r, "previous_success_rate");
+    const flagged = table.rows.filter((r) => at(r, "regression") === true).sort((a, b) => drop(a) - drop(b));
+    for (const r of flagged) {
+      const what = name === "commands" ? `\`${at(r, "command")}\` success` : "success";
+      lines.push(`${at(r, "version")}: ${what} ${drop(r) < 0 ? "fell" : "rose"} from ${pct(at(r, "previous_success_rate"))} ` +
+        `to ${pct(at(r, "success_rate"))}, ${at(r, "runs").toLocaleString("en-US")} runs, ${pct(at(r, "crash_rate"))} crashes`);
+    }
+  }
+  return el("div", { class: "headline", id: "headline" },
+    lines.length
+      ? [el("h1", { class: "bad" }, lines[0]), ...lines.slice(1, 4).map((l) => el("p", { class: "bad" }, l))]
+      : el("h1", {}, "No regression beyond noise against the previous versions."),
+    el("p", { class: "note" },
+      "Beyond noise: a two-proportion z-test, |z| > 3, with at least 30 runs on each side."));
 }
 
 /// The note a report's hidden small groups get, if it hid any.
@@ -277,8 +428,9 @@ function hiddenNote(answer) {
 
 async function renderReport(name) {
   const answer = await report(name);
-  return el("div", { class: "grid", id: "report-" + name }, answer.tables.map((table) =>
-    card(TABLE_TITLES[name + "/" + table.name] || table.name, chartFor(name, table), tableView(table))),
+  return el("div", { id: "report-" + name },
+    name === "health" ? healthHeadline(answer) : null,
+    el("div", { class: "grid" }, answer.tables.map((table) => tableCard(name, table))),
     hiddenNote(answer));
 }
 
@@ -297,9 +449,9 @@ async function renderOverview() {
     card("Versions over time", chartFor("versions", versions.tables.find((t) => t.name === "adoption")) ||
       el("p", { class: "empty" }, "No data for these filters.")),
     card("Operating systems", chartFor("platforms", platforms.tables[0]) || el("p", { class: "empty" }, "No data.")),
-    card("Top commands", chartFor("commands", cmd), tableView(cmd)),
-    card("Top errors", tableView(errors.tables[0])),
-    card("Durations", tableView(durations.tables[0])),
+    card("Top commands", chartFor("commands", cmd), tableView(cmd), exports("commands", cmd.name)),
+    card("Top errors", tableView(errors.tables[0]), exports("errors", errors.tables[0].name)),
+    card("Durations", tableView(durations.tables[0]), exports("durations", durations.tables[0].name)),
     hiddenNote({ hidden: [versions, platforms, commands, errors, durations]
       .map((r) => r.hidden).filter((h) => h)
       .reduce((sum, h) => ({ min_installs: h.min_installs, groups: (sum ? sum.groups : 0) + h.groups }), null) }));
@@ -308,7 +460,11 @@ async function renderOverview() {
 async function route() {
   if (!state.token) return;
   const page = currentPage();
-  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.id === "nav-" + page);
+  restoreFilters();
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("active", a.id === "nav-" + page);
+    a.setAttribute("href", link(a.id.replace(/^nav-/, "")));
+  }
   show("deprecation-filters", page === "deprecation");
   document.title = TITLES[page] + " · Tally";
   show("error", false);
@@ -340,8 +496,17 @@ $("login-form").addEventListener("submit", (event) => {
 });
 $("filters").addEventListener("submit", (event) => {
   event.preventDefault();
-  route();
+  // Dates typed replace a quick range.
+  if ($("f-since").value || $("f-until").value) state.last = "";
+  go(link(currentPage()));
 });
+for (const button of document.querySelectorAll("#ranges button")) {
+  button.addEventListener("click", () => {
+    $("f-since").value = ""; $("f-until").value = "";
+    state.last = button.dataset.last;
+    go(link(currentPage()));
+  });
+}
 $("logout").addEventListener("click", () => showLogin(""));
 window.addEventListener("hashchange", () => { route(); });
 
