@@ -76,24 +76,31 @@ pub(crate) fn ingest_key(headers: &axum::http::HeaderMap) -> Option<String> {
     (!user.is_empty()).then(|| user.to_owned())
 }
 
-/// The admin token of a running server: the one real secret.
+/// The admin token of a running server: the one real secret; and the
+/// dashboard's sessions, which stand for it until they expire.
 #[derive(Clone)]
-pub(crate) struct AdminToken(Arc<str>);
+pub(crate) struct AdminToken(Arc<str>, crate::sessions::Sessions);
 
 impl AdminToken {
-    pub(crate) fn new(token: &str) -> Self {
-        Self(Arc::from(token))
+    pub(crate) fn new(token: &str, sessions: crate::sessions::Sessions) -> Self {
+        Self(Arc::from(token), sessions)
     }
 
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// Whether `token` is this token, compared in constant time.
+    /// Whether `token` is this token (compared in constant time) or an
+    /// open session.
     pub(crate) fn is(&self, token: &str) -> bool {
-        let (a, b) = (token.as_bytes(), self.0.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        same(token, &self.0) || self.1.valid(token)
     }
+}
+
+/// Whether two secrets are the same, compared in constant time.
+pub(crate) fn same(given: &str, wanted: &str) -> bool {
+    let (a, b) = (given.as_bytes(), wanted.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Proof that a request carries the admin token; add it to a handler's

@@ -21,6 +21,8 @@
 //! - `GET /api/v1/retention` (admin token): what retention forgets of each
 //!   app, and from which day.
 //! - `GET /api/v1/reports/{name}` (admin token): a report as JSON.
+//! - `POST /api/v1/sessions`, `DELETE /api/v1/sessions`: the dashboard's
+//!   login link and logout, see `sessions.rs`.
 //! - `GET /healthz`, `GET /metrics` (open): liveness and Prometheus metrics.
 //! - `GET /` and `/assets/*` (open): the dashboard, which reads with the
 //!   admin token the user gives it.
@@ -62,6 +64,7 @@ mod ops;
 mod rate;
 mod reports;
 mod schema;
+mod sessions;
 mod stall;
 mod state;
 
@@ -92,6 +95,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/import", post(ingest::import))
         .route("/api/v1/installs/{install_id}", delete(erase::by_admin))
         .route("/api/v1/export", get(admin::export))
+        .route(
+            "/api/v1/sessions",
+            post(sessions::open).delete(sessions::close),
+        )
         .route("/api/v1/retention", get(admin::retention))
         .route("/api/v1/reports/{name}", get(reports::report))
         .merge(ops::routes())
@@ -141,6 +148,12 @@ impl Server {
     /// The admin token of the data dir.
     pub fn admin_token(&self) -> &str {
         self.state.admin_token()
+    }
+
+    /// A new one-time code for the dashboard's login link
+    /// (`/#login=CODE`), good for 15 minutes.
+    pub fn login_code(&self) -> String {
+        self.state.sessions().code()
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting,

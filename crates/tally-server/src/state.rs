@@ -27,6 +27,8 @@ struct Inner {
     config: Config,
     store: StoreHandle,
     admin_token: AdminToken,
+    /// The dashboard's login codes and sessions.
+    sessions: crate::sessions::Sessions,
     /// Ingest key -> app. Apps are added through this server while it
     /// runs, so the map is complete without asking the store per request.
     keys: RwLock<HashMap<String, KeyApp>>,
@@ -166,6 +168,7 @@ impl AppState {
             .map(|app| (app.ingest_key.clone(), KeyApp::from(&app)))
             .collect();
         let budget = Budget::new(config.max_in_flight_bytes);
+        let sessions = crate::sessions::Sessions::default();
         let limiter = Limiter::new(&config.rate_limits, config.limits.max_events_per_batch);
         let cardinality = Cardinality::new(config.cardinality.clone());
         let state = Self {
@@ -182,7 +185,8 @@ impl AppState {
                 forward_erasing: erasing,
                 config,
                 store: StoreHandle(store),
-                admin_token: AdminToken::new(&admin_token),
+                admin_token: AdminToken::new(&admin_token, sessions.clone()),
+                sessions,
                 keys: RwLock::new(keys),
                 committer: committer.handle(),
                 metrics,
@@ -206,6 +210,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn sessions(&self) -> &crate::sessions::Sessions {
+        &self.inner.sessions
     }
 
     pub(crate) fn admin_token(&self) -> &str {

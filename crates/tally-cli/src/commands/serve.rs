@@ -192,7 +192,7 @@ fn serve(mut config: tally_server::Config, listen: SocketAddr) -> Result<()> {
         let opening = config.store.to_string();
         let server =
             tally_server::Server::open(config).with_context(|| format!("opening {opening}"))?;
-        let server_file = announce(&data, addr)?;
+        let server_file = announce(&data, addr, &server.login_code())?;
         let result = server.run(listener, shutdown_signal()).await;
         let _ = std::fs::remove_file(server_file);
         result.context("server failed")
@@ -234,8 +234,9 @@ fn fit_open_files(limits: &mut tally_server::ConnectionLimits) {
 }
 
 /// Writes `DIR/server.json` so admin commands on the data dir find this
-/// server, and tells the user where it is.
-fn announce(data: &Path, addr: SocketAddr) -> Result<PathBuf> {
+/// server, and tells the user where it is, with a link that logs in once
+/// (`code` in its fragment, which no server log or referrer sees).
+fn announce(data: &Path, addr: SocketAddr, code: &str) -> Result<PathBuf> {
     tally_store::owner_only::create_dir(data)
         .with_context(|| format!("creating {}", data.display()))?;
     let url = format!("http://{addr}");
@@ -250,7 +251,7 @@ fn announce(data: &Path, addr: SocketAddr) -> Result<PathBuf> {
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("Tally is running at {url} (data in {})", data.display());
     eprintln!(
-        "Dashboard: {url}/ (log in with the token in {})",
+        "Dashboard: {url}/#login={code}\n  (this link logs in once, within 15 minutes; or log in at {url}/ with the token in {})",
         data.join(tally_server::ADMIN_TOKEN_FILE).display()
     );
     Ok(path)

@@ -189,6 +189,57 @@ impl Browser {
     }
 }
 
+/// The link `tally serve` prints logs in once, without the token; the
+/// code leaves the address bar; a second use is refused; logging out ends
+/// the session on the server too.
+#[test]
+fn the_login_link_logs_in_once() {
+    let data = data_dir();
+    let server = TestServer::start_with(data.path(), &["--demo"]);
+    let link = &server.login_link;
+    assert!(link.contains("/#login="), "{link}");
+    let mut browser = Browser::launch();
+    browser.call("Page.navigate", json!({"url": link}));
+    browser.wait_for(
+        "document.querySelector('#report-overview table')",
+        "the overview, logged in by the link",
+    );
+    assert_eq!(browser.eval("location.hash"), json!("#/overview"));
+    let session = browser.eval("sessionStorage.getItem('tally-token')");
+    let session = session.as_str().expect("a session").to_owned();
+    assert!(session.starts_with("ts_"), "a session, not the admin token");
+    let reports = |token: &str| {
+        server
+            .agent
+            .get(format!("{}/api/v1/apps", server.url))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .expect("apps")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(reports(&session), 200);
+    // Logging out closes the session where it counts.
+    browser.eval("document.getElementById('logout').click()");
+    browser.wait_for("!document.getElementById('login').hidden", "the login form");
+    tally_testkit::eventually(Duration::from_secs(10), "the session closed", || {
+        (reports(&session) == 401).then_some(())
+    });
+    // The same link again: refused, with the reason.
+    browser.call("Page.navigate", json!({"url": link}));
+    browser.wait_for(
+        "!document.getElementById('login-error').hidden",
+        "the refusal of a used link",
+    );
+    let said = browser.eval("document.getElementById('login-error').textContent");
+    assert!(
+        said.as_str().is_some_and(|s| s.contains("used already")),
+        "{said}"
+    );
+    browser.errors.retain(|e| !e.contains("403"));
+    assert!(browser.errors.is_empty(), "{:#?}", browser.errors);
+}
+
 #[test]
 fn the_dashboard_works_in_a_real_browser() {
     let data = data_dir();

@@ -17,6 +17,8 @@ pub const TALLY: &str = env!("CARGO_BIN_EXE_tally");
 pub struct TestServer {
     pub child: Child,
     pub url: String,
+    /// The dashboard link that logs in once, as the server printed it.
+    pub login_link: String,
     pub data: PathBuf,
     pub agent: ureq::Agent,
 }
@@ -62,21 +64,24 @@ impl TestServer {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Tally is running at ") {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(url);
-                } else {
-                    eprintln!("[server] {line}");
+                let said = ["Tally is running at ", "Dashboard: "]
+                    .iter()
+                    .find_map(|prefix| line.strip_prefix(prefix));
+                match said {
+                    Some(rest) => {
+                        let first = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(first.to_owned());
+                    }
+                    None => eprintln!("[server] {line}"),
                 }
             }
         });
         let url = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server printed its URL");
+        let login_link = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server printed its login link");
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -84,6 +89,7 @@ impl TestServer {
         Self {
             child,
             url,
+            login_link,
             data: data.to_owned(),
             agent,
         }

@@ -507,7 +507,30 @@ for (const button of document.querySelectorAll("#ranges button")) {
     go(link(currentPage()));
   });
 }
-$("logout").addEventListener("click", () => showLogin(""));
-window.addEventListener("hashchange", () => { route(); });
+$("logout").addEventListener("click", () => {
+  // A session is closed on the server too; the admin token stays valid.
+  fetch("/api/v1/sessions", { method: "DELETE", headers: { Authorization: "Bearer " + state.token } })
+    .catch(() => {});
+  showLogin("");
+});
+window.addEventListener("hashchange", () => {
+  const linked = location.hash.match(/^#login=([0-9a-f]+)$/);
+  if (linked) loginWithLink(linked[1]); else route();
+});
 
-if (state.token) login(state.token); else showLogin("");
+/// Trades the one-time code of a login link (`#login=CODE`) for a session,
+/// taking the code out of the address bar and the history first.
+async function loginWithLink(code) {
+  history.replaceState(null, "", location.pathname + "#/overview");
+  const response = await fetch("/api/v1/sessions", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ code }),
+  });
+  const body = await response.json();
+  if (!response.ok) { showLogin(body.reason || "That login link does not work."); return; }
+  login(body.token);
+}
+
+const linked = location.hash.match(/^#login=([0-9a-f]+)$/);
+if (linked) loginWithLink(linked[1]); else if (state.token) login(state.token); else showLogin("");
