@@ -449,6 +449,25 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
         "the view before the click, with the back button",
     );
 
+    // Two versions side by side: 1.2.0's broken deploys come first.
+    browser.eval("location.hash = '#/compare?app=democli&a=1.1.0&b=1.2.0'");
+    browser.wait_for(
+        "document.querySelector('#report-compare table tbody tr')",
+        "the comparison",
+    );
+    let first = browser.eval(
+        "[...document.querySelectorAll('#report-compare tbody tr:first-child td')].map((td) => td.textContent)",
+    );
+    assert!(
+        first[0].as_str().is_some_and(|c| c.starts_with("deploy")),
+        "{first}"
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#report-compare thead th').length"),
+        json!(10)
+    );
+    screenshot(&mut browser, "compare");
+
     // The CSV a download gets is what `tally report --format csv` prints.
     let csv = browser.eval(&format!(
         "fetch('/api/v1/reports/commands?app=democli&format=csv&table=commands', \

@@ -8,7 +8,7 @@ const TITLES = {
   overview: "Overview", versions: "Versions", platforms: "Platforms", commands: "Commands",
   flags: "Flags", errors: "Errors", durations: "Durations", installs: "Installs",
   environments: "Environments", deprecation: "Deprecation", health: "Release health", deps: "Dependencies",
-  events: "Custom events",
+  events: "Custom events", compare: "Compare versions",
 };
 const TABLE_TITLES = {
   "versions/versions": "Installs per version", "versions/latest": "Latest release",
@@ -91,7 +91,7 @@ async function login(token) {
   const select = $("f-app");
   select.replaceChildren(...state.apps.map((a) => el("option", { value: a.name }, a.name)));
   const nav = $("nav");
-  nav.replaceChildren(...["overview", ...REPORTS].map((name) =>
+  nav.replaceChildren(...["overview", ...REPORTS, "compare"].map((name) =>
     el("a", { href: "#/" + name, id: "nav-" + name }, TITLES[name])));
   await route();
 }
@@ -99,7 +99,7 @@ async function login(token) {
 // The filters of the form, each kept in the URL (after the page:
 // "#/commands?app=mycli&env=ci"), so that a link opens the same view and
 // the back button goes back to the last one.
-const FILTERS = ["app", "since", "until", "version", "os", "env", "source", "flag", "command", "days"];
+const FILTERS = ["app", "since", "until", "version", "os", "env", "source", "flag", "command", "days", "a", "b"];
 // The quick ranges: the last so many hours, as `last=` in the URL.
 const RANGES = { "24h": 24, "7d": 7 * 24, "30d": 30 * 24, "90d": 90 * 24 };
 
@@ -434,6 +434,58 @@ async function renderReport(name) {
     hiddenNote(answer));
 }
 
+/// Two versions side by side: every command's runs, success and crash
+/// rates, and p95 duration in each, the biggest change in success first.
+async function renderCompare() {
+  const versions = await report("versions", "compare");
+  const listed = (versions.tables.find((t) => t.name === "versions") || { rows: [] }).rows
+    .map((r) => r[0]).filter((v) => v !== OTHER);
+  for (const id of ["a", "b"]) {
+    $("f-" + id).replaceChildren(...listed.map((v) => el("option", { value: v }, v)));
+  }
+  const q = urlFilters();
+  $("f-a").value = q.get("a") || listed[1] || listed[0] || "";
+  $("f-b").value = q.get("b") || listed[0] || "";
+  const [a, b] = [$("f-a").value, $("f-b").value];
+  if (!a || !b) return el("p", { class: "empty" }, "No versions for these filters.");
+  const p = params("compare");
+  p.set("limit", "all");
+  p.delete("version");
+  const [health, durations] = await Promise.all(["health", "durations"].map((n) =>
+    api("/api/v1/reports/" + n + "?" + p.toString())));
+  const commands = health.tables.find((t) => t.name === "commands");
+  const timings = durations.tables[0];
+  const by = new Map();
+  const entry = (command) => by.get(command) || by.set(command, {}).get(command);
+  const at = (table, row, c) => row[table.columns.indexOf(c)];
+  for (const row of commands.rows) {
+    const v = at(commands, row, "version");
+    if (v === a || v === b) entry(at(commands, row, "command"))[v === a ? "a" : "b"] = {
+      runs: at(commands, row, "runs"), success: at(commands, row, "success_rate"), crash: at(commands, row, "crash_rate"),
+    };
+  }
+  for (const row of timings.rows) {
+    const v = at(timings, row, "version");
+    const side = by.get(at(timings, row, "command"));
+    if (side && (v === a || v === b) && side[v === a ? "a" : "b"]) side[v === a ? "a" : "b"].p95 = at(timings, row, "p95_ms");
+  }
+  const change = (e) => (e.b && e.a ? e.b.success - e.a.success : 0);
+  const rows = [...by.entries()].sort((x, y) => change(x[1]) - change(y[1])).map(([command, e]) => [
+    command, e.a?.runs ?? null, e.b?.runs ?? null, e.a?.success ?? null, e.b?.success ?? null,
+    e.a && e.b ? Math.round((e.b.success - e.a.success) * 10000) / 10000 : null,
+    e.a?.crash ?? null, e.b?.crash ?? null, e.a?.p95 ?? null, e.b?.p95 ?? null,
+  ]);
+  const table = {
+    name: "compare",
+    columns: ["command", `runs ${a}`, `runs ${b}`, `success rate ${a}`, `success rate ${b}`, "success rate change",
+      `crash rate ${a}`, `crash rate ${b}`, `p95 ms ${a}`, `p95 ms ${b}`],
+    rows, total_rows: rows.length,
+  };
+  const view = card(`${a} against ${b}`, tableView(table));
+  view.classList.add("wide");
+  return el("div", { id: "report-compare" }, el("div", { class: "grid" }, view));
+}
+
 async function renderOverview() {
   const [versions, platforms, commands, errors, durations] = await Promise.all(
     ["versions", "platforms", "commands", "errors", "durations"].map((n) => report(n, "overview")));
@@ -466,6 +518,7 @@ async function route() {
     a.setAttribute("href", link(a.id.replace(/^nav-/, "")));
   }
   show("deprecation-filters", page === "deprecation");
+  show("compare-filters", page === "compare");
   document.title = TITLES[page] + " · Tally";
   show("error", false);
   const target = $("page");
@@ -481,7 +534,8 @@ async function route() {
   }
   target.replaceChildren(el("p", { class: "empty" }, "Loading…"));
   try {
-    target.replaceChildren(page === "overview" ? await renderOverview() : await renderReport(page));
+    const view = page === "overview" ? renderOverview() : page === "compare" ? renderCompare() : renderReport(page);
+    target.replaceChildren(await view);
   } catch (e) {
     if (e instanceof Unauthorized) { showLogin(e.message); return; }
     target.replaceChildren();
