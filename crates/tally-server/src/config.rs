@@ -35,6 +35,9 @@ pub struct Config {
     /// Apps that declared what their CLIs may send (app name -> schema,
     /// see `tally_protocol::schema`); the others take any well-formed event.
     pub schemas: BTreeMap<String, tally_protocol::schema::Schema>,
+    /// Apps with a public page (app name -> what it publishes), off for
+    /// the others: see `public.rs`.
+    pub public: BTreeMap<String, Public>,
     /// What one batch request may hold.
     pub limits: Limits,
     /// How many connections may be open and how long each may take.
@@ -73,6 +76,7 @@ impl Config {
             app_retention: BTreeMap::new(),
             min_group_installs: BTreeMap::new(),
             schemas: BTreeMap::new(),
+            public: BTreeMap::new(),
             limits: Limits::default(),
             connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),
@@ -144,6 +148,19 @@ mod tests {
         config.check().expect("a header name");
     }
 }
+
+/// What an app's public page shows, to anyone, without a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Public {
+    /// The reports it publishes.
+    pub reports: Vec<tally_report::ReportName>,
+    /// Groups of fewer installs are left out of them (at least 2).
+    pub min_installs: u64,
+}
+
+/// Groups of fewer installs are left out of a public page unless its app
+/// says more.
+pub const PUBLIC_MIN_INSTALLS: u64 = 10;
 
 /// How long one app's data is kept, where it is not `retention_days`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

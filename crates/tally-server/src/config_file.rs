@@ -72,6 +72,13 @@ pub struct AppSettings {
     pub min_group_installs: Option<u64>,
     /// The custom events and properties the app's CLI may send.
     pub schema: Option<tally_protocol::schema::Schema>,
+    /// Reports published on the app's public page (`/public/APP`), to
+    /// anyone, without a token; none by default.
+    #[serde(default)]
+    pub public_reports: Vec<String>,
+    /// Groups of fewer installs are left out of the public page (default
+    /// 10, at least 2).
+    pub public_min_installs: Option<u64>,
 }
 
 /// Why a config file was refused: where, and what is wrong.
@@ -115,6 +122,26 @@ impl ConfigFile {
                     .or(offset.clone());
                 return Err(at(at_schema, format!("apps.{name}.schema: {reason}")));
             }
+            for report in &settings.public_reports {
+                let published = tally_report::ReportName::parse(report)
+                    .filter(|r| !matches!(r, tally_report::ReportName::Deprecation));
+                if published.is_none() {
+                    return Err(at(
+                        offset.clone(),
+                        format!(
+                            "apps.{name}.public_reports: {report:?} is not a report a public page can show"
+                        ),
+                    ));
+                }
+            }
+            if settings.public_min_installs.is_some_and(|k| k < 2) {
+                return Err(at(
+                    offset.clone(),
+                    format!(
+                        "apps.{name}.public_min_installs: at least 2, or one install could be singled out"
+                    ),
+                ));
+            }
             let (events, rollups) = (settings.keep_events_days, settings.keep_rollups_days);
             if events == Some(0) || rollups == Some(0) {
                 return Err(at(offset, format!("apps.{name}: a day at least is kept")));
@@ -151,6 +178,23 @@ impl ConfigFile {
                     crate::AppRetention {
                         events_days: settings.keep_events_days,
                         rollups_days: settings.keep_rollups_days,
+                    },
+                );
+            }
+            if !settings.public_reports.is_empty() {
+                let reports = settings
+                    .public_reports
+                    .iter()
+                    .filter_map(|r| tally_report::ReportName::parse(r))
+                    .collect();
+                let min_installs = settings
+                    .public_min_installs
+                    .unwrap_or(crate::config::PUBLIC_MIN_INSTALLS);
+                config.public.insert(
+                    app.clone(),
+                    crate::config::Public {
+                        reports,
+                        min_installs,
                     },
                 );
             }

@@ -13,6 +13,8 @@
 //!   `DELETE /api/v1/installs/{id}[?app=NAME]` (admin token): erase an
 //!   install, see `erase.rs`.
 //! - `GET /v1/apps/{app}/schema` (open): what the app's CLI may send.
+//! - `GET /public/{app}`, `GET /public/{app}/{report}.json` (open, off
+//!   unless the app publishes): its public page, see `public.rs`.
 //! - `GET /api/v1/apps`, `POST /api/v1/apps` (admin token): list and add apps.
 //! - `GET /api/v1/apps/{app}/gateway-key`, `POST /api/v1/import?app=NAME`
 //!   (admin token): what `tally import-logs` hashes users with, and the
@@ -61,6 +63,7 @@ mod ingest;
 mod listen;
 mod metrics;
 mod ops;
+mod public;
 mod rate;
 mod reports;
 mod schema;
@@ -71,7 +74,7 @@ mod state;
 pub use auth::{ADMIN_TOKEN_FILE, load_or_create_admin_token};
 pub use cardinality::CardinalityLimits;
 pub use compat::InvocationEvents;
-pub use config::{AppRetention, Config, RetentionStatus};
+pub use config::{AppRetention, Config, PUBLIC_MIN_INSTALLS, Public, RetentionStatus};
 pub use config_file::{AppSettings, ConfigFile, ConfigFileError};
 pub use error::ServeError;
 pub use listen::ConnectionLimits;
@@ -89,6 +92,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/installs/{install_id}", delete(erase::by_install))
         .route("/v1/apps/{app}/schema", get(schema::published))
+        .route("/public/{app}", get(public::page))
+        .route("/public/{app}/{report}", get(public::json))
         .merge(compat::routes())
         .route("/api/v1/apps", get(admin::list_apps).post(admin::add_app))
         .route("/api/v1/apps/{app}/gateway-key", get(admin::gateway_key))

@@ -29,6 +29,8 @@ struct Inner {
     admin_token: AdminToken,
     /// The dashboard's login codes and sessions.
     sessions: crate::sessions::Sessions,
+    /// The public pages' answers made lately.
+    public_answers: crate::public::Answers,
     /// Ingest key -> app. Apps are added through this server while it
     /// runs, so the map is complete without asking the store per request.
     keys: RwLock<HashMap<String, KeyApp>>,
@@ -187,6 +189,7 @@ impl AppState {
                 store: StoreHandle(store),
                 admin_token: AdminToken::new(&admin_token, sessions.clone()),
                 sessions,
+                public_answers: crate::public::Answers::default(),
                 keys: RwLock::new(keys),
                 committer: committer.handle(),
                 metrics,
@@ -210,6 +213,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn public_answers(&self) -> &crate::public::Answers {
+        &self.inner.public_answers
     }
 
     pub(crate) fn sessions(&self) -> &crate::sessions::Sessions {

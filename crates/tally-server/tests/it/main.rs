@@ -10,5 +10,6 @@ mod erase;
 mod forward;
 mod hostile;
 mod leaks;
+mod public;
 mod schema;
 mod support;
