@@ -33,9 +33,12 @@ const WINDOWS: [u32; 3] = [30, 90, 365];
 /// How long an answer is served again before it is made anew.
 const FRESH_FOR: Duration = Duration::from_secs(300);
 
-/// Answers made lately, by app, report and window.
+/// An app, one of its reports, and a window in days.
+type Asked = (String, ReportName, u32);
+
+/// Answers made lately, with when.
 #[derive(Default, Clone)]
-pub(crate) struct Answers(Arc<Mutex<HashMap<(String, ReportName, u32), (Instant, Arc<Report>)>>>);
+pub(crate) struct Answers(Arc<Mutex<HashMap<Asked, (Instant, Arc<Report>)>>>);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
