@@ -36,9 +36,12 @@ const FRESH_FOR: Duration = Duration::from_secs(300);
 /// An app, one of its reports, and a window in days.
 type Asked = (String, ReportName, u32);
 
-/// Answers made lately, with when.
+/// An answer, and when it was made.
+type Made = (Instant, Arc<Report>);
+
+/// Answers made lately.
 #[derive(Default, Clone)]
-pub(crate) struct Answers(Arc<Mutex<HashMap<Asked, (Instant, Arc<Report>)>>>);
+pub(crate) struct Answers(Arc<Mutex<HashMap<Asked, Made>>>);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
