@@ -375,6 +375,19 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
         "the overview",
     );
     screenshot(&mut browser, "overview");
+    // The period's runs against the period before, with an arrow.
+    let delta = browser.eval("document.getElementById('period-delta').textContent");
+    assert!(
+        delta.as_str().is_some_and(|d| d.contains("against the 30 days before")),
+        "{delta}"
+    );
+    // "This release": since the newest version was first seen.
+    browser.eval("document.getElementById('release').click()");
+    browser.wait_for(
+        "document.getElementById('f-since').value !== '' && location.hash.includes('since=')",
+        "the release's first day",
+    );
+    browser.eval("location.hash = '#/overview'");
 
     for report in tally_report::ReportName::ALL.map(|r| r.as_str()) {
         browser.eval(&format!("location.hash = '#/{report}'"));

@@ -32,7 +32,7 @@ const OTHER = "(other)";
 const OVERVIEW_LIMIT = 10;
 const COLORS = ["#3367d6", "#e8710a", "#2e7d32", "#c62828", "#8e24aa", "#00897b", "#6d4c41", "#5c6bc0"];
 
-const state = { token: sessionStorage.getItem("tally-token") || "", apps: [], last: "" };
+const state = { token: sessionStorage.getItem("tally-token") || "", apps: [], last: "", routed: 0 };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -123,7 +123,7 @@ function restoreFilters() {
     input.value = value || (id === "days" ? "30" : "");
   }
   state.last = RANGES[q.get("last")] ? q.get("last") : "";
-  for (const b of document.querySelectorAll("#ranges button")) {
+  for (const b of document.querySelectorAll("#ranges button[data-last]")) {
     b.classList.toggle("active", b.dataset.last === state.last);
   }
 }
@@ -486,6 +486,46 @@ async function renderCompare() {
   return el("div", { id: "report-compare" }, el("div", { class: "grid" }, view));
 }
 
+/// The range the view shows, in milliseconds since the epoch: the quick
+/// range, or the dates given, or the last 30 days.
+function range() {
+  const now = Date.now();
+  if (state.last) return [now - RANGES[state.last] * 3600e3, now];
+  const day = (v) => (v ? Date.parse(v + "T00:00:00Z") : null);
+  const until = day($("f-until").value) || now;
+  const since = day($("f-since").value) || until - 30 * 86400e3;
+  return [since, until];
+}
+
+/// Runs and success of every command in `[since, until)`.
+async function totals(since, until) {
+  const p = params("overview");
+  p.set("since", new Date(since).toISOString().replace(/\.\d+Z$/, "Z"));
+  p.set("until", new Date(until).toISOString().replace(/\.\d+Z$/, "Z"));
+  p.set("limit", "all");
+  const table = (await api("/api/v1/reports/commands?" + p.toString())).tables[0];
+  const runs = table.rows.reduce((sum, r) => sum + r[1], 0);
+  const ok = table.rows.reduce((sum, r) => sum + r[1] * r[3], 0);
+  return { runs, success: runs ? ok / runs : null };
+}
+
+/// The range's runs and success rate, with arrows and deltas against the
+/// period of the same length before it.
+async function periodCard() {
+  const [since, until] = range();
+  const [now, before] = await Promise.all([totals(since, until), totals(2 * since - until, since)]);
+  const arrow = (delta) => (delta > 0 ? "▲" : delta < 0 ? "▼" : "=");
+  const change = before.runs ? (now.runs - before.runs) / before.runs : null;
+  const points = now.success !== null && before.success !== null ? (now.success - before.success) * 100 : null;
+  const days = Math.round((until - since) / 86400e3) || 1;
+  return card(`The last ${days} day${days === 1 ? "" : "s"}`,
+    el("div", { class: "big", id: "period-runs" }, now.runs.toLocaleString("en-US") + " runs"),
+    el("p", { class: "note", id: "period-delta" },
+      change === null ? "Nothing in the period before to compare with."
+        : `${arrow(change)} ${(Math.abs(change) * 100).toFixed(1)}% against the ${days} days before; ` +
+          (points === null ? "" : `success ${formatCell("rate", now.success)} ${arrow(points)} ${Math.abs(points).toFixed(1)} points`)));
+}
+
 async function renderOverview() {
   const [versions, platforms, commands, errors, durations] = await Promise.all(
     ["versions", "platforms", "commands", "errors", "durations"].map((n) => report(n, "overview")));
@@ -493,6 +533,7 @@ async function renderOverview() {
   const summary = latest && latest.rows[0];
   const cmd = commands.tables[0];
   return el("div", { class: "grid", id: "report-overview" },
+    await periodCard(),
     card("Latest release",
       summary && summary[0] !== null
         ? el("div", {}, el("div", { class: "big" }, summary[0]),
@@ -533,10 +574,14 @@ async function route() {
     return;
   }
   target.replaceChildren(el("p", { class: "empty" }, "Loading…"));
+  // A view asked for later wins over one that answers late.
+  const asked = ++state.routed;
   try {
     const view = page === "overview" ? renderOverview() : page === "compare" ? renderCompare() : renderReport(page);
-    target.replaceChildren(await view);
+    const shown = await view;
+    if (asked === state.routed) target.replaceChildren(shown);
   } catch (e) {
+    if (asked !== state.routed) return;
     if (e instanceof Unauthorized) { showLogin(e.message); return; }
     target.replaceChildren();
     $("error").textContent = e.message;
@@ -554,7 +599,20 @@ $("filters").addEventListener("submit", (event) => {
   if ($("f-since").value || $("f-until").value) state.last = "";
   go(link(currentPage()));
 });
-for (const button of document.querySelectorAll("#ranges button")) {
+$("release").addEventListener("click", async () => {
+  // Since the newest version was first seen.
+  const p = params("versions");
+  p.delete("since"); p.delete("until");
+  const versions = await api("/api/v1/reports/versions?" + p.toString()).catch(() => null);
+  const table = versions && versions.tables.find((t) => t.name === "versions");
+  const first = table && table.rows.length && table.rows[0][table.columns.indexOf("first_seen")];
+  if (!first) return;
+  state.last = "";
+  $("f-since").value = first.slice(0, 10);
+  $("f-until").value = "";
+  go(link(currentPage()));
+});
+for (const button of document.querySelectorAll("#ranges button[data-last]")) {
   button.addEventListener("click", () => {
     $("f-since").value = ""; $("f-until").value = "";
     state.last = button.dataset.last;
