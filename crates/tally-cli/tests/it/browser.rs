@@ -462,6 +462,28 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
         "the view before the click, with the back button",
     );
 
+    // A command leads to its flags, and from there to its durations.
+    browser.eval("location.hash = '#/commands?app=democli'");
+    browser.wait_for(
+        "document.querySelector('#report-commands a.drill[href*=\"cmd=deploy\"]')",
+        "a command to click",
+    );
+    browser.eval("document.querySelector('#report-commands a.drill[href*=\"cmd=deploy\"]').click()");
+    browser.wait_for("document.getElementById('focus')", "the flags of deploy");
+    let commands = browser.eval(
+        "[...new Set([...document.querySelectorAll('#report-flags tbody tr td:first-child')].map((td) => td.textContent))]",
+    );
+    assert_eq!(commands, json!(["deploy"]), "only deploy's flags");
+    browser.eval("[...document.querySelectorAll('#focus a')].find((a) => a.textContent === 'Durations').click()");
+    browser.wait_for(
+        "location.hash.startsWith('#/durations') && document.querySelector('#report-durations tbody tr')",
+        "the durations of deploy",
+    );
+    let commands = browser.eval(
+        "[...new Set([...document.querySelectorAll('#report-durations tbody tr td:first-child')].map((td) => td.textContent))]",
+    );
+    assert_eq!(commands, json!(["deploy"]), "only deploy's durations");
+
     // Two versions side by side: 1.2.0's broken deploys come first.
     browser.eval("location.hash = '#/compare?app=democli&a=1.1.0&b=1.2.0'");
     browser.wait_for(

@@ -100,6 +100,8 @@ async function login(token) {
 // "#/commands?app=mycli&env=ci"), so that a link opens the same view and
 // the back button goes back to the last one.
 const FILTERS = ["app", "since", "until", "version", "os", "env", "source", "flag", "command", "days", "a", "b"];
+// Pages that show one command's rows alone when the URL names it (`cmd=`).
+const COMMAND_PAGES = ["commands", "flags", "durations", "health"];
 // The quick ranges: the last so many hours, as `last=` in the URL.
 const RANGES = { "24h": 24, "7d": 7 * 24, "30d": 30 * 24, "90d": 90 * 24 };
 
@@ -136,6 +138,9 @@ function formFilters(changes) {
     if (value && !(id === "days" && value === "30")) q.set(id, value);
   }
   if (state.last) q.set("last", state.last);
+  // The command in focus goes along, until a link lets it go.
+  const focus = urlFilters().get("cmd");
+  if (focus) q.set("cmd", focus);
   for (const [k, v] of Object.entries(changes || {})) {
     if (v) q.set(k, v); else q.delete(k);
   }
@@ -203,10 +208,16 @@ function maxOf(values) {
 // Columns whose values are filters: a click on one filters every page by it.
 const DRILLS = { version: "version", os: "os", env: "env" };
 
-/// A cell, as a link that filters by its value where its column is a filter.
+/// A cell, as a link that filters by its value where its column is a
+/// filter; a command leads to its flags (and from there its durations and
+/// health).
 function cellView(column, value, row) {
   // The (other) row's installs are not the sum of its rows' installs.
   const text = value === null && isOther(row) ? "–" : formatCell(column, value);
+  if (column === "command" && typeof value === "string" && value !== OTHER) {
+    const page = currentPage() === "flags" ? "durations" : "flags";
+    return el("a", { href: link(page, { cmd: value }), class: "drill", title: `The ${page} of ${value}` }, text || "(root)");
+  }
   const filter = DRILLS[column];
   if (!filter || typeof value !== "string" || value === OTHER || value === "") return text;
   return el("a", { href: link(currentPage(), { [filter]: value }), class: "drill", title: `Only ${column} ${value}` }, text);
@@ -216,6 +227,11 @@ function cellView(column, value, row) {
 /// last row sums them and a note says how many there are in all. Rows that
 /// are a regression come first, in red.
 function tableView(table) {
+  const focus = urlFilters().get("cmd");
+  const at = table.columns.indexOf("command");
+  if (focus !== null && at >= 0 && COMMAND_PAGES.includes(currentPage())) {
+    table = { ...table, rows: table.rows.filter((r) => r[at] === focus) };
+  }
   if (table.rows.length === 0) return el("p", { class: "empty" }, "No data for these filters.");
   const flagged = table.columns.indexOf("regression");
   const rows = flagged < 0 ? table.rows
@@ -426,9 +442,19 @@ function hiddenNote(answer) {
     "so that no one can be singled out.");
 }
 
+/// Which command the page shows alone, with links to its other pages.
+function focusBar(name) {
+  const focus = urlFilters().get("cmd");
+  if (focus === null || !COMMAND_PAGES.includes(name)) return null;
+  return el("p", { class: "focus", id: "focus" }, `Only \`${focus || "(root)"}\`: `,
+    ...COMMAND_PAGES.filter((p) => p !== name).flatMap((p) => [el("a", { href: link(p) }, TITLES[p]), " · "]),
+    el("a", { href: link(name, { cmd: null }) }, "every command"));
+}
+
 async function renderReport(name) {
   const answer = await report(name);
   return el("div", { id: "report-" + name },
+    focusBar(name),
     name === "health" ? healthHeadline(answer) : null,
     el("div", { class: "grid" }, answer.tables.map((table) => tableCard(name, table))),
     hiddenNote(answer));
