@@ -378,7 +378,9 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
     // The period's runs against the period before, with an arrow.
     let delta = browser.eval("document.getElementById('period-delta').textContent");
     assert!(
-        delta.as_str().is_some_and(|d| d.contains("against the 30 days before")),
+        delta
+            .as_str()
+            .is_some_and(|d| d.contains("against the 30 days before")),
         "{delta}"
     );
     // "This release": since the newest version was first seen.
@@ -468,7 +470,8 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
         "document.querySelector('#report-commands a.drill[href*=\"cmd=deploy\"]')",
         "a command to click",
     );
-    browser.eval("document.querySelector('#report-commands a.drill[href*=\"cmd=deploy\"]').click()");
+    browser
+        .eval("document.querySelector('#report-commands a.drill[href*=\"cmd=deploy\"]').click()");
     browser.wait_for("document.getElementById('focus')", "the flags of deploy");
     let commands = browser.eval(
         "[...new Set([...document.querySelectorAll('#report-flags tbody tr td:first-child')].map((td) => td.textContent))]",
