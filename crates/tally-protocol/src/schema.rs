@@ -131,9 +131,9 @@ pub enum Checked {
 }
 
 impl Schema {
-    /// Checks that the schema can be used: a shown string lists its
-    /// values, a range is not upside down, and names are what events can
-    /// carry. The error is a sentence.
+    /// Checks that the schema can be used: only custom events' text and
+    /// yes/no properties are shown, a shown string lists its values, a
+    /// range is not upside down. The error is a sentence.
     pub fn validate(&self) -> Result<(), String> {
         let specs = self.properties.iter().map(|(k, s)| (None, k, s)).chain(
             self.events
@@ -145,6 +145,22 @@ impl Schema {
                 Some(e) => format!("events.{e:?}.properties.{key}"),
                 None => format!("properties.{key}"),
             };
+            if spec.report
+                && (event.is_none()
+                    || !matches!(spec.kind, PropertyType::String | PropertyType::Boolean))
+            {
+                return Err(format!(
+                    "{at}: reports show the text and yes/no properties of custom events only"
+                ));
+            }
+            if spec.min.is_some_and(f64::is_nan) || spec.max.is_some_and(f64::is_nan) {
+                return Err(format!("{at}: min and max must be numbers"));
+            }
+            if spec.report && spec.values.iter().any(|v| !is_token(v)) {
+                return Err(format!(
+                    "{at}: values shown in reports are tokens (up to 32 letters, digits and -_.:)"
+                ));
+            }
             if spec.report && spec.kind == PropertyType::String && spec.values.is_empty() {
                 return Err(format!(
                     "{at}: a string shown in reports must list its values (or it could show anyone's text)"
@@ -197,8 +213,9 @@ impl Schema {
         }
     }
 
-    /// Checks `event`, taking out what is dropped under
-    /// [`Undeclared::Drop`].
+    /// Checks `event`, taking out what is dropped: under
+    /// [`Undeclared::Drop`], and an invocation's undeclared or invalid
+    /// properties always (a run is not refused for one).
     pub fn check(&self, event: &mut Event) -> Checked {
         let Some(declared) = self.properties_of(event.name.as_deref()) else {
             let violation = Violation {
@@ -226,7 +243,11 @@ impl Schema {
                     field: format!("properties.{key}"),
                     reason,
                 };
-                if self.undeclared == Undeclared::Reject {
+                // A run is never refused for a property: SDKs and the
+                // compatible ingest add some of their own (a value flag's
+                // choice, a client library's name), and the run's command,
+                // exit code and duration are worth keeping without it.
+                if self.undeclared == Undeclared::Reject && event.name.is_some() {
                     return Checked::Rejected(violation);
                 }
                 dropped.push(violation);
@@ -241,6 +262,22 @@ impl Schema {
         }
         Checked::Kept(dropped)
     }
+}
+
+/// Whether a property's text is a token a breakdown may count: at most
+/// 32 letters, digits and `-_.:`, as the values a schema lists are
+/// (`memory`, `eu-west-1`, `v2`), never a sentence, a path or an address.
+///
+/// ```
+/// assert!(tally_protocol::schema::is_token("eu-west-1"));
+/// assert!(!tally_protocol::schema::is_token("cannot open ~/x"));
+/// ```
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 impl PropertySpec {
@@ -315,8 +352,9 @@ mod tests {
 
     fn schema(undeclared: Undeclared) -> Schema {
         let mut schema: Schema = serde_json::from_value(serde_json::json!({
-            "properties": {"profile": {"type": "string", "values": ["dev", "prod"], "report": true}},
+            "properties": {"profile": {"type": "string", "values": ["dev", "prod"]}},
             "events": {"cache.hit": {"properties": {
+                "layer": {"type": "string", "values": ["memory", "disk"], "report": true},
                 "size_mb": {"type": "number", "min": 0, "max": 10},
                 "count": {"type": "integer"},
                 "warm": {"type": "boolean"}
@@ -354,12 +392,12 @@ mod tests {
                 "not in the app's schema",
             ),
             (
-                event(None, &[("profile", "staging".into())]),
-                "properties.profile",
+                event(Some("cache.hit"), &[("layer", "tape".into())]),
+                "properties.layer",
                 "declared values",
             ),
             (
-                event(None, &[("user", "bob".into())]),
+                event(Some("cache.hit"), &[("user", "bob".into())]),
                 "properties.user",
                 "not in the app's schema",
             ),
@@ -391,6 +429,20 @@ mod tests {
     }
 
     #[test]
+    fn a_run_is_kept_without_the_properties_it_may_not_have() {
+        let s = schema(Undeclared::Reject);
+        let mut run = event(
+            None,
+            &[("profile", "staging".into()), ("--format", "json".into())],
+        );
+        match s.check(&mut run) {
+            Checked::Kept(dropped) => assert_eq!(dropped.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(run.properties.is_empty());
+    }
+
+    #[test]
     fn dropping_takes_out_what_is_undeclared_and_keeps_the_rest() {
         let s = schema(Undeclared::Drop);
         let mut e = event(
@@ -411,7 +463,7 @@ mod tests {
     #[test]
     fn a_schema_that_could_show_free_text_is_refused() {
         let shown: Schema = serde_json::from_value(serde_json::json!({
-            "properties": {"path": {"type": "string", "report": true}}
+            "events": {"e": {"properties": {"path": {"type": "string", "report": true}}}}
         }))
         .expect("parses");
         assert!(
@@ -419,6 +471,16 @@ mod tests {
                 .validate()
                 .expect_err("free text")
                 .contains("must list its values")
+        );
+        let shown_run: Schema = serde_json::from_value(serde_json::json!({
+            "properties": {"profile": {"type": "string", "values": ["a"], "report": true}}
+        }))
+        .expect("parses");
+        assert!(
+            shown_run
+                .validate()
+                .expect_err("a run's")
+                .contains("custom events only")
         );
         let upside_down: Schema = serde_json::from_value(serde_json::json!({
             "properties": {"n": {"type": "number", "min": 5, "max": 1}}

@@ -213,18 +213,20 @@ pub fn outcome_of(event: &Event) -> Outcome {
 }
 
 /// The rollup rows an event counts in: each kind with its own dimensions.
-/// A custom event counts in its name's row and one row per text or
-/// yes/no property (numbers are not broken down); an invocation in all
-/// the others.
+/// A custom event counts in its name's row and one row per yes/no
+/// property and per text property whose value is a token
+/// ([`tally_protocol::schema::is_token`]); numbers and free text are not broken down, and free
+/// text never goes into the long-kept daily counts. An invocation counts
+/// in all the others.
 pub fn keys_of(event: &Event) -> Vec<(Kind, Dims<&str>)> {
     let flag = |b: Option<bool>| b.map(|b| if b { "true" } else { "false" });
     if let Some(name) = event.name.as_deref() {
         let mut keys = vec![Kind::Event.row([(Dim::EventName, Some(name))])];
         for (key, value) in &event.properties {
             let value = match value {
-                PropertyValue::String(s) => s.as_str(),
+                PropertyValue::String(s) if tally_protocol::schema::is_token(s) => s.as_str(),
                 PropertyValue::Bool(b) => flag(Some(*b)).unwrap_or_default(),
-                PropertyValue::Int(_) | PropertyValue::Float(_) => continue,
+                _ => continue,
             };
             keys.push(Kind::EventProperty.row([
                 (Dim::EventName, Some(name)),

@@ -87,8 +87,8 @@ pub struct CardinalityLimits {
     pub dep_versions: usize,
     /// Distinct property keys.
     pub property_keys: usize,
-    /// Distinct (key, text value) pairs of properties: what the `events`
-    /// report breaks custom events down by.
+    /// Distinct (event name, key, text value) of custom events' token
+    /// properties: what the `events` report breaks them down by.
     pub property_values: usize,
 }
 
@@ -321,7 +321,7 @@ impl Folder<'_> {
                 .map(|(tool, version)| self.dep(tool, version))
                 .collect();
         }
-        self.properties(&mut e.properties);
+        self.properties(e.name.as_deref(), &mut e.properties);
     }
 
     /// Whether `value` may stay: it is `(other)`, known today, or new with
@@ -371,24 +371,35 @@ impl Folder<'_> {
     /// Keys beyond the cap are dropped with their values; `(other)` then
     /// holds how many were. A text value beyond the cap of pairs becomes
     /// `(other)`.
-    fn properties(&mut self, properties: &mut std::collections::BTreeMap<String, PropertyValue>) {
+    fn properties(
+        &mut self,
+        name: Option<&str>,
+        properties: &mut std::collections::BTreeMap<String, PropertyValue>,
+    ) {
         let mut dropped = 0;
         properties.retain(|key, _| {
             let kept = self.admits(Dimension::PropertyKey, key);
             dropped += i64::from(!kept);
             kept
         });
-        let mut pair = std::mem::take(&mut self.pair);
-        for (key, value) in properties.iter_mut() {
-            if let PropertyValue::String(text) = value {
-                pair.clear();
-                pair.extend([key.as_str(), "\0", text.as_str()]);
-                if !self.admits(Dimension::PropertyValue, &pair) {
-                    *text = OTHER.into();
+        // The values a custom event's breakdown counts (tokens, see
+        // `tally_protocol::schema::is_token`); a run's properties are never rolled
+        // up, and free text is not either.
+        if let Some(name) = name {
+            let mut pair = std::mem::take(&mut self.pair);
+            for (key, value) in properties.iter_mut() {
+                if let PropertyValue::String(text) = value
+                    && tally_protocol::schema::is_token(text)
+                {
+                    pair.clear();
+                    pair.extend([name, "\0", key.as_str(), "\0", text.as_str()]);
+                    if !self.admits(Dimension::PropertyValue, &pair) {
+                        *text = OTHER.into();
+                    }
                 }
             }
+            self.pair = pair;
         }
-        self.pair = pair;
         if dropped > 0 {
             properties.insert(OTHER.into(), PropertyValue::Int(dropped));
         }
@@ -541,6 +552,7 @@ mod tests {
             .into_iter()
             .map(|layer| {
                 let mut e = event("1.0", "build");
+                e.event.name = Some("cache.hit".into());
                 e.event.properties = [
                     ("layer".to_owned(), PropertyValue::String(layer.into())),
                     ("n".to_owned(), PropertyValue::Int(7)),

@@ -163,8 +163,17 @@ pub fn run(args: Args) -> Result<()> {
 fn declared(app: &str, schema: &tally_protocol::schema::Schema) -> String {
     let mut out = format!(
         "## What {app} may send beyond that\n\nIts maintainers declared every custom event and property; \
-         the server refuses anything else. The same list is published at `/v1/apps/{app}/schema` on their \
-         server.\n\n| Event | Property | Type and values | Shown in reports |\n|---|---|---|---|\n"
+         the server keeps nothing else ({policy}). The same list is published at \
+         `/v1/apps/{app}/schema` on their server. The daily counts keep the yes/no properties of \
+         custom events, and their text properties whose value is a short token (such as `disk`), for \
+         as long as the counts are kept; never numbers or free text.\n\n\
+         | Event | Property | Type and values | Shown in reports |\n|---|---|---|---|\n",
+        policy = match schema.undeclared {
+            tally_protocol::schema::Undeclared::Reject => {
+                "it refuses other custom events, and takes other properties off a run"
+            }
+            tally_protocol::schema::Undeclared::Drop => "it drops the rest on arrival",
+        }
     );
     let events = std::iter::once(("(every run)".to_owned(), None, &schema.properties)).chain(
         schema.events.iter().map(|(name, spec)| {
@@ -282,7 +291,8 @@ fn page(
          sent cannot be linked to you by itself. To have it deleted all the same, run \
          `{app} telemetry forget`: the server deletes every event of your install and takes it out \
          of the daily counts (on days whose events are already past retention, your runs stay in \
-         the counts, which name no one, and your install leaves them), passes the deletion on to \
+         the counts, with the command, version and platform they count by but not your install, \
+         which leaves them), passes the deletion on to \
          the tools the maintainers forward to, and your install starts again under a new id. Only \
          your install can ask this: it proves it with a secret kept in its config file, which the \
          install id is made of. `{app} telemetry status` shows your install id; the maintainers \

@@ -1,7 +1,8 @@
 //! Small groups left out (see `Query::min_installs`): a source that drops
 //! the groups with fewer distinct installs than the app shows, before any
-//! report sees them, and blanks the counts of installs under it that
-//! tables make of rows themselves (active installs of a day, a cohort).
+//! report sees them, and the rows with counts of installs under it that
+//! tables make of rows themselves (active installs of a day, a cohort, a
+//! deprecation's usage).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,7 +66,13 @@ impl<E: From<crate::Error> + Send> Source for Hiding<'_, E> {
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
     ) -> Result<Vec<Vec<Group>>, E> {
-        let mut groupings = self.inner.grouped(filter, need, since, until)?;
+        // Install counts decide what is hidden, also for reports that
+        // read counts alone.
+        let need = Need {
+            installs: true,
+            ..need.clone()
+        };
+        let mut groupings = self.inner.grouped(filter, &need, since, until)?;
         for groups in &mut groupings {
             let before = groups.len();
             groups.retain(|g| g.installs >= self.min_installs);
@@ -76,25 +83,25 @@ impl<E: From<crate::Error> + Send> Source for Hiding<'_, E> {
     }
 }
 
-/// Blanks the counts of installs under `min_installs` (but not zero) in
-/// `tables`; returns how many.
-pub(super) fn blank_small_counts(tables: &mut [Table], min_installs: u64) -> u64 {
-    let mut blanked = 0;
+/// Leaves out of `tables` every row with a count of installs under
+/// `min_installs` (but not zero): rows tables make of rows themselves
+/// (active installs of a day, a cohort, a deprecation's usage), which no
+/// group stood for; returns how many.
+pub(super) fn drop_small_rows(tables: &mut [Table], min_installs: u64) -> u64 {
+    let mut dropped = 0;
     for table in tables {
         let columns: Vec<usize> = (0..table.columns.len())
             .filter(|&c| INSTALL_COUNTS.contains(&table.columns[c].as_str()))
             .collect();
-        for row in &mut table.rows {
-            for &c in &columns {
-                if let Some(cell) = row.get_mut(c)
-                    && let Cell::Int(n @ 1..) = *cell
-                    && (n as u64) < min_installs
-                {
-                    *cell = Cell::Null;
-                    blanked += 1;
-                }
-            }
-        }
+        let before = table.rows.len();
+        table.rows.retain(|row| {
+            !columns.iter().any(
+                |&c| matches!(row.get(c), Some(Cell::Int(n @ 1..)) if (*n as u64) < min_installs),
+            )
+        });
+        let gone = before - table.rows.len();
+        table.total_rows = table.total_rows.saturating_sub(gone);
+        dropped += gone as u64;
     }
-    blanked
+    dropped
 }

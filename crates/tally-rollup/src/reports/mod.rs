@@ -34,6 +34,16 @@ type Src<'s, E> = &'s (dyn Source<Error = E> + Sync);
 
 /// Answers `query` from `source`.
 pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Result<Report, E> {
+    let whole;
+    let query = match query.min_installs.filter(|&k| k > 1) {
+        // With small groups hidden, a range is whole days: two ranges a
+        // second apart would tell one event of a group apart.
+        Some(_) => {
+            whole = whole_days(query);
+            &whole
+        }
+        None => query,
+    };
     let hiding = query
         .min_installs
         .filter(|&k| k > 1)
@@ -61,10 +71,10 @@ pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Resul
         ReportName::Events => events::answer(source, query)?,
     };
     let hidden = hiding.map(|hiding| {
-        let blanked = hiding::blank_small_counts(&mut tables, hiding.min_installs);
+        let dropped = hiding::drop_small_rows(&mut tables, hiding.min_installs);
         Hidden {
             min_installs: hiding.min_installs,
-            groups: hiding.hidden.into_inner() + blanked,
+            groups: hiding.hidden.into_inner() + dropped,
         }
     });
     Ok(Report {
@@ -72,6 +82,23 @@ pub fn answer<E: From<Error> + Send>(source: Src<'_, E>, query: &Query) -> Resul
         tables,
         hidden,
     })
+}
+
+/// `query` with its range widened to whole UTC days.
+fn whole_days(query: &Query) -> Query {
+    let mut whole = query.clone();
+    let day =
+        |t: OffsetDateTime| crate::from_micros(crate::day_start(crate::day_of(crate::micros(t))));
+    whole.filter.since = query.filter.since.map(day);
+    whole.filter.until = query.filter.until.map(|t| {
+        let start = day(t);
+        if start == t {
+            t
+        } else {
+            start + time::Duration::days(1)
+        }
+    });
+    whole
 }
 
 /// The rows of `need` within `[since, until)`, grouped each of the `N`
