@@ -13,7 +13,8 @@ pub enum Kind {
     Command,
     /// Command path and one flag name.
     Flag,
-    /// Error kind and location (events with an error only).
+    /// Error kind, location and the command that hit it (events with an
+    /// error only).
     Error,
     /// OS version, arch, container, WSL.
     Platform,
@@ -70,7 +71,7 @@ impl Kind {
         match self {
             Kind::Command => &[Dim::Command, Dim::Outcome],
             Kind::Flag => &[Dim::Command, Dim::Flag],
-            Kind::Error => &[Dim::ErrorKind, Dim::ErrorLocation],
+            Kind::Error => &[Dim::ErrorKind, Dim::ErrorLocation, Dim::ErrorCommand],
             Kind::Platform => &[Dim::OsVersion, Dim::Arch, Dim::Container, Dim::Wsl],
             Kind::Environment => &[Dim::Ci, Dim::Agent, Dim::Tty],
             Kind::Dep => &[Dim::Tool, Dim::ToolVersion],
@@ -104,6 +105,9 @@ pub enum Dim {
     ErrorKind,
     /// Where the error happened, if the SDK said ([`Kind::Error`]).
     ErrorLocation,
+    /// The command that hit the error ([`Kind::Error`]; none in rows
+    /// rolled up before Tally kept it).
+    ErrorCommand,
     /// The OS version ([`Kind::Platform`]).
     OsVersion,
     /// The CPU architecture ([`Kind::Platform`]).
@@ -153,7 +157,7 @@ impl Dim {
             | Dim::Agent
             | Dim::ToolVersion
             | Dim::Property => 1,
-            Dim::Container | Dim::Tty | Dim::Value => 2,
+            Dim::Container | Dim::Tty | Dim::Value | Dim::ErrorCommand => 2,
             Dim::Wsl => 3,
         }
     }
@@ -264,6 +268,7 @@ pub fn keys_of(event: &Event) -> Vec<(Kind, Dims<&str>)> {
         keys.push(Kind::Error.row([
             (Dim::ErrorKind, Some(error.kind.as_str())),
             (Dim::ErrorLocation, error.location.as_deref()),
+            (Dim::ErrorCommand, command),
         ]));
     }
     for (tool, version) in &event.deps {

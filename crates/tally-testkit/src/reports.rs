@@ -332,6 +332,18 @@ pub fn errors(s: Ask<'_>) {
             ],
         ]
     );
+    // B's timeout came from deploy, C's crash from build.
+    assert_eq!(
+        rows(
+            &errors,
+            "commands",
+            &["kind", "command", "runs", "installs"]
+        ),
+        [
+            vec![t("http.timeout"), t("deploy"), i(1), i(1)],
+            vec![t("panic"), t("build"), i(1), i(1)]
+        ]
+    );
     assert_eq!(
         rows(&errors, "outcomes", &["outcome", "runs"]),
         [

@@ -487,6 +487,23 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
     );
     assert_eq!(commands, json!(["deploy"]), "only deploy's durations");
 
+    // An error leads to the versions it was seen in and the commands that
+    // hit it.
+    browser.eval("location.hash = '#/errors?app=democli'");
+    browser.wait_for(
+        "document.querySelector('#report-errors table[data-table=errors] a.drill')",
+        "an error to click",
+    );
+    let kind = browser.eval(
+        "(() => { const a = document.querySelector('#report-errors table[data-table=errors] a.drill'); \
+           a.click(); return a.textContent; })()",
+    );
+    browser.wait_for("document.getElementById('focus')", "the error alone");
+    let kinds = browser.eval(
+        "[...new Set([...document.querySelectorAll('#report-errors table[data-table=commands] tbody td:first-child')].map((td) => td.textContent))]",
+    );
+    assert_eq!(kinds, json!([kind]), "only that error's commands");
+
     // Two versions side by side: 1.2.0's broken deploys come first.
     browser.eval("location.hash = '#/compare?app=democli&a=1.1.0&b=1.2.0'");
     browser.wait_for(

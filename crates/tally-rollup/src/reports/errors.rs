@@ -1,5 +1,6 @@
 //! `errors`: runs and installs per error kind and location, the versions
-//! each was seen in; and runs per outcome.
+//! each was seen in, the commands that hit each kind; and runs per
+//! outcome.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +20,7 @@ pub(super) fn answer<E: From<Error> + Send>(
     let by_error = [D(Dim::ErrorKind), D(Dim::ErrorLocation)];
     // The command rollups (for outcomes) are read beside the error ones:
     // two reads of sets, on two cores.
-    let (errors, versions, outcomes) = std::thread::scope(|s| {
+    let (errors, versions, outcomes, commands) = std::thread::scope(|s| {
         let outcomes = s.spawn(|| {
             let need = Need::new(Kind::Command, &[&[D(Dim::Outcome)]]);
             read_range(source, &need, query)
@@ -32,14 +33,30 @@ pub(super) fn answer<E: From<Error> + Send>(
             &Need::new(Kind::Error, &[&by_version]).counts_only(),
             query,
         );
+        // Which commands hit each error.
+        let commands = read_range(
+            source,
+            &Need::new(Kind::Error, &[&[by_error[0], D(Dim::ErrorCommand)]]),
+            query,
+        );
         let outcomes = outcomes
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (errors, versions, outcomes)
+        (errors, versions, outcomes, commands)
     });
-    let ([errors], [versions], [outcomes]) = (errors?, versions?, outcomes?);
+    let ([errors], [versions], [outcomes], [commands]) = (errors?, versions?, outcomes?, commands?);
     Ok(vec![
         table(errors, &versions, query.limit),
+        super::table::breakdown_ordered(
+            "commands",
+            commands,
+            &[
+                ("kind", Column::Text(Dim::ErrorKind)),
+                ("command", Column::Text(Dim::ErrorCommand)),
+            ],
+            false,
+            query.limit,
+        ),
         breakdown_ordered(
             "outcomes",
             outcomes,

@@ -16,6 +16,7 @@ const TABLE_TITLES = {
   "platforms/os_version": "OS versions", "platforms/arch": "Architectures", "platforms/container": "In a container",
   "platforms/wsl": "Under WSL", "commands/commands": "Commands", "flags/flags": "Flags per command",
   "errors/errors": "Errors and crash locations", "errors/outcomes": "How runs ended",
+  "errors/commands": "The commands that hit them",
   "durations/durations": "Duration percentiles (ms)", "installs/active": "Active installs",
   "installs/new": "New installs per week", "installs/retention": "Retention by first-seen week",
   "environments/env": "Humans, CI and agents", "environments/ci": "CI vendors", "environments/agents": "AI agents",
@@ -100,8 +101,12 @@ async function login(token) {
 // "#/commands?app=mycli&env=ci"), so that a link opens the same view and
 // the back button goes back to the last one.
 const FILTERS = ["app", "since", "until", "version", "os", "env", "source", "flag", "command", "days", "a", "b"];
-// Pages that show one command's rows alone when the URL names it (`cmd=`).
-const COMMAND_PAGES = ["commands", "flags", "durations", "health"];
+// What the URL can focus on, the column that holds it, and the pages
+// that show its rows alone: one command (`cmd=`) or one error (`err=`).
+const FOCI = {
+  cmd: { column: "command", pages: ["commands", "flags", "durations", "health"] },
+  err: { column: "kind", pages: ["errors"] },
+};
 // The quick ranges: the last so many hours, as `last=` in the URL.
 const RANGES = { "24h": 24, "7d": 7 * 24, "30d": 30 * 24, "90d": 90 * 24 };
 
@@ -138,9 +143,11 @@ function formFilters(changes) {
     if (value && !(id === "days" && value === "30")) q.set(id, value);
   }
   if (state.last) q.set("last", state.last);
-  // The command in focus goes along, until a link lets it go.
-  const focus = urlFilters().get("cmd");
-  if (focus) q.set("cmd", focus);
+  // What is in focus goes along, until a link lets it go.
+  for (const param of Object.keys(FOCI)) {
+    const focus = urlFilters().get(param);
+    if (focus) q.set(param, focus);
+  }
   for (const [k, v] of Object.entries(changes || {})) {
     if (v) q.set(k, v); else q.delete(k);
   }
@@ -218,6 +225,9 @@ function cellView(column, value, row) {
     const page = currentPage() === "flags" ? "durations" : "flags";
     return el("a", { href: link(page, { cmd: value }), class: "drill", title: `The ${page} of ${value}` }, text || "(root)");
   }
+  if (column === "kind" && currentPage() === "errors" && typeof value === "string" && value !== OTHER) {
+    return el("a", { href: link("errors", { err: value }), class: "drill", title: `Where ${value} happens` }, text);
+  }
   const filter = DRILLS[column];
   if (!filter || typeof value !== "string" || value === OTHER || value === "") return text;
   return el("a", { href: link(currentPage(), { [filter]: value }), class: "drill", title: `Only ${column} ${value}` }, text);
@@ -227,10 +237,12 @@ function cellView(column, value, row) {
 /// last row sums them and a note says how many there are in all. Rows that
 /// are a regression come first, in red.
 function tableView(table) {
-  const focus = urlFilters().get("cmd");
-  const at = table.columns.indexOf("command");
-  if (focus !== null && at >= 0 && COMMAND_PAGES.includes(currentPage())) {
-    table = { ...table, rows: table.rows.filter((r) => r[at] === focus) };
+  for (const [param, { column, pages }] of Object.entries(FOCI)) {
+    const focus = urlFilters().get(param);
+    const at = table.columns.indexOf(column);
+    if (focus !== null && at >= 0 && pages.includes(currentPage())) {
+      table = { ...table, rows: table.rows.filter((r) => r[at] === focus) };
+    }
   }
   if (table.rows.length === 0) return el("p", { class: "empty" }, "No data for these filters.");
   const flagged = table.columns.indexOf("regression");
@@ -442,13 +454,17 @@ function hiddenNote(answer) {
     "so that no one can be singled out.");
 }
 
-/// Which command the page shows alone, with links to its other pages.
+/// What the page shows alone, with links to its other pages.
 function focusBar(name) {
-  const focus = urlFilters().get("cmd");
-  if (focus === null || !COMMAND_PAGES.includes(name)) return null;
-  return el("p", { class: "focus", id: "focus" }, `Only \`${focus || "(root)"}\`: `,
-    ...COMMAND_PAGES.filter((p) => p !== name).flatMap((p) => [el("a", { href: link(p) }, TITLES[p]), " · "]),
-    el("a", { href: link(name, { cmd: null }) }, "every command"));
+  for (const [param, { pages }] of Object.entries(FOCI)) {
+    const focus = urlFilters().get(param);
+    if (focus === null || !pages.includes(name)) continue;
+    const all = param === "cmd" ? "every command" : "every error";
+    return el("p", { class: "focus", id: "focus" }, `Only \`${focus || "(root)"}\`: `,
+      ...pages.filter((p) => p !== name).flatMap((p) => [el("a", { href: link(p) }, TITLES[p]), " · "]),
+      el("a", { href: link(name, { [param]: null }) }, all));
+  }
+  return null;
 }
 
 async function renderReport(name) {
