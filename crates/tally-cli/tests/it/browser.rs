@@ -435,6 +435,14 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
         ),
         json!("regression")
     );
+    // And 1.2.1's fix of it, in green, after the regressions.
+    assert_eq!(
+        browser.eval(
+            "[...document.querySelectorAll('#report-health table[data-table=commands] tr.improvement td')]\
+             .slice(0, 2).map((td) => td.textContent)"
+        ),
+        json!(["deploy", "1.2.1"])
+    );
 
     // A click on a version filters by it, in the URL, which a reload keeps.
     browser.eval("location.hash = '#/versions'");
@@ -582,6 +590,26 @@ fn use_the_dashboard(server: &TestServer, prefix: &str) {
         "the CI-only numbers",
     );
     screenshot(&mut browser, "commands-ci");
+
+    // On a phone the page is as wide as the screen: tables scroll within
+    // their cards, the page does not.
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    );
+    for page in ["overview", "health"] {
+        browser.eval(&format!("location.hash = '#/{page}?app=democli'"));
+        browser.wait_for(
+            &format!("document.querySelector('#report-{page} .card')"),
+            &format!("the {page} page on a phone"),
+        );
+        screenshot(&mut browser, &format!("phone-{page}"));
+        assert_eq!(
+            browser.eval("document.documentElement.scrollWidth <= window.innerWidth + 1"),
+            json!(true),
+            "the {page} page is wider than a phone"
+        );
+    }
 
     assert!(
         browser.errors.is_empty(),

@@ -67,6 +67,7 @@ fn table(name: &str, first: &[&str], lines: Vec<Line>, limit: Option<usize>) -> 
         "crash_rate",
         "previous_crash_rate",
         "regression",
+        "improvement",
     ]);
     let key = first.len() + 1;
     let top = Top::new(
@@ -83,7 +84,7 @@ fn table(name: &str, first: &[&str], lines: Vec<Line>, limit: Option<usize>) -> 
             let t = summed(rest.iter().map(|line| &line.counts));
             let mut cells = other_key(key);
             cells.extend([runs(&t), ratio(t.ok, t.runs), Cell::Null, Cell::Null]);
-            cells.extend([ratio(t.crashes, t.runs), Cell::Null, Cell::Null]);
+            cells.extend([ratio(t.crashes, t.runs), Cell::Null, Cell::Null, Cell::Null]);
             cells
         },
     )
@@ -102,12 +103,17 @@ fn lines_for(prefix: &[Cell], versions: &BTreeMap<String, Agg>) -> Vec<Line> {
             Some((pv, p)) => {
                 let regression = worse(t.ok, t.runs, p.ok, p.runs, false)
                     || worse(t.crashes, t.runs, p.crashes, p.runs, true);
+                // The previous version worse than this one, by the same test.
+                let improvement = !regression
+                    && (worse(p.ok, p.runs, t.ok, t.runs, false)
+                        || worse(p.crashes, p.runs, t.crashes, t.runs, true));
                 row.extend([
                     Cell::Text(pv.clone()),
                     ratio(p.ok, p.runs),
                     ratio(t.crashes, t.runs),
                     ratio(p.crashes, p.runs),
                     Cell::Bool(regression),
+                    Cell::Bool(improvement),
                 ]);
                 regression
             }
@@ -117,6 +123,7 @@ fn lines_for(prefix: &[Cell], versions: &BTreeMap<String, Agg>) -> Vec<Line> {
                     Cell::Null,
                     ratio(t.crashes, t.runs),
                     Cell::Null,
+                    Cell::Bool(false),
                     Cell::Bool(false),
                 ]);
                 false

@@ -246,12 +246,16 @@ function tableView(table) {
   }
   if (table.rows.length === 0) return el("p", { class: "empty" }, "No data for these filters.");
   const flagged = table.columns.indexOf("regression");
+  const better = table.columns.indexOf("improvement");
+  const rank = (r) => (r[flagged] === true ? 0 : better >= 0 && r[better] === true ? 1 : 2);
+  // Regressions first, then improvements, each in the report's order.
   const rows = flagged < 0 ? table.rows
-    : [...table.rows.filter((r) => r[flagged] === true), ...table.rows.filter((r) => r[flagged] !== true)];
+    : table.rows.map((r, i) => [r, i]).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]).map(([r]) => r);
   const view = el("table", { "data-table": table.name },
     el("thead", {}, el("tr", {}, table.columns.map((c) => el("th", {}, c.replaceAll("_", " "))))),
     el("tbody", {}, rows.map((row) => {
-      const classes = [isOther(row) ? "other" : "", flagged >= 0 && row[flagged] === true ? "regression" : ""];
+      const classes = [isOther(row) ? "other" : "", flagged >= 0 && row[flagged] === true ? "regression" : "",
+        better >= 0 && row[better] === true ? "improvement" : ""];
       return el("tr", { class: classes.join(" ").trim() }, row.map((value, i) => {
         const kind = typeof value === "number" ? "num" : "";
         const flag = table.columns[i] === "regression" && value === true ? " flag-true" : "";
