@@ -1,6 +1,9 @@
-//! A private ClickHouse server for tests: Debian's `clickhouse-server`
-//! started on loopback ports chosen at run time, with a data dir of its own,
-//! stopped (and its data removed) on drop.
+//! A private ClickHouse server for tests, on loopback ports chosen at run
+//! time, with a data dir of its own, stopped (and its data removed) on
+//! drop: Debian's `clickhouse-server` (18.16, from 2018), or the current
+//! engine (26.x, PyPI's `chdb-core`, which has no server of its own)
+//! behind a small front that speaks the part of ClickHouse's HTTP
+//! interface Tally uses (`chdb_front.py`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,22 @@ pub struct LocalServer {
     http_port: u16,
     tcp_port: u16,
     child: Option<Child>,
+    engine: Engine,
 }
+
+/// Which ClickHouse runs.
+enum Engine {
+    /// Debian's `clickhouse-server`.
+    Debian,
+    /// The current engine under the front, run by this Python.
+    Current(PathBuf),
+}
+
+/// The current engine, as PyPI ships it.
+const CHDB: &str = "chdb-core==26.9.0";
+
+/// The front over it.
+const FRONT: &str = include_str!("chdb_front.py");
 
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
@@ -42,14 +60,31 @@ fn binary() -> PathBuf {
 }
 
 impl LocalServer {
-    /// Starts a server and waits until it answers.
+    /// Starts Debian's server and waits until it answers.
     pub fn start() -> LocalServer {
+        Self::start_engine(Engine::Debian)
+    }
+
+    /// Starts the current engine (26.x) behind the front and waits until
+    /// it answers; `None` when PyPI is out of reach.
+    ///
+    /// ```no_run
+    /// let server = tally_testkit::clickhouse::LocalServer::start_current().expect("PyPI");
+    /// assert!(server.store_url("tally").starts_with("clickhouse://127.0.0.1:"));
+    /// ```
+    pub fn start_current() -> Option<LocalServer> {
+        let python = crate::clients::python(&[CHDB])?;
+        Some(Self::start_engine(Engine::Current(python)))
+    }
+
+    fn start_engine(engine: Engine) -> LocalServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = LocalServer {
             http_port: free_port(),
             tcp_port: free_port(),
             dir,
             child: None,
+            engine,
         };
         server.resume();
         server
@@ -85,6 +120,32 @@ impl LocalServer {
 
     /// Starts the server again on the same ports and data.
     pub fn resume(&mut self) {
+        let child = match &self.engine {
+            Engine::Debian => self.spawn_debian(),
+            Engine::Current(python) => {
+                let root = self.dir.path();
+                let front = root.join("chdb_front.py");
+                std::fs::write(&front, FRONT).expect("write the front");
+                Command::new(python)
+                    .arg(&front)
+                    .arg(root.join("chdb"))
+                    .arg(self.http_port.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .expect("start the chdb front")
+            }
+        };
+        self.child = Some(child);
+        let url = format!("http://127.0.0.1:{}/ping", self.http_port);
+        crate::eventually(Duration::from_secs(60), "ClickHouse answering", || {
+            ureq::get(&url).call().ok().map(drop)
+        });
+    }
+
+    /// Starts Debian's `clickhouse-server` on the ports and data.
+    fn spawn_debian(&self) -> Child {
         let root = self.dir.path();
         let config = root.join("config.xml");
         std::fs::write(
@@ -131,21 +192,14 @@ impl LocalServer {
 "#,
         )
         .expect("write users");
-        let child = Command::new(binary())
+        Command::new(binary())
             .arg(format!("--config-file={}", config.display()))
             .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start clickhouse-server");
-        self.child = Some(child);
-        let url = format!("http://127.0.0.1:{}/ping", self.http_port);
-        crate::eventually(
-            Duration::from_secs(60),
-            "clickhouse-server answering",
-            || ureq::get(&url).call().ok().map(drop),
-        );
+            .expect("start clickhouse-server")
     }
 }
 

@@ -257,6 +257,17 @@ fn the_dashboard_works_on_clickhouse() {
     use_the_dashboard(&server, "clickhouse-");
 }
 
+/// The same pages on ClickHouse as users run it today (26.x).
+#[test]
+fn the_dashboard_works_on_current_clickhouse() {
+    let clickhouse = tally_testkit::clickhouse::LocalServer::start_current()
+        .expect("the current ClickHouse engine needs PyPI's chdb-core");
+    let store = clickhouse.store_url("dashboard");
+    let data = data_dir();
+    let server = TestServer::start_with(data.path(), &["--demo", "--store", &store]);
+    use_the_dashboard(&server, "clickhouse-current-");
+}
+
 /// An app with 5,000 versions in the field, each sent by its own install
 /// through the real server: the pages list the top versions and an
 /// `(other)` row with the total, with no error in the page.

@@ -61,14 +61,27 @@ const MIGRATIONS: &[Migration] = &[
     source_events,
     erasures_pending,
     named_events,
+    rollups_view_on_events,
 ];
 
-/// 1: the tables, with events partitioned by the client's day (which 2
-/// replaces).
+/// 1: the tables. A new database gets events partitioned by the day
+/// they are received at once, so that 2 finds nothing to copy: on
+/// ClickHouse 20.10 and later (Atomic databases) a view follows a renamed
+/// table, and the copy would leave `rollups_mv` on the old one.
 fn create_tables(http: &Http, server: Server) -> Result<(), StoreError> {
+    create_tables_partitioned(http, server, Partition::ReceivedDay)
+}
+
+/// The tables of 1, with events partitioned by `partition` (Tally before
+/// 0.1 made them by the client's day).
+fn create_tables_partitioned(
+    http: &Http,
+    server: Server,
+    partition: Partition,
+) -> Result<(), StoreError> {
     let few = server.few();
     for sql in [
-        events_table("events", few, Partition::ClientDay),
+        events_table("events", few, partition),
         APPS_TABLE.to_owned(),
         rollups_table(few),
         rollups_view(),
@@ -416,6 +429,25 @@ fn named_events(http: &Http, _: Server) -> Result<(), StoreError> {
     ))
 }
 
+/// 7: `rollups_mv` on the table named `events` again where 2 left it on
+/// the table it copied from (ClickHouse 20.10 and later: views follow a
+/// renamed table in Atomic databases), which rolled nothing up since. A
+/// view that reads `events` is left as it is.
+fn rollups_view_on_events(http: &Http, _: Server) -> Result<(), StoreError> {
+    let rows = http.rows(&format!(
+        "SELECT count() AS n FROM system.tables
+         WHERE database = {db} AND name = 'events' AND has(dependencies_table, 'rollups_mv')",
+        db = super::http::quote(http.database())
+    ));
+    // Servers without the column (none Tally supports) keep the view.
+    let Ok(rows) = rows else { return Ok(()) };
+    if rows.first().and_then(|r| r["n"].as_u64()) != Some(0) {
+        return Ok(());
+    }
+    http.execute("DROP TABLE IF EXISTS rollups_mv")?;
+    http.execute(&rollups_view())
+}
+
 /// Whether a collector is copying the events table into the new layout.
 fn copy_running(http: &Http) -> Result<bool, StoreError> {
     let rows = http.rows(&format!(
@@ -592,12 +624,21 @@ mod tests {
     /// rollups are not counted again, and later inserts are rolled up.
     #[test]
     fn events_partitioned_by_client_day_are_moved_to_received_day() {
-        let server = LocalServer::start();
+        moved_to_received_day(&LocalServer::start());
+    }
+
+    /// The same on the current engine, whose views follow a renamed table.
+    #[test]
+    fn events_partitioned_by_client_day_are_moved_on_the_current_engine() {
+        moved_to_received_day(&LocalServer::start_current().expect("PyPI's chdb-core"));
+    }
+
+    fn moved_to_received_day(server: &LocalServer) {
         let http = Http::new(&Target::parse(&server.store_url("legacy"), None).expect("url"));
         http.execute_global("CREATE DATABASE legacy")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
-        create_tables(&http, detected).expect("schema 1");
+        create_tables_partitioned(&http, detected, Partition::ClientDay).expect("schema 1");
         http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
             .expect("versions");
         http.execute("INSERT INTO tally_schema VALUES (1, 0)")
@@ -649,7 +690,7 @@ mod tests {
         http.execute_global("CREATE DATABASE unsalted")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
-        create_tables(&http, detected).expect("schema 1");
+        create_tables_partitioned(&http, detected, Partition::ClientDay).expect("schema 1");
         http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
             .expect("versions");
         http.execute("INSERT INTO tally_schema VALUES (1, 0), (2, 0)")

@@ -26,6 +26,22 @@ fn open() -> Fixture {
 
 tally_testkit::store_tests!(open);
 
+/// The same checks against ClickHouse as users run it today (26.x).
+mod current {
+    use super::*;
+
+    fn open() -> Fixture {
+        let server = LocalServer::start_current()
+            .expect("the current ClickHouse engine needs PyPI's chdb-core");
+        Fixture {
+            store: ClickHouseStore::open(&server.store_url("conformance")).expect("open"),
+            _server: server,
+        }
+    }
+
+    tally_testkit::store_tests!(open);
+}
+
 #[test]
 fn opening_twice_migrates_once() {
     let server = LocalServer::start();
