@@ -98,6 +98,8 @@ enum Partition {
     /// acknowledged events in a partition retention drops at once, a clock
     /// far ahead in one it never drops, and clocks spread over many months
     /// made inserts that span more partitions than ClickHouse allows.
+    /// Tally before 0.1 made it; the tests make it to migrate from.
+    #[cfg_attr(not(test), allow(dead_code))]
     ClientDay,
     /// The month of `rday`, the day the server received the event.
     ReceivedDay,
