@@ -30,8 +30,9 @@ pub struct StoreArgs {
     #[arg(long, env = crate::env::DATA, default_value = "tally-data")]
     pub data: PathBuf,
     /// A shared store in place of the data dir's, e.g.
-    /// clickhouse://tally@127.0.0.1:8123/tally; takes precedence over
-    /// --data. Give the password with --clickhouse-password-file or
+    /// clickhouse://tally@127.0.0.1:8123/tally, or over HTTPS (ClickHouse
+    /// Cloud) clickhouses://tally@HOST:8443/tally, with ?ca_file=PATH for a
+    /// private CA; takes precedence over --data. Give the password with --clickhouse-password-file or
     /// TALLY_CLICKHOUSE_PASSWORD rather than in the URL, which `ps` shows.
     #[arg(long, env = crate::env::STORE, hide_env_values = true)]
     pub store: Option<String>,

@@ -29,7 +29,10 @@ pub enum StoreSpec {
         caches: Caches,
     },
     /// A ClickHouse database, by a URL such as
-    /// `clickhouse://user:password@127.0.0.1:8123/tally`.
+    /// `clickhouse://user:password@127.0.0.1:8123/tally`, or over HTTPS
+    /// `clickhouses://user@HOST.clickhouse.cloud/tally` (port 8443 unless
+    /// given; `?ca_file=PATH` trusts a private CA in place of the system's
+    /// roots).
     ClickHouse {
         /// The URL.
         url: String,

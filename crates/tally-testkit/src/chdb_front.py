@@ -3,10 +3,12 @@ current ClickHouse engine, in-process): SQL in the body or `query=` (the
 two joined, as ClickHouse joins them for INSERT data), `database=`, the
 settings Tally sends as URL parameters, errors as HTTP 500 with the
 exception's text. One query at a time: a chdb session is one engine.
+The same over HTTPS on a second port, with the certificate and key given.
 
-    python chdb_front.py DATA_DIR PORT
+    python chdb_front.py DATA_DIR PORT HTTPS_PORT CERT_PEM KEY_PEM
 """
 
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -14,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from chdb import session
 
-DATA, PORT = sys.argv[1], int(sys.argv[2])
+DATA, PORT, HTTPS_PORT, CERT, KEY = sys.argv[1:6]
 ENGINE = session.Session(DATA)
 ONE_AT_A_TIME = threading.Lock()
 # Parameters that are not settings.
@@ -61,4 +63,9 @@ class Front(BaseHTTPRequestHandler):
             self.answer(500, str(error).encode("utf-8"))
 
 
-ThreadingHTTPServer(("127.0.0.1", PORT), Front).serve_forever()
+secure = ThreadingHTTPServer(("127.0.0.1", int(HTTPS_PORT)), Front)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(CERT, KEY)
+secure.socket = tls.wrap_socket(secure.socket, server_side=True)
+threading.Thread(target=secure.serve_forever, daemon=True).start()
+ThreadingHTTPServer(("127.0.0.1", int(PORT)), Front).serve_forever()

@@ -3,7 +3,9 @@
 //! drop: Debian's `clickhouse-server` (18.16, from 2018), or the current
 //! engine (26.x, PyPI's `chdb-core`, which has no server of its own)
 //! behind a small front that speaks the part of ClickHouse's HTTP
-//! interface Tally uses (`chdb_front.py`).
+//! interface Tally uses (`chdb_front.py`). Either also answers over
+//! HTTPS, with a certificate a CA of the test's own signed (as a server
+//! on a private network, or ClickHouse Cloud behind its public CA, would).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub struct LocalServer {
     dir: tempfile::TempDir,
     http_port: u16,
+    https_port: u16,
     tcp_port: u16,
     child: Option<Child>,
     engine: Engine,
@@ -81,18 +84,61 @@ impl LocalServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = LocalServer {
             http_port: free_port(),
+            https_port: free_port(),
             tcp_port: free_port(),
             dir,
             child: None,
             engine,
         };
+        server.certify();
         server.resume();
         server
+    }
+
+    /// Writes a CA (`ca.pem`), and a certificate for `localhost` and
+    /// `127.0.0.1` it signed (`server.pem`, key `server.key`), into the
+    /// server's dir.
+    fn certify(&self) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let root = self.dir.path();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Tally test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let certificate = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("server params")
+            .signed_by(&key, &ca)
+            .expect("server certificate");
+        for (name, pem) in [
+            ("ca.pem", ca.pem()),
+            ("server.pem", certificate.pem()),
+            ("server.key", key.serialize_pem()),
+        ] {
+            std::fs::write(root.join(name), pem).expect("write a certificate");
+        }
     }
 
     /// The store URL of `database` on this server.
     pub fn store_url(&self, database: &str) -> String {
         format!("clickhouse://127.0.0.1:{}/{database}", self.http_port)
+    }
+
+    /// The store URL of `database` over HTTPS, trusting the test's CA
+    /// (`ca_file=`) in place of the system's roots.
+    ///
+    /// ```no_run
+    /// let server = tally_testkit::clickhouse::LocalServer::start();
+    /// assert!(server.secure_store_url("tally").starts_with("clickhouses://127.0.0.1:"));
+    /// ```
+    pub fn secure_store_url(&self, database: &str) -> String {
+        format!(
+            "clickhouses://127.0.0.1:{}/{database}?ca_file={}",
+            self.https_port,
+            self.dir.path().join("ca.pem").display()
+        )
     }
 
     /// Waits until no INSERT is running (one a killed client sent may still
@@ -130,6 +176,9 @@ impl LocalServer {
                     .arg(&front)
                     .arg(root.join("chdb"))
                     .arg(self.http_port.to_string())
+                    .arg(self.https_port.to_string())
+                    .arg(root.join("server.pem"))
+                    .arg(root.join("server.key"))
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::inherit())
@@ -155,6 +204,16 @@ impl LocalServer {
 <yandex>
     <logger><level>warning</level><console>1</console></logger>
     <http_port>{http}</http_port>
+    <https_port>{https}</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>{root}/server.pem</certificateFile>
+            <privateKeyFile>{root}/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+        </server>
+    </openSSL>
     <tcp_port>{tcp}</tcp_port>
     <listen_host>127.0.0.1</listen_host>
     <path>{root}/data/</path>
@@ -169,6 +228,7 @@ impl LocalServer {
 </yandex>
 "#,
                 http = self.http_port,
+                https = self.https_port,
                 tcp = self.tcp_port,
                 root = root.display(),
             ),

@@ -1,5 +1,7 @@
-//! Several `tally serve` collectors on one ClickHouse (Debian's
-//! clickhouse-server, started by the test on ports chosen at run time).
+//! Several `tally serve` collectors on one ClickHouse, started by the test
+//! on ports chosen at run time: each test runs on Debian's
+//! clickhouse-server (18.16) and on the current engine (26.x, chdb-core
+//! behind the testkit's front).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -44,9 +46,37 @@ fn counted_runs(store: &str, app: &str) -> i64 {
         .sum()
 }
 
-#[test]
-fn two_collectors_store_each_acknowledged_event_once_through_a_kill_9() {
-    let clickhouse = LocalServer::start();
+/// The current engine, which the tests need.
+fn current() -> LocalServer {
+    LocalServer::start_current().expect("the current ClickHouse engine needs PyPI's chdb-core")
+}
+
+/// Each test once on each engine.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod debian {
+            $(#[test]
+            fn $name() {
+                super::$name(super::LocalServer::start());
+            })*
+        }
+        mod current {
+            $(#[test]
+            fn $name() {
+                super::$name(super::current());
+            })*
+        }
+    };
+}
+
+on_both_engines!(
+    two_collectors_store_each_acknowledged_event_once_through_a_kill_9,
+    a_clickhouse_outage_gives_503_and_the_collector_recovers_alone,
+    keys_added_elsewhere_are_learnt_and_unknown_keys_never_wait_for_clickhouse,
+    a_collector_over_https_stores_and_reports,
+);
+
+fn two_collectors_store_each_acknowledged_event_once_through_a_kill_9(clickhouse: LocalServer) {
     let store = clickhouse.store_url("cluster");
     let key = add_app(&store, "busy");
     let (dir_a, dir_b) = (data_dir(), data_dir());
@@ -117,9 +147,7 @@ fn two_collectors_store_each_acknowledged_event_once_through_a_kill_9() {
     );
 }
 
-#[test]
-fn a_clickhouse_outage_gives_503_and_the_collector_recovers_alone() {
-    let mut clickhouse = LocalServer::start();
+fn a_clickhouse_outage_gives_503_and_the_collector_recovers_alone(mut clickhouse: LocalServer) {
     let store = clickhouse.store_url("outage");
     let key = add_app(&store, "flaky");
     let dir = data_dir();
@@ -146,9 +174,9 @@ fn a_clickhouse_outage_gives_503_and_the_collector_recovers_alone() {
 
 /// A collector learns keys added through another one in the background;
 /// an unknown key is answered from memory, even while ClickHouse hangs.
-#[test]
-fn keys_added_elsewhere_are_learnt_and_unknown_keys_never_wait_for_clickhouse() {
-    let mut clickhouse = LocalServer::start();
+fn keys_added_elsewhere_are_learnt_and_unknown_keys_never_wait_for_clickhouse(
+    mut clickhouse: LocalServer,
+) {
     let store = clickhouse.store_url("keys");
     let dir = data_dir();
     let server = TestServer::start_with(dir.path(), &["--store", &store]);
@@ -164,4 +192,27 @@ fn keys_added_elsewhere_are_learnt_and_unknown_keys_never_wait_for_clickhouse() 
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["reason"], "unknown ingest key", "{body}");
     clickhouse.resume();
+}
+
+/// Over HTTPS with the CA file a private CA's server needs (as ClickHouse
+/// Cloud's, with the system's roots): the collector stores, the CLI reads,
+/// and without the CA the server's certificate is refused, not trusted.
+fn a_collector_over_https_stores_and_reports(clickhouse: LocalServer) {
+    let store = clickhouse.secure_store_url("secure");
+    let key = add_app(&store, "private");
+    let dir = data_dir();
+    let server = TestServer::start_with(dir.path(), &["--store", &store]);
+    let events: Vec<Event> = (0..30).map(|_| fresh("private")).collect();
+    let (status, body) = server.send(&key, &events);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&export(&store, "private")).len(), events.len());
+    assert_eq!(counted_runs(&store, "private"), events.len() as i64);
+
+    let untrusted = store.split_once('?').expect("a CA file").0;
+    let (ok, _, stderr) = tally(&["app", "list", "--store", untrusted]);
+    assert!(!ok, "a certificate no trusted root signed is refused");
+    assert!(
+        stderr.to_lowercase().contains("certificate"),
+        "the error says why: {stderr}"
+    );
 }

@@ -181,7 +181,8 @@ mod tests {
         let store = StoreSpec::new(std::path::Path::new("unused"), Some(&url))
             .open()
             .expect("open");
-        let http = Http::new(&super::super::http::Target::parse(&url, None).expect("url"));
+        let http = Http::new(&super::super::http::Target::parse(&url, None).expect("url"))
+            .expect("connects");
         let at = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
         let (gone, kept, other) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
         let events: Vec<_> = [gone, gone, kept, kept, kept, other]

@@ -1,14 +1,17 @@
-//! ClickHouse's HTTP interface: SQL in, JSON lines out.
+//! ClickHouse's HTTP interface: SQL in, JSON lines out, over HTTP or
+//! HTTPS (`clickhouses://`, as ClickHouse Cloud wants).
 //!
-//! Plain HTTP with JSONEachRow works the same on every ClickHouse from 18.x
+//! HTTP with JSONEachRow works the same on every ClickHouse from 18.x
 //! (Debian's) to today's, which the native protocol and newer formats do not.
 
 use std::fmt;
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
+use ureq::tls::{PemItem, RootCerts, TlsConfig, parse_pem};
 
 use crate::StoreError;
 
@@ -22,7 +25,8 @@ pub(super) struct Http {
     agent: ureq::Agent,
 }
 
-/// Where a store URL points: `clickhouse://[user[:password]@]host[:port]/database`.
+/// Where a store URL points:
+/// `clickhouse[s]://[user[:password]@]host[:port]/database[?secure=1&ca_file=PATH]`.
 #[derive(Clone, PartialEq, Eq)]
 pub(super) struct Target {
     pub(super) host: String,
@@ -30,6 +34,12 @@ pub(super) struct Target {
     pub(super) database: String,
     pub(super) user: Option<String>,
     pub(super) password: Option<String>,
+    /// HTTPS: `clickhouses://` or `?secure=1`.
+    pub(super) secure: bool,
+    /// The PEM file of the certificates to trust in place of the system's
+    /// roots (`?ca_file=`, else `CLICKHOUSE_CA_FILE`), for a server whose
+    /// certificate a private CA signed.
+    pub(super) ca_file: Option<PathBuf>,
 }
 
 /// Shows no password.
@@ -41,6 +51,8 @@ impl fmt::Debug for Target {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("secure", &self.secure)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -54,9 +66,44 @@ impl Target {
         let bad = |why: &str| {
             StoreError::Invalid(format!("store URL {:?}: {why}", crate::spec::redacted(url)))
         };
-        let rest = url
-            .strip_prefix("clickhouse://")
-            .ok_or_else(|| bad("must start with clickhouse://"))?;
+        let (mut secure, rest) = if let Some(rest) = url.strip_prefix("clickhouse://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("clickhouses://") {
+            (true, rest)
+        } else {
+            return Err(bad(
+                "must start with clickhouse:// (or clickhouses:// for HTTPS)",
+            ));
+        };
+        let (rest, params) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut ca_file = None;
+        for param in params.split('&').filter(|p| !p.is_empty()) {
+            match param.split_once('=').unwrap_or((param, "")) {
+                ("secure", "1" | "true") => secure = true,
+                ("secure", "0" | "false") => {}
+                ("secure", _) => return Err(bad("secure must be 1 or 0")),
+                ("ca_file", "") => return Err(bad("ca_file names no file")),
+                ("ca_file", path) => ca_file = Some(PathBuf::from(path)),
+                (name, _) => {
+                    return Err(bad(&format!(
+                        "unknown parameter {name:?} (known: secure, ca_file)"
+                    )));
+                }
+            }
+        }
+        if ca_file.is_some() && !secure {
+            return Err(bad(
+                "a CA file is for HTTPS: use clickhouses:// or secure=1",
+            ));
+        }
+        // The environment's CA file is for whichever store is on HTTPS; a
+        // plain one beside it is no mistake.
+        let ca_file = ca_file.or_else(|| {
+            secure
+                .then(|| std::env::var_os("CLICKHOUSE_CA_FILE"))
+                .flatten()
+                .map(PathBuf::from)
+        });
         let (authority, database) = rest
             .split_once('/')
             .ok_or_else(|| bad("names no database (clickhouse://HOST:8123/DB)"))?;
@@ -81,7 +128,8 @@ impl Target {
         };
         let (host, port) = match host_port.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().map_err(|_| bad("the port is not a number"))?),
-            None => (host_port, 8123),
+            // ClickHouse's ports, and ClickHouse Cloud's for HTTPS.
+            None => (host_port, if secure { 8443 } else { 8123 }),
         };
         let database = database.trim_end_matches('/');
         let valid_name =
@@ -100,27 +148,56 @@ impl Target {
                 .or_else(|| std::env::var("CLICKHOUSE_USER").ok())
                 .or_else(|| password.as_ref().map(|_| "default".to_owned())),
             password,
+            secure,
+            ca_file,
         })
+    }
+
+    /// What the connection trusts: the CA file's certificates, else the
+    /// system's roots.
+    fn roots(&self) -> Result<RootCerts, StoreError> {
+        let Some(path) = &self.ca_file else {
+            return Ok(RootCerts::PlatformVerifier);
+        };
+        let unreadable = |why: String| {
+            StoreError::Invalid(format!("the ClickHouse CA file {}: {why}", path.display()))
+        };
+        let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+        let mut certificates = Vec::new();
+        for item in parse_pem(&pem) {
+            if let PemItem::Certificate(c) = item.map_err(|e| unreadable(e.to_string()))? {
+                certificates.push(c);
+            }
+        }
+        if certificates.is_empty() {
+            return Err(unreadable("holds no PEM certificate".into()));
+        }
+        Ok(RootCerts::new_with_certs(&certificates))
     }
 }
 
 impl Http {
-    pub(super) fn new(target: &Target) -> Http {
+    /// A connection to `target`; fails only on a CA file that cannot be
+    /// read (nothing is sent until the first statement).
+    pub(super) fn new(target: &Target) -> Result<Http, StoreError> {
         let auth = target.user.as_ref().map(|user| {
             let pair = format!("{user}:{}", target.password.as_deref().unwrap_or(""));
             format!("Basic {}", BASE64_STANDARD.encode(pair))
         });
-        Http {
-            base: format!("http://{}:{}/", target.host, target.port),
+        let scheme = if target.secure { "https" } else { "http" };
+        let tls = TlsConfig::builder().root_certs(target.roots()?).build();
+        Ok(Http {
+            base: format!("{scheme}://{}:{}/", target.host, target.port),
             database: target.database.clone(),
             auth,
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
+                .tls_config(tls)
                 .timeout_connect(Some(Duration::from_secs(5)))
                 .timeout_global(Some(Duration::from_secs(300)))
                 .build()
                 .new_agent(),
-        }
+        })
     }
 
     /// The database, for statements that must name it.
@@ -290,11 +367,78 @@ mod tests {
         assert!(!format!("{target:?}").contains("s3cret"));
         // Nothing listens on port 1: the connection is refused.
         let unreachable = Http::new(&target)
+            .expect("no CA file to read")
             .execute("SELECT 1")
             .expect_err("nothing listens on port 1");
         let shown = format!("{unreachable} {unreachable:?}");
         assert!(shown.contains("127.0.0.1"), "{shown}");
         assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn https_is_asked_by_scheme_or_parameter() {
+        let cloud = Target::parse(
+            "clickhouses://ana@abc.eu-west-1.aws.clickhouse.cloud/tally",
+            None,
+        )
+        .expect("parses");
+        assert_eq!(
+            (cloud.secure, cloud.port),
+            (true, 8443),
+            "ClickHouse Cloud's port"
+        );
+        let by_parameter = Target::parse(
+            "clickhouse://db:8443/tally?secure=1&ca_file=/etc/ca.pem",
+            None,
+        )
+        .expect("parses");
+        assert!(by_parameter.secure);
+        assert_eq!(by_parameter.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            by_parameter.database, "tally",
+            "the query is not the database's"
+        );
+        let plain = Target::parse("clickhouse://db/tally?secure=0", None).expect("parses");
+        assert!(!plain.secure);
+        for (bad, why) in [
+            ("clickhouse://db/tally?ca_file=/etc/ca.pem", "is for HTTPS"),
+            ("clickhouses://db/tally?ca_file=", "names no file"),
+            ("clickhouses://db/tally?secure=yes", "1 or 0"),
+            (
+                "clickhouses://db/tally?sslmode=require",
+                "unknown parameter \"sslmode\"",
+            ),
+        ] {
+            let err = Target::parse(bad, None).expect_err(bad).to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_that_holds_no_certificate_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        for (file, why) in [
+            (&missing, "No such file"),
+            (&empty, "holds no PEM certificate"),
+        ] {
+            let url = format!(
+                "clickhouses://ana:s3cret@db/tally?ca_file={}",
+                file.display()
+            );
+            let target = Target::parse(&url, None).expect("parses");
+            let Err(err) = Http::new(&target) else {
+                panic!("{file:?} is no CA file");
+            };
+            let err = err.to_string();
+            assert!(
+                err.contains(&file.display().to_string()) && err.contains(why),
+                "{err}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl ClickHouseStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with_password(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
-        let http = Http::new(&Target::parse(url, password)?);
+        let http = Http::new(&Target::parse(url, password)?)?;
         schema::migrate(&http)?;
         Ok(Self { http })
     }

@@ -636,7 +636,8 @@ mod tests {
     }
 
     fn moved_to_received_day(server: &LocalServer) {
-        let http = Http::new(&Target::parse(&server.store_url("legacy"), None).expect("url"));
+        let http = Http::new(&Target::parse(&server.store_url("legacy"), None).expect("url"))
+            .expect("connects");
         http.execute_global("CREATE DATABASE legacy")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
@@ -688,7 +689,7 @@ mod tests {
     fn apps_made_before_salts_get_one_that_stays() {
         let server = LocalServer::start();
         let url = server.store_url("unsalted");
-        let http = Http::new(&Target::parse(&url, None).expect("url"));
+        let http = Http::new(&Target::parse(&url, None).expect("url")).expect("connects");
         http.execute_global("CREATE DATABASE unsalted")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
