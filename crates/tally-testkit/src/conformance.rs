@@ -156,6 +156,12 @@ pub fn runs(store: &dyn Store, params: &[(&str, &str)]) -> i64 {
     commands_sum(store, params, 1)
 }
 
+/// The installs the commands report counts for the query `params`,
+/// summed over its commands.
+pub fn installs(store: &dyn Store, params: &[(&str, &str)]) -> i64 {
+    commands_sum(store, params, 2)
+}
+
 /// The sum over the commands report's rows of column `column` (1: runs,
 /// 2: installs) for the query `params`.
 fn commands_sum(store: &dyn Store, params: &[(&str, &str)], column: usize) -> i64 {

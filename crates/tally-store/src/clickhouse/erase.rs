@@ -17,14 +17,15 @@
 use uuid::Uuid;
 
 use super::http::{Http, quote};
+use super::installs::Installs;
 use super::schema::{gateway_durations_select, rollups_select, wait_for_mutations};
-use super::writer::install_hash;
 use crate::StoreError;
 
 /// Erases `install` of each of `apps`; returns the raw events erased, or
 /// `None` if none of them ever held it.
 pub(super) fn forget_install(
     http: &Http,
+    installs: Installs,
     apps: &[&str],
     install: Uuid,
 ) -> Result<Option<u64>, StoreError> {
@@ -32,7 +33,7 @@ pub(super) fn forget_install(
     let mut erased = 0;
     for name in apps {
         let app = quote(name);
-        finish_pending(http, &app)?;
+        finish_pending(http, installs, &app)?;
         // Retention goes by the day events were received, the rollups by
         // the day they count: only days from the first one received on
         // are whole, and can be rolled up again.
@@ -52,10 +53,10 @@ pub(super) fn forget_install(
             let pending = serde_json::json!({"app": name, "install_id": install, "days": days});
             http.insert("erasures_pending", format!("{pending}\n").as_bytes())?;
             http.execute(&format!("ALTER TABLE events DELETE WHERE {whose}"))?;
-            roll_up_again(http, &app, &days)?;
+            roll_up_again(http, installs, &app, &days)?;
         }
-        known |= leave_install_sets(http, &app, install_hash(install), first.as_deref())?;
-        cross_out(http, &app, install)?;
+        known |= leave_install_sets(http, installs, &app, install, first.as_deref())?;
+        cross_out(http, installs, &app, install)?;
     }
     Ok(known.then_some(erased))
 }
@@ -72,7 +73,7 @@ fn first_received_day(http: &Http, app: &str) -> Result<Option<String>, StoreErr
 }
 
 /// Finishes the erasures of `app` (quoted) that were cut short.
-fn finish_pending(http: &Http, app: &str) -> Result<(), StoreError> {
+fn finish_pending(http: &Http, installs: Installs, app: &str) -> Result<(), StoreError> {
     let pending = http.rows(&format!(
         "SELECT toString(install_id) AS install, days FROM erasures_pending WHERE app = {app}"
     ))?;
@@ -89,17 +90,22 @@ fn finish_pending(http: &Http, app: &str) -> Result<(), StoreError> {
         http.execute(&format!(
             "ALTER TABLE events DELETE WHERE app = {app} AND install_id = toUUID('{install}')"
         ))?;
-        roll_up_again(http, app, &days)?;
+        roll_up_again(http, installs, app, &days)?;
         let first = first_received_day(http, app)?;
-        leave_install_sets(http, app, install_hash(install), first.as_deref())?;
-        cross_out(http, app, install)?;
+        leave_install_sets(http, installs, app, install, first.as_deref())?;
+        cross_out(http, installs, app, install)?;
     }
     Ok(())
 }
 
 /// Deletes the rollups of `days` (`YYYY-MM-DD`) of `app` (quoted) and
 /// rolls them up again from the events received before.
-fn roll_up_again(http: &Http, app: &str, days: &[&str]) -> Result<(), StoreError> {
+fn roll_up_again(
+    http: &Http,
+    installs: Installs,
+    app: &str,
+    days: &[&str],
+) -> Result<(), StoreError> {
     if days.is_empty() {
         return wait_for_mutations(http);
     }
@@ -116,35 +122,49 @@ fn roll_up_again(http: &Http, app: &str, days: &[&str]) -> Result<(), StoreError
     http.execute(&format!("ALTER TABLE rollups DELETE WHERE {in_days}"))?;
     wait_for_mutations(http)?;
     let of_days = format!("{in_days} AND received_at_us < {before}");
-    for select in [rollups_select(&of_days), gateway_durations_select(&of_days)] {
+    for select in [
+        rollups_select(&of_days, installs),
+        gateway_durations_select(&of_days, installs),
+    ] {
         http.execute(&format!("INSERT INTO rollups {select}"))?;
     }
     Ok(())
 }
 
-/// Crosses the erasure of `install` of `app` (quoted) out.
-fn cross_out(http: &Http, app: &str, install: Uuid) -> Result<(), StoreError> {
+/// Crosses the erasure of `install` of `app` (quoted) out, and forgets
+/// its install numbers, which nothing holds any longer (last, so that an
+/// erasure cut short still finds them).
+fn cross_out(http: &Http, installs: Installs, app: &str, install: Uuid) -> Result<(), StoreError> {
+    if installs == Installs::Numbers {
+        http.execute(&format!(
+            "ALTER TABLE install_numbers DELETE WHERE app = {app} AND install_id = toUUID('{install}')"
+        ))?;
+    }
     http.execute(&format!(
         "ALTER TABLE erasures_pending DELETE WHERE app = {app} AND install_id = toUUID('{install}')"
     ))?;
     wait_for_mutations(http)
 }
 
-/// Takes install hash `hash` out of the install sets of the rollup rows of
-/// `app` (quoted) on days before `first` (every day when the app has no
-/// raw event left), whose events are gone and cannot be rolled up again;
-/// says whether any row held it.
+/// Takes `install` out of the install sets of the rollup rows of `app`
+/// (quoted) on days before `first` (every day when the app has no raw
+/// event left), whose events are gone and cannot be rolled up again; says
+/// whether any row held it.
 fn leave_install_sets(
     http: &Http,
+    installs: Installs,
     app: &str,
-    hash: u32,
+    install: Uuid,
     first: Option<&str>,
 ) -> Result<bool, StoreError> {
+    let keys = installs.keys_of(http, app, install)?;
+    if keys.is_empty() {
+        return Ok(false);
+    }
     let before = first.map_or_else(String::new, |first| {
         format!(" AND day < toDate({})", quote(first))
     });
-    let holding =
-        format!("app = {app}{before} AND has(finalizeAggregation(installs), toUInt32({hash}))");
+    let holding = format!("app = {app}{before} AND {}", installs.holds_any(&keys));
     let held = http.rows(&format!("SELECT count() AS n FROM rollups WHERE {holding}"))?;
     if held.first().and_then(|r| r["n"].as_u64()).unwrap_or(0) == 0 {
         return Ok(false);
@@ -154,10 +174,8 @@ fn leave_install_sets(
     // UPDATE a column of aggregate states.
     http.execute(&format!(
         "INSERT INTO rollups SELECT app, kind, day, version, os, env, d1, d2, d3, d4, \
-         runs, ok, crashes, first_us, last_us, \
-         arrayReduce('groupUniqArrayState', \
-             arrayFilter(x -> x != toUInt32({hash}), finalizeAggregation(installs))), \
-         durations FROM rollups WHERE {holding}"
+         runs, ok, crashes, first_us, last_us, {}, durations FROM rollups WHERE {holding}",
+        installs.without(&keys)
     ))?;
     http.execute(&format!("ALTER TABLE rollups DELETE WHERE {holding}"))?;
     wait_for_mutations(http)?;

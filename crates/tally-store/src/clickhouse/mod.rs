@@ -10,12 +10,14 @@
 //!   window is one commit long, and `docs/scaling.md` says so.
 //! - Rollups: a materialized view turns each inserted block into rollup
 //!   rows (the rows `tally_rollup::keys_of` names, written by Tally into
-//!   the `rk` columns), in the same INSERT. Install sets hold 32-bit hashes
-//!   of install ids (see [`writer::install_hash`]).
+//!   the `rk` columns), in the same INSERT. Install sets hold exact install
+//!   numbers, or 32-bit hashes of install ids in databases made on
+//!   ClickHouse before 21.8 (see [`installs`]).
 //! - Apps live in the database, so every collector knows every app.
 
 mod erase;
 mod http;
+mod installs;
 mod schema;
 mod source;
 mod writer;
@@ -39,6 +41,7 @@ use http::{Http, Target, quote};
 /// ```
 pub struct ClickHouseStore {
     http: Http,
+    installs: installs::Installs,
 }
 
 impl ClickHouseStore {
@@ -61,7 +64,8 @@ impl ClickHouseStore {
     pub fn open_with_password(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
         let http = Http::new(&Target::parse(url, password)?)?;
         schema::migrate(&http)?;
-        Ok(Self { http })
+        let installs = installs::Installs::detect(&http)?;
+        Ok(Self { http, installs })
     }
 }
 
@@ -69,6 +73,8 @@ impl Store for ClickHouseStore {
     fn writer(&self) -> Result<Box<dyn crate::Writer>, StoreError> {
         Ok(Box::new(writer::ClickHouseWriter {
             http: self.http.clone(),
+            installs: self.installs,
+            numbering: installs::Numbering::default(),
         }))
     }
 
@@ -96,7 +102,7 @@ impl Store for ClickHouseStore {
                 return Ok(());
             }
             count += 1;
-            if sink(writer::from_row(&row)?.0).is_break() {
+            if sink(writer::from_row(&row)?).is_break() {
                 stopped = true;
             }
             Ok(())
@@ -122,7 +128,7 @@ impl Store for ClickHouseStore {
         apps: &[&str],
         install: uuid::Uuid,
     ) -> Result<Option<u64>, StoreError> {
-        erase::forget_install(&self.http, apps, install)
+        erase::forget_install(&self.http, self.installs, apps, install)
     }
 
     fn add_app(&self, name: &str) -> Result<App, StoreError> {
@@ -165,6 +171,7 @@ impl Store for ClickHouseStore {
         tally_rollup::answer(
             &source::ClickHouseSource {
                 http: &self.http,
+                installs: self.installs,
                 dense: source::Dense::default(),
             },
             query,

@@ -5,6 +5,7 @@
 //! version rows they add only say how far the schema has come.
 
 use super::http::Http;
+use super::installs::{Installs, NUMBER_TABLES};
 use crate::StoreError;
 
 /// What the server can do, read off `version()`.
@@ -40,6 +41,17 @@ impl Server {
         (self.major, self.minor) >= (19, 9)
     }
 
+    /// What a new database's install sets hold: exact bitmaps from 21.8
+    /// on, where `groupBitmap` of 64-bit numbers and the bitmap functions
+    /// erasure needs are all there.
+    fn installs(self) -> Installs {
+        if (self.major, self.minor) >= (21, 8) {
+            Installs::Numbers
+        } else {
+            Installs::Hashes
+        }
+    }
+
     /// A string column type for few distinct values.
     fn few(self) -> &'static str {
         if self.low_cardinality() {
@@ -62,6 +74,7 @@ const MIGRATIONS: &[Migration] = &[
     erasures_pending,
     named_events,
     rollups_view_on_events,
+    number_installs,
 ];
 
 /// 1: the tables. A new database gets events partitioned by the day
@@ -69,22 +82,24 @@ const MIGRATIONS: &[Migration] = &[
 /// ClickHouse 20.10 and later (Atomic databases) a view follows a renamed
 /// table, and the copy would leave `rollups_mv` on the old one.
 fn create_tables(http: &Http, server: Server) -> Result<(), StoreError> {
-    create_tables_partitioned(http, server, Partition::ReceivedDay)
+    create_tables_partitioned(http, server, Partition::ReceivedDay, server.installs())
 }
 
 /// The tables of 1, with events partitioned by `partition` (Tally before
-/// 0.1 made them by the client's day).
+/// 0.1 made them by the client's day) and install sets of `installs`
+/// (Tally before 0.1 made hashes alone).
 fn create_tables_partitioned(
     http: &Http,
     server: Server,
     partition: Partition,
+    installs: Installs,
 ) -> Result<(), StoreError> {
     let few = server.few();
     for sql in [
-        events_table("events", few, partition),
+        events_table("events", few, partition, installs),
         APPS_TABLE.to_owned(),
-        rollups_table(few),
-        rollups_view(),
+        rollups_table(few, installs),
+        rollups_view(installs),
     ] {
         http.execute(&sql)?;
     }
@@ -109,7 +124,11 @@ enum Partition {
 /// Both layouts have the same columns to insert, in the same order (`rday`
 /// is computed), so `INSERT INTO new SELECT * FROM old` copies one into the
 /// other.
-fn events_table(name: &str, few: &str, partition: Partition) -> String {
+fn events_table(name: &str, few: &str, partition: Partition, installs: Installs) -> String {
+    let number = match installs {
+        Installs::Hashes => "",
+        Installs::Numbers => "install_number UInt64,",
+    };
     let (rday, key) = match partition {
         Partition::ClientDay => ("", "cday"),
         Partition::ReceivedDay => (
@@ -136,6 +155,7 @@ fn events_table(name: &str, few: &str, partition: Partition) -> String {
             app_version {few},
             install_id UUID,
             install_hash UInt32,
+            {number}
             command {few},
             flags Array(String),
             exit_code Int32,
@@ -176,7 +196,8 @@ const APPS_TABLE: &str = "CREATE TABLE IF NOT EXISTS apps (
 
 /// The rollup rows (see `tally_rollup`), merged by ClickHouse as it merges
 /// parts.
-fn rollups_table(few: &str) -> String {
+fn rollups_table(few: &str, installs: Installs) -> String {
+    let installs = installs.column_type();
     format!(
         "CREATE TABLE IF NOT EXISTS rollups (
             app {few},
@@ -194,7 +215,7 @@ fn rollups_table(few: &str) -> String {
             crashes AggregateFunction(sum, UInt64),
             first_us AggregateFunction(min, Int64),
             last_us AggregateFunction(max, Int64),
-            installs AggregateFunction(groupUniqArray, UInt32),
+            installs {installs},
             durations AggregateFunction(sumMap, Array(UInt64), Array(UInt64))
         ) ENGINE = AggregatingMergeTree
         PARTITION BY toYYYYMM(day)
@@ -203,17 +224,18 @@ fn rollups_table(few: &str) -> String {
 }
 
 /// Written in the same INSERT as the events it counts.
-fn rollups_view() -> String {
+fn rollups_view(installs: Installs) -> String {
     format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO rollups AS {}",
-        rollups_select("isNull(name)")
+        rollups_select("isNull(name)", installs)
     )
 }
 
 /// The rollup rows of the events `condition` selects: what `rollups_mv`
 /// (invocations) and `rollups_named_mv` (custom events) write of each
 /// insert, and what an erasure rolls up again.
-pub(super) fn rollups_select(condition: &str) -> String {
+pub(super) fn rollups_select(condition: &str, installs: Installs) -> String {
+    let installs = installs.state();
     format!(
         "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
         rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
@@ -222,7 +244,7 @@ pub(super) fn rollups_select(condition: &str) -> String {
         sumState(toUInt64(crashed)) AS crashes,
         minState(timestamp_us) AS first_us,
         maxState(timestamp_us) AS last_us,
-        groupUniqArrayState(install_hash) AS installs,
+        {installs} AS installs,
         sumMapState(
             if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
             if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())) AS durations
@@ -310,6 +332,7 @@ fn partition_by_received_day(http: &Http, server: Server) -> Result<(), StoreErr
             BY_RECEIVED_DAY,
             server.few(),
             Partition::ReceivedDay,
+            Installs::detect(http)?,
         ))?;
         http.execute(&format!(
             "INSERT INTO {BY_RECEIVED_DAY} SELECT * FROM {BY_CLIENT_DAY}"
@@ -376,22 +399,23 @@ fn source_events(http: &Http, server: Server) -> Result<(), StoreError> {
             other => other?,
         }
     }
-    http.execute(&gateway_durations_view())
+    http.execute(&gateway_durations_view(Installs::detect(http)?))
 }
 
 /// The durations of a gateway's `command` rows, written in the same
 /// INSERT as `rollups_mv`'s rows: rows of zero runs whose counts merge
 /// into the same keys (a set of installs it already has, times it already
 /// spans) and add only the durations.
-fn gateway_durations_view() -> String {
+fn gateway_durations_view(installs: Installs) -> String {
     format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_gateway_durations_mv TO rollups AS {}",
-        gateway_durations_select("1")
+        gateway_durations_select("1", installs)
     )
 }
 
 /// The gateway durations rows of the events `condition` selects.
-pub(super) fn gateway_durations_select(condition: &str) -> String {
+pub(super) fn gateway_durations_select(condition: &str, installs: Installs) -> String {
+    let installs = installs.state();
     format!(
         "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
         rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
@@ -400,7 +424,7 @@ pub(super) fn gateway_durations_select(condition: &str) -> String {
         sumState(toUInt64(0)) AS crashes,
         minState(timestamp_us) AS first_us,
         maxState(timestamp_us) AS last_us,
-        groupUniqArrayState(install_hash) AS installs,
+        {installs} AS installs,
         sumMapState([duration_bucket], [toUInt64(1)]) AS durations
     FROM events ARRAY JOIN rk
     WHERE isNull(name) AND rk.kind = 'gateway.command' AND ({condition})
@@ -427,7 +451,7 @@ fn erasures_pending(http: &Http, _: Server) -> Result<(), StoreError> {
 fn named_events(http: &Http, _: Server) -> Result<(), StoreError> {
     http.execute(&format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_named_mv TO rollups AS {}",
-        rollups_select("isNotNull(name)")
+        rollups_select("isNotNull(name)", Installs::detect(http)?)
     ))
 }
 
@@ -447,7 +471,18 @@ fn rollups_view_on_events(http: &Http, _: Server) -> Result<(), StoreError> {
         return Ok(());
     }
     http.execute("DROP TABLE IF EXISTS rollups_mv")?;
-    http.execute(&rollups_view())
+    http.execute(&rollups_view(Installs::detect(http)?))
+}
+
+/// 8: the install numbers of exact install sets, in databases made with
+/// them (see `installs.rs`); those made before keep their hashes.
+fn number_installs(http: &Http, _: Server) -> Result<(), StoreError> {
+    if Installs::detect(http)? == Installs::Numbers {
+        for sql in NUMBER_TABLES {
+            http.execute(sql)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a collector is copying the events table into the new layout.
@@ -538,7 +573,7 @@ pub(super) fn wait_for_mutations(http: &Http) -> Result<(), StoreError> {
     loop {
         let rows = http.rows(&format!(
             "SELECT count() AS n FROM system.mutations
-             WHERE database = {} AND table IN ('events', 'rollups', 'erasures_pending')
+             WHERE database = {} AND table IN ('events', 'rollups', 'erasures_pending', 'install_numbers')
                AND is_done = 0",
             super::http::quote(http.database())
         ))?;
@@ -616,7 +651,11 @@ mod tests {
     }
 
     fn insert(http: &Http, events: Vec<tally_protocol::StoredEvent>) {
-        let mut writer = super::super::writer::ClickHouseWriter { http: http.clone() };
+        let mut writer = super::super::writer::ClickHouseWriter {
+            http: http.clone(),
+            installs: Installs::detect(http).expect("installs"),
+            numbering: Default::default(),
+        };
         let new = writer.insert(&mut events.into()).expect("insert");
         assert!(new.iter().all(|&n| n));
     }
@@ -641,7 +680,8 @@ mod tests {
         http.execute_global("CREATE DATABASE legacy")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
-        create_tables_partitioned(&http, detected, Partition::ClientDay).expect("schema 1");
+        create_tables_partitioned(&http, detected, Partition::ClientDay, Installs::Hashes)
+            .expect("schema 1");
         http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
             .expect("versions");
         http.execute("INSERT INTO tally_schema VALUES (1, 0)")
@@ -693,7 +733,8 @@ mod tests {
         http.execute_global("CREATE DATABASE unsalted")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
-        create_tables_partitioned(&http, detected, Partition::ClientDay).expect("schema 1");
+        create_tables_partitioned(&http, detected, Partition::ClientDay, Installs::Hashes)
+            .expect("schema 1");
         http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
             .expect("versions");
         http.execute("INSERT INTO tally_schema VALUES (1, 0), (2, 0)")

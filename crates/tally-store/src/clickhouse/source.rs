@@ -13,26 +13,29 @@ use tally_rollup::{
 use time::OffsetDateTime;
 
 use super::http::{Http, quote};
+use super::installs::Installs;
 use super::writer::{EVENT_COLUMNS, NONE, from_row, stored_kind};
 use crate::StoreError;
 
 pub(super) struct ClickHouseSource<'a> {
     pub(super) http: &'a Http,
-    /// Dense numbers for the install hashes this report has seen.
+    pub(super) installs: Installs,
+    /// Dense numbers for the installs this report has seen.
     pub(super) dense: Dense,
 }
 
-/// Install hashes renumbered densely, in order of first sight, for one
-/// report. Hashes are spread over all 32 bits, where a bitmap keeps almost
-/// one container per install; dense numbers pack them, which made the sets
-/// of a day 100 times cheaper to merge. Numbers only need to agree within
-/// one report, as its sets are only compared with each other.
+/// Install hashes or numbers renumbered densely, in order of first sight,
+/// for one report. Hashes are spread over all 32 bits, and numbers over
+/// lanes, where a bitmap keeps almost one container per install; dense
+/// numbers pack them, which made the sets of a day 100 times cheaper to
+/// merge. Numbers only need to agree within one report, as its sets are
+/// only compared with each other.
 #[derive(Default)]
-pub(super) struct Dense(Mutex<HashMap<u32, u32>>);
+pub(super) struct Dense(Mutex<HashMap<u64, u32>>);
 
 impl Dense {
     /// The numbers of `hashes`, handing out new ones to hashes not seen yet.
-    fn numbers(&self, hashes: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    fn numbers(&self, hashes: impl IntoIterator<Item = u64>) -> Vec<u32> {
         let mut numbers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         hashes
             .into_iter()
@@ -43,7 +46,7 @@ impl Dense {
             .collect()
     }
 
-    fn set(&self, hashes: Vec<u32>) -> Result<RoaringBitmap, StoreError> {
+    fn set(&self, hashes: Vec<u64>) -> Result<RoaringBitmap, StoreError> {
         let mut set = self.numbers(hashes);
         set.sort_unstable();
         set.dedup();
@@ -99,12 +102,9 @@ impl ClickHouseSource<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let (set, count) = match installs {
-            InstallsSent::Skip => ("emptyArrayUInt32()", "toUInt64(0)"),
-            InstallsSent::Set => ("groupUniqArrayMerge(installs)", "toUInt64(0)"),
-            InstallsSent::Count => (
-                "emptyArrayUInt32()",
-                "toUInt64(length(groupUniqArrayMerge(installs)))",
-            ),
+            InstallsSent::Skip => ("emptyArrayUInt64()", "toUInt64(0)"),
+            InstallsSent::Set => (self.installs.merged_set(), "toUInt64(0)"),
+            InstallsSent::Count => ("emptyArrayUInt64()", self.installs.merged_count()),
         };
         let durations = if durations {
             "sumMapMerge(durations)"
@@ -203,16 +203,22 @@ impl Source for ClickHouseSource<'_> {
 
     fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE app = {}
+            "SELECT {EVENT_COLUMNS}, {} AS install_key FROM events WHERE app = {}
              AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
+            self.installs.key(),
             quote(app)
         );
-        let events: Vec<(Event, u32)> = self
+        let events: Vec<(Event, u64)> = self
             .http
             .rows(&sql)?
             .iter()
-            .map(|row| from_row(row).map(|(stored, hash)| (stored.event, hash)))
-            .collect::<Result<_, _>>()?;
+            .map(|row| {
+                let key = row["install_key"].as_u64().ok_or_else(|| {
+                    StoreError::Corrupt("ClickHouse event row: install key".into())
+                })?;
+                Ok((from_row(row)?.event, key))
+            })
+            .collect::<Result<_, StoreError>>()?;
         let numbers = self.dense.numbers(events.iter().map(|(_, hash)| *hash));
         Ok(events
             .into_iter()
@@ -239,7 +245,7 @@ struct Stored {
     first_us: i64,
     last_us: i64,
     // Not named as a column: aliases are visible to the whole query.
-    install_set: Vec<u32>,
+    install_set: Vec<u64>,
     installs_n: u64,
     durations: (Vec<u64>, Vec<u64>),
 }

@@ -8,6 +8,7 @@ use tally_protocol::{ErrorInfo, Event, Outcome, Source, StoredEvent};
 use tally_rollup::{Histogram, Kind, day_of, day_start, env_of, from_micros, keys_of, micros};
 
 use super::http::{Http, quote};
+use super::installs::{Installs, Numbering, install_hash};
 use crate::{Staged, StoreError, Writer};
 
 /// Marks a missing dimension in `rk` (protocol strings never hold NUL).
@@ -19,6 +20,8 @@ const LOOKUP_CHUNK: usize = 20_000;
 
 pub(super) struct ClickHouseWriter {
     pub(super) http: Http,
+    pub(super) installs: Installs,
+    pub(super) numbering: Numbering,
 }
 
 impl ClickHouseWriter {
@@ -67,9 +70,28 @@ impl Writer for ClickHouseWriter {
             .zip(&firsts)
             .map(|(e, first)| *first && !stored.contains(&e.event.id))
             .collect();
+        let inserted: Vec<&StoredEvent> = events
+            .iter()
+            .zip(&new)
+            .filter(|(_, n)| **n)
+            .map(|(e, _)| e)
+            .collect();
+        let numbered = self.installs == Installs::Numbers;
+        if numbered {
+            self.numbering.prepare(&self.http, &inserted)?;
+        }
         let mut lines = Vec::new();
-        for (event, _) in events.iter().zip(&new).filter(|(_, n)| **n) {
-            serde_json::to_writer(&mut lines, &to_row(event))
+        for event in inserted {
+            let mut row = to_row(event);
+            if numbered {
+                let number = self
+                    .numbering
+                    .number(&event.event.app, event.event.install_id);
+                row["install_number"] = json!(number.ok_or_else(|| {
+                    StoreError::Corrupt(format!("no number for install {}", event.event.install_id))
+                })?);
+            }
+            serde_json::to_writer(&mut lines, &row)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             lines.push(b'\n');
         }
@@ -81,14 +103,6 @@ impl Writer for ClickHouseWriter {
         staged.take();
         Ok(new)
     }
-}
-
-/// The install's number in rollup sets: its 128 bits folded to 32. Two
-/// installs in four billion share one, so at 10M installs distinct counts
-/// are low by about 0.1% at most.
-pub(super) fn install_hash(id: uuid::Uuid) -> u32 {
-    let n = id.as_u128();
-    (n ^ (n >> 32) ^ (n >> 64) ^ (n >> 96)) as u32
 }
 
 fn date(day: i32) -> String {
@@ -181,12 +195,12 @@ fn parse_map<V: serde::de::DeserializeOwned>(
 
 /// The columns [`from_row`] reads, for SELECTs.
 pub(super) const EVENT_COLUMNS: &str = "toString(id) AS id, timestamp_us, client_timestamp_us, \
-    received_at_us, app, app_version, toString(install_id) AS install_id, install_hash, command, \
+    received_at_us, app, app_version, toString(install_id) AS install_id, command, \
     flags, exit_code, outcome, duration_ms, os, arch, os_version, ci, agent, tty, error_kind, \
     error_message, error_location, deps, properties, container, wsl, name, source";
 
-/// An event read back from a row of [`EVENT_COLUMNS`], with its install hash.
-pub(super) fn from_row(row: &Value) -> Result<(StoredEvent, u32), StoreError> {
+/// An event read back from a row of [`EVENT_COLUMNS`].
+pub(super) fn from_row(row: &Value) -> Result<StoredEvent, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("ClickHouse event row: {what}"));
     let text = |k: &str| row[k].as_str().map(str::to_owned);
     let req = |k: &str| text(k).ok_or_else(|| corrupt(k));
@@ -226,15 +240,9 @@ pub(super) fn from_row(row: &Value) -> Result<(StoredEvent, u32), StoreError> {
             Some(name) => Source::parse(name).ok_or_else(|| corrupt("source"))?,
         },
     };
-    let hash = row["install_hash"]
-        .as_u64()
-        .ok_or_else(|| corrupt("install_hash"))? as u32;
-    Ok((
-        StoredEvent {
-            event,
-            client_timestamp: from_micros(int("client_timestamp_us")?),
-            received_at: from_micros(int("received_at_us")?),
-        },
-        hash,
-    ))
+    Ok(StoredEvent {
+        event,
+        client_timestamp: from_micros(int("client_timestamp_us")?),
+        received_at: from_micros(int("received_at_us")?),
+    })
 }

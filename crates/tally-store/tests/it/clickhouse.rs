@@ -2,7 +2,7 @@
 
 use tally_store::{ClickHouseStore, Store};
 use tally_testkit::clickhouse::LocalServer;
-use tally_testkit::conformance::{TestStore, insert};
+use tally_testkit::conformance::{TestStore, insert, installs};
 use tally_testkit::events::sample;
 
 struct Fixture {
@@ -40,6 +40,52 @@ mod current {
     }
 
     tally_testkit::store_tests!(open);
+}
+
+/// Two installs whose ids fold to the same 32-bit hash, each run once a
+/// day ago and today, as counted over whole days (ClickHouse counts) and
+/// over a range that cuts today (sets merged with today's raw events).
+fn installs_of_colliding_hashes(store: &ClickHouseStore) -> (i64, i64) {
+    let (a, b) = (1u128, 1 | (1 << 32) | (1 << 64));
+    let now = time::OffsetDateTime::now_utc();
+    let yesterday = now - time::Duration::days(1);
+    let mut events = Vec::new();
+    for (n, (install, at)) in [(a, yesterday), (b, yesterday), (a, now), (b, now)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut e = sample(n as u32, "twins", at - time::Duration::minutes(5));
+        e.event.name = None;
+        e.event.install_id = uuid::Uuid::from_u128(install);
+        events.push(e);
+    }
+    assert!(insert(store, events).iter().all(|&new| new));
+    let (since, until) = (
+        (now - time::Duration::days(2)).date().to_string(),
+        now.date().to_string(),
+    );
+    let whole_days = installs(
+        store,
+        &[("app", "twins"), ("since", &since), ("until", &until)],
+    );
+    let to_now = installs(store, &[("app", "twins"), ("since", &since)]);
+    (whole_days, to_now)
+}
+
+/// Databases made on current servers count installs exactly.
+#[test]
+fn installs_are_exact_on_current_servers() {
+    let server = LocalServer::start_current().expect("PyPI's chdb-core");
+    let store = ClickHouseStore::open(&server.store_url("exact")).expect("open");
+    assert_eq!(installs_of_colliding_hashes(&store), (2, 2));
+}
+
+/// On 18.16 two installs of one hash count once, as docs/scaling.md says.
+#[test]
+fn installs_of_one_hash_count_once_on_18_16() {
+    let server = LocalServer::start();
+    let store = ClickHouseStore::open(&server.store_url("hashed")).expect("open");
+    assert_eq!(installs_of_colliding_hashes(&store), (1, 1));
 }
 
 #[test]

@@ -1,0 +1,303 @@
+//! How the rollups tell installs apart, by the generation of the database.
+//!
+//! - [`Installs::Hashes`] (databases made on ClickHouse before 21.8, such
+//!   as Debian's 18.16): `groupUniqArray` sets of 32-bit hashes of install
+//!   ids. Two installs in four billion share a hash, so at 10M installs
+//!   distinct counts are low by about 0.1%, and merging the sets is a hash
+//!   insert per install per row.
+//! - [`Installs::Numbers`] (databases made on 21.8 and later): `groupBitmap`
+//!   sets of install numbers, exact. A number is a lane, claimed by one
+//!   writer for itself, in the high 32 bits and a count within the lane in
+//!   the low ones: the numbers of one lane are dense, so a set is a few
+//!   roaring containers per lane however many installs it holds, and
+//!   merging is a bitwise OR. `install_numbers` remembers every install's
+//!   number, so that every collector uses the one given first.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tally_protocol::StoredEvent;
+use uuid::Uuid;
+
+use super::http::{Http, quote};
+use crate::StoreError;
+
+/// What a database's install sets hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Installs {
+    /// `groupUniqArray` of [`install_hash`]es.
+    Hashes,
+    /// `groupBitmap` of install numbers.
+    Numbers,
+}
+
+impl Installs {
+    /// What the database's `rollups` table holds.
+    pub(super) fn detect(http: &Http) -> Result<Installs, StoreError> {
+        let rows = http.rows(&format!(
+            "SELECT type FROM system.columns
+             WHERE database = {} AND table = 'rollups' AND name = 'installs'",
+            quote(http.database())
+        ))?;
+        let numbered = rows
+            .first()
+            .and_then(|r| r["type"].as_str())
+            .is_some_and(|t| t.contains("groupBitmap"));
+        Ok(if numbered {
+            Installs::Numbers
+        } else {
+            Installs::Hashes
+        })
+    }
+
+    /// The events column that names an install in the sets.
+    pub(super) fn key(self) -> &'static str {
+        match self {
+            Installs::Hashes => "install_hash",
+            Installs::Numbers => "install_number",
+        }
+    }
+
+    /// The type of the rollups' `installs` column.
+    pub(super) fn column_type(self) -> &'static str {
+        match self {
+            Installs::Hashes => "AggregateFunction(groupUniqArray, UInt32)",
+            Installs::Numbers => "AggregateFunction(groupBitmap, UInt64)",
+        }
+    }
+
+    /// The set state of the events' installs, for the views.
+    pub(super) fn state(self) -> &'static str {
+        match self {
+            Installs::Hashes => "groupUniqArrayState(install_hash)",
+            Installs::Numbers => "groupBitmapState(install_number)",
+        }
+    }
+
+    /// The merged set of `installs` states, as an array.
+    pub(super) fn merged_set(self) -> &'static str {
+        match self {
+            Installs::Hashes => "groupUniqArrayMerge(installs)",
+            Installs::Numbers => "bitmapToArray(groupBitmapMergeState(installs))",
+        }
+    }
+
+    /// How many installs the merged `installs` states hold.
+    pub(super) fn merged_count(self) -> &'static str {
+        match self {
+            Installs::Hashes => "toUInt64(length(groupUniqArrayMerge(installs)))",
+            Installs::Numbers => "groupBitmapMerge(installs)",
+        }
+    }
+
+    /// Whether a row's set holds any of `keys`, as SQL.
+    pub(super) fn holds_any(self, keys: &[u64]) -> String {
+        match self {
+            Installs::Hashes => format!(
+                "hasAny(finalizeAggregation(installs), [{}])",
+                literals(keys, "toUInt32")
+            ),
+            Installs::Numbers => format!(
+                "hasAny(bitmapToArray(installs), [{}])",
+                literals(keys, "toUInt64")
+            ),
+        }
+    }
+
+    /// A row's set without `keys`, as SQL (a state of the same type).
+    pub(super) fn without(self, keys: &[u64]) -> String {
+        match self {
+            Installs::Hashes => format!(
+                "arrayReduce('groupUniqArrayState', \
+                 arrayFilter(x -> NOT has([{}], x), finalizeAggregation(installs)))",
+                literals(keys, "toUInt32")
+            ),
+            Installs::Numbers => format!(
+                "bitmapAndnot(installs, bitmapBuild([{}]))",
+                literals(keys, "toUInt64")
+            ),
+        }
+    }
+
+    /// What stands for `install` of `app` (quoted) in the sets.
+    pub(super) fn keys_of(
+        self,
+        http: &Http,
+        app: &str,
+        install: Uuid,
+    ) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Installs::Hashes => Ok(vec![u64::from(install_hash(install))]),
+            Installs::Numbers => Ok(http
+                .rows(&format!(
+                    "SELECT number FROM install_numbers
+                     WHERE app = {app} AND install_id = toUUID('{install}')"
+                ))?
+                .iter()
+                .filter_map(|r| r["number"].as_u64())
+                .collect()),
+        }
+    }
+}
+
+fn literals(keys: &[u64], cast: &str) -> String {
+    keys.iter()
+        .map(|k| format!("{cast}({k})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The install's hash in [`Installs::Hashes`] sets: its 128 bits folded
+/// to 32. Two installs in four billion share one, so at 10M installs
+/// distinct counts are low by about 0.1% at most.
+pub(super) fn install_hash(id: Uuid) -> u32 {
+    let n = id.as_u128();
+    (n ^ (n >> 32) ^ (n >> 64) ^ (n >> 96)) as u32
+}
+
+/// The tables of [`Installs::Numbers`]: each install's number (more than
+/// one only where two collectors met a new install at the same moment;
+/// the least is used from then on), and the lanes writers claimed.
+pub(super) const NUMBER_TABLES: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS install_numbers (
+        app String,
+        install_id UUID,
+        number UInt64
+    ) ENGINE = MergeTree ORDER BY (app, install_id)",
+    "CREATE TABLE IF NOT EXISTS install_lanes (
+        lane UInt32,
+        claimant UUID,
+        claimed_us Int64
+    ) ENGINE = MergeTree ORDER BY lane",
+];
+
+/// Installs looked up this many at a time.
+const LOOKUP_CHUNK: usize = 10_000;
+
+/// Numbers known to a writer beyond which it forgets them all (about
+/// 40 MB); they are looked up again as their installs come back.
+const KNOWN_AT_MOST: usize = 1 << 20;
+
+/// One writer's install numbers: those it has seen, and its lane.
+#[derive(Default)]
+pub(super) struct Numbering {
+    /// By app, then install.
+    known: HashMap<String, HashMap<Uuid, u64>>,
+    /// The lane (high 32 bits) and the next count in it.
+    lane: Option<(u64, u32)>,
+}
+
+impl Numbering {
+    /// Makes sure every install of `events` has a number, giving new
+    /// installs one (stored before this returns, so that the events
+    /// carrying it are inserted after it).
+    pub(super) fn prepare(
+        &mut self,
+        http: &Http,
+        events: &[&StoredEvent],
+    ) -> Result<(), StoreError> {
+        if self.known.values().map(HashMap::len).sum::<usize>() > KNOWN_AT_MOST {
+            self.known.clear();
+        }
+        let mut wanted: Vec<(&str, Uuid)> = events
+            .iter()
+            .map(|e| (e.event.app.as_str(), e.event.install_id))
+            .filter(|&(app, install)| self.number(app, install).is_none())
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut unknown = Vec::new();
+        for same_app in wanted.chunk_by(|a, b| a.0 == b.0) {
+            let app = same_app[0].0;
+            for part in same_app.chunks(LOOKUP_CHUNK) {
+                let found = self.look_up(http, app, part)?;
+                unknown.extend(part.iter().filter(|(_, i)| !found.contains_key(i)).copied());
+                self.known.entry(app.to_owned()).or_default().extend(found);
+            }
+        }
+        if !unknown.is_empty() {
+            self.give(http, &unknown)?;
+        }
+        Ok(())
+    }
+
+    /// The number of `install` of `app`, once [`Numbering::prepare`]d.
+    pub(super) fn number(&self, app: &str, install: Uuid) -> Option<u64> {
+        self.known.get(app)?.get(&install).copied()
+    }
+
+    /// The stored numbers of `installs` of `app`, the least of each.
+    fn look_up(
+        &self,
+        http: &Http,
+        app: &str,
+        installs: &[(&str, Uuid)],
+    ) -> Result<HashMap<Uuid, u64>, StoreError> {
+        let ids: Vec<String> = installs.iter().map(|(_, i)| format!("'{i}'")).collect();
+        let mut found = HashMap::new();
+        http.each_row(
+            &format!(
+                "SELECT toString(install_id) AS install, min(number) AS number
+                 FROM install_numbers WHERE app = {} AND install_id IN ({})
+                 GROUP BY install_id",
+                quote(app),
+                ids.join(",")
+            ),
+            |row: Value| {
+                let install = row["install"].as_str().and_then(|s| s.parse().ok());
+                if let (Some(install), Some(number)) = (install, row["number"].as_u64()) {
+                    found.insert(install, number);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(found)
+    }
+
+    /// Gives each of `installs` the next number of this writer's lane,
+    /// and stores them.
+    fn give(&mut self, http: &Http, installs: &[(&str, Uuid)]) -> Result<(), StoreError> {
+        let mut lines = Vec::new();
+        for (app, install) in installs {
+            let (lane, next) = match self.lane {
+                Some((lane, next)) if next < u32::MAX => (lane, next),
+                _ => (claim_lane(http)?, 0),
+            };
+            self.lane = Some((lane, next + 1));
+            let number = lane | u64::from(next);
+            let row = serde_json::json!({"app": app, "install_id": install, "number": number});
+            serde_json::to_writer(&mut lines, &row)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            lines.push(b'\n');
+            self.known
+                .entry((*app).to_owned())
+                .or_default()
+                .insert(*install, number);
+        }
+        http.insert("install_numbers", &lines)
+    }
+}
+
+/// A lane no other writer has claimed, as the high 32 bits of a number.
+///
+/// A writer picks one at random, writes its claim, then reads the lane's
+/// claims: of two writers that picked the same lane at the same moment,
+/// at least the second to read sees both and picks again.
+fn claim_lane(http: &Http) -> Result<u64, StoreError> {
+    let me = Uuid::new_v4();
+    loop {
+        let lane = (Uuid::new_v4().as_u128() as u32).max(1);
+        let claim = serde_json::json!({
+            "lane": lane,
+            "claimant": me,
+            "claimed_us": tally_rollup::micros(time::OffsetDateTime::now_utc()),
+        });
+        http.insert("install_lanes", format!("{claim}\n").as_bytes())?;
+        let rows = http.rows(&format!(
+            "SELECT uniqExact(claimant) AS n FROM install_lanes WHERE lane = {lane}"
+        ))?;
+        if rows.first().and_then(|r| r["n"].as_u64()) == Some(1) {
+            return Ok(u64::from(lane) << 32);
+        }
+    }
+}
