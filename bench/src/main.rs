@@ -7,6 +7,7 @@
 //! cargo run --release -p tally-bench -- sdk --runs 200
 //! cargo run --release -p tally-bench -- hostile --seconds 30
 //! cargo run --release -p tally-bench -- forward --seconds 20
+//! cargo run --release -p tally-bench -- clickhouse --engine current
 //! ```
 //!
 //! Each run starts its server as a child process (the release `tally` next
@@ -15,6 +16,7 @@
 
 mod access_log;
 mod attack;
+mod clickhouse;
 mod forward;
 mod hostile;
 mod legit;
@@ -216,6 +218,15 @@ enum Command {
         json: bool,
     },
     /// Fill a data dir with N events by ingesting them (for dedupe at scale).
+    /// Run a private ClickHouse on loopback (a data dir of its own, gone
+    /// when it stops): prints its store URL, then, when stdin closes, the
+    /// server's peak RSS, and stops it.
+    Clickhouse {
+        /// Debian's clickhouse-server (18.16) or the current engine (26.x,
+        /// PyPI's chdb-core behind the testkit's front).
+        #[arg(long, value_enum, default_value = "debian")]
+        engine: clickhouse::Engine,
+    },
     Fill {
         /// The data dir.
         #[arg(long)]
@@ -262,6 +273,7 @@ fn main() -> ExitCode {
             black_hole,
             tally,
         } => forward::run(&load, batch_events, destinations, black_hole, tally),
+        Command::Clickhouse { engine } => clickhouse::run(engine),
         Command::Fill {
             data,
             events,

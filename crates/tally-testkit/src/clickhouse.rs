@@ -141,6 +141,11 @@ impl LocalServer {
         )
     }
 
+    /// The server's process id while it runs (for its memory, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits until no INSERT is running (one a killed client sent may still
     /// be finishing), up to a minute.
     pub fn wait_for_inserts(&self) {

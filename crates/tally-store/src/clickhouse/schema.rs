@@ -235,19 +235,38 @@ fn rollups_view(installs: Installs) -> String {
 /// (invocations) and `rollups_named_mv` (custom events) write of each
 /// insert, and what an erasure rolls up again.
 pub(super) fn rollups_select(condition: &str, installs: Installs) -> String {
+    rollup_rows(
+        [
+            "toUInt64(1)",
+            "toUInt64(exit_code = 0)",
+            "toUInt64(crashed)",
+        ],
+        "if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
+            if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())",
+        condition,
+        installs,
+    )
+}
+
+/// Rollup rows of the events `condition` selects, counting `runs`, `ok`
+/// and `crashes` per event, and `durations` as the `sumMap` arguments.
+fn rollup_rows(
+    [runs, ok, crashes]: [&str; 3],
+    durations: &str,
+    condition: &str,
+    installs: Installs,
+) -> String {
     let installs = installs.state();
     format!(
         "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
         rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
-        sumState(toUInt64(1)) AS runs,
-        sumState(toUInt64(exit_code = 0)) AS ok,
-        sumState(toUInt64(crashed)) AS crashes,
+        sumState({runs}) AS runs,
+        sumState({ok}) AS ok,
+        sumState({crashes}) AS crashes,
         minState(timestamp_us) AS first_us,
         maxState(timestamp_us) AS last_us,
         {installs} AS installs,
-        sumMapState(
-            if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
-            if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())) AS durations
+        sumMapState({durations}) AS durations
     FROM events ARRAY JOIN rk
     WHERE {condition}
     GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4"
@@ -415,20 +434,11 @@ fn gateway_durations_view(installs: Installs) -> String {
 
 /// The gateway durations rows of the events `condition` selects.
 pub(super) fn gateway_durations_select(condition: &str, installs: Installs) -> String {
-    let installs = installs.state();
-    format!(
-        "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
-        rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
-        sumState(toUInt64(0)) AS runs,
-        sumState(toUInt64(0)) AS ok,
-        sumState(toUInt64(0)) AS crashes,
-        minState(timestamp_us) AS first_us,
-        maxState(timestamp_us) AS last_us,
-        {installs} AS installs,
-        sumMapState([duration_bucket], [toUInt64(1)]) AS durations
-    FROM events ARRAY JOIN rk
-    WHERE isNull(name) AND rk.kind = 'gateway.command' AND ({condition})
-    GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4"
+    rollup_rows(
+        ["toUInt64(0)"; 3],
+        "[duration_bucket], [toUInt64(1)]",
+        &format!("isNull(name) AND rk.kind = 'gateway.command' AND ({condition})"),
+        installs,
     )
 }
 
