@@ -127,19 +127,17 @@ impl fmt::Debug for StoreSpec {
 
 /// `url` with the password in it, if any, replaced by `***`.
 ///
-/// The credentials end at the authority's last `@`, as a URL parser reads
-/// them (a password may hold `@`), and the authority at the first `/`.
+/// The credentials end at the URL's last `@`, as the ClickHouse store
+/// reads them (a password may hold `@`, `/` or `?`).
 pub(crate) fn redacted(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((credentials, host)) if credentials.contains(':') => {
+    match rest.rsplit_once('@') {
+        Some((credentials, after)) if credentials.contains(':') => {
             let user = credentials.split(':').next().unwrap_or_default();
-            format!("{scheme}{user}:***@{host}{path}")
+            format!("{scheme}{user}:***@{after}")
         }
         _ => url.to_owned(),
     }
@@ -159,7 +157,16 @@ mod tests {
             ("clickhouse://u:secret@db/t", "clickhouse://u:***@db/t"),
             ("clickhouse://u:@db/t", "clickhouse://u:***@db/t"),
             ("clickhouse://u@db/t", "clickhouse://u@db/t"),
-            ("clickhouse://db:8123/a@b", "clickhouse://db:8123/a@b"),
+            // A password of `/`, `?` and `@`, as typed.
+            (
+                "clickhouses://u:p/a?s@s@db/t?ca_file=/ca.pem",
+                "clickhouses://u:***@db/t?ca_file=/ca.pem",
+            ),
+            // No password: nothing hidden, whatever follows.
+            (
+                "clickhouse://u@db/t?secure=1",
+                "clickhouse://u@db/t?secure=1",
+            ),
             ("u:secret@db/t", "u:***@db/t"),
         ] {
             assert_eq!(redacted(url), shown, "{url}");

@@ -38,6 +38,8 @@ pub(super) fn forget_install(
         // the day they count: only days from the first one received on
         // are whole, and can be rolled up again.
         let first = first_received_day(http, &app)?;
+        // Before its events go: they may carry numbers no longer recorded.
+        let keys = installs.keys_of(http, &app, install)?;
         let whose = format!("app = {app} AND install_id = toUUID('{install}')");
         let rows = http.rows(&format!(
             "SELECT toString(day) AS day, uniqExact(id) AS n FROM events WHERE {whose} GROUP BY day"
@@ -55,7 +57,7 @@ pub(super) fn forget_install(
             http.execute(&format!("ALTER TABLE events DELETE WHERE {whose}"))?;
             roll_up_again(http, installs, &app, &days)?;
         }
-        known |= leave_install_sets(http, installs, &app, install, first.as_deref())?;
+        known |= leave_install_sets(http, installs, &app, &keys, first.as_deref())?;
         cross_out(http, installs, &app, install)?;
     }
     Ok(known.then_some(erased))
@@ -87,12 +89,13 @@ fn finish_pending(http: &Http, installs: Installs, app: &str) -> Result<(), Stor
             .flatten()
             .filter_map(|d| d.as_str())
             .collect();
+        let keys = installs.keys_of(http, app, install)?;
         http.execute(&format!(
             "ALTER TABLE events DELETE WHERE app = {app} AND install_id = toUUID('{install}')"
         ))?;
         roll_up_again(http, installs, app, &days)?;
         let first = first_received_day(http, app)?;
-        leave_install_sets(http, installs, app, install, first.as_deref())?;
+        leave_install_sets(http, installs, app, &keys, first.as_deref())?;
         cross_out(http, installs, app, install)?;
     }
     Ok(())
@@ -146,7 +149,7 @@ fn cross_out(http: &Http, installs: Installs, app: &str, install: Uuid) -> Resul
     wait_for_mutations(http)
 }
 
-/// Takes `install` out of the install sets of the rollup rows of `app`
+/// Takes the install of `keys` out of the install sets of the rollup rows of `app`
 /// (quoted) on days before `first` (every day when the app has no raw
 /// event left), whose events are gone and cannot be rolled up again; says
 /// whether any row held it.
@@ -154,17 +157,16 @@ fn leave_install_sets(
     http: &Http,
     installs: Installs,
     app: &str,
-    install: Uuid,
+    keys: &[u64],
     first: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let keys = installs.keys_of(http, app, install)?;
     if keys.is_empty() {
         return Ok(false);
     }
     let before = first.map_or_else(String::new, |first| {
         format!(" AND day < toDate({})", quote(first))
     });
-    let holding = format!("app = {app}{before} AND {}", installs.holds_any(&keys));
+    let holding = format!("app = {app}{before} AND {}", installs.holds_any(keys));
     let held = http.rows(&format!("SELECT count() AS n FROM rollups WHERE {holding}"))?;
     if held.first().and_then(|r| r["n"].as_u64()).unwrap_or(0) == 0 {
         return Ok(false);
@@ -175,7 +177,7 @@ fn leave_install_sets(
     http.execute(&format!(
         "INSERT INTO rollups SELECT app, kind, day, version, os, env, d1, d2, d3, d4, \
          runs, ok, crashes, first_us, last_us, {}, durations FROM rollups WHERE {holding}",
-        installs.without(&keys)
+        installs.without(keys)
     ))?;
     http.execute(&format!("ALTER TABLE rollups DELETE WHERE {holding}"))?;
     wait_for_mutations(http)?;

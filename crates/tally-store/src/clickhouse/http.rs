@@ -75,15 +75,31 @@ impl Target {
                 "must start with clickhouse:// (or clickhouses:// for HTTPS)",
             ));
         };
+        let named_secure = secure;
+        // The credentials run to the URL's last `@`, so that a password may
+        // hold `/`, `?` or `@` as it is, or percent-encoded.
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((c, r)) => (Some(c), r),
+            None => (None, rest),
+        };
         let (rest, params) = rest.split_once('?').unwrap_or((rest, ""));
+        let decoded = |what: &str, text: &str| -> Result<String, StoreError> {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|t| t.into_owned())
+                .map_err(|_| bad(&format!("the {what} is not UTF-8 once percent-decoded")))
+        };
         let mut ca_file = None;
         for param in params.split('&').filter(|p| !p.is_empty()) {
             match param.split_once('=').unwrap_or((param, "")) {
                 ("secure", "1" | "true") => secure = true,
+                ("secure", "0" | "false") if named_secure => {
+                    return Err(bad("secure=0 contradicts clickhouses://"));
+                }
                 ("secure", "0" | "false") => {}
                 ("secure", _) => return Err(bad("secure must be 1 or 0")),
                 ("ca_file", "") => return Err(bad("ca_file names no file")),
-                ("ca_file", path) => ca_file = Some(PathBuf::from(path)),
+                ("ca_file", path) => ca_file = Some(PathBuf::from(decoded("ca_file", path)?)),
                 (name, _) => {
                     return Err(bad(&format!(
                         "unknown parameter {name:?} (known: secure, ca_file)"
@@ -96,24 +112,20 @@ impl Target {
                 "a CA file is for HTTPS: use clickhouses:// or secure=1",
             ));
         }
-        // The environment's CA file is for whichever store is on HTTPS; a
-        // plain one beside it is no mistake.
-        let ca_file = ca_file.or_else(|| {
-            secure
-                .then(|| std::env::var_os("CLICKHOUSE_CA_FILE"))
-                .flatten()
-                .map(PathBuf::from)
-        });
-        let (authority, database) = rest
+        let from_env = std::env::var_os("CLICKHOUSE_CA_FILE").filter(|f| !f.is_empty());
+        if from_env.is_some() && !secure {
+            return Err(bad(
+                "CLICKHOUSE_CA_FILE is set, but the URL is plain HTTP: \
+                 use clickhouses:// or unset it",
+            ));
+        }
+        let ca_file = ca_file.or_else(|| from_env.map(PathBuf::from));
+        let (host_port, database) = rest
             .split_once('/')
             .ok_or_else(|| bad("names no database (clickhouse://HOST:8123/DB)"))?;
-        let (credentials, host_port) = match authority.rsplit_once('@') {
-            Some((c, h)) => (Some(c), h),
-            None => (None, authority),
-        };
         let (user, in_url) = match credentials.map(|c| c.split_once(':')) {
-            Some(Some((u, p))) => (Some(u.to_owned()), Some(p.to_owned())),
-            Some(None) => (credentials.map(str::to_owned), None),
+            Some(Some((u, p))) => (Some(decoded("user", u)?), Some(decoded("password", p)?)),
+            Some(None) => (credentials.map(|u| decoded("user", u)).transpose()?, None),
             None => (None, None),
         };
         let password = match (in_url, password) {
@@ -131,6 +143,12 @@ impl Target {
             // ClickHouse's ports, and ClickHouse Cloud's for HTTPS.
             None => (host_port, if secure { 8443 } else { 8123 }),
         };
+        if port == 8443 && !secure {
+            // Credentials would cross in the clear before the server refused.
+            return Err(bad(
+                "port 8443 is ClickHouse's HTTPS port: use clickhouses://",
+            ));
+        }
         let database = database.trim_end_matches('/');
         let valid_name =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -411,6 +429,39 @@ mod tests {
         ] {
             let err = Target::parse(bad, None).expect_err(bad).to_string();
             assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_password_may_hold_what_urls_reserve() {
+        for url in [
+            "clickhouses://ana:p/a?s@s@db/tally?secure=1",
+            "clickhouses://ana:p%2Fa%3Fs%40s@db/tally",
+        ] {
+            let t = Target::parse(url, None).expect(url);
+            assert_eq!(
+                (t.user.as_deref(), t.password.as_deref(), t.host.as_str()),
+                (Some("ana"), Some("p/a?s@s"), "db"),
+                "{url}"
+            );
+        }
+        let err = Target::parse("clickhouse://ana:p?ss@db/tally?x=1", None)
+            .expect_err("unknown parameter")
+            .to_string();
+        assert!(err.contains("\"x\"") && !err.contains("p?ss"), "{err}");
+    }
+
+    #[test]
+    fn nothing_sends_credentials_in_the_clear_by_mistake() {
+        for (url, why) in [
+            (
+                "clickhouse://ana:s3cret@abc.clickhouse.cloud:8443/tally",
+                "HTTPS port",
+            ),
+            ("clickhouses://db/tally?secure=0", "contradicts"),
+        ] {
+            let err = Target::parse(url, None).expect_err(url).to_string();
+            assert!(err.contains(why) && !err.contains("s3cret"), "{err}");
         }
     }
 

@@ -5,15 +5,16 @@
 //!   ids. Two installs in four billion share a hash, so at 10M installs
 //!   distinct counts are low by about 0.1%, and merging the sets is a hash
 //!   insert per install per row.
-//! - [`Installs::Numbers`] (databases made on 21.8 and later): `groupBitmap`
-//!   sets of install numbers, exact. A number is a lane, claimed by one
-//!   writer for itself, in the high 32 bits and a count within the lane in
-//!   the low ones: the numbers of one lane are dense, so a set is a few
-//!   roaring containers per lane however many installs it holds, and
-//!   merging is a bitwise OR. `install_numbers` remembers every install's
-//!   number, so that every collector uses the one given first.
+//! - [`Installs::Numbers`] (databases this Tally made on 21.8 and later):
+//!   `groupBitmap` sets of install numbers, exact. Writers claim blocks of
+//!   numbers one after the other and give them out in order, so numbers
+//!   are dense: a set is a few roaring containers however many installs
+//!   it holds, and merging is a bitwise OR. `install_numbers` remembers
+//!   every install's number, so that every collector uses the one given
+//!   first.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tally_protocol::StoredEvent;
@@ -98,7 +99,7 @@ impl Installs {
                 literals(keys, "toUInt32")
             ),
             Installs::Numbers => format!(
-                "hasAny(bitmapToArray(installs), [{}])",
+                "bitmapHasAny(installs, bitmapBuild([{}]))",
                 literals(keys, "toUInt64")
             ),
         }
@@ -119,24 +120,31 @@ impl Installs {
         }
     }
 
-    /// What stands for `install` of `app` (quoted) in the sets.
+    /// What stands for `install` of `app` (quoted) in the sets: its
+    /// hash, or the numbers given to it and those its events still carry
+    /// (a writer that had it in memory when an erasure forgot it goes on
+    /// with it).
     pub(super) fn keys_of(
         self,
         http: &Http,
         app: &str,
         install: Uuid,
     ) -> Result<Vec<u64>, StoreError> {
-        match self {
-            Installs::Hashes => Ok(vec![u64::from(install_hash(install))]),
-            Installs::Numbers => Ok(http
-                .rows(&format!(
-                    "SELECT number FROM install_numbers
-                     WHERE app = {app} AND install_id = toUUID('{install}')"
-                ))?
-                .iter()
-                .filter_map(|r| r["number"].as_u64())
-                .collect()),
+        if self == Installs::Hashes {
+            return Ok(vec![u64::from(install_hash(install))]);
         }
+        let whose = format!("app = {app} AND install_id = toUUID('{install}')");
+        let mut keys: Vec<u64> = http
+            .rows(&format!(
+                "SELECT number FROM install_numbers WHERE {whose}
+                 UNION ALL SELECT DISTINCT install_number AS number FROM events WHERE {whose}"
+            ))?
+            .iter()
+            .filter_map(|r| r["number"].as_u64())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 }
 
@@ -157,34 +165,52 @@ pub(super) fn install_hash(id: Uuid) -> u32 {
 
 /// The tables of [`Installs::Numbers`]: each install's number (more than
 /// one only where two collectors met a new install at the same moment;
-/// the least is used from then on), and the lanes writers claimed.
+/// the least is used from then on), and the blocks of numbers writers
+/// claimed.
 pub(super) const NUMBER_TABLES: [&str; 2] = [
     "CREATE TABLE IF NOT EXISTS install_numbers (
         app String,
         install_id UUID,
         number UInt64
     ) ENGINE = MergeTree ORDER BY (app, install_id)",
-    "CREATE TABLE IF NOT EXISTS install_lanes (
-        lane UInt32,
+    "CREATE TABLE IF NOT EXISTS install_blocks (
+        block UInt64,
         claimant UUID,
         claimed_us Int64
-    ) ENGINE = MergeTree ORDER BY lane",
+    ) ENGINE = MergeTree ORDER BY block",
 ];
+
+/// Numbers a writer claims at a time: small, so that a writer that stops
+/// early leaves a small gap, and 64 blocks share a roaring container.
+const BLOCK: u64 = 1 << 10;
 
 /// Installs looked up this many at a time.
 const LOOKUP_CHUNK: usize = 10_000;
 
-/// Numbers known to a writer beyond which it forgets them all (about
-/// 40 MB); they are looked up again as their installs come back.
+/// Numbers known to a writer beyond which it forgets them all before its
+/// next batch (about 60 MB); they are looked up again as their installs
+/// come back.
 const KNOWN_AT_MOST: usize = 1 << 20;
 
-/// One writer's install numbers: those it has seen, and its lane.
+/// How long a writer trusts the numbers it knows: an erasure through
+/// another collector forgets an install's number, and an event of it that
+/// arrives later should not carry the old one for long.
+const KNOWN_FOR: Duration = Duration::from_secs(3600);
+
+/// Marks a number this writer gave and has not read back since: two
+/// writers that gave an install a number at the same moment both read
+/// the least one back on their next batch of it. (Numbers stay far below.)
+const UNSETTLED: u64 = 1 << 63;
+
+/// One writer's install numbers: those it has seen, and its block.
 #[derive(Default)]
 pub(super) struct Numbering {
-    /// By app, then install.
+    /// By app, then install; [`UNSETTLED`] set on those to read back.
     known: HashMap<String, HashMap<Uuid, u64>>,
-    /// The lane (high 32 bits) and the next count in it.
-    lane: Option<(u64, u32)>,
+    /// The next number of this writer's block, and the block's end.
+    block: Option<(u64, u64)>,
+    /// Since when `known` is trusted.
+    since: Option<Instant>,
 }
 
 impl Numbering {
@@ -196,13 +222,20 @@ impl Numbering {
         http: &Http,
         events: &[&StoredEvent],
     ) -> Result<(), StoreError> {
-        if self.known.values().map(HashMap::len).sum::<usize>() > KNOWN_AT_MOST {
+        let stale = self.since.is_none_or(|since| since.elapsed() > KNOWN_FOR);
+        if stale || self.known.values().map(HashMap::len).sum::<usize>() > KNOWN_AT_MOST {
             self.known.clear();
+            self.since = Some(Instant::now());
         }
         let mut wanted: Vec<(&str, Uuid)> = events
             .iter()
             .map(|e| (e.event.app.as_str(), e.event.install_id))
-            .filter(|&(app, install)| self.number(app, install).is_none())
+            .filter(|&(app, install)| {
+                self.known
+                    .get(app)
+                    .and_then(|k| k.get(&install))
+                    .is_none_or(|n| n & UNSETTLED != 0)
+            })
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -210,7 +243,7 @@ impl Numbering {
         for same_app in wanted.chunk_by(|a, b| a.0 == b.0) {
             let app = same_app[0].0;
             for part in same_app.chunks(LOOKUP_CHUNK) {
-                let found = self.look_up(http, app, part)?;
+                let found = look_up(http, app, part)?;
                 unknown.extend(part.iter().filter(|(_, i)| !found.contains_key(i)).copied());
                 self.known.entry(app.to_owned()).or_default().extend(found);
             }
@@ -223,81 +256,101 @@ impl Numbering {
 
     /// The number of `install` of `app`, once [`Numbering::prepare`]d.
     pub(super) fn number(&self, app: &str, install: Uuid) -> Option<u64> {
-        self.known.get(app)?.get(&install).copied()
+        Some(self.known.get(app)?.get(&install)? & !UNSETTLED)
     }
 
-    /// The stored numbers of `installs` of `app`, the least of each.
-    fn look_up(
-        &self,
-        http: &Http,
-        app: &str,
-        installs: &[(&str, Uuid)],
-    ) -> Result<HashMap<Uuid, u64>, StoreError> {
-        let ids: Vec<String> = installs.iter().map(|(_, i)| format!("'{i}'")).collect();
-        let mut found = HashMap::new();
-        http.each_row(
-            &format!(
-                "SELECT toString(install_id) AS install, min(number) AS number
-                 FROM install_numbers WHERE app = {} AND install_id IN ({})
-                 GROUP BY install_id",
-                quote(app),
-                ids.join(",")
-            ),
-            |row: Value| {
-                let install = row["install"].as_str().and_then(|s| s.parse().ok());
-                if let (Some(install), Some(number)) = (install, row["number"].as_u64()) {
-                    found.insert(install, number);
-                }
-                Ok(())
-            },
-        )?;
-        Ok(found)
-    }
-
-    /// Gives each of `installs` the next number of this writer's lane,
-    /// and stores them.
+    /// Gives each of `installs` the next number of this writer's block,
+    /// and stores them; only then are they known.
     fn give(&mut self, http: &Http, installs: &[(&str, Uuid)]) -> Result<(), StoreError> {
+        let mut given = Vec::with_capacity(installs.len());
         let mut lines = Vec::new();
-        for (app, install) in installs {
-            let (lane, next) = match self.lane {
-                Some((lane, next)) if next < u32::MAX => (lane, next),
-                _ => (claim_lane(http)?, 0),
+        for &(app, install) in installs {
+            let (next, end) = match self.block {
+                Some((next, end)) if next < end => (next, end),
+                _ => {
+                    let start = claim_block(http)? * BLOCK;
+                    (start, start + BLOCK)
+                }
             };
-            self.lane = Some((lane, next + 1));
-            let number = lane | u64::from(next);
-            let row = serde_json::json!({"app": app, "install_id": install, "number": number});
+            self.block = Some((next + 1, end));
+            let row = serde_json::json!({"app": app, "install_id": install, "number": next});
             serde_json::to_writer(&mut lines, &row)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             lines.push(b'\n');
-            self.known
-                .entry((*app).to_owned())
-                .or_default()
-                .insert(*install, number);
+            given.push((app, install, next));
         }
-        http.insert("install_numbers", &lines)
+        http.insert("install_numbers", &lines)?;
+        for (app, install, number) in given {
+            self.known
+                .entry(app.to_owned())
+                .or_default()
+                .insert(install, number | UNSETTLED);
+        }
+        Ok(())
     }
 }
 
-/// A lane no other writer has claimed, as the high 32 bits of a number.
+/// The stored numbers of `installs` of `app`, the least of each.
+fn look_up(
+    http: &Http,
+    app: &str,
+    installs: &[(&str, Uuid)],
+) -> Result<HashMap<Uuid, u64>, StoreError> {
+    let ids: Vec<String> = installs.iter().map(|(_, i)| format!("'{i}'")).collect();
+    let mut found = HashMap::new();
+    http.each_row(
+        &format!(
+            "SELECT toString(install_id) AS install, min(number) AS number
+             FROM install_numbers WHERE app = {} AND install_id IN ({})
+             GROUP BY install_id",
+            quote(app),
+            ids.join(",")
+        ),
+        |row: Value| {
+            let install = row["install"].as_str().and_then(|s| s.parse().ok());
+            if let (Some(install), Some(number)) = (install, row["number"].as_u64()) {
+                found.insert(install, number);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(found)
+}
+
+/// A block of numbers no other writer has claimed: the one after the
+/// last claimed, or a little further when another writer claims it too.
 ///
-/// A writer picks one at random, writes its claim, then reads the lane's
-/// claims: of two writers that picked the same lane at the same moment,
-/// at least the second to read sees both and picks again.
-fn claim_lane(http: &Http) -> Result<u64, StoreError> {
+/// A writer writes its claim, then reads the block's claims, and keeps
+/// the block only if it sees its own alone. Of two writers claiming one
+/// block, the one that reads second has written before it reads, after
+/// the first wrote, so it sees both: never do both keep it.
+fn claim_block(http: &Http) -> Result<u64, StoreError> {
     let me = Uuid::new_v4();
-    loop {
-        let lane = (Uuid::new_v4().as_u128() as u32).max(1);
+    for attempt in 0..64u64 {
+        let rows = http.rows("SELECT count() AS n, max(block) AS last FROM install_blocks")?;
+        let last = rows.first().filter(|r| r["n"].as_u64() != Some(0));
+        // Writers that met step apart by a random few.
+        let skip = if attempt == 0 {
+            0
+        } else {
+            u64::from(Uuid::new_v4().as_bytes()[0] % 8)
+        };
+        let block = last.and_then(|r| r["last"].as_u64()).map_or(0, |b| b + 1) + skip;
         let claim = serde_json::json!({
-            "lane": lane,
+            "block": block,
             "claimant": me,
             "claimed_us": tally_rollup::micros(time::OffsetDateTime::now_utc()),
         });
-        http.insert("install_lanes", format!("{claim}\n").as_bytes())?;
+        http.insert("install_blocks", format!("{claim}\n").as_bytes())?;
         let rows = http.rows(&format!(
-            "SELECT uniqExact(claimant) AS n FROM install_lanes WHERE lane = {lane}"
+            "SELECT uniqExact(claimant) AS n FROM install_blocks WHERE block = {block}"
         ))?;
         if rows.first().and_then(|r| r["n"].as_u64()) == Some(1) {
-            return Ok(u64::from(lane) << 32);
+            return Ok(block);
         }
     }
+    Err(StoreError::Unavailable(
+        "no block of install numbers could be claimed: other writers claimed every one tried"
+            .into(),
+    ))
 }
