@@ -8,13 +8,14 @@ use uuid::Uuid;
 
 use crate::LoadArgs;
 use crate::server::Observed;
-use crate::stats::Latencies;
+use crate::stats::{Latencies, Outcomes};
 
 /// What a load run measured.
 pub struct Report {
     pub events: u64,
     pub requests: u64,
-    pub errors: u64,
+    /// The requests that failed, by how.
+    pub errors: Outcomes,
     pub elapsed: Duration,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -30,7 +31,7 @@ impl Report {
                 format!("{:.1} µs/event", s * 1e6 / self.events as f64)
             });
         println!(
-            "{what}: batch={} concurrency={} gzip={} rate={} -> {:.0} events/s, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, peak RSS {}, server CPU {cpu}",
+            "{what}: batch={} concurrency={} gzip={} rate={} -> {:.0} events/s, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {} ({}), peak RSS {}, server CPU {cpu}",
             args.batch,
             args.concurrency,
             !args.plain,
@@ -43,6 +44,7 @@ impl Report {
             self.requests as f64 / secs,
             self.p50_ms,
             self.p99_ms,
+            self.errors.total(),
             self.errors,
             server
                 .peak_rss_mb
@@ -144,7 +146,8 @@ fn bodies(app: &str, args: &LoadArgs) -> Vec<Vec<u8>> {
 
 /// Posts one batch `body` (gzip-compressed if `gzip`); whether the server
 /// accepted it.
-fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8], gzip: bool) -> bool {
+/// Sends one batch; how it failed, if it did.
+fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8], gzip: bool) -> Option<String> {
     let mut request = agent
         .post(format!("{url}/v1/batch"))
         .header("Authorization", format!("Bearer {key}"))
@@ -152,7 +155,11 @@ fn post(agent: &ureq::Agent, url: &str, key: &str, body: &[u8], gzip: bool) -> b
     if gzip {
         request = request.header("Content-Encoding", "gzip");
     }
-    request.send(body).is_ok_and(|r| r.status().is_success())
+    match request.send(body) {
+        Ok(r) if r.status().is_success() => None,
+        Ok(r) => Some(r.status().as_str().to_owned()),
+        Err(e) => Some(Outcomes::of_error(&e).to_owned()),
+    }
 }
 
 pub(crate) fn time_now() -> String {
@@ -167,23 +174,23 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
     eprintln!("making request bodies ...");
     let bodies = bodies(app, args);
     let taken = AtomicUsize::new(0);
-    let (events, requests, errors) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (events, requests) = (AtomicU64::new(0), AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
-    let mut latencies = std::thread::scope(|s| {
+    let (mut latencies, errors) = std::thread::scope(|s| {
         let workers: Vec<_> = (0..args.concurrency)
             .map(|worker| {
                 let url = &urls[worker % urls.len()];
                 let (bodies, taken) = (&bodies, &taken);
-                let (events, requests, errors) = (&events, &requests, &errors);
+                let (events, requests) = (&events, &requests);
                 s.spawn(move || {
                     let agent = ureq::Agent::config_builder()
                         .http_status_as_error(false)
                         .build()
                         .new_agent();
-                    let mut mine = Latencies::default();
+                    let (mut mine, mut failed) = (Latencies::default(), Outcomes::default());
                     // Workers start spread over one interval, so that
                     // requests come evenly at the rate, not in bursts of
                     // one per worker.
@@ -202,30 +209,33 @@ pub fn run(urls: &[String], key: &str, app: &str, args: &LoadArgs) -> Report {
                             }
                         }
                         let sent = Instant::now();
-                        let ok = post(&agent, url, key, body, !args.plain);
+                        let failure = post(&agent, url, key, body, !args.plain);
                         mine.push(sent.elapsed());
                         requests.fetch_add(1, Ordering::Relaxed);
-                        if ok {
-                            events.fetch_add(args.batch as u64, Ordering::Relaxed);
-                        } else {
-                            errors.fetch_add(1, Ordering::Relaxed);
+                        match failure {
+                            None => {
+                                events.fetch_add(args.batch as u64, Ordering::Relaxed);
+                            }
+                            Some(how) => failed.add(how),
                         }
                     }
-                    mine
+                    (mine, failed)
                 })
             })
             .collect();
-        let mut all = Latencies::default();
+        let (mut all, mut errors) = (Latencies::default(), Outcomes::default());
         for worker in workers {
-            all.extend(worker.join().unwrap_or_default());
+            let (latencies, failed) = worker.join().unwrap_or_default();
+            all.extend(latencies);
+            errors.merge(failed);
         }
-        all
+        (all, errors)
     });
     let elapsed = started.elapsed();
     Report {
         events: events.into_inner(),
         requests: requests.into_inner(),
-        errors: errors.into_inner(),
+        errors,
         elapsed,
         p50_ms: latencies.percentile_ms(0.50),
         p99_ms: latencies.percentile_ms(0.99),

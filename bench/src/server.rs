@@ -191,8 +191,16 @@ pub(crate) fn start_tally_with(
         command.args(["--store", store]);
     }
     configure(&mut command);
+    // A shared store gets the app before the collector starts, so that it
+    // knows the key from its first request rather than learning it later.
+    let known = store
+        .map(|_| app_key(data, store, tally, app))
+        .transpose()?;
     let running = spawn(command, "Tally is running at ", true)?;
-    let key = app_key(data, store, tally, app)?;
+    let key = match known {
+        Some(key) => key,
+        None => app_key(data, store, tally, app)?,
+    };
     Ok((running, key))
 }
 
