@@ -767,7 +767,7 @@ pub fn limits(s: Ask<'_>) {
 /// limited to two rows a table, and with filters that cut days, pick
 /// versions, OSes and environments.
 pub fn varied_queries() -> Vec<Query> {
-    let filters: [&[(&str, &str)]; 10] = [
+    let filters: [&[(&str, &str)]; 11] = [
         &[],
         &[("limit", "2")],
         &[("since", "2026-10-25"), ("until", "2026-11-03")],
@@ -790,6 +790,12 @@ pub fn varied_queries() -> Vec<Query> {
             ("until", "2026-11-03"),
         ],
         &[("source", "sdk")],
+        // A gateway's requests over days the range cuts.
+        &[
+            ("source", "gateway"),
+            ("since", "2026-10-25T13:30:00Z"),
+            ("until", "2026-11-03T08:00:00Z"),
+        ],
     ];
     let mut queries = Vec::new();
     for report in ReportName::ALL {

@@ -7,13 +7,12 @@ use std::sync::{Mutex, PoisonError};
 use roaring::RoaringBitmap;
 use tally_protocol::Event;
 use tally_report::{Env, Filter};
-use tally_rollup::{
-    Agg, Group, Histogram, Kind, Need, Part, Parts, Row, Source, Span, grouped_in_rust,
-};
+use tally_rollup::{Agg, Group, Histogram, Kind, Need, Part, Parts, Row, Source, Span};
 use time::OffsetDateTime;
 
 use super::http::{Http, quote};
 use super::installs::Installs;
+use super::schema::{gateway_durations_select, rollups_select};
 use super::writer::{EVENT_COLUMNS, NONE, from_row, stored_kind};
 use crate::StoreError;
 
@@ -67,17 +66,18 @@ enum InstallsSent {
 }
 
 impl ClickHouseSource<'_> {
-    /// The rollup rows of `kind` for whole days `first..=last`, merged by
-    /// `by`: ClickHouse merges what a report does not tell apart, install
-    /// sets included, which cuts what crosses the wire by as much. Parts
-    /// not kept are sent as constants (env as any value it has).
+    /// The rollup rows of `kind` for the whole days `days` (first and last,
+    /// if any) and of the raw events in `edges`, merged by `by`: ClickHouse
+    /// merges what a report does not tell apart, install sets included,
+    /// which cuts what crosses the wire by as much. Parts not kept are sent
+    /// as constants (env as any value it has).
     fn query(
         &self,
         filter: &Filter,
         kind: Kind,
         by: Parts,
         (installs, durations): (InstallsSent, bool),
-        (first, last): (Option<i32>, Option<i32>),
+        (days, edges): (Option<(Option<i32>, Option<i32>)>, &[(i64, i64)]),
     ) -> Result<Vec<(Row, u64)>, StoreError> {
         let mut group_by = Vec::new();
         let mut part = |kept: bool, column: &'static str, blank: &'static str| {
@@ -124,7 +124,7 @@ impl ClickHouseSource<'_> {
                 minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
                 {set} AS install_set, {count} AS installs_n, {durations} AS durations
              FROM ({}) GROUP BY {}",
-            selected(filter, kind, (first, last)),
+            self.rows(filter, kind, days, edges),
             group_by.join(", "),
         );
         let mut out = Vec::new();
@@ -133,6 +133,43 @@ impl ClickHouseSource<'_> {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The rollup rows of `kind` that pass `filter`: those stored for the
+    /// whole days `days`, and those of the raw events in `edges` rolled up
+    /// on the spot by the views' own queries, as states of the same types,
+    /// so that ClickHouse merges both alike.
+    fn rows(
+        &self,
+        filter: &Filter,
+        kind: Kind,
+        days: Option<(Option<i32>, Option<i32>)>,
+        edges: &[(i64, i64)],
+    ) -> String {
+        let wanted = wanted(filter, kind);
+        let mut parts = Vec::new();
+        if let Some((first, last)) = days {
+            let mut sql = format!("SELECT * FROM rollups WHERE {wanted}");
+            if let Some(first) = first {
+                sql.push_str(&format!(" AND day >= toDate({first})"));
+            }
+            if let Some(last) = last {
+                sql.push_str(&format!(" AND day <= toDate({last})"));
+            }
+            parts.push(sql);
+        }
+        for (from, to) in edges {
+            let of_edge = format!(
+                "app = {} AND timestamp_us >= {from} AND timestamp_us < {to}",
+                quote(&filter.app)
+            );
+            parts.push(format!(
+                "SELECT * FROM ({} UNION ALL {}) WHERE {wanted}",
+                rollups_select(&of_edge, self.installs),
+                gateway_durations_select(&of_edge, self.installs),
+            ));
+        }
+        parts.join(" UNION ALL ")
     }
 }
 
@@ -156,14 +193,13 @@ impl Source for ClickHouseSource<'_> {
             need.kind,
             need.parts(),
             (installs, need.durations),
-            days,
+            (Some(days), &[]),
         )?;
         rows.into_iter().try_for_each(|(row, _)| each(row))
     }
 
-    // Ranges of whole days are answered by ClickHouse alone, with counts
-    // instead of sets; a range that cuts a day needs its raw events rolled
-    // up here, so sets are sent to be merged with theirs.
+    // Answered by ClickHouse alone, with counts instead of sets: the raw
+    // events of a day the range cuts are rolled up in the same query.
     fn grouped(
         &self,
         filter: &Filter,
@@ -172,10 +208,7 @@ impl Source for ClickHouseSource<'_> {
         until: Option<OffsetDateTime>,
     ) -> Result<Vec<Vec<Group>>, StoreError> {
         let span = Span::new(since, until);
-        if !span.edges.is_empty() {
-            return grouped_in_rust(self, filter, need, since, until);
-        }
-        if !span.any_days {
+        if !span.any_days && span.edges.is_empty() {
             return Ok(vec![Vec::new(); need.groupings.len()]);
         }
         let installs = if need.installs {
@@ -191,7 +224,7 @@ impl Source for ClickHouseSource<'_> {
                     need.kind,
                     *by,
                     (installs, need.durations),
-                    span.days,
+                    (span.any_days.then_some(span.days), &span.edges),
                 )?;
                 Ok(rows
                     .into_iter()
@@ -277,9 +310,8 @@ fn row(r: Stored, dense: &Dense) -> Result<(Row, u64), StoreError> {
     Ok((row, r.installs_n))
 }
 
-/// The stored rollup rows of `kind` on the days `first..=last` that
-/// pass `f`, as SQL.
-fn selected(f: &Filter, kind: Kind, (first, last): (Option<i32>, Option<i32>)) -> String {
+/// What selects the rollup rows of `kind` that pass `f`, as SQL.
+fn wanted(f: &Filter, kind: Kind) -> String {
     let kinds = match f.source {
         Some(source) => vec![stored_kind(kind, source)],
         None => tally_protocol::Source::ALL
@@ -288,17 +320,7 @@ fn selected(f: &Filter, kind: Kind, (first, last): (Option<i32>, Option<i32>)) -
             .collect(),
     };
     let kinds: Vec<String> = kinds.iter().map(|k| quote(k)).collect();
-    let mut sql = format!(
-        "SELECT * FROM rollups WHERE app = {} AND kind IN ({})",
-        quote(&f.app),
-        kinds.join(", "),
-    );
-    if let Some(first) = first {
-        sql.push_str(&format!(" AND day >= toDate({first})"));
-    }
-    if let Some(last) = last {
-        sql.push_str(&format!(" AND day <= toDate({last})"));
-    }
+    let mut sql = format!("app = {} AND kind IN ({})", quote(&f.app), kinds.join(", "),);
     for (column, value) in [
         ("version", f.version.as_deref()),
         ("os", f.os.as_deref()),
