@@ -54,6 +54,9 @@ impl Dense {
     }
 }
 
+/// Whole days, first and last inclusive; `None` is unbounded on that side.
+type Days = (Option<i32>, Option<i32>);
+
 /// How a query sends the installs of each row.
 #[derive(Clone, Copy)]
 enum InstallsSent {
@@ -77,7 +80,7 @@ impl ClickHouseSource<'_> {
         kind: Kind,
         by: Parts,
         (installs, durations): (InstallsSent, bool),
-        (days, edges): (Option<(Option<i32>, Option<i32>)>, &[(i64, i64)]),
+        (days, edges): (Option<Days>, &[(i64, i64)]),
     ) -> Result<Vec<(Row, u64)>, StoreError> {
         let mut group_by = Vec::new();
         let mut part = |kept: bool, column: &'static str, blank: &'static str| {
@@ -143,7 +146,7 @@ impl ClickHouseSource<'_> {
         &self,
         filter: &Filter,
         kind: Kind,
-        days: Option<(Option<i32>, Option<i32>)>,
+        days: Option<Days>,
         edges: &[(i64, i64)],
     ) -> String {
         let wanted = wanted(filter, kind);
