@@ -149,10 +149,12 @@ impl ClickHouseSource<'_> {
         days: Option<Days>,
         edges: &[(i64, i64)],
     ) -> String {
-        let wanted = wanted(filter, kind);
         let mut parts = Vec::new();
         if let Some((first, last)) = days {
-            let mut sql = format!("SELECT * FROM rollups WHERE {wanted}");
+            let mut sql = format!(
+                "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE {}",
+                wanted(filter, kind, ["kind", "version"])
+            );
             if let Some(first) = first {
                 sql.push_str(&format!(" AND day >= toDate({first})"));
             }
@@ -162,12 +164,13 @@ impl ClickHouseSource<'_> {
             parts.push(sql);
         }
         for (from, to) in edges {
+            // Filtered before the views' grouping, by the events' columns.
             let of_edge = format!(
-                "app = {} AND timestamp_us >= {from} AND timestamp_us < {to}",
-                quote(&filter.app)
+                "{} AND timestamp_us >= {from} AND timestamp_us < {to}",
+                wanted(filter, kind, ["rk.kind", "app_version"])
             );
             parts.push(format!(
-                "SELECT * FROM ({} UNION ALL {}) WHERE {wanted}",
+                "SELECT {ROLLUP_COLUMNS} FROM ({} UNION ALL {})",
                 rollups_select(&of_edge, self.installs),
                 gateway_durations_select(&of_edge, self.installs),
             ));
@@ -329,8 +332,16 @@ fn row(r: Stored, dense: &Dense) -> Result<(Row, u64), StoreError> {
     Ok((row, r.installs_n))
 }
 
-/// What selects the rollup rows of `kind` that pass `f`, as SQL.
-fn wanted(f: &Filter, kind: Kind) -> String {
+/// The rollup rows' columns, strings as plain `String`: stored ones are
+/// `LowCardinality` from 19.9 on, those rolled up on the spot may not be,
+/// and servers before 20.7 find no common type for a UNION of both.
+const ROLLUP_COLUMNS: &str = "toString(app) AS app, toString(kind) AS kind, day, \
+    toString(version) AS version, toString(os) AS os, toString(env) AS env, d1, d2, d3, d4, \
+    runs, ok, crashes, first_us, last_us, installs, durations";
+
+/// What selects the rows of `kind` that pass `f`, as SQL, where the kind
+/// and the version are in the columns `[kind, version]`.
+fn wanted(f: &Filter, kind: Kind, [kind_column, version_column]: [&str; 2]) -> String {
     let kinds = match f.source {
         Some(source) => vec![stored_kind(kind, source)],
         None => tally_protocol::Source::ALL
@@ -339,9 +350,13 @@ fn wanted(f: &Filter, kind: Kind) -> String {
             .collect(),
     };
     let kinds: Vec<String> = kinds.iter().map(|k| quote(k)).collect();
-    let mut sql = format!("app = {} AND kind IN ({})", quote(&f.app), kinds.join(", "),);
+    let mut sql = format!(
+        "app = {} AND {kind_column} IN ({})",
+        quote(&f.app),
+        kinds.join(", "),
+    );
     for (column, value) in [
-        ("version", f.version.as_deref()),
+        (version_column, f.version.as_deref()),
         ("os", f.os.as_deref()),
         ("env", f.env.map(|e| e.as_str())),
     ] {
