@@ -54,4 +54,4 @@ pub use key::{Dim, Dims, Key, Kind, env_of, keys_of, outcome_of};
 pub use memory::MemorySource;
 pub use reports::answer;
 pub use rollups::{Installs, Rollups};
-pub use source::{Group, Need, Part, Parts, Row, Source, grouped_in_rust, rows_from_events};
+pub use source::{Group, Need, Part, Parts, Row, Source, rows_from_events};

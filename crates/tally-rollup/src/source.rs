@@ -324,7 +324,7 @@ impl Grouper {
 
 /// [`Source::grouped`] from [`Source::each_row`], merging install sets
 /// here.
-pub fn grouped_in_rust<S: Source + ?Sized>(
+fn grouped_in_rust<S: Source + ?Sized>(
     source: &S,
     filter: &Filter,
     need: &Need,

@@ -66,7 +66,7 @@ impl Target {
         let bad = |why: &str| {
             StoreError::Invalid(format!("store URL {:?}: {why}", crate::spec::redacted(url)))
         };
-        let (mut secure, rest) = if let Some(rest) = url.strip_prefix("clickhouse://") {
+        let (secure, rest) = if let Some(rest) = url.strip_prefix("clickhouse://") {
             (false, rest)
         } else if let Some(rest) = url.strip_prefix("clickhouses://") {
             (true, rest)
@@ -75,7 +75,6 @@ impl Target {
                 "must start with clickhouse:// (or clickhouses:// for HTTPS)",
             ));
         };
-        let named_secure = secure;
         // The credentials run to the URL's last `@`, so that a password may
         // hold `/`, `?` or `@` as it is, or percent-encoded.
         let (credentials, rest) = match rest.rsplit_once('@') {
@@ -89,37 +88,7 @@ impl Target {
                 .map(|t| t.into_owned())
                 .map_err(|_| bad(&format!("the {what} is not UTF-8 once percent-decoded")))
         };
-        let mut ca_file = None;
-        for param in params.split('&').filter(|p| !p.is_empty()) {
-            match param.split_once('=').unwrap_or((param, "")) {
-                ("secure", "1" | "true") => secure = true,
-                ("secure", "0" | "false") if named_secure => {
-                    return Err(bad("secure=0 contradicts clickhouses://"));
-                }
-                ("secure", "0" | "false") => {}
-                ("secure", _) => return Err(bad("secure must be 1 or 0")),
-                ("ca_file", "") => return Err(bad("ca_file names no file")),
-                ("ca_file", path) => ca_file = Some(PathBuf::from(decoded("ca_file", path)?)),
-                (name, _) => {
-                    return Err(bad(&format!(
-                        "unknown parameter {name:?} (known: secure, ca_file)"
-                    )));
-                }
-            }
-        }
-        if ca_file.is_some() && !secure {
-            return Err(bad(
-                "a CA file is for HTTPS: use clickhouses:// or secure=1",
-            ));
-        }
-        let from_env = std::env::var_os("CLICKHOUSE_CA_FILE").filter(|f| !f.is_empty());
-        if from_env.is_some() && !secure {
-            return Err(bad(
-                "CLICKHOUSE_CA_FILE is set, but the URL is plain HTTP: \
-                 use clickhouses:// or unset it",
-            ));
-        }
-        let ca_file = ca_file.or_else(|| from_env.map(PathBuf::from));
+        let (secure, ca_file) = tls_of(secure, params, &bad, &decoded)?;
         let (host_port, database) = rest
             .split_once('/')
             .ok_or_else(|| bad("names no database (clickhouse://HOST:8123/DB)"))?;
@@ -192,6 +161,49 @@ impl Target {
         }
         Ok(RootCerts::new_with_certs(&certificates))
     }
+}
+
+/// Whether to speak HTTPS, and the CA file to trust, from the scheme
+/// (`named_secure`: `clickhouses://`), the URL's `params` and the
+/// environment; refuses what would send credentials in the clear by
+/// mistake.
+fn tls_of(
+    named_secure: bool,
+    params: &str,
+    bad: &dyn Fn(&str) -> StoreError,
+    decoded: &dyn Fn(&str, &str) -> Result<String, StoreError>,
+) -> Result<(bool, Option<PathBuf>), StoreError> {
+    let (mut secure, mut ca_file) = (named_secure, None);
+    for param in params.split('&').filter(|p| !p.is_empty()) {
+        match param.split_once('=').unwrap_or((param, "")) {
+            ("secure", "1" | "true") => secure = true,
+            ("secure", "0" | "false") if named_secure => {
+                return Err(bad("secure=0 contradicts clickhouses://"));
+            }
+            ("secure", "0" | "false") => {}
+            ("secure", _) => return Err(bad("secure must be 1 or 0")),
+            ("ca_file", "") => return Err(bad("ca_file names no file")),
+            ("ca_file", path) => ca_file = Some(PathBuf::from(decoded("ca_file", path)?)),
+            (name, _) => {
+                return Err(bad(&format!(
+                    "unknown parameter {name:?} (known: secure, ca_file)"
+                )));
+            }
+        }
+    }
+    if ca_file.is_some() && !secure {
+        return Err(bad(
+            "a CA file is for HTTPS: use clickhouses:// or secure=1",
+        ));
+    }
+    let from_env = std::env::var_os("CLICKHOUSE_CA_FILE").filter(|f| !f.is_empty());
+    if from_env.is_some() && !secure {
+        return Err(bad(
+            "CLICKHOUSE_CA_FILE is set, but the URL is plain HTTP: \
+             use clickhouses:// or unset it",
+        ));
+    }
+    Ok((secure, ca_file.or_else(|| from_env.map(PathBuf::from))))
 }
 
 impl Http {

@@ -23,12 +23,13 @@ pub(super) struct ClickHouseSource<'a> {
     pub(super) dense: Dense,
 }
 
-/// Install hashes or numbers renumbered densely, in order of first sight,
-/// for one report. Hashes are spread over all 32 bits, and numbers over
-/// lanes, where a bitmap keeps almost one container per install; dense
-/// numbers pack them, which made the sets of a day 100 times cheaper to
-/// merge. Numbers only need to agree within one report, as its sets are
-/// only compared with each other.
+/// Install keys renumbered densely, in order of first sight, for one
+/// report. Hashes are spread over all 32 bits, where a bitmap keeps almost
+/// one container per install; dense numbers pack them, which made the sets
+/// of a day 100 times cheaper to merge. (Install numbers are dense already
+/// but 64-bit; renumbered alike, they cost a lookup each.) Numbers only
+/// need to agree within one report, as its sets are only compared with
+/// each other.
 #[derive(Default)]
 pub(super) struct Dense(Mutex<HashMap<u64, u32>>);
 

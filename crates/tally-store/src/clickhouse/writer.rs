@@ -58,24 +58,13 @@ impl Writer for ClickHouseWriter {
         let events = staged.events();
         let mut in_batch = HashSet::new();
         let firsts: Vec<bool> = events.iter().map(|e| in_batch.insert(e.event.id)).collect();
-        let candidates: Vec<&StoredEvent> = events
-            .iter()
-            .zip(&firsts)
-            .filter(|(_, first)| **first)
-            .map(|(e, _)| e)
-            .collect();
-        let stored = self.stored(&candidates)?;
+        let stored = self.stored(&marked(events, &firsts))?;
         let new: Vec<bool> = events
             .iter()
             .zip(&firsts)
             .map(|(e, first)| *first && !stored.contains(&e.event.id))
             .collect();
-        let inserted: Vec<&StoredEvent> = events
-            .iter()
-            .zip(&new)
-            .filter(|(_, n)| **n)
-            .map(|(e, _)| e)
-            .collect();
+        let inserted = marked(events, &new);
         let numbered = self.installs == Installs::Numbers;
         if numbered {
             self.numbering.prepare(&self.http, &inserted)?;
@@ -103,6 +92,15 @@ impl Writer for ClickHouseWriter {
         staged.take();
         Ok(new)
     }
+}
+
+/// The events whose mark is set.
+fn marked<'a>(events: &'a [StoredEvent], marks: &[bool]) -> Vec<&'a StoredEvent> {
+    events
+        .iter()
+        .zip(marks)
+        .filter_map(|(e, &mark)| mark.then_some(e))
+        .collect()
 }
 
 fn date(day: i32) -> String {
