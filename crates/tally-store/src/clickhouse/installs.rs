@@ -203,7 +203,6 @@ const KNOWN_FOR: Duration = Duration::from_secs(3600);
 const UNSETTLED: u64 = 1 << 63;
 
 /// One writer's install numbers: those it has seen, and its block.
-#[derive(Default)]
 pub(super) struct Numbering {
     /// By app, then install; [`UNSETTLED`] set on those to read back.
     known: HashMap<String, HashMap<Uuid, u64>>,
@@ -211,6 +210,19 @@ pub(super) struct Numbering {
     block: Option<(u64, u64)>,
     /// Since when `known` is trusted.
     since: Option<Instant>,
+    /// How many numbers `known` may hold before a batch.
+    known_at_most: usize,
+}
+
+impl Default for Numbering {
+    fn default() -> Self {
+        Numbering {
+            known: HashMap::new(),
+            block: None,
+            since: None,
+            known_at_most: KNOWN_AT_MOST,
+        }
+    }
 }
 
 impl Numbering {
@@ -223,7 +235,7 @@ impl Numbering {
         events: &[&StoredEvent],
     ) -> Result<(), StoreError> {
         let stale = self.since.is_none_or(|since| since.elapsed() > KNOWN_FOR);
-        if stale || self.known.values().map(HashMap::len).sum::<usize>() > KNOWN_AT_MOST {
+        if stale || self.known.values().map(HashMap::len).sum::<usize>() > self.known_at_most {
             self.known.clear();
             self.since = Some(Instant::now());
         }
@@ -353,4 +365,52 @@ fn claim_block(http: &Http) -> Result<u64, StoreError> {
         "no block of install numbers could be claimed: other writers claimed every one tried"
             .into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use tally_testkit::clickhouse::LocalServer;
+    use tally_testkit::events::sample;
+
+    /// Installs past the bound (an ingest key in hostile hands can make up
+    /// millions) never hold more numbers in memory than the bound and a
+    /// batch, and each install keeps the number it was given first when
+    /// its number has to be looked up again.
+    #[test]
+    fn numbers_in_memory_stay_bounded_and_each_install_keeps_its_own() {
+        let server = LocalServer::start_current().expect("PyPI's chdb-core");
+        let store =
+            super::super::ClickHouseStore::open(&server.store_url("bounded")).expect("open");
+        assert_eq!(store.installs, Installs::Numbers);
+        let mut numbering = Numbering {
+            known_at_most: 100,
+            ..Numbering::default()
+        };
+        let at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let events: Vec<StoredEvent> = (0..1000u32)
+            .map(|n| {
+                let mut e = sample(n, "bounded", at);
+                e.event.install_id = Uuid::from_u128(u128::from(n) + 1);
+                e
+            })
+            .collect();
+        let mut given = HashMap::new();
+        for round in 0..2 {
+            for chunk in events.chunks(150) {
+                let batch: Vec<&StoredEvent> = chunk.iter().collect();
+                numbering.prepare(&store.http, &batch).expect("numbers");
+                let held: usize = numbering.known.values().map(HashMap::len).sum();
+                assert!(held <= 100 + chunk.len(), "{held} numbers in memory");
+                for e in chunk {
+                    let number = numbering.number("bounded", e.event.install_id);
+                    let first = *given.entry(e.event.install_id).or_insert(number);
+                    assert_eq!(number, first, "round {round}: the install's number changed");
+                }
+            }
+        }
+        let distinct: HashSet<_> = given.values().collect();
+        assert_eq!(distinct.len(), events.len(), "a number each");
+    }
 }
