@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::http::{Http, quote};
 use super::installs::Installs;
+use super::layout::Layout;
 use super::schema::{gateway_durations_select, rollups_select, wait_for_mutations};
 use crate::StoreError;
 
@@ -25,7 +26,7 @@ use crate::StoreError;
 /// `None` if none of them ever held it.
 pub(super) fn forget_install(
     http: &Http,
-    installs: Installs,
+    layout: Layout,
     apps: &[&str],
     install: Uuid,
 ) -> Result<Option<u64>, StoreError> {
@@ -33,13 +34,13 @@ pub(super) fn forget_install(
     let mut erased = 0;
     for name in apps {
         let app = quote(name);
-        finish_pending(http, installs, &app)?;
+        finish_pending(http, layout, &app)?;
         // Retention goes by the day events were received, the rollups by
         // the day they count: only days from the first one received on
         // are whole, and can be rolled up again.
         let first = first_received_day(http, &app)?;
         // Before its events go: they may carry numbers no longer recorded.
-        let keys = installs.keys_of(http, &app, install)?;
+        let keys = layout.installs.keys_of(http, &app, install)?;
         let whose = format!("app = {app} AND install_id = toUUID('{install}')");
         let rows = http.rows(&format!(
             "SELECT toString(day) AS day, uniqExact(id) AS n FROM events WHERE {whose} GROUP BY day"
@@ -55,10 +56,10 @@ pub(super) fn forget_install(
             let pending = serde_json::json!({"app": name, "install_id": install, "days": days});
             http.insert("erasures_pending", format!("{pending}\n").as_bytes())?;
             http.execute(&format!("ALTER TABLE events DELETE WHERE {whose}"))?;
-            roll_up_again(http, installs, &app, &days)?;
+            roll_up_again(http, layout, &app, &days)?;
         }
-        known |= leave_install_sets(http, installs, &app, &keys, first.as_deref())?;
-        cross_out(http, installs, &app, install)?;
+        known |= leave_install_sets(http, layout.installs, &app, &keys, first.as_deref())?;
+        cross_out(http, layout.installs, &app, install)?;
     }
     Ok(known.then_some(erased))
 }
@@ -75,7 +76,7 @@ fn first_received_day(http: &Http, app: &str) -> Result<Option<String>, StoreErr
 }
 
 /// Finishes the erasures of `app` (quoted) that were cut short.
-fn finish_pending(http: &Http, installs: Installs, app: &str) -> Result<(), StoreError> {
+fn finish_pending(http: &Http, layout: Layout, app: &str) -> Result<(), StoreError> {
     let pending = http.rows(&format!(
         "SELECT toString(install_id) AS install, days FROM erasures_pending WHERE app = {app}"
     ))?;
@@ -89,26 +90,21 @@ fn finish_pending(http: &Http, installs: Installs, app: &str) -> Result<(), Stor
             .flatten()
             .filter_map(|d| d.as_str())
             .collect();
-        let keys = installs.keys_of(http, app, install)?;
+        let keys = layout.installs.keys_of(http, app, install)?;
         http.execute(&format!(
             "ALTER TABLE events DELETE WHERE app = {app} AND install_id = toUUID('{install}')"
         ))?;
-        roll_up_again(http, installs, app, &days)?;
+        roll_up_again(http, layout, app, &days)?;
         let first = first_received_day(http, app)?;
-        leave_install_sets(http, installs, app, &keys, first.as_deref())?;
-        cross_out(http, installs, app, install)?;
+        leave_install_sets(http, layout.installs, app, &keys, first.as_deref())?;
+        cross_out(http, layout.installs, app, install)?;
     }
     Ok(())
 }
 
 /// Deletes the rollups of `days` (`YYYY-MM-DD`) of `app` (quoted) and
 /// rolls them up again from the events received before.
-fn roll_up_again(
-    http: &Http,
-    installs: Installs,
-    app: &str,
-    days: &[&str],
-) -> Result<(), StoreError> {
+fn roll_up_again(http: &Http, layout: Layout, app: &str, days: &[&str]) -> Result<(), StoreError> {
     if days.is_empty() {
         return wait_for_mutations(http);
     }
@@ -126,8 +122,8 @@ fn roll_up_again(
     wait_for_mutations(http)?;
     let of_days = format!("{in_days} AND received_at_us < {before}");
     for select in [
-        rollups_select(&of_days, installs),
-        gateway_durations_select(&of_days, installs),
+        rollups_select(&of_days, layout),
+        gateway_durations_select(&of_days, layout),
     ] {
         http.execute(&format!("INSERT INTO rollups {select}"))?;
     }

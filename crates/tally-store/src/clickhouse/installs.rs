@@ -33,24 +33,6 @@ pub(super) enum Installs {
 }
 
 impl Installs {
-    /// What the database's `rollups` table holds.
-    pub(super) fn detect(http: &Http) -> Result<Installs, StoreError> {
-        let rows = http.rows(&format!(
-            "SELECT type FROM system.columns
-             WHERE database = {} AND table = 'rollups' AND name = 'installs'",
-            quote(http.database())
-        ))?;
-        let numbered = rows
-            .first()
-            .and_then(|r| r["type"].as_str())
-            .is_some_and(|t| t.contains("groupBitmap"));
-        Ok(if numbered {
-            Installs::Numbers
-        } else {
-            Installs::Hashes
-        })
-    }
-
     /// The events column that names an install in the sets.
     pub(super) fn key(self) -> &'static str {
         match self {
@@ -383,7 +365,7 @@ mod tests {
         let server = LocalServer::start_current().expect("PyPI's chdb-core");
         let store =
             super::super::ClickHouseStore::open(&server.store_url("bounded")).expect("open");
-        assert_eq!(store.installs, Installs::Numbers);
+        assert_eq!(store.layout.installs, Installs::Numbers);
         let mut numbering = Numbering {
             known_at_most: 100,
             ..Numbering::default()

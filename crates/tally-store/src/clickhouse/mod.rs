@@ -18,6 +18,7 @@
 mod erase;
 mod http;
 mod installs;
+mod layout;
 mod schema;
 mod source;
 mod writer;
@@ -41,7 +42,7 @@ use http::{Http, Target, quote};
 /// ```
 pub struct ClickHouseStore {
     http: Http,
-    installs: installs::Installs,
+    layout: layout::Layout,
 }
 
 impl ClickHouseStore {
@@ -64,8 +65,8 @@ impl ClickHouseStore {
     pub fn open_with_password(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
         let http = Http::new(&Target::parse(url, password)?)?;
         schema::migrate(&http)?;
-        let installs = installs::Installs::detect(&http)?;
-        Ok(Self { http, installs })
+        let layout = layout::Layout::detect(&http)?;
+        Ok(Self { http, layout })
     }
 }
 
@@ -73,7 +74,7 @@ impl Store for ClickHouseStore {
     fn writer(&self) -> Result<Box<dyn crate::Writer>, StoreError> {
         Ok(Box::new(writer::ClickHouseWriter {
             http: self.http.clone(),
-            installs: self.installs,
+            installs: self.layout.installs,
             numbering: installs::Numbering::default(),
         }))
     }
@@ -128,7 +129,7 @@ impl Store for ClickHouseStore {
         apps: &[&str],
         install: uuid::Uuid,
     ) -> Result<Option<u64>, StoreError> {
-        erase::forget_install(&self.http, self.installs, apps, install)
+        erase::forget_install(&self.http, self.layout, apps, install)
     }
 
     fn add_app(&self, name: &str) -> Result<App, StoreError> {
@@ -171,7 +172,7 @@ impl Store for ClickHouseStore {
         tally_rollup::answer(
             &source::ClickHouseSource {
                 http: &self.http,
-                installs: self.installs,
+                layout: self.layout,
                 dense: source::Dense::default(),
             },
             query,

@@ -6,6 +6,7 @@
 
 use super::http::Http;
 use super::installs::{Installs, NUMBER_TABLES};
+use super::layout::{Durations, Layout};
 use crate::StoreError;
 
 /// What the server can do, read off `version()`.
@@ -41,14 +42,18 @@ impl Server {
         (self.major, self.minor) >= (19, 9)
     }
 
-    /// What a new database's install sets hold: exact bitmaps from 21.8
-    /// on, where `groupBitmap` of 64-bit numbers and the bitmap functions
-    /// erasure needs are all there.
-    fn installs(self) -> Installs {
+    /// What a new database's rollups hold: from 21.8 on, where
+    /// `groupBitmap` of 64-bit numbers, the bitmap functions erasure needs
+    /// and `sumMap` as a simple aggregate are all there, exact bitmaps and
+    /// durations as plain arrays.
+    fn layout(self) -> Layout {
         if (self.major, self.minor) >= (21, 8) {
-            Installs::Numbers
+            Layout {
+                installs: Installs::Numbers,
+                durations: Durations::Arrays,
+            }
         } else {
-            Installs::Hashes
+            Layout::FIRST
         }
     }
 
@@ -82,24 +87,24 @@ const MIGRATIONS: &[Migration] = &[
 /// ClickHouse 20.10 and later (Atomic databases) a view follows a renamed
 /// table, and the copy would leave `rollups_mv` on the old one.
 fn create_tables(http: &Http, server: Server) -> Result<(), StoreError> {
-    create_tables_partitioned(http, server, Partition::ReceivedDay, server.installs())
+    create_tables_partitioned(http, server, Partition::ReceivedDay, server.layout())
 }
 
 /// The tables of 1, with events partitioned by `partition` (Tally before
-/// 0.1 made them by the client's day) and install sets of `installs`
-/// (Tally before 0.1 made hashes alone).
+/// 0.1 made them by the client's day) and rollups of `layout` (Tally
+/// before 0.1 made hashes and states alone).
 fn create_tables_partitioned(
     http: &Http,
     server: Server,
     partition: Partition,
-    installs: Installs,
+    layout: Layout,
 ) -> Result<(), StoreError> {
     let few = server.few();
     for sql in [
-        events_table("events", few, partition, installs),
+        events_table("events", few, partition, layout.installs),
         APPS_TABLE.to_owned(),
-        rollups_table(few, installs),
-        rollups_view(installs),
+        rollups_table(few, layout),
+        rollups_view(layout),
     ] {
         http.execute(&sql)?;
     }
@@ -196,8 +201,9 @@ const APPS_TABLE: &str = "CREATE TABLE IF NOT EXISTS apps (
 
 /// The rollup rows (see `tally_rollup`), merged by ClickHouse as it merges
 /// parts.
-fn rollups_table(few: &str, installs: Installs) -> String {
-    let installs = installs.column_type();
+fn rollups_table(few: &str, layout: Layout) -> String {
+    let installs = layout.installs.column_type();
+    let durations = layout.durations.column_type();
     format!(
         "CREATE TABLE IF NOT EXISTS rollups (
             app {few},
@@ -216,7 +222,7 @@ fn rollups_table(few: &str, installs: Installs) -> String {
             first_us AggregateFunction(min, Int64),
             last_us AggregateFunction(max, Int64),
             installs {installs},
-            durations AggregateFunction(sumMap, Array(UInt64), Array(UInt64))
+            durations {durations}
         ) ENGINE = AggregatingMergeTree
         PARTITION BY toYYYYMM(day)
         ORDER BY (app, kind, day, version, os, env, d1, d2, d3, d4)"
@@ -224,17 +230,17 @@ fn rollups_table(few: &str, installs: Installs) -> String {
 }
 
 /// Written in the same INSERT as the events it counts.
-fn rollups_view(installs: Installs) -> String {
+fn rollups_view(layout: Layout) -> String {
     format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_mv TO rollups AS {}",
-        rollups_select("isNull(name)", installs)
+        rollups_select("isNull(name)", layout)
     )
 }
 
 /// The rollup rows of the events `condition` selects: what `rollups_mv`
 /// (invocations) and `rollups_named_mv` (custom events) write of each
 /// insert, and what an erasure rolls up again.
-pub(super) fn rollups_select(condition: &str, installs: Installs) -> String {
+pub(super) fn rollups_select(condition: &str, layout: Layout) -> String {
     rollup_rows(
         [
             "toUInt64(1)",
@@ -244,7 +250,7 @@ pub(super) fn rollups_select(condition: &str, installs: Installs) -> String {
         "if(rk.kind = 'command', [duration_bucket], emptyArrayUInt64()),
             if(rk.kind = 'command', [toUInt64(1)], emptyArrayUInt64())",
         condition,
-        installs,
+        layout,
     )
 }
 
@@ -254,9 +260,10 @@ fn rollup_rows(
     [runs, ok, crashes]: [&str; 3],
     durations: &str,
     condition: &str,
-    installs: Installs,
+    layout: Layout,
 ) -> String {
-    let installs = installs.state();
+    let installs = layout.installs.state();
+    let durations = layout.durations.of(durations);
     format!(
         "SELECT app, rk.kind AS kind, day, app_version AS version, os, env,
         rk.d1 AS d1, rk.d2 AS d2, rk.d3 AS d3, rk.d4 AS d4,
@@ -266,7 +273,7 @@ fn rollup_rows(
         minState(timestamp_us) AS first_us,
         maxState(timestamp_us) AS last_us,
         {installs} AS installs,
-        sumMapState({durations}) AS durations
+        {durations} AS durations
     FROM events ARRAY JOIN rk
     WHERE {condition}
     GROUP BY app, kind, day, version, os, env, d1, d2, d3, d4"
@@ -351,7 +358,7 @@ fn partition_by_received_day(http: &Http, server: Server) -> Result<(), StoreErr
             BY_RECEIVED_DAY,
             server.few(),
             Partition::ReceivedDay,
-            Installs::detect(http)?,
+            Layout::detect(http)?.installs,
         ))?;
         http.execute(&format!(
             "INSERT INTO {BY_RECEIVED_DAY} SELECT * FROM {BY_CLIENT_DAY}"
@@ -418,27 +425,27 @@ fn source_events(http: &Http, server: Server) -> Result<(), StoreError> {
             other => other?,
         }
     }
-    http.execute(&gateway_durations_view(Installs::detect(http)?))
+    http.execute(&gateway_durations_view(Layout::detect(http)?))
 }
 
 /// The durations of a gateway's `command` rows, written in the same
 /// INSERT as `rollups_mv`'s rows: rows of zero runs whose counts merge
 /// into the same keys (a set of installs it already has, times it already
 /// spans) and add only the durations.
-fn gateway_durations_view(installs: Installs) -> String {
+fn gateway_durations_view(layout: Layout) -> String {
     format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_gateway_durations_mv TO rollups AS {}",
-        gateway_durations_select("1", installs)
+        gateway_durations_select("1", layout)
     )
 }
 
 /// The gateway durations rows of the events `condition` selects.
-pub(super) fn gateway_durations_select(condition: &str, installs: Installs) -> String {
+pub(super) fn gateway_durations_select(condition: &str, layout: Layout) -> String {
     rollup_rows(
         ["toUInt64(0)"; 3],
         "[duration_bucket], [toUInt64(1)]",
         &format!("isNull(name) AND rk.kind = 'gateway.command' AND ({condition})"),
-        installs,
+        layout,
     )
 }
 
@@ -461,7 +468,7 @@ fn erasures_pending(http: &Http, _: Server) -> Result<(), StoreError> {
 fn named_events(http: &Http, _: Server) -> Result<(), StoreError> {
     http.execute(&format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollups_named_mv TO rollups AS {}",
-        rollups_select("isNotNull(name)", Installs::detect(http)?)
+        rollups_select("isNotNull(name)", Layout::detect(http)?)
     ))
 }
 
@@ -481,13 +488,13 @@ fn rollups_view_on_events(http: &Http, _: Server) -> Result<(), StoreError> {
         return Ok(());
     }
     http.execute("DROP TABLE IF EXISTS rollups_mv")?;
-    http.execute(&rollups_view(Installs::detect(http)?))
+    http.execute(&rollups_view(Layout::detect(http)?))
 }
 
 /// 8: the install numbers of exact install sets, in databases made with
 /// them (see `installs.rs`); those made before keep their hashes.
 fn number_installs(http: &Http, _: Server) -> Result<(), StoreError> {
-    if Installs::detect(http)? == Installs::Numbers {
+    if Layout::detect(http)?.installs == Installs::Numbers {
         for sql in NUMBER_TABLES {
             http.execute(sql)?;
         }
@@ -663,7 +670,7 @@ mod tests {
     fn insert(http: &Http, events: Vec<tally_protocol::StoredEvent>) {
         let mut writer = super::super::writer::ClickHouseWriter {
             http: http.clone(),
-            installs: Installs::detect(http).expect("installs"),
+            installs: Layout::detect(http).expect("layout").installs,
             numbering: Default::default(),
         };
         let new = writer.insert(&mut events.into()).expect("insert");
@@ -690,7 +697,7 @@ mod tests {
         http.execute_global("CREATE DATABASE legacy")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
-        create_tables_partitioned(&http, detected, Partition::ClientDay, Installs::Hashes)
+        create_tables_partitioned(&http, detected, Partition::ClientDay, Layout::FIRST)
             .expect("schema 1");
         http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
             .expect("versions");
@@ -743,7 +750,7 @@ mod tests {
         http.execute_global("CREATE DATABASE unsalted")
             .expect("database");
         let detected = Server::detect(&http).expect("version");
-        create_tables_partitioned(&http, detected, Partition::ClientDay, Installs::Hashes)
+        create_tables_partitioned(&http, detected, Partition::ClientDay, Layout::FIRST)
             .expect("schema 1");
         http.execute("CREATE TABLE tally_schema (version UInt32, applied_us Int64) ENGINE = MergeTree ORDER BY version")
             .expect("versions");

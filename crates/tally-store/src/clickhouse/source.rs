@@ -11,14 +11,14 @@ use tally_rollup::{Agg, Group, Histogram, Kind, Need, Part, Parts, Row, Source, 
 use time::OffsetDateTime;
 
 use super::http::{Http, quote};
-use super::installs::Installs;
+use super::layout::Layout;
 use super::schema::{gateway_durations_select, rollups_select};
 use super::writer::{EVENT_COLUMNS, NONE, from_row, stored_kind};
 use crate::StoreError;
 
 pub(super) struct ClickHouseSource<'a> {
     pub(super) http: &'a Http,
-    pub(super) installs: Installs,
+    pub(super) layout: Layout,
     /// Dense numbers for the installs this report has seen.
     pub(super) dense: Dense,
 }
@@ -107,11 +107,11 @@ impl ClickHouseSource<'_> {
             .join(", ");
         let (set, count) = match installs {
             InstallsSent::Skip => ("emptyArrayUInt64()", "toUInt64(0)"),
-            InstallsSent::Set => (self.installs.merged_set(), "toUInt64(0)"),
-            InstallsSent::Count => ("emptyArrayUInt64()", self.installs.merged_count()),
+            InstallsSent::Set => (self.layout.installs.merged_set(), "toUInt64(0)"),
+            InstallsSent::Count => ("emptyArrayUInt64()", self.layout.installs.merged_count()),
         };
         let durations = if durations {
-            "sumMapMerge(durations)"
+            self.layout.durations.merged()
         } else {
             "(emptyArrayUInt64(), emptyArrayUInt64())"
         };
@@ -126,7 +126,7 @@ impl ClickHouseSource<'_> {
                 {dims},
                 sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
                 minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
-                {set} AS install_set, {count} AS installs_n, {durations} AS durations
+                {set} AS install_set, {count} AS installs_n, {durations} AS histogram
              FROM ({}) GROUP BY {}",
             self.rows(filter, kind, days, edges),
             group_by.join(", "),
@@ -172,8 +172,8 @@ impl ClickHouseSource<'_> {
             );
             parts.push(format!(
                 "SELECT {ROLLUP_COLUMNS} FROM ({} UNION ALL {})",
-                rollups_select(&of_edge, self.installs),
-                gateway_durations_select(&of_edge, self.installs),
+                rollups_select(&of_edge, self.layout),
+                gateway_durations_select(&of_edge, self.layout),
             ));
         }
         parts.join(" UNION ALL ")
@@ -261,7 +261,7 @@ impl Source for ClickHouseSource<'_> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, {} AS install_key FROM events WHERE app = {}
              AND timestamp_us >= {from} AND timestamp_us < {to} LIMIT 1 BY id",
-            self.installs.key(),
+            self.layout.installs.key(),
             quote(app)
         );
         let events: Vec<(Event, u64)> = self
@@ -303,13 +303,13 @@ struct Stored {
     // Not named as a column: aliases are visible to the whole query.
     install_set: Vec<u64>,
     installs_n: u64,
-    durations: (Vec<u64>, Vec<u64>),
+    histogram: (Vec<u64>, Vec<u64>),
 }
 
 fn row(r: Stored, dense: &Dense) -> Result<(Row, u64), StoreError> {
     let dim = |d: String| (d != NONE).then_some(d);
     let mut durations = Histogram::default();
-    for (value, n) in r.durations.0.into_iter().zip(r.durations.1) {
+    for (value, n) in r.histogram.0.into_iter().zip(r.histogram.1) {
         durations.add(value, n);
     }
     let row = Row {
