@@ -71,37 +71,50 @@ enum InstallsSent {
 
 impl ClickHouseSource<'_> {
     /// The rollup rows of `kind` for the whole days `days` (first and last,
-    /// if any) and of the raw events in `edges`, merged by `by`: ClickHouse
-    /// merges what a report does not tell apart, install sets included,
-    /// which cuts what crosses the wire by as much. Parts not kept are sent
-    /// as constants (env as any value it has).
+    /// if any) and of the raw events in `edges`, merged each of the ways
+    /// in `groupings`, in that order: ClickHouse merges what a report does
+    /// not tell apart, install sets included, which cuts what crosses the
+    /// wire by as much. One query reads the rows once for all groupings
+    /// (each row taken once per grouping, told apart by its index `g`), so
+    /// their states are read and decoded once. Parts a grouping does not
+    /// keep are sent blank (env as any value it has).
     fn query(
         &self,
         filter: &Filter,
         kind: Kind,
-        by: Parts,
+        groupings: &[Parts],
         (installs, durations): (InstallsSent, bool),
         (days, edges): (Option<Days>, &[(i64, i64)]),
-    ) -> Result<Vec<(Row, u64)>, StoreError> {
-        let mut group_by = Vec::new();
-        let mut part = |kept: bool, column: &'static str, blank: &'static str| {
-            if kept {
-                group_by.push(column);
-                column
+    ) -> Result<Vec<Vec<(Row, u64)>>, StoreError> {
+        let mut group_by = vec!["g".to_owned()];
+        let mut key = |kept: &dyn Fn(Parts) -> bool, column: &str, blank: &str| {
+            let keeping: Vec<String> = (0..groupings.len())
+                .filter(|&i| kept(groupings[i]))
+                .map(|i| i.to_string())
+                .collect();
+            let key = if keeping.is_empty() {
+                return blank.to_owned();
+            } else if keeping.len() == groupings.len() {
+                column.to_owned()
             } else {
-                blank
-            }
+                format!("if(g IN ({}), {column}, {blank})", keeping.join(", "))
+            };
+            group_by.push(key.clone());
+            key
         };
-        let day = part(by.has(Part::Day), "day", "toDate(0)");
-        let version = part(by.has(Part::Version), "version", "''");
-        let os = part(by.has(Part::Os), "os", "''");
-        let env = part(by.has(Part::Env), "env", "any(env)");
-        let dims = ["d1", "d2", "d3", "d4"]
-            .into_iter()
-            .enumerate()
+        let day = key(&|by| by.has(Part::Day), "r_day", "toDate(0)");
+        let version = key(&|by| by.has(Part::Version), "r_version", "''");
+        let os = key(&|by| by.has(Part::Os), "r_os", "''");
+        key(&|by| by.has(Part::Env), "r_env", "''");
+        let dims = (0..4)
             // The stored columns d1..d4 are the dimensions' slots.
-            .map(|(slot, column)| {
-                format!("{} AS {column}", part(by.has_slot(slot), column, "'\\0'"))
+            .map(|slot| {
+                let dim = key(
+                    &|by| by.has_slot(slot),
+                    &format!("r_d{}", slot + 1),
+                    "'\\0'",
+                );
+                format!("{dim} AS d{}", slot + 1)
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -115,25 +128,29 @@ impl ClickHouseSource<'_> {
         } else {
             "(emptyArrayUInt64(), emptyArrayUInt64())"
         };
+        let each = (0..groupings.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         // The filter is applied inside, where the names are the table's
-        // columns rather than the aliases above; grouping by app when
-        // nothing else keeps an empty range from giving one row of zeros.
-        if group_by.is_empty() {
-            group_by.push("app");
-        }
+        // columns.
         let sql = format!(
-            "SELECT toUInt16({day}) AS n, {version} AS version, {os} AS os, {env} AS env,
-                {dims},
+            "SELECT toUInt8(g) AS grouping_index, toUInt16({day}) AS n, {version} AS version,
+                {os} AS os, any(r_env) AS env, {dims},
                 sumMerge(runs) AS runs, sumMerge(ok) AS ok, sumMerge(crashes) AS crashes,
                 minMerge(first_us) AS first_us, maxMerge(last_us) AS last_us,
                 {set} AS install_set, {count} AS installs_n, {durations} AS histogram
-             FROM ({}) GROUP BY {}",
+             FROM ({}) ARRAY JOIN [{each}] AS g GROUP BY {}",
             self.rows(filter, kind, days, edges),
             group_by.join(", "),
         );
-        let mut out = Vec::new();
+        let mut out = vec![Vec::new(); groupings.len()];
         self.http.each_row(&sql, |r: Stored| {
-            out.push(row(r, &self.dense)?);
+            let grouping = usize::from(r.grouping_index);
+            let row = row(r, &self.dense)?;
+            out.get_mut(grouping)
+                .ok_or_else(|| StoreError::Corrupt(format!("ClickHouse grouping {grouping}")))?
+                .push(row);
             Ok(())
         })?;
         Ok(out)
@@ -198,11 +215,13 @@ impl Source for ClickHouseSource<'_> {
         let rows = self.query(
             filter,
             need.kind,
-            need.parts(),
+            &[need.parts()],
             (installs, need.durations),
             (Some(days), &[]),
         )?;
-        rows.into_iter().try_for_each(|(row, _)| each(row))
+        rows.into_iter()
+            .flatten()
+            .try_for_each(|(row, _)| each(row))
     }
 
     // Answered by ClickHouse alone, with counts instead of sets: the raw
@@ -223,38 +242,21 @@ impl Source for ClickHouseSource<'_> {
         } else {
             InstallsSent::Skip
         };
-        let grouped = |by: Parts| -> Result<Vec<Group>, StoreError> {
-            let rows = self.query(
-                filter,
-                need.kind,
-                by,
-                (installs, need.durations),
-                (span.any_days.then_some(span.days), &span.edges),
-            )?;
-            Ok(rows
-                .into_iter()
-                .map(|(row, installs)| Group { row, installs })
-                .collect())
-        };
-        // One query per grouping, all at once: a report that groups five
-        // ways (platforms) waits for the slowest, not for the sum.
-        std::thread::scope(|scope| {
-            let asked: Vec<_> = need
-                .groupings
-                .iter()
-                .skip(1)
-                .map(|&by| scope.spawn(move || grouped(by)))
-                .collect();
-            let first = need.groupings.first().map(|&by| grouped(by));
-            first
-                .into_iter()
-                .chain(
-                    asked
-                        .into_iter()
-                        .map(|q| q.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-                )
-                .collect()
-        })
+        let groupings = self.query(
+            filter,
+            need.kind,
+            &need.groupings,
+            (installs, need.durations),
+            (span.any_days.then_some(span.days), &span.edges),
+        )?;
+        Ok(groupings
+            .into_iter()
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(row, installs)| Group { row, installs })
+                    .collect()
+            })
+            .collect())
     }
 
     fn events(&self, app: &str, from: i64, to: i64) -> Result<Vec<(Event, u32)>, StoreError> {
@@ -287,6 +289,7 @@ impl Source for ClickHouseSource<'_> {
 /// A merged rollup row as ClickHouse sends it.
 #[derive(serde::Deserialize)]
 struct Stored {
+    grouping_index: u8,
     n: u16,
     version: String,
     os: String,
@@ -333,11 +336,13 @@ fn row(r: Stored, dense: &Dense) -> Result<(Row, u64), StoreError> {
     Ok((row, r.installs_n))
 }
 
-/// The rollup rows' columns, strings as plain `String`: stored ones are
-/// `LowCardinality` from 19.9 on, those rolled up on the spot may not be,
-/// and servers before 20.7 find no common type for a UNION of both.
-const ROLLUP_COLUMNS: &str = "toString(app) AS app, toString(kind) AS kind, day, \
-    toString(version) AS version, toString(os) AS os, toString(env) AS env, d1, d2, d3, d4, \
+/// The rollup rows' columns, the key's named apart from the table's (so
+/// that the grouping keys made of them take the plain names), strings as
+/// plain `String`: stored ones are `LowCardinality` from 19.9 on, those
+/// rolled up on the spot may not be, and servers before 20.7 find no
+/// common type for a UNION of both.
+const ROLLUP_COLUMNS: &str = "day AS r_day, toString(version) AS r_version, toString(os) AS r_os, \
+    toString(env) AS r_env, d1 AS r_d1, d2 AS r_d2, d3 AS r_d3, d4 AS r_d4, \
     runs, ok, crashes, first_us, last_us, installs, durations";
 
 /// What selects the rows of `kind` that pass `f`, as SQL, where the kind
